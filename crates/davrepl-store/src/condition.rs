@@ -1,0 +1,223 @@
+//! Request conditions, evaluated by the store atomically with the write (design.md §3).
+//!
+//! The layer parses `If`, `If-Match` and `If-None-Match` into one [`Condition`]; every mutating
+//! store method takes it and calls [`Condition::evaluate`] with a view of the *current* state
+//! inside the same atomic step that performs the write. There is no check-then-write anywhere.
+
+use crate::path::ResourcePath;
+
+/// What a condition needs to know about one existing resource: its current tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tokens {
+    /// The current resourcetag.
+    pub resource_tag: String,
+    /// The current repl-uid (`rid:…`).
+    pub repl_uid: String,
+    /// The current contenttag (collections only).
+    pub content_tag: Option<String>,
+    /// The current strong ETag, with quotes.
+    pub etag: String,
+}
+
+/// One term of an `If` list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IfTerm {
+    /// A state token (`<rt:…>`, `<rid:…>`, `<ct:…>`, a lock token or any URI): true when it equals
+    /// the resource's resourcetag, repl-uid or contenttag.
+    Token(String),
+    /// An entity tag in `[...]`: true when it equals the resource's ETag (weakness ignored).
+    ETag(String),
+}
+
+/// One condition of an `If` list, possibly negated with `Not`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IfCondition {
+    /// `Not` was given.
+    pub negated: bool,
+    /// The term.
+    pub term: IfTerm,
+}
+
+/// Which resource an `If` list applies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IfResource {
+    /// An untagged list: the request target (the source, for MOVE and COPY).
+    Target,
+    /// A tagged list naming a resource of this store.
+    Path(ResourcePath),
+    /// A tagged list naming a resource outside this store: it never exists here.
+    Foreign,
+}
+
+/// One parenthesised list of an `If` header; its conditions are AND-ed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IfList {
+    /// The resource the list is evaluated against.
+    pub resource: IfResource,
+    /// The conditions (at least one).
+    pub conditions: Vec<IfCondition>,
+}
+
+/// `If-Match` / `If-None-Match` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntityMatch {
+    /// `*`: any current representation.
+    Any,
+    /// A list of entity tags (with quotes, possibly `W/`).
+    Tags(Vec<String>),
+}
+
+/// The combined precondition of one request. The default is "no condition".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Condition {
+    /// The `If` header's lists, OR-ed. Empty means no `If` header.
+    pub if_lists: Vec<IfList>,
+    /// `If-Match`.
+    pub if_match: Option<EntityMatch>,
+    /// `If-None-Match`.
+    pub if_none_match: Option<EntityMatch>,
+}
+
+fn strip_weak(tag: &str) -> &str {
+    tag.strip_prefix("W/").unwrap_or(tag)
+}
+
+impl IfCondition {
+    fn holds(&self, state: Option<&Tokens>) -> bool {
+        let matched = match (&self.term, state) {
+            (_, None) => false,
+            (IfTerm::Token(t), Some(s)) => {
+                *t == s.resource_tag || *t == s.repl_uid || s.content_tag.as_deref() == Some(t.as_str())
+            }
+            (IfTerm::ETag(e), Some(s)) => strip_weak(e) == s.etag,
+        };
+        matched != self.negated
+    }
+}
+
+impl Condition {
+    /// No condition at all.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Whether there is nothing to evaluate.
+    pub fn is_empty(&self) -> bool {
+        self.if_lists.is_empty() && self.if_match.is_none() && self.if_none_match.is_none()
+    }
+
+    /// A condition requiring that the target does not exist (`If-None-Match: *`).
+    pub fn create_only() -> Self {
+        Self { if_none_match: Some(EntityMatch::Any), ..Self::default() }
+    }
+
+    /// Evaluates the whole condition for a request on `target`. `lookup` returns the current
+    /// state of a path, or `None` if nothing exists there; the store calls this inside the
+    /// atomic step of the write. Returns `true` when the request may proceed.
+    pub fn evaluate(
+        &self,
+        target: &ResourcePath,
+        mut lookup: impl FnMut(&ResourcePath) -> Option<Tokens>,
+    ) -> bool {
+        let target_state = lookup(target);
+        let target_state = target_state.as_ref();
+        if let Some(m) = &self.if_match {
+            let ok = match (m, target_state) {
+                (_, None) => false,
+                (EntityMatch::Any, Some(_)) => true,
+                (EntityMatch::Tags(tags), Some(s)) => {
+                    // Strong comparison: weak tags never match.
+                    tags.iter().any(|t| !t.starts_with("W/") && *t == s.etag)
+                }
+            };
+            if !ok {
+                return false;
+            }
+        }
+        if let Some(m) = &self.if_none_match {
+            let matched = match (m, target_state) {
+                (_, None) => false,
+                (EntityMatch::Any, Some(_)) => true,
+                (EntityMatch::Tags(tags), Some(s)) => tags.iter().any(|t| strip_weak(t) == s.etag),
+            };
+            if matched {
+                return false;
+            }
+        }
+        if self.if_lists.is_empty() {
+            return true;
+        }
+        self.if_lists.iter().any(|list| {
+            let other;
+            let state = match &list.resource {
+                IfResource::Target => target_state,
+                IfResource::Path(p) if p == target => target_state,
+                IfResource::Path(p) => {
+                    other = lookup(p);
+                    other.as_ref()
+                }
+                IfResource::Foreign => None,
+            };
+            list.conditions.iter().all(|c| c.holds(state))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view() -> Tokens {
+        Tokens {
+            resource_tag: "rt:1".into(),
+            repl_uid: "rid:1".into(),
+            content_tag: None,
+            etag: "\"e1\"".into(),
+        }
+    }
+
+    fn list(terms: &[(bool, IfTerm)]) -> IfList {
+        IfList {
+            resource: IfResource::Target,
+            conditions: terms
+                .iter()
+                .map(|(n, t)| IfCondition { negated: *n, term: t.clone() })
+                .collect(),
+        }
+    }
+
+    fn eval(c: &Condition, exists: bool) -> bool {
+        let root = ResourcePath::root();
+        c.evaluate(&root, |_| exists.then(view))
+    }
+
+    #[test]
+    fn if_lists_or_and_not() {
+        let rt = IfTerm::Token("rt:1".into());
+        let bad = IfTerm::Token("rt:2".into());
+        let c = |lists| Condition { if_lists: lists, ..Condition::default() };
+        assert!(eval(&c(vec![list(&[(false, rt.clone())])]), true));
+        assert!(!eval(&c(vec![list(&[(false, rt.clone())])]), false));
+        assert!(!eval(&c(vec![list(&[(false, bad.clone())])]), true));
+        assert!(eval(&c(vec![list(&[(false, bad.clone())]), list(&[(false, rt.clone())])]), true));
+        assert!(!eval(&c(vec![list(&[(false, rt.clone()), (false, bad.clone())])]), true));
+        assert!(eval(&c(vec![list(&[(false, rt.clone()), (true, bad.clone())])]), true));
+        assert!(eval(&c(vec![list(&[(false, IfTerm::ETag("W/\"e1\"".into()))])]), true));
+        assert!(eval(&c(vec![list(&[(false, IfTerm::Token("rid:1".into()))])]), true));
+    }
+
+    #[test]
+    fn entity_matches() {
+        let im = |m| Condition { if_match: Some(m), ..Condition::default() };
+        let inm = |m| Condition { if_none_match: Some(m), ..Condition::default() };
+        assert!(eval(&im(EntityMatch::Any), true));
+        assert!(!eval(&im(EntityMatch::Any), false));
+        assert!(eval(&im(EntityMatch::Tags(vec!["\"e1\"".into()])), true));
+        assert!(!eval(&im(EntityMatch::Tags(vec!["W/\"e1\"".into()])), true));
+        assert!(!eval(&inm(EntityMatch::Any), true));
+        assert!(eval(&inm(EntityMatch::Any), false));
+        assert!(!eval(&inm(EntityMatch::Tags(vec!["W/\"e1\"".into()])), true));
+        assert!(eval(&Condition::none(), false));
+    }
+}

@@ -1,0 +1,159 @@
+//! The storage contract of davrepl.
+//!
+//! A [`ReplStore`] holds a tree of resources (collections and items) and a **store-wide change
+//! log**. Every mutation is one atomic step that:
+//!
+//! 1. evaluates the request's [`Condition`] against the current state (compare-and-swap:
+//!    two concurrent writers conditioned on the same resourcetag give exactly one winner),
+//! 2. applies the change, and
+//! 3. assigns the next change sequence number(s) — one per affected resource — recording an
+//!    upsert, or a tombstone for a resource that left a path.
+//!
+//! The change log is **gap-free**: once any reader has seen sequence number `N`, no change with a
+//! smaller number may become visible later. Manifests rely on this; a gap would make every client
+//! silently skip a change.
+//!
+//! Tokens are derived from the log: a resource's **resourcetag** names its repl-uid and the
+//! sequence number of its last change; a collection's **contenttag** names the last change of
+//! its direct membership. See [`tags`].
+//!
+//! The crate has no HTTP types. [`MemStore`] is the in-memory implementation; the
+//! `davrepl-testkit` crate holds the conformance cases every store must pass.
+//!
+//! ```
+//! use davrepl_store::{MemStore, ReplStore, ResourcePath, Condition};
+//! # tokio_test_block(async {
+//! let store = MemStore::new();
+//! let docs = ResourcePath::parse("/docs").unwrap();
+//! let made = store.create_collection(&docs, &Condition::none()).await.unwrap();
+//! assert!(made.meta.is_collection());
+//! assert!(made.meta.resource_tag().starts_with("rt:"));
+//! # });
+//! # fn tokio_test_block(f: impl std::future::Future<Output = ()>) {
+//! #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+//! # }
+//! ```
+
+mod condition;
+mod error;
+mod memory;
+mod path;
+pub mod tags;
+mod types;
+
+use std::future::Future;
+use std::time::SystemTime;
+
+pub use condition::{Condition, EntityMatch, IfCondition, IfList, IfResource, IfTerm, Tokens};
+pub use error::{BoxError, ErrorKind, StoreError, StoreResult};
+pub use memory::{MemStore, Transform};
+pub use path::{PathError, ResourcePath};
+pub use tags::{ReplUid, Seq, StoreId};
+pub use types::{
+    ByteRange, ByteStream, Capabilities, Change, ChangeKind, ChangePage, ChangesQuery, DeadProp,
+    Depth, Entry, ListOptions, Listing, Meta, PropName, PropPatch, PurgeReport, PutOptions,
+    ResourceKind, TransferOptions, WriteOutcome,
+};
+
+/// A secret shared by every node that serves one store (collblob signatures).
+pub type Secret = [u8; 32];
+
+/// The storage contract. See the crate docs for the model.
+///
+/// Every method returns a `Send` future so the layer works under axum, hyper and
+/// `tokio::spawn`; implementations may use `async fn`. Blocking backends must move their work
+/// off the async runtime (e.g. `spawn_blocking`).
+///
+/// Mutating methods take a [`Condition`] and must evaluate it **inside the same atomic step**
+/// as the write, failing with [`ErrorKind::PreconditionFailed`] and no side effect when it is
+/// false. The root collection `/` always exists.
+pub trait ReplStore: Send + Sync + 'static {
+    /// The store's identity (part of every repl-uid and resourcetag).
+    fn store_id(&self) -> StoreId;
+
+    /// What the store supports.
+    fn capabilities(&self) -> Capabilities;
+
+    /// The per-store secret used to sign collblobs; the same on every node sharing the store
+    /// and across restarts.
+    fn secret(&self) -> impl Future<Output = StoreResult<Secret>> + Send;
+
+    /// Metadata of one resource ([`ErrorKind::NotFound`] if absent).
+    fn head(&self, path: &ResourcePath) -> impl Future<Output = StoreResult<Meta>> + Send;
+
+    /// Metadata and dead properties of one resource, read consistently.
+    fn props(&self, path: &ResourcePath) -> impl Future<Output = StoreResult<Entry>> + Send;
+
+    /// Members of a collection in path order, a page at a time
+    /// ([`ErrorKind::NotCollection`] on an item).
+    fn list(
+        &self,
+        path: &ResourcePath,
+        opts: ListOptions,
+    ) -> impl Future<Output = StoreResult<Listing>> + Send;
+
+    /// Content of an item (optionally one byte range), with the metadata of the very state the
+    /// bytes belong to. [`ErrorKind::IsCollection`] on a collection.
+    fn read(
+        &self,
+        path: &ResourcePath,
+        range: Option<ByteRange>,
+    ) -> impl Future<Output = StoreResult<(Meta, ByteStream)>> + Send;
+
+    /// Creates or replaces an item with the content of `body`. If reading `body` fails or it
+    /// exceeds [`PutOptions::max_len`], nothing is written.
+    fn put(
+        &self,
+        path: &ResourcePath,
+        body: ByteStream,
+        opts: PutOptions,
+    ) -> impl Future<Output = StoreResult<WriteOutcome>> + Send;
+
+    /// Creates a collection ([`ErrorKind::AlreadyExists`] if anything is there).
+    fn create_collection(
+        &self,
+        path: &ResourcePath,
+        cond: &Condition,
+    ) -> impl Future<Output = StoreResult<WriteOutcome>> + Send;
+
+    /// Deletes a resource and, for a collection, everything below it, leaving a tombstone for
+    /// each. Returns the state the resource had.
+    fn delete(
+        &self,
+        path: &ResourcePath,
+        cond: &Condition,
+    ) -> impl Future<Output = StoreResult<Meta>> + Send;
+
+    /// Copies `from` to `to` (new repl-uids for every copy). With `overwrite`, an existing
+    /// destination is deleted in the same atomic step.
+    fn copy(
+        &self,
+        from: &ResourcePath,
+        to: &ResourcePath,
+        opts: TransferOptions,
+    ) -> impl Future<Output = StoreResult<WriteOutcome>> + Send;
+
+    /// Moves `from` (and everything below it) to `to`, keeping repl-uids. Leaves a tombstone at
+    /// every old path and an upsert at every new one, the tombstone first.
+    fn rename(
+        &self,
+        from: &ResourcePath,
+        to: &ResourcePath,
+        opts: TransferOptions,
+    ) -> impl Future<Output = StoreResult<WriteOutcome>> + Send;
+
+    /// Applies dead-property changes in order, all or nothing.
+    fn patch_props(
+        &self,
+        path: &ResourcePath,
+        patch: Vec<PropPatch>,
+        cond: &Condition,
+    ) -> impl Future<Output = StoreResult<WriteOutcome>> + Send;
+
+    /// Rows of the change log in scope, in ascending sequence order; cost proportional to the
+    /// number of changes since `query.since`, not to the size of the scope.
+    fn changes(&self, query: ChangesQuery) -> impl Future<Output = StoreResult<ChangePage>> + Send;
+
+    /// Purges tombstones recorded before `before` and raises the low-water mark accordingly.
+    fn purge(&self, before: SystemTime) -> impl Future<Output = StoreResult<PurgeReport>> + Send;
+}

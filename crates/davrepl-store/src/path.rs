@@ -1,0 +1,223 @@
+//! Normalised resource paths inside a store.
+
+use std::fmt;
+
+/// Why a string is not a valid [`ResourcePath`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PathError {
+    /// The path does not start with `/`.
+    #[error("path must start with '/'")]
+    NotAbsolute,
+    /// A segment is `.` or `..`.
+    #[error("path segment '.' or '..' is not allowed")]
+    DotSegment,
+    /// A segment contains a NUL byte or a `/` that came from decoding.
+    #[error("path segment contains a forbidden character")]
+    ForbiddenChar,
+    /// The path is longer than the caller allows.
+    #[error("path is too long")]
+    TooLong,
+}
+
+/// A decoded, normalised path of a resource inside a store.
+///
+/// Invariants: it starts with `/`; the root is `/`; no other path ends with `/`; no segment is
+/// empty, `.` or `..`, and no segment contains NUL. Paths compare and sort as strings, so a
+/// collection always sorts before its descendants.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ResourcePath(String);
+
+impl ResourcePath {
+    /// The root collection, `/`.
+    pub fn root() -> Self {
+        Self("/".to_owned())
+    }
+
+    /// Parses a decoded path. Empty segments (`//`) and a trailing `/` are folded away.
+    pub fn parse(path: &str) -> Result<Self, PathError> {
+        if !path.starts_with('/') {
+            return Err(PathError::NotAbsolute);
+        }
+        let mut out = String::with_capacity(path.len());
+        for seg in path.split('/').filter(|s| !s.is_empty()) {
+            Self::check_segment(seg)?;
+            out.push('/');
+            out.push_str(seg);
+        }
+        if out.is_empty() {
+            out.push('/');
+        }
+        Ok(Self(out))
+    }
+
+    fn check_segment(seg: &str) -> Result<(), PathError> {
+        if seg == "." || seg == ".." {
+            return Err(PathError::DotSegment);
+        }
+        if seg.contains(['\0', '/']) {
+            return Err(PathError::ForbiddenChar);
+        }
+        Ok(())
+    }
+
+    /// The path as a string (`/a/b`).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether this is the root collection.
+    pub fn is_root(&self) -> bool {
+        self.0.len() == 1
+    }
+
+    /// The parent collection, or `None` for the root.
+    pub fn parent(&self) -> Option<ResourcePath> {
+        if self.is_root() {
+            return None;
+        }
+        let idx = self.0.rfind('/').unwrap_or(0);
+        Some(if idx == 0 {
+            Self::root()
+        } else {
+            Self(self.0[..idx].to_owned())
+        })
+    }
+
+    /// The last segment (empty for the root).
+    pub fn name(&self) -> &str {
+        let idx = self.0.rfind('/').unwrap_or(0);
+        &self.0[idx + 1..]
+    }
+
+    /// The child named `name` (one segment).
+    pub fn join(&self, name: &str) -> Result<ResourcePath, PathError> {
+        if name.is_empty() {
+            return Err(PathError::ForbiddenChar);
+        }
+        Self::check_segment(name)?;
+        let mut s = String::with_capacity(self.0.len() + name.len() + 1);
+        if !self.is_root() {
+            s.push_str(&self.0);
+        }
+        s.push('/');
+        s.push_str(name);
+        Ok(Self(s))
+    }
+
+    /// The prefix every descendant's path starts with (`/a/` for `/a`, `/` for the root).
+    pub fn descendant_prefix(&self) -> String {
+        if self.is_root() { self.0.clone() } else { format!("{}/", self.0) }
+    }
+
+    /// Whether `self` is `ancestor` or lies below it (segment-aware).
+    pub fn is_within(&self, ancestor: &ResourcePath) -> bool {
+        if ancestor.is_root() {
+            return true;
+        }
+        self.0 == ancestor.0
+            || (self.0.starts_with(&ancestor.0) && self.0.as_bytes()[ancestor.0.len()] == b'/')
+    }
+
+    /// Whether `self` lies strictly below `ancestor`.
+    pub fn is_strictly_within(&self, ancestor: &ResourcePath) -> bool {
+        self != ancestor && self.is_within(ancestor)
+    }
+
+    /// Number of segments (0 for the root).
+    pub fn depth(&self) -> usize {
+        if self.is_root() {
+            0
+        } else {
+            self.0.matches('/').count()
+        }
+    }
+
+    /// The segments, in order.
+    pub fn segments(&self) -> impl Iterator<Item = &str> {
+        self.0.split('/').filter(|s| !s.is_empty())
+    }
+
+    /// Moves `self` from below `from` to below `to`: `/a/x/y` rebased from `/a` to `/b` is
+    /// `/b/x/y`. Returns `None` if `self` is not within `from`.
+    pub fn rebase(&self, from: &ResourcePath, to: &ResourcePath) -> Option<ResourcePath> {
+        if !self.is_within(from) {
+            return None;
+        }
+        let rest = if from.is_root() {
+            &self.0[..]
+        } else {
+            &self.0[from.0.len()..]
+        };
+        if rest.is_empty() || rest == "/" {
+            return Some(to.clone());
+        }
+        let mut s = String::with_capacity(to.0.len() + rest.len());
+        if !to.is_root() {
+            s.push_str(&to.0);
+        }
+        s.push_str(rest);
+        Some(Self(s))
+    }
+}
+
+impl fmt::Display for ResourcePath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for ResourcePath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+// Sound because `Ord`, `Eq` and `Hash` are derived from the inner `String`, which agree with
+// those of `str`.
+impl std::borrow::Borrow<str> for ResourcePath {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for ResourcePath {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> ResourcePath {
+        ResourcePath::parse(s).unwrap()
+    }
+
+    #[test]
+    fn normalises_and_rejects() {
+        assert_eq!(p("/a//b/").as_str(), "/a/b");
+        assert_eq!(p("/").as_str(), "/");
+        assert_eq!(p("//").as_str(), "/");
+        assert_eq!(ResourcePath::parse("a"), Err(PathError::NotAbsolute));
+        assert_eq!(ResourcePath::parse("/a/../b"), Err(PathError::DotSegment));
+        assert_eq!(ResourcePath::parse("/a/\0"), Err(PathError::ForbiddenChar));
+    }
+
+    #[test]
+    fn family() {
+        assert_eq!(p("/a/b").parent(), Some(p("/a")));
+        assert_eq!(p("/a").parent(), Some(ResourcePath::root()));
+        assert_eq!(ResourcePath::root().parent(), None);
+        assert_eq!(p("/a/b").name(), "b");
+        assert!(p("/a/b").is_within(&p("/a")));
+        assert!(!p("/ab").is_within(&p("/a")));
+        assert!(p("/ab").is_within(&ResourcePath::root()));
+        assert_eq!(p("/a/x/y").rebase(&p("/a"), &p("/b/c")), Some(p("/b/c/x/y")));
+        assert_eq!(p("/a").rebase(&p("/a"), &p("/z")), Some(p("/z")));
+        assert_eq!(p("/a").rebase(&ResourcePath::root(), &p("/z")), Some(p("/z/a")));
+        assert_eq!(p("/a/b").depth(), 2);
+        assert_eq!(ResourcePath::root().join("x").unwrap(), p("/x"));
+    }
+}

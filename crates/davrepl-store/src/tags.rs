@@ -1,0 +1,186 @@
+//! Identities and version tokens: store id, repl-uid, resourcetag, contenttag and ETag.
+//!
+//! Layout (design.md §2): a repl-uid is the 16-byte store id followed by a 6-byte creation
+//! counter; a change key is the store id followed by the 6-byte change sequence number. A
+//! resourcetag is `rt:` + hex(repl-uid) + hex(change key) (88 hex digits), so it names both the
+//! resource and its state, and is never reused for another state or another resource.
+
+use std::fmt::{self, Write as _};
+
+/// A store-wide change sequence number. Only the low 48 bits are used in tokens.
+pub type Seq = u64;
+
+/// The largest sequence number that fits in a 6-byte change key.
+pub const MAX_SEQ: Seq = (1 << 48) - 1;
+
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    for b in bytes {
+        // Writing to a String cannot fail.
+        let _ = write!(out, "{b:02x}");
+    }
+}
+
+fn parse_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
+    if s.len() != N * 2 || !s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, chunk) in s.as_bytes().chunks(2).enumerate() {
+        let hi = (chunk[0] as char).to_digit(16)?;
+        let lo = (chunk[1] as char).to_digit(16)?;
+        out[i] = (hi * 16 + lo) as u8;
+    }
+    Some(out)
+}
+
+fn seq_bytes(seq: Seq) -> [u8; 6] {
+    let b = seq.to_be_bytes();
+    [b[2], b[3], b[4], b[5], b[6], b[7]]
+}
+
+/// The identity of one store (16 random bytes, fixed when the store is created).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StoreId(pub [u8; 16]);
+
+impl StoreId {
+    /// A fresh random store id.
+    pub fn random() -> Self {
+        let mut b = [0u8; 16];
+        // The OS random source is always available on supported targets; a failure here would
+        // make every store id predictable, so refuse to continue.
+        getrandom::fill(&mut b).expect("operating system random source is unavailable");
+        Self(b)
+    }
+
+    /// Lowercase hex (32 digits).
+    pub fn to_hex(&self) -> String {
+        let mut s = String::with_capacity(32);
+        push_hex(&mut s, &self.0);
+        s
+    }
+
+    /// Parses 32 lowercase hex digits.
+    pub fn from_hex(s: &str) -> Option<Self> {
+        parse_hex::<16>(s).map(Self)
+    }
+}
+
+impl fmt::Debug for StoreId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StoreId({})", self.to_hex())
+    }
+}
+
+/// A resource's permanent identity (`rid:` + 44 hex digits): store id + creation counter.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ReplUid(pub [u8; 22]);
+
+impl ReplUid {
+    /// The repl-uid made by `store` for its `counter`-th created resource.
+    pub fn new(store: StoreId, counter: u64) -> Self {
+        let mut b = [0u8; 22];
+        b[..16].copy_from_slice(&store.0);
+        b[16..].copy_from_slice(&seq_bytes(counter));
+        Self(b)
+    }
+
+    /// The 44 hex digits without the `rid:` prefix.
+    pub fn to_hex(&self) -> String {
+        let mut s = String::with_capacity(44);
+        push_hex(&mut s, &self.0);
+        s
+    }
+
+    /// Parses `rid:` + 44 lowercase hex digits.
+    pub fn parse(token: &str) -> Option<Self> {
+        parse_hex::<22>(token.strip_prefix("rid:")?).map(Self)
+    }
+
+    /// The creation counter part.
+    pub fn counter(&self) -> u64 {
+        let mut b = [0u8; 8];
+        b[2..].copy_from_slice(&self.0[16..]);
+        u64::from_be_bytes(b)
+    }
+}
+
+impl fmt::Display for ReplUid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("rid:")?;
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for ReplUid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Formats a resourcetag: `rt:` + hex(repl-uid) + hex(store id + change sequence).
+pub fn resource_tag(rid: &ReplUid, store: &StoreId, version: Seq) -> String {
+    let mut s = String::with_capacity(91);
+    s.push_str("rt:");
+    push_hex(&mut s, &rid.0);
+    push_hex(&mut s, &store.0);
+    push_hex(&mut s, &seq_bytes(version));
+    s
+}
+
+/// Formats a contenttag: `ct:` + hex(repl-uid) + hex(store id + content sequence).
+pub fn content_tag(rid: &ReplUid, store: &StoreId, content_version: Seq) -> String {
+    let mut s = String::with_capacity(91);
+    s.push_str("ct:");
+    push_hex(&mut s, &rid.0);
+    push_hex(&mut s, &store.0);
+    push_hex(&mut s, &seq_bytes(content_version));
+    s
+}
+
+/// Splits a resourcetag into (repl-uid, change sequence). `None` if it is not one of ours in
+/// shape (foreign or toy tags are simply never equal to a current tag).
+pub fn parse_resource_tag(tag: &str) -> Option<(ReplUid, StoreId, Seq)> {
+    let hex = tag.strip_prefix("rt:")?;
+    if hex.len() != 88 {
+        return None;
+    }
+    let rid = parse_hex::<22>(&hex[..44])?;
+    let store = parse_hex::<16>(&hex[44..76])?;
+    let seq = parse_hex::<6>(&hex[76..])?;
+    let mut b = [0u8; 8];
+    b[2..].copy_from_slice(&seq);
+    Some((ReplUid(rid), StoreId(store), u64::from_be_bytes(b)))
+}
+
+/// Formats the strong ETag (with quotes) of a resource state: derived from the same change key
+/// as the resourcetag, so `If-Match` gives the same guarantee as `If: (<rt:…>)`.
+pub fn etag(rid: &ReplUid, version: Seq) -> String {
+    let mut s = String::with_capacity(60);
+    s.push('"');
+    push_hex(&mut s, &rid.0[16..]);
+    s.push('-');
+    push_hex(&mut s, &seq_bytes(version));
+    s.push('"');
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes() {
+        let store = StoreId([0xab; 16]);
+        let rid = ReplUid::new(store, 7);
+        let rid_s = rid.to_string();
+        assert_eq!(rid_s.len(), 4 + 44);
+        assert_eq!(ReplUid::parse(&rid_s), Some(rid));
+        assert_eq!(rid.counter(), 7);
+        let rt = resource_tag(&rid, &store, 99);
+        assert_eq!(rt.len(), 3 + 88);
+        assert_eq!(parse_resource_tag(&rt), Some((rid, store, 99)));
+        assert_eq!(parse_resource_tag("rt:doc1-01"), None);
+        assert!(ReplUid::parse(&rid_s.to_uppercase()).is_none());
+        assert_ne!(etag(&rid, 1), etag(&rid, 2));
+    }
+}

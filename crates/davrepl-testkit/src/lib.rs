@@ -1,0 +1,49 @@
+//! Conformance cases every [`ReplStore`] must pass.
+//!
+//! Each case is a `pub async fn(&S)` in [`cases`]; the [`conformance!`] macro expands into one
+//! `#[tokio::test]` per case, so a backend crate runs the whole contract with one line in its
+//! `tests/` folder:
+//!
+//! ```ignore
+//! davrepl_testkit::conformance!(davrepl_store::MemStore::new());
+//! // or, for a store that is built asynchronously:
+//! davrepl_testkit::conformance!(@future my_store::open_for_tests());
+//! ```
+//!
+//! The expression is evaluated once per case, so every case gets a fresh store. The API of this
+//! crate is not covered by semver: cases are added as the contract grows.
+
+pub mod cases;
+mod helpers;
+
+pub use helpers::*;
+
+/// Expands into one `#[tokio::test]` per conformance case. See the crate docs.
+#[macro_export]
+macro_rules! conformance {
+    (@future $make:expr) => {
+        $crate::conformance!(@cases $make;
+            crud_item, put_needs_parent, put_onto_collection_fails, mkcol_rules, read_range,
+            list_depths_and_pages, delete_tree_leaves_tombstones, root_is_immutable,
+            move_keeps_repl_uid, move_and_copy_overwrite, copy_makes_new_repl_uid,
+            copy_depth_zero, transfer_onto_itself_fails, recreate_gets_new_repl_uid,
+            every_mutation_bumps_version_and_logs, content_tag_follows_membership,
+            dead_properties, low_water_mark, conditions_if_header, conditions_entity_tags,
+            failed_condition_has_no_side_effect, changes_scope_and_paging,
+            superseded_changes_reported_once, aborted_body_writes_nothing, too_large_writes_nothing,
+            secret_is_stable, cas_race_single_winner, cas_race_no_lost_update, gap_free_feed
+        );
+    };
+    (@cases $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let store = $make.await;
+                $crate::cases::$case(&store).await;
+            }
+        )*
+    };
+    ($make:expr) => {
+        $crate::conformance!(@future async { $make });
+    };
+}

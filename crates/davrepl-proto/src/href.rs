@@ -1,0 +1,172 @@
+//! Request paths and hrefs under a mount prefix.
+
+use davrepl_store::{PathError, ResourcePath};
+use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
+
+/// Why a request path or href cannot name a resource.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HrefError {
+    /// It does not lie under the mount prefix.
+    #[error("path is outside the mount prefix")]
+    OutsideMount,
+    /// Percent-decoding gave invalid UTF-8.
+    #[error("path is not valid UTF-8 after percent-decoding")]
+    NotUtf8,
+    /// An encoded `/` (`%2F`) inside a segment.
+    #[error("encoded '/' in a path segment is not allowed")]
+    EncodedSlash,
+    /// A malformed absolute URI.
+    #[error("malformed URI")]
+    BadUri,
+    /// The decoded path is not acceptable.
+    #[error(transparent)]
+    Path(#[from] PathError),
+}
+
+/// Characters escaped in hrefs we emit: controls, space and the characters with a meaning in
+/// URIs or XML, so hrefs survive any client's parser.
+const SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'&')
+    .add(b'\'')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'[')
+    .add(b'\\')
+    .add(b']')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}')
+    .add(b'/');
+
+/// A normalised mount prefix such as `/` or `/dav`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    prefix: String,
+}
+
+impl Mount {
+    /// Builds a mount from a prefix like `/dav`, `/dav/` or `/`.
+    pub fn new(prefix: &str) -> Self {
+        let trimmed = prefix.trim_matches('/');
+        let prefix = if trimmed.is_empty() { String::new() } else { format!("/{trimmed}") };
+        Self { prefix }
+    }
+
+    /// The prefix without trailing slash (empty for the root mount).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Whether a raw (still encoded) request path belongs to this mount. Cheap: used to route.
+    pub fn contains(&self, raw_path: &str) -> bool {
+        if self.prefix.is_empty() {
+            return true;
+        }
+        raw_path.strip_prefix(&self.prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    }
+
+    /// Decodes a raw request path (no query) into a store path.
+    pub fn resolve(&self, raw_path: &str) -> Result<ResourcePath, HrefError> {
+        let rest = if self.prefix.is_empty() {
+            raw_path
+        } else {
+            match raw_path.strip_prefix(&self.prefix) {
+                Some(r) if r.is_empty() || r.starts_with('/') => r,
+                _ => return Err(HrefError::OutsideMount),
+            }
+        };
+        let mut decoded = String::with_capacity(rest.len() + 1);
+        decoded.push('/');
+        for seg in rest.split('/').filter(|s| !s.is_empty()) {
+            let seg = percent_decode_str(seg).decode_utf8().map_err(|_| HrefError::NotUtf8)?;
+            if seg.contains('/') {
+                return Err(HrefError::EncodedSlash);
+            }
+            if !decoded.ends_with('/') {
+                decoded.push('/');
+            }
+            decoded.push_str(&seg);
+        }
+        Ok(ResourcePath::parse(&decoded)?)
+    }
+
+    /// Resolves an href from a request body or header: an absolute URI (its path is used; the
+    /// caller checks the authority with [`split_absolute`]) or an absolute path.
+    pub fn resolve_href(&self, href: &str) -> Result<ResourcePath, HrefError> {
+        let path = match split_absolute(href) {
+            Some((_, path)) => path,
+            None if href.starts_with('/') => href,
+            None => return Err(HrefError::BadUri),
+        };
+        let path = path.split(['?', '#']).next().unwrap_or("");
+        self.resolve(if path.is_empty() { "/" } else { path })
+    }
+
+    /// The encoded href of a store path, with a trailing `/` for collections.
+    pub fn href(&self, path: &ResourcePath, collection: bool) -> String {
+        let mut out = String::with_capacity(self.prefix.len() + path.as_str().len() + 8);
+        out.push_str(&self.prefix);
+        for seg in path.segments() {
+            out.push('/');
+            out.extend(utf8_percent_encode(seg, SEGMENT));
+        }
+        if collection || out.is_empty() {
+            out.push('/');
+        }
+        out
+    }
+}
+
+/// Splits `scheme://authority/path` into (authority, path). `None` if `uri` is not absolute.
+pub fn split_absolute(uri: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = uri.split_once("://")?;
+    if scheme.is_empty() || !scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b)) {
+        return None;
+    }
+    match rest.find('/') {
+        Some(i) => Some((&rest[..i], &rest[i..])),
+        None => Some((rest, "/")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolve_under_prefix() {
+        let m = Mount::new("/dav/");
+        assert!(m.contains("/dav"));
+        assert!(m.contains("/dav/x"));
+        assert!(!m.contains("/davx"));
+        assert_eq!(m.resolve("/dav/a%20b/c").unwrap().as_str(), "/a b/c");
+        assert_eq!(m.resolve("/dav").unwrap().as_str(), "/");
+        assert_eq!(m.resolve("/other"), Err(HrefError::OutsideMount));
+        assert_eq!(m.resolve("/dav/a%2Fb"), Err(HrefError::EncodedSlash));
+        assert!(matches!(m.resolve("/dav/%2e%2e/x"), Err(HrefError::Path(_))));
+        assert_eq!(m.resolve("/dav/%ff"), Err(HrefError::NotUtf8));
+        assert!(matches!(m.resolve("/dav/a%00"), Err(HrefError::Path(_))));
+    }
+
+    #[test]
+    fn hrefs_round_trip() {
+        let m = Mount::new("/dav");
+        let p = ResourcePath::parse("/a b/ü#?%").unwrap();
+        let h = m.href(&p, false);
+        assert_eq!(h, "/dav/a%20b/%C3%BC%23%3F%25");
+        assert_eq!(m.resolve(&h).unwrap(), p);
+        assert_eq!(m.href(&ResourcePath::root(), true), "/dav/");
+        assert_eq!(Mount::new("/").href(&ResourcePath::root(), true), "/");
+        assert_eq!(m.resolve_href("http://h:1/dav/x?q").unwrap().as_str(), "/x");
+        assert_eq!(split_absolute("http://h/p"), Some(("h", "/p")));
+        assert_eq!(split_absolute("/p"), None);
+    }
+}

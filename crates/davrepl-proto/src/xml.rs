@@ -1,0 +1,439 @@
+//! XML request parsing (on `xmltree`) and the escaping response writer.
+//!
+//! Requests are parsed whole (they are small and size-limited); before parsing, any document
+//! type declaration is refused, so no entity is ever defined, expanded or fetched. Responses
+//! are written through [`XmlWriter`], never with `format!`, so escaping is structural.
+
+use bytes::{Bytes, BytesMut};
+use davrepl_store::PropName;
+use xmltree::{Element, XMLNode};
+
+use crate::DAV_NS;
+
+/// Limits applied while parsing a request body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct XmlLimits {
+    /// Largest body in bytes.
+    pub max_bytes: usize,
+    /// Deepest element nesting.
+    pub max_depth: usize,
+    /// Most elements in one document.
+    pub max_elements: usize,
+}
+
+impl Default for XmlLimits {
+    fn default() -> Self {
+        Self { max_bytes: 1 << 20, max_depth: 64, max_elements: 10_000 }
+    }
+}
+
+/// Why a request body was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum XmlError {
+    /// Not well-formed (or not namespace-well-formed) XML.
+    #[error("malformed XML: {0}")]
+    Malformed(String),
+    /// A document type declaration; never accepted (entity attacks).
+    #[error("document type declarations are not allowed")]
+    Doctype,
+    /// Over [`XmlLimits::max_bytes`].
+    #[error("XML body larger than {0} bytes")]
+    TooLarge(usize),
+    /// Over [`XmlLimits::max_depth`] or [`XmlLimits::max_elements`].
+    #[error("XML body too complex: {0}")]
+    TooComplex(String),
+    /// Well-formed, but not the expected document.
+    #[error("unexpected XML: {0}")]
+    Unexpected(String),
+}
+
+fn is_dav(e: &Element, local: &str) -> bool {
+    e.namespace.as_deref() == Some(DAV_NS) && e.name == local
+}
+
+fn child_elements(e: &Element) -> impl Iterator<Item = &Element> {
+    e.children.iter().filter_map(XMLNode::as_element)
+}
+
+/// The name of an element as a property name.
+pub fn prop_name(e: &Element) -> PropName {
+    PropName::new(e.namespace.clone().unwrap_or_default(), e.name.clone())
+}
+
+/// Parses a request body into its root element, enforcing `limits`.
+pub fn parse_document(body: &[u8], limits: &XmlLimits) -> Result<Element, XmlError> {
+    if body.len() > limits.max_bytes {
+        return Err(XmlError::TooLarge(limits.max_bytes));
+    }
+    if body.windows(9).any(|w| w.eq_ignore_ascii_case(b"<!DOCTYPE")) || body.windows(8).any(|w| w == b"<!ENTITY") {
+        return Err(XmlError::Doctype);
+    }
+    std::str::from_utf8(body).map_err(|e| XmlError::Malformed(format!("invalid UTF-8: {e}")))?;
+    let mut config = xmltree::ParserConfig::new().trim_whitespace(false).whitespace_to_characters(true);
+    config.max_entity_expansion_length = 0;
+    let nodes = Element::parse_all_with_config(body, config).map_err(|e| XmlError::Malformed(e.to_string()))?;
+    let root = nodes
+        .into_iter()
+        .find_map(|n| match n {
+            XMLNode::Element(e) => Some(e),
+            _ => None,
+        })
+        .ok_or_else(|| XmlError::Malformed("no root element".into()))?;
+    let mut count = 0;
+    check_shape(&root, 1, limits, &mut count)?;
+    Ok(root)
+}
+
+fn check_shape(e: &Element, depth: usize, limits: &XmlLimits, count: &mut usize) -> Result<(), XmlError> {
+    *count += 1;
+    if depth > limits.max_depth {
+        return Err(XmlError::TooComplex(format!("nesting deeper than {}", limits.max_depth)));
+    }
+    if *count > limits.max_elements {
+        return Err(XmlError::TooComplex(format!("more than {} elements", limits.max_elements)));
+    }
+    if let Some(ns) = &e.namespaces {
+        // `xmlns:p=""` is not namespace-well-formed (Namespaces in XML 1.0, NSC: No Prefix
+        // Undeclaring); refuse it rather than guess.
+        if ns.0.iter().any(|(p, uri)| !p.is_empty() && uri.is_empty() && p != "xmlns" && p != "xml") {
+            return Err(XmlError::Malformed("a namespace prefix is bound to the empty URI".into()));
+        }
+    }
+    for c in child_elements(e) {
+        check_shape(c, depth + 1, limits, count)?;
+    }
+    Ok(())
+}
+
+/// What a PROPFIND asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PropfindKind {
+    /// `allprop` (also an empty body), with any `include`d names.
+    AllProp(Vec<PropName>),
+    /// `propname`.
+    PropName,
+    /// `prop` with these names.
+    Prop(Vec<PropName>),
+}
+
+/// A parsed PROPFIND body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Propfind {
+    /// What to report.
+    pub kind: PropfindKind,
+    /// The root element, for extensions (the replication `repl` child).
+    pub root: Option<Element>,
+}
+
+/// Parses a PROPFIND body; an empty body means `allprop`.
+pub fn parse_propfind(body: &[u8], limits: &XmlLimits) -> Result<Propfind, XmlError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Propfind { kind: PropfindKind::AllProp(Vec::new()), root: None });
+    }
+    let root = parse_document(body, limits)?;
+    if !is_dav(&root, "propfind") {
+        return Err(XmlError::Unexpected("root element must be DAV:propfind".into()));
+    }
+    let mut kind = None;
+    let mut include = Vec::new();
+    for c in child_elements(&root) {
+        if c.namespace.as_deref() != Some(DAV_NS) {
+            continue;
+        }
+        let k = match c.name.as_str() {
+            "allprop" => PropfindKind::AllProp(Vec::new()),
+            "propname" => PropfindKind::PropName,
+            // `props` is a spelling slip in an Exchange SDK scenario; accept it (spec §3.10).
+            "prop" | "props" => PropfindKind::Prop(child_elements(c).map(prop_name).collect()),
+            "include" => {
+                include.extend(child_elements(c).map(prop_name));
+                continue;
+            }
+            _ => continue,
+        };
+        if kind.replace(k).is_some() {
+            return Err(XmlError::Unexpected("more than one of allprop, propname, prop".into()));
+        }
+    }
+    let kind = match kind.unwrap_or(PropfindKind::AllProp(Vec::new())) {
+        PropfindKind::AllProp(_) => PropfindKind::AllProp(include),
+        k => k,
+    };
+    Ok(Propfind { kind, root: Some(root) })
+}
+
+/// One instruction of a PROPPATCH, in document order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PatchInstruction {
+    /// Set `name` to the XML fragment `value`.
+    Set {
+        /// Property name.
+        name: PropName,
+        /// The value as a self-contained XML fragment.
+        value: String,
+    },
+    /// Remove `name`.
+    Remove(PropName),
+}
+
+/// Parses a PROPPATCH body into instructions, in document order.
+pub fn parse_proppatch(body: &[u8], limits: &XmlLimits) -> Result<Vec<PatchInstruction>, XmlError> {
+    let root = parse_document(body, limits)?;
+    if !is_dav(&root, "propertyupdate") {
+        return Err(XmlError::Unexpected("root element must be DAV:propertyupdate".into()));
+    }
+    let mut out = Vec::new();
+    for op in child_elements(&root) {
+        let set = if is_dav(op, "set") {
+            true
+        } else if is_dav(op, "remove") {
+            false
+        } else {
+            continue;
+        };
+        for prop in child_elements(op).filter(|e| is_dav(e, "prop")) {
+            for p in child_elements(prop) {
+                let name = prop_name(p);
+                if set {
+                    let mut value = String::new();
+                    write_children(&mut value, p);
+                    out.push(PatchInstruction::Set { name, value });
+                } else {
+                    out.push(PatchInstruction::Remove(name));
+                }
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(XmlError::Unexpected("propertyupdate names no property".into()));
+    }
+    Ok(out)
+}
+
+/// Serialises the children of `e` as a self-contained fragment: every element declares its
+/// default namespace where it differs from its parent's, so the fragment can be embedded under
+/// any element.
+fn write_children(out: &mut String, e: &Element) {
+    for node in &e.children {
+        match node {
+            XMLNode::Element(c) => write_element(out, c, None),
+            XMLNode::Text(t) | XMLNode::CData(t) => escape_into(out, t, false),
+            _ => {}
+        }
+    }
+}
+
+fn write_element(out: &mut String, e: &Element, parent_ns: Option<&str>) {
+    let ns = e.namespace.as_deref().unwrap_or("");
+    out.push('<');
+    out.push_str(&e.name);
+    if parent_ns != Some(ns) {
+        out.push_str(" xmlns=\"");
+        escape_into(out, ns, true);
+        out.push('"');
+    }
+    let mut attrs: Vec<_> = e.attributes.iter().collect();
+    attrs.sort();
+    for (k, v) in attrs {
+        out.push(' ');
+        out.push_str(k);
+        out.push_str("=\"");
+        escape_into(out, v, true);
+        out.push('"');
+    }
+    if e.children.is_empty() {
+        out.push_str("/>");
+        return;
+    }
+    out.push('>');
+    for node in &e.children {
+        match node {
+            XMLNode::Element(c) => write_element(out, c, Some(ns)),
+            XMLNode::Text(t) | XMLNode::CData(t) => escape_into(out, t, false),
+            _ => {}
+        }
+    }
+    out.push_str("</");
+    out.push_str(&e.name);
+    out.push('>');
+}
+
+/// Appends `s` escaped for text (or, with `attr`, for a double-quoted attribute).
+pub fn escape_into(out: &mut String, s: &str, attr: bool) {
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' if attr => out.push_str("&quot;"),
+            '\r' => out.push_str("&#13;"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// An append-only XML writer over a byte buffer. Tags are written as given (callers use fixed
+/// prefixes declared on the root); text and attribute values are always escaped.
+#[derive(Debug, Default)]
+pub struct XmlWriter {
+    buf: String,
+}
+
+impl XmlWriter {
+    /// An empty writer.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Writes the XML declaration.
+    pub fn declaration(&mut self) -> &mut Self {
+        self.buf.push_str("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n");
+        self
+    }
+
+    /// `<tag a="v" …>`.
+    pub fn start(&mut self, tag: &str, attrs: &[(&str, &str)]) -> &mut Self {
+        self.open(tag, attrs);
+        self.buf.push('>');
+        self
+    }
+
+    /// `<tag a="v" …/>`.
+    pub fn empty(&mut self, tag: &str, attrs: &[(&str, &str)]) -> &mut Self {
+        self.open(tag, attrs);
+        self.buf.push_str("/>");
+        self
+    }
+
+    fn open(&mut self, tag: &str, attrs: &[(&str, &str)]) {
+        self.buf.push('<');
+        self.buf.push_str(tag);
+        for (k, v) in attrs {
+            self.buf.push(' ');
+            self.buf.push_str(k);
+            self.buf.push_str("=\"");
+            escape_into(&mut self.buf, v, true);
+            self.buf.push('"');
+        }
+    }
+
+    /// `</tag>`.
+    pub fn end(&mut self, tag: &str) -> &mut Self {
+        self.buf.push_str("</");
+        self.buf.push_str(tag);
+        self.buf.push('>');
+        self
+    }
+
+    /// Escaped text.
+    pub fn text(&mut self, text: &str) -> &mut Self {
+        escape_into(&mut self.buf, text, false);
+        self
+    }
+
+    /// `<tag>text</tag>`.
+    pub fn text_element(&mut self, tag: &str, text: &str) -> &mut Self {
+        self.start(tag, &[]).text(text).end(tag)
+    }
+
+    /// A fragment produced by this crate's own serialiser (a stored dead-property value).
+    pub fn fragment(&mut self, xml: &str) -> &mut Self {
+        self.buf.push_str(xml);
+        self
+    }
+
+    /// A property element in its own namespace: `<local xmlns="ns">` (or `xmlns=""`).
+    pub fn start_prop(&mut self, name: &PropName, empty: bool) -> &mut Self {
+        if name.ns == DAV_NS {
+            let tag = format!("D:{}", name.local);
+            return if empty { self.empty(&tag, &[]) } else { self.start(&tag, &[]) };
+        }
+        let attrs = [("xmlns", name.ns.as_str())];
+        if empty { self.empty(&name.local, &attrs) } else { self.start(&name.local, &attrs) }
+    }
+
+    /// Closes a property opened with [`XmlWriter::start_prop`].
+    pub fn end_prop(&mut self, name: &PropName) -> &mut Self {
+        if name.ns == DAV_NS {
+            let tag = format!("D:{}", name.local);
+            return self.end(&tag);
+        }
+        self.end(&name.local)
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Whether nothing is buffered.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// Takes what was written so far, leaving the writer empty (for streaming in chunks).
+    pub fn take(&mut self) -> Bytes {
+        let s = std::mem::take(&mut self.buf);
+        Bytes::from(s)
+    }
+
+    /// Everything written, as bytes.
+    pub fn finish(self) -> Bytes {
+        BytesMut::from(self.buf.as_bytes()).freeze()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const L: XmlLimits = XmlLimits { max_bytes: 4096, max_depth: 8, max_elements: 50 };
+
+    #[test]
+    fn propfind_forms() {
+        let p = parse_propfind(b"", &L).unwrap();
+        assert_eq!(p.kind, PropfindKind::AllProp(vec![]));
+        let p = parse_propfind(br#"<D:propfind xmlns:D="DAV:"><D:prop><D:getetag/><x:a xmlns:x="urn:x"/></D:prop></D:propfind>"#, &L).unwrap();
+        assert_eq!(p.kind, PropfindKind::Prop(vec![PropName::new("DAV:", "getetag"), PropName::new("urn:x", "a")]));
+        let p = parse_propfind(br#"<propfind xmlns="DAV:"><propname/></propfind>"#, &L).unwrap();
+        assert_eq!(p.kind, PropfindKind::PropName);
+        assert!(matches!(parse_propfind(b"<propfind xmlns=\"DAV:\"><prop>", &L), Err(XmlError::Malformed(_))));
+        assert!(matches!(parse_propfind(b"<foo/>", &L), Err(XmlError::Unexpected(_))));
+        let bad_ns = br#"<D:propfind xmlns:D="DAV:"><D:prop><bar:foo xmlns:bar=""/></D:prop></D:propfind>"#;
+        assert!(matches!(parse_propfind(bad_ns, &L), Err(XmlError::Malformed(_))));
+    }
+
+    #[test]
+    fn refuses_doctype_and_limits() {
+        let bomb = br#"<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">]><D:propfind xmlns:D="DAV:">&lol;</D:propfind>"#;
+        assert_eq!(parse_propfind(bomb, &L), Err(XmlError::Doctype));
+        let deep = format!("<D:propfind xmlns:D=\"DAV:\">{}{}</D:propfind>", "<a>".repeat(20), "</a>".repeat(20));
+        assert!(matches!(parse_propfind(deep.as_bytes(), &L), Err(XmlError::TooComplex(_))));
+        assert!(matches!(parse_propfind(&[b' '; 5000][..4100].iter().chain(b"<a/>").copied().collect::<Vec<_>>(), &L), Err(XmlError::TooLarge(_))));
+        assert!(matches!(parse_propfind(b"<a>\xff</a>", &L), Err(XmlError::Malformed(_))));
+    }
+
+    #[test]
+    fn proppatch_values_are_self_contained() {
+        let body = br#"<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:" xmlns:Z="http://z/"><D:set><D:prop><Z:p>a &amp; <Z:b x="1">t</Z:b><c xmlns=""/></Z:p></D:prop></D:set><D:remove><D:prop><Z:q/></D:prop></D:remove></D:propertyupdate>"#;
+        let ops = parse_proppatch(body, &L).unwrap();
+        assert_eq!(
+            ops,
+            vec![
+                PatchInstruction::Set {
+                    name: PropName::new("http://z/", "p"),
+                    value: r#"a &amp; <b xmlns="http://z/" x="1">t</b><c xmlns=""/>"#.into()
+                },
+                PatchInstruction::Remove(PropName::new("http://z/", "q")),
+            ]
+        );
+    }
+
+    #[test]
+    fn writer_escapes() {
+        let mut w = XmlWriter::new();
+        w.start("D:a", &[("k", "\"<&")]).text("<&>").end("D:a");
+        assert_eq!(&w.finish()[..], br#"<D:a k="&quot;&lt;&amp;">&lt;&amp;&gt;</D:a>"#);
+    }
+}

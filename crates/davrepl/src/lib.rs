@@ -1,1 +1,42 @@
-//! placeholder
+//! **davrepl** gives any Rust HTTP service a WebDAV namespace with Microsoft Exchange-style
+//! WebDAV replication, as a [tower] [`Layer`](tower_layer::Layer) over a pluggable
+//! [`ReplStore`].
+//!
+//! Requests under the mount prefix are answered by the layer; everything else goes to the
+//! wrapped service untouched.
+//!
+//! ```
+//! use axum::{Router, routing::get};
+//! use davrepl::{MemStore, ReplLayer};
+//!
+//! let app: Router = Router::new()
+//!     .route("/health", get(|| async { "ok" }))
+//!     .layer(ReplLayer::new(MemStore::new()).mount("/dav"));
+//! # let _ = app;
+//! ```
+//!
+//! (Wrap the whole router, as above, or the service handed to the server: axum's
+//! `Router::layer` only sees requests that matched a route, and WebDAV methods match none.)
+//!
+//! The store decides where data lives: [`MemStore`] here, `davrepl-sqlite` for an embedded
+//! database. Every write is compare-and-swap in the store: a request's `If`, `If-Match` and
+//! `If-None-Match` headers are evaluated atomically with the write, so two clients racing on
+//! the same resourcetag get exactly one success and one `412`.
+
+mod body;
+mod error;
+mod handlers;
+mod layer;
+mod live;
+mod service;
+
+pub use body::ReplBody;
+pub use davrepl_proto::xml::XmlLimits;
+pub use davrepl_store::{
+    Condition, ErrorKind, MemStore, Meta, ReplStore, ResourcePath, StoreError, StoreId,
+};
+pub use layer::{Limits, Principal, ReplLayer};
+pub use service::{ResponseFuture, ReplService};
+
+/// The boxed error type of [`ReplBody`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

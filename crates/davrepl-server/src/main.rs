@@ -1,0 +1,144 @@
+//! `davrepl-server`: the reference WebDAV replication server.
+//!
+//! ```text
+//! davrepl-server --listen 127.0.0.1:8080 --store memory --prefix /
+//! ```
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use bytes::Bytes;
+use clap::Parser;
+use davrepl::{MemStore, ReplLayer, ReplStore};
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use tokio::net::TcpListener;
+use tower::Layer;
+
+/// Command-line options.
+#[derive(Debug, Parser)]
+#[command(name = "davrepl-server", version, about = "WebDAV server with Exchange-style replication")]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Where data lives: `memory`, `sqlite:PATH` or `postgres://…`.
+    #[arg(long, default_value = "memory")]
+    store: StoreSpec,
+    /// URL path prefix the WebDAV namespace is mounted at.
+    #[arg(long, default_value = "/")]
+    prefix: String,
+    /// Refuse PROPFIND with `Depth: infinity` (403).
+    #[arg(long)]
+    no_depth_infinity: bool,
+}
+
+/// A parsed `--store` value.
+#[derive(Debug, Clone)]
+enum StoreSpec {
+    Memory,
+    Sqlite(String),
+    Postgres(String),
+}
+
+impl std::str::FromStr for StoreSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "memory" {
+            Ok(Self::Memory)
+        } else if let Some(path) = s.strip_prefix("sqlite:") {
+            if path.is_empty() {
+                return Err("sqlite: needs a file path, e.g. sqlite:./davrepl-data/store.db".into());
+            }
+            Ok(Self::Sqlite(path.to_owned()))
+        } else if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            Ok(Self::Postgres(s.to_owned()))
+        } else {
+            Err(format!("unknown store {s:?}: use memory, sqlite:PATH or postgres://USER:PW@HOST/DB"))
+        }
+    }
+}
+
+fn not_found() -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from_static(b"not found\n")));
+    *r.status_mut() = StatusCode::NOT_FOUND;
+    r
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutting down");
+}
+
+async fn run<S: ReplStore>(args: &Args, store: S) -> Result<(), String> {
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let layer = ReplLayer::new(store)
+        .mount(&args.prefix)
+        .allow_depth_infinity(!args.no_depth_infinity);
+    let fallback = tower::service_fn(|_req: Request<davrepl_hyper::Incoming>| async {
+        Ok::<_, Infallible>(not_found())
+    });
+    let service = layer.layer(fallback);
+    let prefix = args.prefix.trim_matches('/');
+    #[allow(clippy::print_stdout)]
+    {
+        println!("listening on http://{addr}/{prefix}");
+    }
+    tracing::info!(%addr, prefix = %args.prefix, "listening");
+    davrepl_hyper::serve(listener, service, shutdown_signal())
+        .await
+        .map_err(|e| format!("server failed: {e}"))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("DAVREPL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let result = match &args.store {
+        StoreSpec::Memory => run(&args, MemStore::new()).await,
+        StoreSpec::Sqlite(path) => Err(format!(
+            "--store sqlite:{path}: the SQLite store is not built yet; use --store memory"
+        )),
+        StoreSpec::Postgres(url) => Err(format!(
+            "--store {url}: the PostgreSQL store is not built yet; use --store memory"
+        )),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("davrepl-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! Every failure becomes an HTTP response here, in one place.
+
+use std::borrow::Cow;
+
+use davrepl_proto::headers::HeaderError;
+use davrepl_proto::href::HrefError;
+use davrepl_proto::xml::{XmlError, XmlWriter};
+use davrepl_store::{ErrorKind, StoreError};
+use http::{HeaderValue, Response, StatusCode, header};
+
+use crate::body::{self, DavBody};
+
+/// An error answer: status, a human-readable reason, and optionally a `DAV:error` condition.
+#[derive(Debug)]
+pub(crate) struct DavError {
+    pub(crate) status: StatusCode,
+    pub(crate) reason: Cow<'static, str>,
+    pub(crate) condition: Option<&'static str>,
+}
+
+pub(crate) type DavResult<T> = Result<T, DavError>;
+
+impl DavError {
+    pub(crate) fn new(status: StatusCode, reason: impl Into<Cow<'static, str>>) -> Self {
+        Self { status, reason: reason.into(), condition: None }
+    }
+
+    pub(crate) fn bad_request(reason: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, reason)
+    }
+
+    /// Adds a `DAV:error` precondition/postcondition element (RFC 4918 §16).
+    pub(crate) fn with_condition(mut self, condition: &'static str) -> Self {
+        self.condition = Some(condition);
+        self
+    }
+
+    pub(crate) fn into_response(self) -> Response<DavBody> {
+        if self.status.is_server_error() {
+            tracing::error!(status = %self.status, reason = %self.reason, "request failed");
+        } else {
+            tracing::debug!(status = %self.status, reason = %self.reason, "request refused");
+        }
+        let (ct, body) = match self.condition {
+            Some(cond) => {
+                let mut w = XmlWriter::new();
+                w.declaration()
+                    .start("D:error", &[("xmlns:D", "DAV:")])
+                    .empty(&format!("D:{cond}"), &[])
+                    .end("D:error");
+                ("application/xml; charset=utf-8", w.finish())
+            }
+            None if self.status == StatusCode::NOT_MODIFIED => ("", bytes::Bytes::new()),
+            None => ("text/plain; charset=utf-8", bytes::Bytes::from(format!("{}\n", self.reason))),
+        };
+        let mut resp = Response::new(if body.is_empty() { body::empty() } else { body::full(body) });
+        *resp.status_mut() = self.status;
+        if !ct.is_empty() {
+            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+        }
+        resp
+    }
+}
+
+impl From<StoreError> for DavError {
+    fn from(e: StoreError) -> Self {
+        let status = match e.kind() {
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::AlreadyExists | ErrorKind::IsCollection => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorKind::ParentMissing | ErrorKind::NotCollection => StatusCode::CONFLICT,
+            ErrorKind::PreconditionFailed | ErrorKind::DestinationExists => {
+                StatusCode::PRECONDITION_FAILED
+            }
+            ErrorKind::SameResource | ErrorKind::DestinationInsideSource | ErrorKind::RootImmutable => {
+                StatusCode::FORBIDDEN
+            }
+            ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::BodyAborted | ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
+            ErrorKind::Unsupported => StatusCode::NOT_IMPLEMENTED,
+            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let reason = if status.is_server_error() { e.to_string() } else { e.message().to_owned() };
+        Self::new(status, reason)
+    }
+}
+
+impl From<HeaderError> for DavError {
+    fn from(e: HeaderError) -> Self {
+        Self::bad_request(e.to_string())
+    }
+}
+
+impl From<XmlError> for DavError {
+    fn from(e: XmlError) -> Self {
+        let status = match e {
+            XmlError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        Self::new(status, e.to_string())
+    }
+}
+
+impl From<HrefError> for DavError {
+    fn from(e: HrefError) -> Self {
+        Self::bad_request(format!("bad path: {e}"))
+    }
+}

@@ -1,0 +1,242 @@
+//! The request handlers, one module per group of methods, and what they share.
+
+mod props;
+mod read;
+mod write;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use davrepl_proto::headers::{self, parse_entity_match, parse_if};
+use davrepl_proto::href::split_absolute;
+use davrepl_store::{
+    ByteStream, Condition, ErrorKind, IfList, IfResource, ReplStore, ResourcePath, StoreError,
+};
+use futures_util::StreamExt;
+use http::request::Parts;
+use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body::Body;
+use http_body_util::{BodyExt, BodyStream, Limited};
+use tracing::Instrument;
+
+use crate::BoxError;
+use crate::body::DavBody;
+use crate::error::{DavError, DavResult};
+use crate::layer::Shared;
+
+/// Methods served under the mount, for `Allow`.
+pub(crate) const ALLOW: &str =
+    "OPTIONS, GET, HEAD, PUT, DELETE, MKCOL, COPY, MOVE, PROPFIND, PROPPATCH";
+
+pub(crate) static RESOURCE_TAG: HeaderName = HeaderName::from_static("resourcetag");
+pub(crate) static REPL_UID: HeaderName = HeaderName::from_static("repl-uid");
+
+/// What every handler gets: the configuration, the request head and the resolved target.
+pub(crate) struct Ctx<S> {
+    pub(crate) shared: Arc<Shared<S>>,
+    pub(crate) parts: Parts,
+    pub(crate) path: ResourcePath,
+}
+
+impl<S: ReplStore> Ctx<S> {
+    pub(crate) fn store(&self) -> &S {
+        &self.shared.store
+    }
+
+    /// A header as text; a non-visible-ASCII value is a client mistake.
+    pub(crate) fn header(&self, name: &str) -> DavResult<Option<&str>> {
+        match self.parts.headers.get(name) {
+            None => Ok(None),
+            Some(v) => v
+                .to_str()
+                .map(Some)
+                .map_err(|_| DavError::bad_request(format!("{name} header is not visible ASCII"))),
+        }
+    }
+
+    /// The `Depth` header, if any.
+    pub(crate) fn depth(&self) -> DavResult<Option<headers::Depth>> {
+        Ok(match self.header("depth")? {
+            Some(v) => Some(headers::Depth::parse(v)?),
+            None => None,
+        })
+    }
+
+    /// The combined precondition of `If`, `If-Match` and `If-None-Match`.
+    pub(crate) fn condition(&self) -> DavResult<Condition> {
+        let mut c = Condition::none();
+        if let Some(v) = self.header("if-match")? {
+            c.if_match = Some(parse_entity_match("If-Match", v)?);
+        }
+        if let Some(v) = self.header("if-none-match")? {
+            c.if_none_match = Some(parse_entity_match("If-None-Match", v)?);
+        }
+        if let Some(v) = self.header("if")? {
+            let lists = parse_if(v, self.shared.config.limits.max_if_conditions)?;
+            c.if_lists = lists
+                .into_iter()
+                .map(|l| IfList {
+                    resource: match l.resource {
+                        None => IfResource::Target,
+                        Some(uri) => self.resolve_tagged(&uri),
+                    },
+                    conditions: l.conditions,
+                })
+                .collect();
+        }
+        Ok(c)
+    }
+
+    fn resolve_tagged(&self, uri: &str) -> IfResource {
+        if let Some((authority, _)) = split_absolute(uri) {
+            if !self.same_authority(authority) {
+                return IfResource::Foreign;
+            }
+        }
+        match self.shared.config.mount.resolve_href(uri) {
+            Ok(p) => IfResource::Path(p),
+            Err(_) => IfResource::Foreign,
+        }
+    }
+
+    /// Whether `authority` names this server (as the request's `Host` does).
+    pub(crate) fn same_authority(&self, authority: &str) -> bool {
+        let host = self
+            .parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| self.parts.uri.authority().map(|a| a.as_str()));
+        host.is_none_or(|h| h.eq_ignore_ascii_case(authority))
+    }
+
+    /// The encoded href of `path`.
+    pub(crate) fn href(&self, path: &ResourcePath, collection: bool) -> String {
+        self.shared.config.mount.href(path, collection)
+    }
+}
+
+/// Reads a whole (small) body, refusing more than `max` bytes.
+pub(crate) async fn read_small_body<B>(body: B, max: usize) -> DavResult<Bytes>
+where
+    B: Body + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    match Limited::new(body, max).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(DavError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body larger than {max} bytes"),
+        )),
+        Err(e) => Err(DavError::bad_request(format!("could not read the request body: {e}"))),
+    }
+}
+
+/// The body as a content stream for the store; read errors end it with `BodyAborted`.
+pub(crate) fn body_stream<B>(body: B) -> ByteStream
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let frames = BodyStream::new(body)
+        .map(|frame| match frame {
+            Ok(f) => f.into_data().ok().map(|mut d| {
+                let n = bytes::Buf::remaining(&d);
+                Ok(bytes::Buf::copy_to_bytes(&mut d, n))
+            }),
+            Err(e) => {
+                let e: BoxError = e.into();
+                Some(Err(StoreError::new(ErrorKind::BodyAborted, "reading the request body failed")
+                    .with_source(e)))
+            }
+        })
+        .filter_map(std::future::ready);
+    Box::pin(frames)
+}
+
+/// Entry point from the service: never fails, every error is a response.
+pub(crate) async fn handle<S, B>(shared: Arc<Shared<S>>, req: Request<B>) -> Response<DavBody>
+where
+    S: ReplStore,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let span = tracing::info_span!("dav", method = %req.method(), path = %req.uri().path(), status = tracing::field::Empty);
+    let is_head = req.method() == Method::HEAD;
+    let fut = async {
+        let mut resp = dispatch(shared, req).await.unwrap_or_else(DavError::into_response);
+        tracing::Span::current().record("status", resp.status().as_u16());
+        if is_head {
+            // Keep Content-Length of the GET it stands for; send no bytes.
+            *resp.body_mut() = crate::body::empty();
+        }
+        resp
+    };
+    fut.instrument(span).await
+}
+
+async fn dispatch<S, B>(shared: Arc<Shared<S>>, req: Request<B>) -> DavResult<Response<DavBody>>
+where
+    S: ReplStore,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let (parts, body) = req.into_parts();
+    let raw = parts.uri.path();
+    if raw.len() > shared.config.limits.max_path_bytes {
+        return Err(DavError::new(StatusCode::URI_TOO_LONG, "request path is too long"));
+    }
+    let path = shared.config.mount.resolve(raw)?;
+    let ctx = Ctx { shared, parts, path };
+    match ctx.parts.method.as_str() {
+        "OPTIONS" => Ok(read::options()),
+        "GET" | "HEAD" => read::get(&ctx).await,
+        "PUT" => write::put(&ctx, body).await,
+        "DELETE" => write::delete(&ctx).await,
+        "MKCOL" => write::mkcol(&ctx, body).await,
+        "COPY" => write::copy_move(&ctx, false).await,
+        "MOVE" => write::copy_move(&ctx, true).await,
+        "PROPFIND" => props::propfind(&ctx, body).await,
+        "PROPPATCH" => props::proppatch(&ctx, body).await,
+        other => {
+            let mut resp = DavError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("method {other} is not supported here"),
+            )
+            .into_response();
+            resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static(ALLOW));
+            Ok(resp)
+        }
+    }
+}
+
+/// Adds `ResourceTag: <rt:…>`.
+pub(crate) fn set_resource_tag(resp: &mut Response<DavBody>, meta: &davrepl_store::Meta) {
+    if let Ok(v) = HeaderValue::from_str(&format!("<{}>", meta.resource_tag())) {
+        resp.headers_mut().insert(RESOURCE_TAG.clone(), v);
+    }
+}
+
+/// Adds `Repl-UID: <rid:…>`.
+pub(crate) fn set_repl_uid(resp: &mut Response<DavBody>, meta: &davrepl_store::Meta) {
+    if let Ok(v) = HeaderValue::from_str(&format!("<{}>", meta.repl_uid())) {
+        resp.headers_mut().insert(REPL_UID.clone(), v);
+    }
+}
+
+/// Adds `ETag`.
+pub(crate) fn set_etag(resp: &mut Response<DavBody>, meta: &davrepl_store::Meta) {
+    if let Ok(v) = HeaderValue::from_str(&meta.etag()) {
+        resp.headers_mut().insert(header::ETAG, v);
+    }
+}
+
+/// A response with `status` and no body.
+pub(crate) fn status_only(status: StatusCode) -> Response<DavBody> {
+    let mut r = Response::new(crate::body::empty());
+    *r.status_mut() = status;
+    r
+}

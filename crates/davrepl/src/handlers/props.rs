@@ -1,0 +1,295 @@
+//! PROPFIND (streamed multistatus) and PROPPATCH.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use davrepl_proto::headers::Depth;
+use davrepl_proto::xml::{PatchInstruction, PropfindKind, XmlWriter, parse_propfind, parse_proppatch};
+use davrepl_store::{self as store, DeadProp, Entry, ListOptions, Meta, PropName, PropPatch, ReplStore, ResourcePath};
+use futures_util::stream;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body::{Body, Frame};
+use http_body_util::{BodyExt, StreamBody};
+
+use super::{Ctx, read_small_body, set_etag, set_repl_uid, set_resource_tag};
+use crate::BoxError;
+use crate::body::{self, DavBody};
+use crate::error::{DavError, DavResult};
+use crate::layer::Shared;
+use crate::live;
+
+const MULTISTATUS_OPEN: &str = "<D:multistatus xmlns:D=\"DAV:\">";
+
+fn multistatus_response(status: StatusCode, body: DavBody) -> Response<DavBody> {
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/xml; charset=utf-8"));
+    r
+}
+
+fn status_line(code: StatusCode) -> String {
+    format!("HTTP/1.1 {} {}", code.as_u16(), code.canonical_reason().unwrap_or(""))
+}
+
+/// What to write for each resource of a PROPFIND.
+struct PropRequest {
+    kind: PropfindKind,
+    brief: bool,
+}
+
+impl PropRequest {
+    fn needs_dead(&self) -> bool {
+        match &self.kind {
+            PropfindKind::AllProp(_) | PropfindKind::PropName => true,
+            PropfindKind::Prop(names) => names.iter().any(|n| !live::is_protected(n)),
+        }
+    }
+
+    fn write(&self, w: &mut XmlWriter, href: &str, meta: &Meta, dead: &[DeadProp]) {
+        w.start("D:response", &[]).text_element("D:href", href);
+        let mut found = XmlWriter::new();
+        let mut missing: Vec<&PropName> = Vec::new();
+        let dead_display = dead.iter().any(|d| d.name.ns == "DAV:" && d.name.local == "displayname");
+        match &self.kind {
+            PropfindKind::AllProp(_) => {
+                for n in live::names(meta) {
+                    live::write(&mut found, meta, &n);
+                }
+                if !dead_display {
+                    found.text_element("D:displayname", live::display_name(meta));
+                }
+                for d in dead {
+                    write_dead(&mut found, d);
+                }
+            }
+            PropfindKind::PropName => {
+                for n in live::names(meta) {
+                    found.start_prop(&n, true);
+                }
+                if !dead_display {
+                    found.empty("D:displayname", &[]);
+                }
+                for d in dead {
+                    found.start_prop(&d.name, true);
+                }
+            }
+            PropfindKind::Prop(names) => {
+                for n in names {
+                    if live::write(&mut found, meta, n) {
+                        continue;
+                    }
+                    if let Some(d) = dead.iter().find(|d| &d.name == n) {
+                        write_dead(&mut found, d);
+                    } else if n.ns == "DAV:" && n.local == "displayname" {
+                        found.text_element("D:displayname", live::display_name(meta));
+                    } else {
+                        missing.push(n);
+                    }
+                }
+            }
+        }
+        if !found.is_empty() {
+            w.start("D:propstat", &[]).start("D:prop", &[]);
+            w.fragment(std::str::from_utf8(&found.finish()).unwrap_or(""));
+            w.end("D:prop").text_element("D:status", &status_line(StatusCode::OK)).end("D:propstat");
+        }
+        if !missing.is_empty() && !self.brief {
+            w.start("D:propstat", &[]).start("D:prop", &[]);
+            for n in missing {
+                w.start_prop(n, true);
+            }
+            w.end("D:prop").text_element("D:status", &status_line(StatusCode::NOT_FOUND)).end("D:propstat");
+        }
+        w.end("D:response");
+    }
+}
+
+fn write_dead(w: &mut XmlWriter, d: &DeadProp) {
+    if d.value.is_empty() {
+        w.start_prop(&d.name, true);
+    } else {
+        w.start_prop(&d.name, false).fragment(&d.value).end_prop(&d.name);
+    }
+}
+
+fn brief<S: ReplStore>(ctx: &Ctx<S>) -> DavResult<bool> {
+    Ok(ctx.header("brief")?.is_some_and(|v| v.trim().eq_ignore_ascii_case("t")))
+}
+
+pub(crate) async fn propfind<S, B>(ctx: &Ctx<S>, body: B) -> DavResult<Response<DavBody>>
+where
+    S: ReplStore,
+    B: Body + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let limits = ctx.shared.config.limits;
+    let bytes = read_small_body(body, limits.xml.max_bytes).await?;
+    let request = parse_propfind(&bytes, &limits.xml)?;
+    let count = match &request.kind {
+        PropfindKind::Prop(n) | PropfindKind::AllProp(n) => n.len(),
+        PropfindKind::PropName => 0,
+    };
+    if count > limits.max_props {
+        return Err(DavError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("more than {} properties requested", limits.max_props)));
+    }
+    let depth = ctx.depth()?.unwrap_or(Depth::Infinity);
+    if matches!(depth, Depth::Infinity | Depth::InfinityNoRoot) && !limits.allow_depth_infinity {
+        return Err(DavError::new(StatusCode::FORBIDDEN, "Depth: infinity is disabled on this server")
+            .with_condition("propfind-finite-depth"));
+    }
+    let req = PropRequest { kind: request.kind, brief: brief(ctx)? };
+    let root = ctx.store().props(&ctx.path).await?;
+    let cond = ctx.condition()?;
+    if !cond.is_empty() {
+        let tokens = root.meta.tokens();
+        let mut others = Vec::new();
+        for l in &cond.if_lists {
+            if let store::IfResource::Path(p) = &l.resource {
+                if let Ok(m) = ctx.store().head(p).await {
+                    others.push((p.clone(), m.tokens()));
+                }
+            }
+        }
+        let ok = cond.evaluate(&ctx.path, |p| {
+            if p == &ctx.path { Some(tokens.clone()) } else { others.iter().find(|(q, _)| q == p).map(|(_, t)| t.clone()) }
+        });
+        if !ok {
+            return Err(DavError::new(StatusCode::PRECONDITION_FAILED, "precondition failed"));
+        }
+    }
+    let mut w = XmlWriter::new();
+    w.declaration().fragment(MULTISTATUS_OPEN);
+    if !matches!(depth, Depth::OneNoRoot | Depth::InfinityNoRoot) {
+        let href = ctx.href(&root.meta.path, root.meta.is_collection());
+        req.write(&mut w, &href, &root.meta, &root.props);
+    }
+    let list_depth = match depth {
+        Depth::Zero => None,
+        Depth::One | Depth::OneNoRoot => Some(store::Depth::One),
+        Depth::Infinity | Depth::InfinityNoRoot => Some(store::Depth::Infinity),
+    };
+    let head = w.take();
+    let Some(list_depth) = list_depth.filter(|_| root.meta.is_collection()) else {
+        let mut w = XmlWriter::new();
+        w.end("D:multistatus");
+        let all = [head, w.finish()].concat();
+        return Ok(multistatus_response(StatusCode::MULTI_STATUS, body::full(all)));
+    };
+    let body = members_stream(ctx.shared.clone(), ctx.path.clone(), list_depth, req, head);
+    Ok(multistatus_response(StatusCode::MULTI_STATUS, body))
+}
+
+enum Phase {
+    Head(Bytes),
+    Page(Option<ResourcePath>),
+    Done,
+}
+
+/// Streams the members of `path`, one store page per chunk, so memory stays bounded whatever
+/// the size of the tree.
+fn members_stream<S: ReplStore>(
+    shared: Arc<Shared<S>>,
+    path: ResourcePath,
+    depth: store::Depth,
+    req: PropRequest,
+    head: Bytes,
+) -> DavBody {
+    let state = (Phase::Head(head), shared, path, req);
+    let chunks = stream::unfold(state, move |(phase, shared, path, req)| async move {
+        match phase {
+            Phase::Head(bytes) => Some((Ok(bytes), (Phase::Page(None), shared, path, req))),
+            Phase::Page(after) => {
+                let opts = ListOptions::new(depth, shared.config.limits.page_size)
+                    .after(after)
+                    .with_props(req.needs_dead());
+                let listing = match shared.store.list(&path, opts).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::error!(error = %e, "listing failed while streaming a multistatus");
+                        let err: BoxError = Box::new(e);
+                        return Some((Err(err), (Phase::Done, shared, path, req)));
+                    }
+                };
+                let mut w = XmlWriter::new();
+                for Entry { meta, props } in &listing.entries {
+                    let href = shared.config.mount.href(&meta.path, meta.is_collection());
+                    req.write(&mut w, &href, meta, props);
+                }
+                let next = match listing.next {
+                    Some(n) => Phase::Page(Some(n)),
+                    None => {
+                        w.end("D:multistatus");
+                        Phase::Done
+                    }
+                };
+                Some((Ok(w.take()), (next, shared, path, req)))
+            }
+            Phase::Done => None,
+        }
+    });
+    StreamBody::new(futures_util::StreamExt::map(chunks, |r| r.map(Frame::data))).boxed_unsync()
+}
+
+pub(crate) async fn proppatch<S, B>(ctx: &Ctx<S>, body: B) -> DavResult<Response<DavBody>>
+where
+    S: ReplStore,
+    B: Body + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let limits = ctx.shared.config.limits;
+    let bytes = read_small_body(body, limits.xml.max_bytes).await?;
+    let ops = parse_proppatch(&bytes, &limits.xml)?;
+    if ops.len() > limits.max_props {
+        return Err(DavError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("more than {} properties in one PROPPATCH", limits.max_props)));
+    }
+    let cond = ctx.condition()?;
+    let name_of = |op: &PatchInstruction| match op {
+        PatchInstruction::Set { name, .. } | PatchInstruction::Remove(name) => name.clone(),
+    };
+    let names: BTreeSet<PropName> = ops.iter().map(name_of).collect();
+    let protected: BTreeSet<PropName> = names.iter().filter(|n| live::is_protected(n)).cloned().collect();
+    let href = ctx.href(&ctx.path, false);
+    let mut w = XmlWriter::new();
+    w.declaration().fragment(MULTISTATUS_OPEN).start("D:response", &[]);
+    let group = |w: &mut XmlWriter, names: &mut dyn Iterator<Item = &PropName>, code: StatusCode| {
+        let mut names = names.peekable();
+        if names.peek().is_none() {
+            return;
+        }
+        w.start("D:propstat", &[]).start("D:prop", &[]);
+        for n in names {
+            w.start_prop(n, true);
+        }
+        w.end("D:prop").text_element("D:status", &status_line(code)).end("D:propstat");
+    };
+    if !protected.is_empty() {
+        // Nothing is applied: the protected ones are forbidden, the rest failed with them.
+        let meta = ctx.store().head(&ctx.path).await?;
+        w.text_element("D:href", &ctx.href(&meta.path, meta.is_collection()));
+        group(&mut w, &mut protected.iter(), StatusCode::FORBIDDEN);
+        group(&mut w, &mut names.iter().filter(|n| !protected.contains(*n)), StatusCode::FAILED_DEPENDENCY);
+        w.start("D:error", &[]).empty("D:cannot-modify-protected-property", &[]).end("D:error");
+        w.end("D:response").end("D:multistatus");
+        return Ok(multistatus_response(StatusCode::MULTI_STATUS, body::full(w.finish())));
+    }
+    let patch = ops
+        .into_iter()
+        .map(|op| match op {
+            PatchInstruction::Set { name, value } => PropPatch::Set(DeadProp { name, value }),
+            PatchInstruction::Remove(name) => PropPatch::Remove(name),
+        })
+        .collect();
+    let out = ctx.store().patch_props(&ctx.path, patch, &cond).await?;
+    let _ = href;
+    w.text_element("D:href", &ctx.href(&out.meta.path, out.meta.is_collection()));
+    group(&mut w, &mut names.iter(), StatusCode::OK);
+    w.end("D:response").end("D:multistatus");
+    let status = if out.transformed { StatusCode::from_u16(210).unwrap_or(StatusCode::MULTI_STATUS) } else { StatusCode::MULTI_STATUS };
+    let mut resp = multistatus_response(status, body::full(w.finish()));
+    set_etag(&mut resp, &out.meta);
+    set_resource_tag(&mut resp, &out.meta);
+    set_repl_uid(&mut resp, &out.meta);
+    Ok(resp)
+}

@@ -1,0 +1,204 @@
+//! OPTIONS, GET and HEAD.
+
+use davrepl_proto::dates;
+use davrepl_proto::headers::ByteRangeSpec;
+use davrepl_proto::xml::escape_into;
+use davrepl_store::{ByteRange, Condition, Depth, ListOptions, Meta, ReplStore};
+use futures_util::StreamExt;
+use http::{HeaderValue, Method, Response, StatusCode, header};
+use http_body::Frame;
+use http_body_util::{BodyExt, StreamBody};
+
+use super::{ALLOW, Ctx, set_etag, set_resource_tag, status_only};
+use crate::body::{self, DavBody};
+use crate::error::{DavError, DavResult};
+
+/// Most members shown on the HTML page of a collection.
+const INDEX_LIMIT: usize = 1000;
+
+pub(crate) fn options() -> Response<DavBody> {
+    let mut r = status_only(StatusCode::OK);
+    let h = r.headers_mut();
+    h.insert("dav", HeaderValue::from_static("1, 3"));
+    h.insert(header::ALLOW, HeaderValue::from_static(ALLOW));
+    h.insert("ms-author-via", HeaderValue::from_static("DAV"));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    r
+}
+
+/// The outcome of the read preconditions.
+enum Verdict {
+    Proceed,
+    NotModified,
+}
+
+/// Evaluates `If`, `If-Match`, `If-None-Match`, `If-Modified-Since`, `If-Unmodified-Since`
+/// against the state being served (RFC 9110 §13.2.2 order).
+async fn read_preconditions<S: ReplStore>(
+    ctx: &Ctx<S>,
+    cond: &Condition,
+    meta: &Meta,
+) -> DavResult<Verdict> {
+    let mut others = Vec::new();
+    for list in &cond.if_lists {
+        if let davrepl_store::IfResource::Path(p) = &list.resource {
+            if p != &ctx.path {
+                if let Ok(m) = ctx.store().head(p).await {
+                    others.push((p.clone(), m.tokens()));
+                }
+            }
+        }
+    }
+    let tokens = meta.tokens();
+    let lookup = |p: &davrepl_store::ResourcePath| {
+        if p == &ctx.path {
+            Some(tokens.clone())
+        } else {
+            others.iter().find(|(q, _)| q == p).map(|(_, t)| t.clone())
+        }
+    };
+    // If-None-Match on GET/HEAD means 304, not 412: evaluate it separately.
+    let mut strict = cond.clone();
+    let inm = strict.if_none_match.take();
+    if !strict.evaluate(&ctx.path, lookup) {
+        return Err(DavError::new(StatusCode::PRECONDITION_FAILED, "precondition failed"));
+    }
+    if cond.if_match.is_none() {
+        if let Some(v) = ctx.header("if-unmodified-since")? {
+            if let Some(t) = dates::parse_http_date(v) {
+                if secs(meta.modified) > secs(t) {
+                    return Err(DavError::new(StatusCode::PRECONDITION_FAILED, "modified since"));
+                }
+            }
+        }
+    }
+    if let Some(inm) = inm {
+        let mut c = Condition::none();
+        c.if_none_match = Some(inm);
+        if !c.evaluate(&ctx.path, |_| Some(meta.tokens())) {
+            return Ok(Verdict::NotModified);
+        }
+    } else if let Some(v) = ctx.header("if-modified-since")? {
+        if let Some(t) = dates::parse_http_date(v) {
+            if secs(meta.modified) <= secs(t) {
+                return Ok(Verdict::NotModified);
+            }
+        }
+    }
+    Ok(Verdict::Proceed)
+}
+
+fn secs(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn common_headers(resp: &mut Response<DavBody>, meta: &Meta) {
+    set_etag(resp, meta);
+    set_resource_tag(resp, meta);
+    if let Ok(v) = HeaderValue::from_str(&dates::http_date(meta.modified)) {
+        resp.headers_mut().insert(header::LAST_MODIFIED, v);
+    }
+}
+
+pub(crate) async fn get<S: ReplStore>(ctx: &Ctx<S>) -> DavResult<Response<DavBody>> {
+    let cond = ctx.condition()?;
+    let range_spec = match ctx.header("range")? {
+        Some(v) => ByteRangeSpec::parse(v)?,
+        None => None,
+    };
+    // Read, then check the preconditions against the very state whose bytes we serve; if the
+    // resource changed between the two steps, go round again.
+    for _ in 0..4 {
+        let meta = ctx.store().head(&ctx.path).await?;
+        let verdict = read_preconditions(ctx, &cond, &meta).await?;
+        if let Verdict::NotModified = verdict {
+            let mut r = status_only(StatusCode::NOT_MODIFIED);
+            common_headers(&mut r, &meta);
+            return Ok(r);
+        }
+        if meta.is_collection() {
+            return collection_index(ctx, &meta).await;
+        }
+        let mut range = range_spec;
+        if range.is_some() {
+            if let Some(v) = ctx.header("if-range")? {
+                if v.trim() != meta.etag() {
+                    range = None;
+                }
+            }
+        }
+        let resolved = match range {
+            None => None,
+            Some(spec) => match spec.resolve(meta.len) {
+                Some((start, end)) => Some(ByteRange { start, end }),
+                None => {
+                    let mut r = DavError::new(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable")
+                        .into_response();
+                    if let Ok(v) = HeaderValue::from_str(&format!("bytes */{}", meta.len)) {
+                        r.headers_mut().insert(header::CONTENT_RANGE, v);
+                    }
+                    return Ok(r);
+                }
+            },
+        };
+        let (read_meta, stream) = ctx.store().read(&ctx.path, resolved).await?;
+        if read_meta.version != meta.version {
+            continue;
+        }
+        let len = resolved.map_or(meta.len, |r| r.end - r.start + 1);
+        let body = if ctx.parts.method == Method::HEAD {
+            body::empty()
+        } else {
+            StreamBody::new(stream.map(|r| r.map(Frame::data).map_err(|e| Box::new(e) as crate::BoxError)))
+                .boxed_unsync()
+        };
+        let mut resp = Response::new(body);
+        common_headers(&mut resp, &meta);
+        let h = resp.headers_mut();
+        h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        let ct = meta.content_type.as_deref().unwrap_or("application/octet-stream");
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_str(ct).unwrap_or(HeaderValue::from_static("application/octet-stream")),
+        );
+        if let Some(r) = resolved {
+            *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes {}-{}/{}", r.start, r.end, meta.len)) {
+                resp.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+        }
+        return Ok(resp);
+    }
+    Err(DavError::new(StatusCode::SERVICE_UNAVAILABLE, "resource is changing too fast to read; retry"))
+}
+
+/// A small HTML page listing a collection's members, for people with a browser.
+async fn collection_index<S: ReplStore>(ctx: &Ctx<S>, meta: &Meta) -> DavResult<Response<DavBody>> {
+    let listing = ctx.store().list(&ctx.path, ListOptions::new(Depth::One, INDEX_LIMIT)).await?;
+    let mut html = String::from("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>");
+    escape_into(&mut html, ctx.path.as_str(), false);
+    html.push_str("</title></head><body><ul>\n");
+    for e in &listing.entries {
+        html.push_str("<li><a href=\"");
+        escape_into(&mut html, &ctx.href(&e.meta.path, e.meta.is_collection()), true);
+        html.push_str("\">");
+        escape_into(&mut html, e.meta.path.name(), false);
+        if e.meta.is_collection() {
+            html.push('/');
+        }
+        html.push_str("</a></li>\n");
+    }
+    if listing.next.is_some() {
+        html.push_str("<li>…</li>\n");
+    }
+    html.push_str("</ul></body></html>\n");
+    let len = html.len();
+    let mut resp = Response::new(body::full(html));
+    common_headers(&mut resp, meta);
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    Ok(resp)
+}

@@ -1,0 +1,145 @@
+//! PUT, DELETE, MKCOL, COPY and MOVE.
+
+use davrepl_proto::headers::{Depth, parse_overwrite};
+use davrepl_proto::href::split_absolute;
+use davrepl_store::{self as store, ErrorKind, PutOptions, ReplStore, ResourcePath, TransferOptions};
+use http::{Response, StatusCode, header};
+use http_body::Body;
+
+use super::{Ctx, body_stream, read_small_body, set_etag, set_repl_uid, set_resource_tag, status_only};
+use crate::BoxError;
+use crate::body::DavBody;
+use crate::error::{DavError, DavResult};
+
+/// Status of a successful write: `210 Content Different` when the store transformed it.
+fn write_status(transformed: bool, created: bool) -> StatusCode {
+    if transformed {
+        StatusCode::from_u16(210).unwrap_or(StatusCode::OK)
+    } else if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::NO_CONTENT
+    }
+}
+
+pub(crate) async fn put<S, B>(ctx: &Ctx<S>, body: B) -> DavResult<Response<DavBody>>
+where
+    S: ReplStore,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    if ctx.parts.headers.contains_key(header::CONTENT_RANGE) {
+        return Err(DavError::bad_request("partial PUT with Content-Range is not supported"));
+    }
+    if ctx.path.is_root() || ctx.parts.uri.path().ends_with('/') {
+        return Err(DavError::new(StatusCode::METHOD_NOT_ALLOWED, "PUT needs a non-collection path"));
+    }
+    let max = ctx.shared.config.limits.max_put_bytes;
+    if let Some(len) = ctx.header("content-length")? {
+        if len.trim().parse::<u64>().is_ok_and(|n| n > max) {
+            return Err(DavError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("content larger than {max} bytes")));
+        }
+    }
+    let content_type = ctx.header("content-type")?.map(str::to_owned);
+    let mut opts = PutOptions::with_condition(ctx.condition()?).content_type(content_type);
+    opts.max_len = Some(max);
+    let out = ctx.store().put(&ctx.path, body_stream(body), opts).await?;
+    let mut resp = status_only(write_status(out.transformed, out.created));
+    set_etag(&mut resp, &out.meta);
+    set_resource_tag(&mut resp, &out.meta);
+    set_repl_uid(&mut resp, &out.meta);
+    Ok(resp)
+}
+
+pub(crate) async fn delete<S: ReplStore>(ctx: &Ctx<S>) -> DavResult<Response<DavBody>> {
+    if matches!(ctx.depth()?, Some(d) if d != Depth::Infinity) {
+        // Only infinity is meaningful; refuse 0 and 1 rather than delete more than asked.
+        let meta = ctx.store().head(&ctx.path).await?;
+        if meta.is_collection() {
+            return Err(DavError::bad_request("DELETE of a collection needs Depth: infinity"));
+        }
+    }
+    let cond = ctx.condition()?;
+    let old = ctx.store().delete(&ctx.path, &cond).await?;
+    let mut resp = status_only(StatusCode::NO_CONTENT);
+    set_resource_tag(&mut resp, &old);
+    Ok(resp)
+}
+
+pub(crate) async fn mkcol<S, B>(ctx: &Ctx<S>, body: B) -> DavResult<Response<DavBody>>
+where
+    S: ReplStore,
+    B: Body + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let bytes = read_small_body(body, ctx.shared.config.limits.xml.max_bytes).await?;
+    if !bytes.is_empty() {
+        return Err(DavError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "MKCOL with a body is not supported"));
+    }
+    let cond = ctx.condition()?;
+    match ctx.store().create_collection(&ctx.path, &cond).await {
+        Ok(out) => {
+            let mut resp = status_only(StatusCode::CREATED);
+            set_resource_tag(&mut resp, &out.meta);
+            set_repl_uid(&mut resp, &out.meta);
+            Ok(resp)
+        }
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+            // Exchange answers 409 for an existing collection (spec A19); RFC 4918's 405 stays
+            // for anything else in the way.
+            let existing = ctx.store().head(&ctx.path).await;
+            if existing.is_ok_and(|m| m.is_collection()) {
+                Err(DavError::new(StatusCode::CONFLICT, "the collection already exists"))
+            } else {
+                Err(DavError::new(StatusCode::METHOD_NOT_ALLOWED, "a resource already exists there"))
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Resolves the `Destination` header to a path in this namespace.
+fn destination<S: ReplStore>(ctx: &Ctx<S>) -> DavResult<ResourcePath> {
+    let raw = ctx
+        .header("destination")?
+        .ok_or_else(|| DavError::bad_request("Destination header is missing"))?
+        .trim();
+    let path_part = match split_absolute(raw) {
+        Some((authority, path)) => {
+            if !ctx.same_authority(authority) {
+                return Err(DavError::new(StatusCode::BAD_GATEWAY, "Destination is on another server"));
+            }
+            path
+        }
+        None if raw.starts_with('/') => raw,
+        None => return Err(DavError::bad_request("Destination is not an absolute URI or path")),
+    };
+    let path_part = path_part.split(['?', '#']).next().unwrap_or("/");
+    if !ctx.shared.config.mount.contains(path_part) {
+        return Err(DavError::new(StatusCode::BAD_GATEWAY, "Destination is outside this WebDAV namespace"));
+    }
+    Ok(ctx.shared.config.mount.resolve(path_part)?)
+}
+
+pub(crate) async fn copy_move<S: ReplStore>(ctx: &Ctx<S>, moving: bool) -> DavResult<Response<DavBody>> {
+    let to = destination(ctx)?;
+    let overwrite = parse_overwrite(ctx.header("overwrite")?)?;
+    let depth = match (ctx.depth()?, moving) {
+        (None | Some(Depth::Infinity), _) => store::Depth::Infinity,
+        (Some(Depth::Zero), false) => store::Depth::Zero,
+        (Some(d), _) => {
+            return Err(DavError::bad_request(format!(
+                "Depth {d:?} is not allowed for {}",
+                if moving { "MOVE" } else { "COPY" }
+            )));
+        }
+    };
+    let opts = TransferOptions::new().depth(depth).overwrite(overwrite).condition(ctx.condition()?);
+    let out = if moving {
+        ctx.store().rename(&ctx.path, &to, opts).await?
+    } else {
+        ctx.store().copy(&ctx.path, &to, opts).await?
+    };
+    Ok(status_only(write_status(out.transformed, out.created)))
+}

@@ -1,0 +1,126 @@
+//! [`ReplLayer`] and its configuration.
+
+use std::sync::Arc;
+
+use davrepl_proto::href::Mount;
+use davrepl_proto::xml::XmlLimits;
+use davrepl_store::ReplStore;
+use tower_layer::Layer;
+
+use crate::service::ReplService;
+
+/// The authenticated principal of a request. An application's auth layer inserts it into the
+/// request extensions; the layer binds it into collblobs and hands it to the store. Absent
+/// means anonymous.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Principal(pub String);
+
+/// Request limits. Every limit has a safe default; exceeding one gives a 4xx with a reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Limits {
+    /// XML request bodies (PROPFIND, PROPPATCH): size, depth and element count.
+    pub xml: XmlLimits,
+    /// Largest PUT body in bytes (`413` above it). Default 1 GiB.
+    pub max_put_bytes: u64,
+    /// Longest request path in bytes (`414` above it). Default 4096.
+    pub max_path_bytes: usize,
+    /// Most conditions in one `If` header. Default 64.
+    pub max_if_conditions: usize,
+    /// Most properties named in one PROPFIND or PROPPATCH. Default 1000.
+    pub max_props: usize,
+    /// Whether PROPFIND `Depth: infinity` is served (`403 propfind-finite-depth` if not).
+    /// Default true.
+    pub allow_depth_infinity: bool,
+    /// Resources listed per store page while streaming a multistatus. Default 256.
+    pub page_size: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            xml: XmlLimits::default(),
+            max_put_bytes: 1 << 30,
+            max_path_bytes: 4096,
+            max_if_conditions: 64,
+            max_props: 1000,
+            allow_depth_infinity: true,
+            page_size: 256,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) mount: Mount,
+    pub(crate) limits: Limits,
+}
+
+pub(crate) struct Shared<S> {
+    pub(crate) store: Arc<S>,
+    pub(crate) config: Config,
+}
+
+/// A [`Layer`] that serves a WebDAV namespace from a [`ReplStore`] under a mount prefix and
+/// passes every other request to the wrapped service.
+#[must_use]
+pub struct ReplLayer<S> {
+    store: Arc<S>,
+    config: Config,
+}
+
+impl<S> std::fmt::Debug for ReplLayer<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplLayer").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl<S> Clone for ReplLayer<S> {
+    fn clone(&self) -> Self {
+        Self { store: self.store.clone(), config: self.config.clone() }
+    }
+}
+
+impl<S: ReplStore> ReplLayer<S> {
+    /// A layer serving `store` at `/` with default limits.
+    pub fn new(store: S) -> Self {
+        Self::from_arc(Arc::new(store))
+    }
+
+    /// Like [`ReplLayer::new`], sharing a store the application also uses.
+    pub fn from_arc(store: Arc<S>) -> Self {
+        Self { store, config: Config { mount: Mount::new("/"), limits: Limits::default() } }
+    }
+
+    /// Serves the namespace under `prefix` (e.g. `/dav`); other paths pass through.
+    pub fn mount(mut self, prefix: &str) -> Self {
+        self.config.mount = Mount::new(prefix);
+        self
+    }
+
+    /// Replaces the limits.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.config.limits = limits;
+        self
+    }
+
+    /// Turns PROPFIND `Depth: infinity` on or off.
+    pub fn allow_depth_infinity(mut self, yes: bool) -> Self {
+        self.config.limits.allow_depth_infinity = yes;
+        self
+    }
+
+    /// Builds the service for `inner` without going through [`Layer`].
+    pub fn service<I>(&self, inner: I) -> ReplService<S, I> {
+        let shared = Shared { store: self.store.clone(), config: self.config.clone() };
+        ReplService::new(Arc::new(shared), inner)
+    }
+}
+
+impl<S: ReplStore, I> Layer<I> for ReplLayer<S> {
+    type Service = ReplService<S, I>;
+
+    fn layer(&self, inner: I) -> Self::Service {
+        self.service(inner)
+    }
+}

@@ -14,7 +14,10 @@ pub struct HeaderError {
 }
 
 fn err(header: &'static str, reason: impl Into<String>) -> HeaderError {
-    HeaderError { header, reason: reason.into() }
+    HeaderError {
+        header,
+        reason: reason.into(),
+    }
 }
 
 /// The `Depth` header.
@@ -35,7 +38,11 @@ pub enum Depth {
 impl Depth {
     /// Parses a `Depth` value (case-insensitive, spaces around the comma allowed).
     pub fn parse(v: &str) -> Result<Self, HeaderError> {
-        let norm: String = v.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_ascii_lowercase();
+        let norm: String = v
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect::<String>()
+            .to_ascii_lowercase();
         match norm.as_str() {
             "0" => Ok(Self::Zero),
             "1" => Ok(Self::One),
@@ -70,12 +77,21 @@ impl ByteRangeSpec {
     /// Parses `bytes=a-b`. Returns `Ok(None)` for forms we answer with the whole content
     /// (other units, several ranges), as RFC 9110 allows.
     pub fn parse(v: &str) -> Result<Option<Self>, HeaderError> {
-        let Some(spec) = v.trim().strip_prefix("bytes=") else { return Ok(None) };
+        let Some(spec) = v.trim().strip_prefix("bytes=") else {
+            return Ok(None);
+        };
         if spec.contains(',') {
             return Ok(None);
         }
-        let (a, b) = spec.trim().split_once('-').ok_or_else(|| err("Range", "missing '-'"))?;
-        let num = |s: &str| s.trim().parse::<u64>().map_err(|_| err("Range", format!("{s:?} is not a number")));
+        let (a, b) = spec
+            .trim()
+            .split_once('-')
+            .ok_or_else(|| err("Range", "missing '-'"))?;
+        let num = |s: &str| {
+            s.trim()
+                .parse::<u64>()
+                .map_err(|_| err("Range", format!("{s:?} is not a number")))
+        };
         match (a.trim().is_empty(), b.trim().is_empty()) {
             (true, true) => Err(err("Range", "empty range")),
             (true, false) => Ok(Some(Self::Suffix(num(b)?))),
@@ -121,10 +137,18 @@ pub fn parse_entity_match(header: &'static str, v: &str) -> Result<EntityMatch, 
             Some(b) => (true, b),
             None => (false, rest),
         };
-        let body = body.strip_prefix('"').ok_or_else(|| err(header, "entity tag must be quoted"))?;
-        let end = body.find('"').ok_or_else(|| err(header, "unterminated entity tag"))?;
+        let body = body
+            .strip_prefix('"')
+            .ok_or_else(|| err(header, "entity tag must be quoted"))?;
+        let end = body
+            .find('"')
+            .ok_or_else(|| err(header, "unterminated entity tag"))?;
         let tag = &body[..end];
-        tags.push(if weak { format!("W/\"{tag}\"") } else { format!("\"{tag}\"") });
+        tags.push(if weak {
+            format!("W/\"{tag}\"")
+        } else {
+            format!("\"{tag}\"")
+        });
         rest = &body[end + 1..];
     }
     if tags.is_empty() {
@@ -165,7 +189,10 @@ pub fn parse_if(v: &str, max_terms: usize) -> Result<Vec<RawIfList>, HeaderError
         }
         match b[i] {
             b'<' => {
-                let end = v[i..].find('>').ok_or_else(|| err(H, "unterminated resource tag"))? + i;
+                let end = v[i..]
+                    .find('>')
+                    .ok_or_else(|| err(H, "unterminated resource tag"))?
+                    + i;
                 current_tag = Some(v[i + 1..end].trim().to_owned());
                 i = end + 1;
                 skip_ws(&mut i);
@@ -199,7 +226,10 @@ pub fn parse_if(v: &str, max_terms: usize) -> Result<Vec<RawIfList>, HeaderError
                     }
                     let term = match b[i] {
                         b'<' => {
-                            let end = v[i..].find('>').ok_or_else(|| err(H, "unterminated state token"))? + i;
+                            let end = v[i..]
+                                .find('>')
+                                .ok_or_else(|| err(H, "unterminated state token"))?
+                                + i;
                             let t = v[i + 1..end].trim();
                             if t.is_empty() {
                                 return Err(err(H, "empty state token"));
@@ -208,7 +238,10 @@ pub fn parse_if(v: &str, max_terms: usize) -> Result<Vec<RawIfList>, HeaderError
                             IfTerm::Token(t.to_owned())
                         }
                         b'[' => {
-                            let end = v[i..].find(']').ok_or_else(|| err(H, "unterminated entity tag"))? + i;
+                            let end = v[i..]
+                                .find(']')
+                                .ok_or_else(|| err(H, "unterminated entity tag"))?
+                                + i;
                             let t = v[i + 1..end].trim();
                             if t.is_empty() {
                                 return Err(err(H, "empty entity tag"));
@@ -235,7 +268,10 @@ pub fn parse_if(v: &str, max_terms: usize) -> Result<Vec<RawIfList>, HeaderError
                 if conditions.is_empty() {
                     return Err(err(H, "empty list"));
                 }
-                lists.push(RawIfList { resource: current_tag.clone(), conditions });
+                lists.push(RawIfList {
+                    resource: current_tag.clone(),
+                    conditions,
+                });
             }
             c => return Err(err(H, format!("unexpected character {:?}", c as char))),
         }

@@ -56,7 +56,11 @@ impl Mount {
     /// Builds a mount from a prefix like `/dav`, `/dav/` or `/`.
     pub fn new(prefix: &str) -> Self {
         let trimmed = prefix.trim_matches('/');
-        let prefix = if trimmed.is_empty() { String::new() } else { format!("/{trimmed}") };
+        let prefix = if trimmed.is_empty() {
+            String::new()
+        } else {
+            format!("/{trimmed}")
+        };
         Self { prefix }
     }
 
@@ -70,7 +74,9 @@ impl Mount {
         if self.prefix.is_empty() {
             return true;
         }
-        raw_path.strip_prefix(&self.prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        raw_path
+            .strip_prefix(&self.prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
     }
 
     /// Decodes a raw request path (no query) into a store path.
@@ -86,7 +92,9 @@ impl Mount {
         let mut decoded = String::with_capacity(rest.len() + 1);
         decoded.push('/');
         for seg in rest.split('/').filter(|s| !s.is_empty()) {
-            let seg = percent_decode_str(seg).decode_utf8().map_err(|_| HrefError::NotUtf8)?;
+            let seg = percent_decode_str(seg)
+                .decode_utf8()
+                .map_err(|_| HrefError::NotUtf8)?;
             if seg.contains('/') {
                 return Err(HrefError::EncodedSlash);
             }
@@ -128,7 +136,11 @@ impl Mount {
 /// Splits `scheme://authority/path` into (authority, path). `None` if `uri` is not absolute.
 pub fn split_absolute(uri: &str) -> Option<(&str, &str)> {
     let (scheme, rest) = uri.split_once("://")?;
-    if scheme.is_empty() || !scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b)) {
+    if scheme.is_empty()
+        || !scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+    {
         return None;
     }
     match rest.find('/') {
@@ -151,7 +163,10 @@ mod tests {
         assert_eq!(m.resolve("/dav").unwrap().as_str(), "/");
         assert_eq!(m.resolve("/other"), Err(HrefError::OutsideMount));
         assert_eq!(m.resolve("/dav/a%2Fb"), Err(HrefError::EncodedSlash));
-        assert!(matches!(m.resolve("/dav/%2e%2e/x"), Err(HrefError::Path(_))));
+        assert!(matches!(
+            m.resolve("/dav/%2e%2e/x"),
+            Err(HrefError::Path(_))
+        ));
         assert_eq!(m.resolve("/dav/%ff"), Err(HrefError::NotUtf8));
         assert!(matches!(m.resolve("/dav/a%00"), Err(HrefError::Path(_))));
     }

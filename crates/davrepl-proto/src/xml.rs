@@ -23,7 +23,11 @@ pub struct XmlLimits {
 
 impl Default for XmlLimits {
     fn default() -> Self {
-        Self { max_bytes: 1 << 20, max_depth: 64, max_elements: 10_000 }
+        Self {
+            max_bytes: 1 << 20,
+            max_depth: 64,
+            max_elements: 10_000,
+        }
     }
 }
 
@@ -66,13 +70,20 @@ pub fn parse_document(body: &[u8], limits: &XmlLimits) -> Result<Element, XmlErr
     if body.len() > limits.max_bytes {
         return Err(XmlError::TooLarge(limits.max_bytes));
     }
-    if body.windows(9).any(|w| w.eq_ignore_ascii_case(b"<!DOCTYPE")) || body.windows(8).any(|w| w == b"<!ENTITY") {
+    if body
+        .windows(9)
+        .any(|w| w.eq_ignore_ascii_case(b"<!DOCTYPE"))
+        || body.windows(8).any(|w| w == b"<!ENTITY")
+    {
         return Err(XmlError::Doctype);
     }
     std::str::from_utf8(body).map_err(|e| XmlError::Malformed(format!("invalid UTF-8: {e}")))?;
-    let mut config = xmltree::ParserConfig::new().trim_whitespace(false).whitespace_to_characters(true);
+    let mut config = xmltree::ParserConfig::new()
+        .trim_whitespace(false)
+        .whitespace_to_characters(true);
     config.max_entity_expansion_length = 0;
-    let nodes = Element::parse_all_with_config(body, config).map_err(|e| XmlError::Malformed(e.to_string()))?;
+    let nodes = Element::parse_all_with_config(body, config)
+        .map_err(|e| XmlError::Malformed(e.to_string()))?;
     let root = nodes
         .into_iter()
         .find_map(|n| match n {
@@ -85,19 +96,36 @@ pub fn parse_document(body: &[u8], limits: &XmlLimits) -> Result<Element, XmlErr
     Ok(root)
 }
 
-fn check_shape(e: &Element, depth: usize, limits: &XmlLimits, count: &mut usize) -> Result<(), XmlError> {
+fn check_shape(
+    e: &Element,
+    depth: usize,
+    limits: &XmlLimits,
+    count: &mut usize,
+) -> Result<(), XmlError> {
     *count += 1;
     if depth > limits.max_depth {
-        return Err(XmlError::TooComplex(format!("nesting deeper than {}", limits.max_depth)));
+        return Err(XmlError::TooComplex(format!(
+            "nesting deeper than {}",
+            limits.max_depth
+        )));
     }
     if *count > limits.max_elements {
-        return Err(XmlError::TooComplex(format!("more than {} elements", limits.max_elements)));
+        return Err(XmlError::TooComplex(format!(
+            "more than {} elements",
+            limits.max_elements
+        )));
     }
     if let Some(ns) = &e.namespaces {
         // `xmlns:p=""` is not namespace-well-formed (Namespaces in XML 1.0, NSC: No Prefix
         // Undeclaring); refuse it rather than guess.
-        if ns.0.iter().any(|(p, uri)| !p.is_empty() && uri.is_empty() && p != "xmlns" && p != "xml") {
-            return Err(XmlError::Malformed("a namespace prefix is bound to the empty URI".into()));
+        if ns
+            .0
+            .iter()
+            .any(|(p, uri)| !p.is_empty() && uri.is_empty() && p != "xmlns" && p != "xml")
+        {
+            return Err(XmlError::Malformed(
+                "a namespace prefix is bound to the empty URI".into(),
+            ));
         }
     }
     for c in child_elements(e) {
@@ -129,11 +157,16 @@ pub struct Propfind {
 /// Parses a PROPFIND body; an empty body means `allprop`.
 pub fn parse_propfind(body: &[u8], limits: &XmlLimits) -> Result<Propfind, XmlError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Propfind { kind: PropfindKind::AllProp(Vec::new()), root: None });
+        return Ok(Propfind {
+            kind: PropfindKind::AllProp(Vec::new()),
+            root: None,
+        });
     }
     let root = parse_document(body, limits)?;
     if !is_dav(&root, "propfind") {
-        return Err(XmlError::Unexpected("root element must be DAV:propfind".into()));
+        return Err(XmlError::Unexpected(
+            "root element must be DAV:propfind".into(),
+        ));
     }
     let mut kind = None;
     let mut include = Vec::new();
@@ -153,14 +186,19 @@ pub fn parse_propfind(body: &[u8], limits: &XmlLimits) -> Result<Propfind, XmlEr
             _ => continue,
         };
         if kind.replace(k).is_some() {
-            return Err(XmlError::Unexpected("more than one of allprop, propname, prop".into()));
+            return Err(XmlError::Unexpected(
+                "more than one of allprop, propname, prop".into(),
+            ));
         }
     }
     let kind = match kind.unwrap_or(PropfindKind::AllProp(Vec::new())) {
         PropfindKind::AllProp(_) => PropfindKind::AllProp(include),
         k => k,
     };
-    Ok(Propfind { kind, root: Some(root) })
+    Ok(Propfind {
+        kind,
+        root: Some(root),
+    })
 }
 
 /// One instruction of a PROPPATCH, in document order.
@@ -181,7 +219,9 @@ pub enum PatchInstruction {
 pub fn parse_proppatch(body: &[u8], limits: &XmlLimits) -> Result<Vec<PatchInstruction>, XmlError> {
     let root = parse_document(body, limits)?;
     if !is_dav(&root, "propertyupdate") {
-        return Err(XmlError::Unexpected("root element must be DAV:propertyupdate".into()));
+        return Err(XmlError::Unexpected(
+            "root element must be DAV:propertyupdate".into(),
+        ));
     }
     let mut out = Vec::new();
     for op in child_elements(&root) {
@@ -206,7 +246,9 @@ pub fn parse_proppatch(body: &[u8], limits: &XmlLimits) -> Result<Vec<PatchInstr
         }
     }
     if out.is_empty() {
-        return Err(XmlError::Unexpected("propertyupdate names no property".into()));
+        return Err(XmlError::Unexpected(
+            "propertyupdate names no property".into(),
+        ));
     }
     Ok(out)
 }
@@ -288,7 +330,8 @@ impl XmlWriter {
 
     /// Writes the XML declaration.
     pub fn declaration(&mut self) -> &mut Self {
-        self.buf.push_str("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n");
+        self.buf
+            .push_str("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n");
         self
     }
 
@@ -347,10 +390,18 @@ impl XmlWriter {
     pub fn start_prop(&mut self, name: &PropName, empty: bool) -> &mut Self {
         if name.ns == DAV_NS {
             let tag = format!("D:{}", name.local);
-            return if empty { self.empty(&tag, &[]) } else { self.start(&tag, &[]) };
+            return if empty {
+                self.empty(&tag, &[])
+            } else {
+                self.start(&tag, &[])
+            };
         }
         let attrs = [("xmlns", name.ns.as_str())];
-        if empty { self.empty(&name.local, &attrs) } else { self.start(&name.local, &attrs) }
+        if empty {
+            self.empty(&name.local, &attrs)
+        } else {
+            self.start(&name.local, &attrs)
+        }
     }
 
     /// Closes a property opened with [`XmlWriter::start_prop`].
@@ -388,30 +439,70 @@ impl XmlWriter {
 mod tests {
     use super::*;
 
-    const L: XmlLimits = XmlLimits { max_bytes: 4096, max_depth: 8, max_elements: 50 };
+    const L: XmlLimits = XmlLimits {
+        max_bytes: 4096,
+        max_depth: 8,
+        max_elements: 50,
+    };
 
     #[test]
     fn propfind_forms() {
         let p = parse_propfind(b"", &L).unwrap();
         assert_eq!(p.kind, PropfindKind::AllProp(vec![]));
         let p = parse_propfind(br#"<D:propfind xmlns:D="DAV:"><D:prop><D:getetag/><x:a xmlns:x="urn:x"/></D:prop></D:propfind>"#, &L).unwrap();
-        assert_eq!(p.kind, PropfindKind::Prop(vec![PropName::new("DAV:", "getetag"), PropName::new("urn:x", "a")]));
+        assert_eq!(
+            p.kind,
+            PropfindKind::Prop(vec![
+                PropName::new("DAV:", "getetag"),
+                PropName::new("urn:x", "a")
+            ])
+        );
         let p = parse_propfind(br#"<propfind xmlns="DAV:"><propname/></propfind>"#, &L).unwrap();
         assert_eq!(p.kind, PropfindKind::PropName);
-        assert!(matches!(parse_propfind(b"<propfind xmlns=\"DAV:\"><prop>", &L), Err(XmlError::Malformed(_))));
-        assert!(matches!(parse_propfind(b"<foo/>", &L), Err(XmlError::Unexpected(_))));
-        let bad_ns = br#"<D:propfind xmlns:D="DAV:"><D:prop><bar:foo xmlns:bar=""/></D:prop></D:propfind>"#;
-        assert!(matches!(parse_propfind(bad_ns, &L), Err(XmlError::Malformed(_))));
+        assert!(matches!(
+            parse_propfind(b"<propfind xmlns=\"DAV:\"><prop>", &L),
+            Err(XmlError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_propfind(b"<foo/>", &L),
+            Err(XmlError::Unexpected(_))
+        ));
+        let bad_ns =
+            br#"<D:propfind xmlns:D="DAV:"><D:prop><bar:foo xmlns:bar=""/></D:prop></D:propfind>"#;
+        assert!(matches!(
+            parse_propfind(bad_ns, &L),
+            Err(XmlError::Malformed(_))
+        ));
     }
 
     #[test]
     fn refuses_doctype_and_limits() {
         let bomb = br#"<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">]><D:propfind xmlns:D="DAV:">&lol;</D:propfind>"#;
         assert_eq!(parse_propfind(bomb, &L), Err(XmlError::Doctype));
-        let deep = format!("<D:propfind xmlns:D=\"DAV:\">{}{}</D:propfind>", "<a>".repeat(20), "</a>".repeat(20));
-        assert!(matches!(parse_propfind(deep.as_bytes(), &L), Err(XmlError::TooComplex(_))));
-        assert!(matches!(parse_propfind(&[b' '; 5000][..4100].iter().chain(b"<a/>").copied().collect::<Vec<_>>(), &L), Err(XmlError::TooLarge(_))));
-        assert!(matches!(parse_propfind(b"<a>\xff</a>", &L), Err(XmlError::Malformed(_))));
+        let deep = format!(
+            "<D:propfind xmlns:D=\"DAV:\">{}{}</D:propfind>",
+            "<a>".repeat(20),
+            "</a>".repeat(20)
+        );
+        assert!(matches!(
+            parse_propfind(deep.as_bytes(), &L),
+            Err(XmlError::TooComplex(_))
+        ));
+        assert!(matches!(
+            parse_propfind(
+                &[b' '; 5000][..4100]
+                    .iter()
+                    .chain(b"<a/>")
+                    .copied()
+                    .collect::<Vec<_>>(),
+                &L
+            ),
+            Err(XmlError::TooLarge(_))
+        ));
+        assert!(matches!(
+            parse_propfind(b"<a>\xff</a>", &L),
+            Err(XmlError::Malformed(_))
+        ));
     }
 
     #[test]
@@ -434,6 +525,9 @@ mod tests {
     fn writer_escapes() {
         let mut w = XmlWriter::new();
         w.start("D:a", &[("k", "\"<&")]).text("<&>").end("D:a");
-        assert_eq!(&w.finish()[..], br#"<D:a k="&quot;&lt;&amp;">&lt;&amp;&gt;</D:a>"#);
+        assert_eq!(
+            &w.finish()[..],
+            br#"<D:a k="&quot;&lt;&amp;">&lt;&amp;&gt;</D:a>"#
+        );
     }
 }

@@ -18,7 +18,11 @@ use tower::Layer;
 
 /// Command-line options.
 #[derive(Debug, Parser)]
-#[command(name = "davrepl-server", version, about = "WebDAV server with Exchange-style replication")]
+#[command(
+    name = "davrepl-server",
+    version,
+    about = "WebDAV server with Exchange-style replication"
+)]
 struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
@@ -50,13 +54,17 @@ impl std::str::FromStr for StoreSpec {
             Ok(Self::Memory)
         } else if let Some(path) = s.strip_prefix("sqlite:") {
             if path.is_empty() {
-                return Err("sqlite: needs a file path, e.g. sqlite:./davrepl-data/store.db".into());
+                return Err(
+                    "sqlite: needs a file path, e.g. sqlite:./davrepl-data/store.db".into(),
+                );
             }
             Ok(Self::Sqlite(path.to_owned()))
         } else if s.starts_with("postgres://") || s.starts_with("postgresql://") {
             Ok(Self::Postgres(s.to_owned()))
         } else {
-            Err(format!("unknown store {s:?}: use memory, sqlite:PATH or postgres://USER:PW@HOST/DB"))
+            Err(format!(
+                "unknown store {s:?}: use memory, sqlite:PATH or postgres://USER:PW@HOST/DB"
+            ))
         }
     }
 }

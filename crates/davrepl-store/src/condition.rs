@@ -88,7 +88,9 @@ impl IfCondition {
         let matched = match (&self.term, state) {
             (_, None) => false,
             (IfTerm::Token(t), Some(s)) => {
-                *t == s.resource_tag || *t == s.repl_uid || s.content_tag.as_deref() == Some(t.as_str())
+                *t == s.resource_tag
+                    || *t == s.repl_uid
+                    || s.content_tag.as_deref() == Some(t.as_str())
             }
             (IfTerm::ETag(e), Some(s)) => strip_weak(e) == s.etag,
         };
@@ -109,7 +111,10 @@ impl Condition {
 
     /// A condition requiring that the target does not exist (`If-None-Match: *`).
     pub fn create_only() -> Self {
-        Self { if_none_match: Some(EntityMatch::Any), ..Self::default() }
+        Self {
+            if_none_match: Some(EntityMatch::Any),
+            ..Self::default()
+        }
     }
 
     /// Evaluates the whole condition for a request on `target`. `lookup` returns the current
@@ -182,7 +187,10 @@ mod tests {
             resource: IfResource::Target,
             conditions: terms
                 .iter()
-                .map(|(n, t)| IfCondition { negated: *n, term: t.clone() })
+                .map(|(n, t)| IfCondition {
+                    negated: *n,
+                    term: t.clone(),
+                })
                 .collect(),
         }
     }
@@ -196,28 +204,58 @@ mod tests {
     fn if_lists_or_and_not() {
         let rt = IfTerm::Token("rt:1".into());
         let bad = IfTerm::Token("rt:2".into());
-        let c = |lists| Condition { if_lists: lists, ..Condition::default() };
+        let c = |lists| Condition {
+            if_lists: lists,
+            ..Condition::default()
+        };
         assert!(eval(&c(vec![list(&[(false, rt.clone())])]), true));
         assert!(!eval(&c(vec![list(&[(false, rt.clone())])]), false));
         assert!(!eval(&c(vec![list(&[(false, bad.clone())])]), true));
-        assert!(eval(&c(vec![list(&[(false, bad.clone())]), list(&[(false, rt.clone())])]), true));
-        assert!(!eval(&c(vec![list(&[(false, rt.clone()), (false, bad.clone())])]), true));
-        assert!(eval(&c(vec![list(&[(false, rt.clone()), (true, bad.clone())])]), true));
-        assert!(eval(&c(vec![list(&[(false, IfTerm::ETag("W/\"e1\"".into()))])]), true));
-        assert!(eval(&c(vec![list(&[(false, IfTerm::Token("rid:1".into()))])]), true));
+        assert!(eval(
+            &c(vec![
+                list(&[(false, bad.clone())]),
+                list(&[(false, rt.clone())])
+            ]),
+            true
+        ));
+        assert!(!eval(
+            &c(vec![list(&[(false, rt.clone()), (false, bad.clone())])]),
+            true
+        ));
+        assert!(eval(
+            &c(vec![list(&[(false, rt.clone()), (true, bad.clone())])]),
+            true
+        ));
+        assert!(eval(
+            &c(vec![list(&[(false, IfTerm::ETag("W/\"e1\"".into()))])]),
+            true
+        ));
+        assert!(eval(
+            &c(vec![list(&[(false, IfTerm::Token("rid:1".into()))])]),
+            true
+        ));
     }
 
     #[test]
     fn entity_matches() {
-        let im = |m| Condition { if_match: Some(m), ..Condition::default() };
-        let inm = |m| Condition { if_none_match: Some(m), ..Condition::default() };
+        let im = |m| Condition {
+            if_match: Some(m),
+            ..Condition::default()
+        };
+        let inm = |m| Condition {
+            if_none_match: Some(m),
+            ..Condition::default()
+        };
         assert!(eval(&im(EntityMatch::Any), true));
         assert!(!eval(&im(EntityMatch::Any), false));
         assert!(eval(&im(EntityMatch::Tags(vec!["\"e1\"".into()])), true));
         assert!(!eval(&im(EntityMatch::Tags(vec!["W/\"e1\"".into()])), true));
         assert!(!eval(&inm(EntityMatch::Any), true));
         assert!(eval(&inm(EntityMatch::Any), false));
-        assert!(!eval(&inm(EntityMatch::Tags(vec!["W/\"e1\"".into()])), true));
+        assert!(!eval(
+            &inm(EntityMatch::Tags(vec!["W/\"e1\"".into()])),
+            true
+        ));
         assert!(eval(&Condition::none(), false));
     }
 }

@@ -57,7 +57,11 @@ pub struct StoreError {
 impl StoreError {
     /// A new error of `kind` with a human-readable message.
     pub fn new(kind: ErrorKind, message: impl Into<Cow<'static, str>>) -> Self {
-        Self { kind, message: message.into(), source: None }
+        Self {
+            kind,
+            message: message.into(),
+            source: None,
+        }
     }
 
     /// Attaches the underlying cause.
@@ -84,7 +88,10 @@ impl StoreError {
 
     /// Shorthand for [`ErrorKind::PreconditionFailed`].
     pub fn precondition_failed() -> Self {
-        Self::new(ErrorKind::PreconditionFailed, "the request's precondition is false")
+        Self::new(
+            ErrorKind::PreconditionFailed,
+            "the request's precondition is false",
+        )
     }
 
     /// Shorthand for [`ErrorKind::Internal`] wrapping a cause.

@@ -48,7 +48,12 @@ struct Node {
 #[derive(Clone)]
 enum LogRow {
     Live(ResourcePath),
-    Removed { rid: ReplUid, path: ResourcePath, kind: ResourceKind, at: SystemTime },
+    Removed {
+        rid: ReplUid,
+        path: ResourcePath,
+        kind: ResourceKind,
+        at: SystemTime,
+    },
 }
 
 struct State {
@@ -74,7 +79,9 @@ pub struct MemStore {
 
 impl std::fmt::Debug for MemStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MemStore").field("id", &self.shared.id).finish_non_exhaustive()
+        f.debug_struct("MemStore")
+            .field("id", &self.shared.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -115,8 +122,21 @@ impl MemStore {
                 modified: now,
             },
         );
-        let state = State { nodes, log: BTreeMap::new(), seq: 0, rid_counter: 0, low_water: 0 };
-        Self { shared: Arc::new(Shared { id, secret, state: RwLock::new(state), transform }) }
+        let state = State {
+            nodes,
+            log: BTreeMap::new(),
+            seq: 0,
+            rid_counter: 0,
+            low_water: 0,
+        };
+        Self {
+            shared: Arc::new(Shared {
+                id,
+                secret,
+                state: RwLock::new(state),
+                transform,
+            }),
+        }
     }
 
     fn read_state(&self) -> RwLockReadGuard<'_, State> {
@@ -146,12 +166,20 @@ fn meta_of(store: StoreId, path: &ResourcePath, n: &Node) -> Meta {
 }
 
 fn props_of(n: &Node) -> Vec<DeadProp> {
-    n.props.iter().map(|(k, v)| DeadProp { name: k.clone(), value: v.clone() }).collect()
+    n.props
+        .iter()
+        .map(|(k, v)| DeadProp {
+            name: k.clone(),
+            value: v.clone(),
+        })
+        .collect()
 }
 
 impl State {
     fn tokens(&self, store: StoreId, path: &ResourcePath) -> Option<Tokens> {
-        self.nodes.get(path).map(|n| meta_of(store, path, n).tokens())
+        self.nodes
+            .get(path)
+            .map(|n| meta_of(store, path, n).tokens())
     }
 
     fn check(&self, store: StoreId, target: &ResourcePath, cond: &Condition) -> StoreResult<()> {
@@ -163,13 +191,15 @@ impl State {
     }
 
     fn get(&self, path: &ResourcePath) -> StoreResult<&Node> {
-        self.nodes.get(path).ok_or_else(|| StoreError::not_found(path))
+        self.nodes
+            .get(path)
+            .ok_or_else(|| StoreError::not_found(path))
     }
 
     fn check_parent(&self, path: &ResourcePath) -> StoreResult<ResourcePath> {
-        let parent = path
-            .parent()
-            .ok_or_else(|| StoreError::new(ErrorKind::RootImmutable, "the root cannot be replaced"))?;
+        let parent = path.parent().ok_or_else(|| {
+            StoreError::new(ErrorKind::RootImmutable, "the root cannot be replaced")
+        })?;
         match self.nodes.get(&parent) {
             Some(n) if n.kind == ResourceKind::Collection => Ok(parent),
             _ => Err(StoreError::new(
@@ -217,13 +247,23 @@ impl State {
         let now = SystemTime::now();
         let mut first = None;
         for p in paths {
-            let Some(node) = self.nodes.remove(&p) else { continue };
+            let Some(node) = self.nodes.remove(&p) else {
+                continue;
+            };
             if first.is_none() {
                 first = Some(meta_of(store, &p, &node));
             }
             self.log.remove(&node.version);
             let seq = self.next_seq();
-            self.log.insert(seq, LogRow::Removed { rid: node.rid, path: p, kind: node.kind, at: now });
+            self.log.insert(
+                seq,
+                LogRow::Removed {
+                    rid: node.rid,
+                    path: p,
+                    kind: node.kind,
+                    at: now,
+                },
+            );
         }
         if let Some(parent) = root.parent() {
             let seq = self.seq;
@@ -265,7 +305,10 @@ impl State {
             ));
         }
         if moving && from.is_root() {
-            return Err(StoreError::new(ErrorKind::RootImmutable, "the root cannot be moved"));
+            return Err(StoreError::new(
+                ErrorKind::RootImmutable,
+                "the root cannot be moved",
+            ));
         }
         self.get(from)?;
         if to.is_within(from) {
@@ -306,13 +349,13 @@ async fn collect(mut body: ByteStream, max_len: Option<u64>) -> StoreResult<Byte
     let mut buf = BytesMut::new();
     while let Some(chunk) = body.next().await {
         let chunk = chunk?;
-        if let Some(max) = max_len {
-            if (buf.len() + chunk.len()) as u64 > max {
-                return Err(StoreError::new(
-                    ErrorKind::TooLarge,
-                    format!("content is larger than {max} bytes"),
-                ));
-            }
+        if let Some(max) = max_len
+            && (buf.len() + chunk.len()) as u64 > max
+        {
+            return Err(StoreError::new(
+                ErrorKind::TooLarge,
+                format!("content is larger than {max} bytes"),
+            ));
         }
         buf.extend_from_slice(&chunk);
     }
@@ -340,18 +383,27 @@ impl ReplStore for MemStore {
     async fn props(&self, path: &ResourcePath) -> StoreResult<Entry> {
         let st = self.read_state();
         let n = st.get(path)?;
-        Ok(Entry { meta: meta_of(self.shared.id, path, n), props: props_of(n) })
+        Ok(Entry {
+            meta: meta_of(self.shared.id, path, n),
+            props: props_of(n),
+        })
     }
 
     async fn list(&self, path: &ResourcePath, opts: ListOptions) -> StoreResult<Listing> {
         let st = self.read_state();
         let node = st.get(path)?;
         if node.kind != ResourceKind::Collection {
-            return Err(StoreError::new(ErrorKind::NotCollection, format!("{path} is not a collection")));
+            return Err(StoreError::new(
+                ErrorKind::NotCollection,
+                format!("{path} is not a collection"),
+            ));
         }
         let mut entries = Vec::new();
         if opts.depth == Depth::Zero || opts.limit == 0 {
-            return Ok(Listing { entries, next: None });
+            return Ok(Listing {
+                entries,
+                next: None,
+            });
         }
         let want_depth = path.depth() + 1;
         let prefix = path.descendant_prefix();
@@ -360,10 +412,9 @@ impl ReplStore for MemStore {
             None => (Bound::Included(prefix.clone()), Bound::Unbounded),
         };
         'outer: loop {
-            let range = st.nodes.range::<str, _>((
-                cursor.0.as_ref().map(String::as_str),
-                Bound::Unbounded,
-            ));
+            let range = st
+                .nodes
+                .range::<str, _>((cursor.0.as_ref().map(String::as_str), Bound::Unbounded));
             for (p, n) in range {
                 if !p.as_str().starts_with(&prefix) {
                     break 'outer;
@@ -374,8 +425,10 @@ impl ReplStore for MemStore {
                 if opts.depth == Depth::One && p.depth() > want_depth {
                     // Skip this child's whole subtree: its descendants share the prefix
                     // "child/", which sorts just before "child0".
-                    let child: String =
-                        p.segments().take(want_depth).fold(String::new(), |acc, s| acc + "/" + s);
+                    let child: String = p
+                        .segments()
+                        .take(want_depth)
+                        .fold(String::new(), |acc, s| acc + "/" + s);
                     cursor = (Bound::Included(child + "0"), Bound::Unbounded);
                     continue 'outer;
                 }
@@ -383,12 +436,22 @@ impl ReplStore for MemStore {
                     let next = entries.last().map(|e: &Entry| e.meta.path.clone());
                     return Ok(Listing { entries, next });
                 }
-                let props = if opts.with_props { props_of(n) } else { Vec::new() };
-                entries.push(Entry { meta: meta_of(self.shared.id, p, n), props });
+                let props = if opts.with_props {
+                    props_of(n)
+                } else {
+                    Vec::new()
+                };
+                entries.push(Entry {
+                    meta: meta_of(self.shared.id, p, n),
+                    props,
+                });
             }
             break;
         }
-        Ok(Listing { entries, next: None })
+        Ok(Listing {
+            entries,
+            next: None,
+        })
     }
 
     async fn read(
@@ -400,13 +463,19 @@ impl ReplStore for MemStore {
             let st = self.read_state();
             let n = st.get(path)?;
             if n.kind == ResourceKind::Collection {
-                return Err(StoreError::new(ErrorKind::IsCollection, format!("{path} is a collection")));
+                return Err(StoreError::new(
+                    ErrorKind::IsCollection,
+                    format!("{path} is a collection"),
+                ));
             }
             (meta_of(self.shared.id, path, n), n.content.clone())
         };
         if let Some(r) = range {
             if r.start > r.end || r.end >= bytes.len() as u64 {
-                return Err(StoreError::new(ErrorKind::InvalidInput, "byte range out of bounds"));
+                return Err(StoreError::new(
+                    ErrorKind::InvalidInput,
+                    "byte range out of bounds",
+                ));
             }
             bytes = bytes.slice(r.start as usize..=r.end as usize);
         }
@@ -424,11 +493,11 @@ impl ReplStore for MemStore {
     ) -> StoreResult<WriteOutcome> {
         let mut content = collect(body, opts.max_len).await?;
         let mut transformed = false;
-        if let Some(t) = &self.shared.transform {
-            if let Some(new) = t(path, &content) {
-                content = new;
-                transformed = true;
-            }
+        if let Some(t) = &self.shared.transform
+            && let Some(new) = t(path, &content)
+        {
+            content = new;
+            transformed = true;
         }
         let id = self.shared.id;
         let mut st = self.write_state();
@@ -437,7 +506,10 @@ impl ReplStore for MemStore {
         let now = SystemTime::now();
         let (node, created) = match st.nodes.get(path) {
             Some(n) if n.kind == ResourceKind::Collection => {
-                return Err(StoreError::new(ErrorKind::IsCollection, format!("{path} is a collection")));
+                return Err(StoreError::new(
+                    ErrorKind::IsCollection,
+                    format!("{path} is a collection"),
+                ));
             }
             Some(n) => {
                 let mut n = n.clone();
@@ -464,7 +536,11 @@ impl ReplStore for MemStore {
         let seq = st.upsert(path.clone(), node);
         st.touch_parent(&parent, seq);
         let meta = meta_of(id, path, st.get(path)?);
-        Ok(WriteOutcome { meta, created, transformed })
+        Ok(WriteOutcome {
+            meta,
+            created,
+            transformed,
+        })
     }
 
     async fn create_collection(
@@ -475,7 +551,10 @@ impl ReplStore for MemStore {
         let id = self.shared.id;
         let mut st = self.write_state();
         if st.nodes.contains_key(path) {
-            return Err(StoreError::new(ErrorKind::AlreadyExists, format!("{path} already exists")));
+            return Err(StoreError::new(
+                ErrorKind::AlreadyExists,
+                format!("{path} already exists"),
+            ));
         }
         let parent = st.check_parent(path)?;
         st.check(id, path, cond)?;
@@ -495,18 +574,26 @@ impl ReplStore for MemStore {
         let seq = st.upsert(path.clone(), node);
         st.touch_parent(&parent, seq);
         let meta = meta_of(id, path, st.get(path)?);
-        Ok(WriteOutcome { meta, created: true, transformed: false })
+        Ok(WriteOutcome {
+            meta,
+            created: true,
+            transformed: false,
+        })
     }
 
     async fn delete(&self, path: &ResourcePath, cond: &Condition) -> StoreResult<Meta> {
         if path.is_root() {
-            return Err(StoreError::new(ErrorKind::RootImmutable, "the root cannot be deleted"));
+            return Err(StoreError::new(
+                ErrorKind::RootImmutable,
+                "the root cannot be deleted",
+            ));
         }
         let id = self.shared.id;
         let mut st = self.write_state();
         st.get(path)?;
         st.check(id, path, cond)?;
-        st.remove_tree(id, path).ok_or_else(|| StoreError::not_found(path))
+        st.remove_tree(id, path)
+            .ok_or_else(|| StoreError::not_found(path))
     }
 
     async fn copy(
@@ -524,10 +611,20 @@ impl ReplStore for MemStore {
         };
         let now = SystemTime::now();
         for src in sources {
-            let Some(node) = st.nodes.get(&src).cloned() else { continue };
-            let Some(dst) = src.rebase(from, to) else { continue };
+            let Some(node) = st.nodes.get(&src).cloned() else {
+                continue;
+            };
+            let Some(dst) = src.rebase(from, to) else {
+                continue;
+            };
             let rid = st.next_rid(id);
-            let copy = Node { rid, version: 0, content_version: 0, created: now, ..node };
+            let copy = Node {
+                rid,
+                version: 0,
+                content_version: 0,
+                created: now,
+                ..node
+            };
             st.upsert(dst, copy);
         }
         let seq = st.seq;
@@ -535,7 +632,11 @@ impl ReplStore for MemStore {
             st.touch_parent(&parent, seq);
         }
         let meta = meta_of(id, to, st.get(to)?);
-        Ok(WriteOutcome { meta, created: !existed, transformed: false })
+        Ok(WriteOutcome {
+            meta,
+            created: !existed,
+            transformed: false,
+        })
     }
 
     async fn rename(
@@ -549,11 +650,23 @@ impl ReplStore for MemStore {
         let existed = st.prepare_transfer(id, from, to, &opts, true)?;
         let now = SystemTime::now();
         for src in st.subtree(from) {
-            let Some(node) = st.nodes.remove(&src) else { continue };
-            let Some(dst) = src.rebase(from, to) else { continue };
+            let Some(node) = st.nodes.remove(&src) else {
+                continue;
+            };
+            let Some(dst) = src.rebase(from, to) else {
+                continue;
+            };
             st.log.remove(&node.version);
             let seq = st.next_seq();
-            st.log.insert(seq, LogRow::Removed { rid: node.rid, path: src, kind: node.kind, at: now });
+            st.log.insert(
+                seq,
+                LogRow::Removed {
+                    rid: node.rid,
+                    path: src,
+                    kind: node.kind,
+                    at: now,
+                },
+            );
             st.upsert(dst, node);
         }
         let seq = st.seq;
@@ -561,7 +674,11 @@ impl ReplStore for MemStore {
             st.touch_parent(&parent, seq);
         }
         let meta = meta_of(id, to, st.get(to)?);
-        Ok(WriteOutcome { meta, created: !existed, transformed: false })
+        Ok(WriteOutcome {
+            meta,
+            created: !existed,
+            transformed: false,
+        })
     }
 
     async fn patch_props(
@@ -589,7 +706,11 @@ impl ReplStore for MemStore {
             st.touch_parent(&parent, seq);
         }
         let meta = meta_of(id, path, st.get(path)?);
-        Ok(WriteOutcome { meta, created: false, transformed: false })
+        Ok(WriteOutcome {
+            meta,
+            created: false,
+            transformed: false,
+        })
     }
 
     async fn changes(&self, q: ChangesQuery) -> StoreResult<ChangePage> {
@@ -607,18 +728,32 @@ impl ReplStore for MemStore {
                     let n = st.get(p)?;
                     ChangeKind::Upsert(meta_of(self.shared.id, p, n))
                 }
-                LogRow::Removed { rid, path, kind, .. } if q.include_removed && in_scope(path) => {
-                    ChangeKind::Removed { rid: *rid, path: path.clone(), kind: *kind }
-                }
+                LogRow::Removed {
+                    rid, path, kind, ..
+                } if q.include_removed && in_scope(path) => ChangeKind::Removed {
+                    rid: *rid,
+                    path: path.clone(),
+                    kind: *kind,
+                },
                 _ => continue,
             };
             if changes.len() == q.limit {
                 let watermark = changes.last().map_or(q.since, |c: &Change| c.seq);
-                return Ok(ChangePage { changes, watermark, more: true, low_water: st.low_water });
+                return Ok(ChangePage {
+                    changes,
+                    watermark,
+                    more: true,
+                    low_water: st.low_water,
+                });
             }
             changes.push(Change { seq, kind: change });
         }
-        Ok(ChangePage { changes, watermark: st.seq, more: false, low_water: st.low_water })
+        Ok(ChangePage {
+            changes,
+            watermark: st.seq,
+            more: false,
+            low_water: st.low_water,
+        })
     }
 
     async fn purge(&self, before: SystemTime) -> StoreResult<PurgeReport> {
@@ -635,6 +770,9 @@ impl ReplStore for MemStore {
         if let Some(&max) = doomed.last() {
             st.low_water = st.low_water.max(max);
         }
-        Ok(PurgeReport { removed: doomed.len() as u64, low_water: st.low_water })
+        Ok(PurgeReport {
+            removed: doomed.len() as u64,
+            low_water: st.low_water,
+        })
     }
 }

@@ -107,7 +107,11 @@ impl ResourcePath {
 
     /// The prefix every descendant's path starts with (`/a/` for `/a`, `/` for the root).
     pub fn descendant_prefix(&self) -> String {
-        if self.is_root() { self.0.clone() } else { format!("{}/", self.0) }
+        if self.is_root() {
+            self.0.clone()
+        } else {
+            format!("{}/", self.0)
+        }
     }
 
     /// Whether `self` is `ancestor` or lies below it (segment-aware).
@@ -214,9 +218,15 @@ mod tests {
         assert!(p("/a/b").is_within(&p("/a")));
         assert!(!p("/ab").is_within(&p("/a")));
         assert!(p("/ab").is_within(&ResourcePath::root()));
-        assert_eq!(p("/a/x/y").rebase(&p("/a"), &p("/b/c")), Some(p("/b/c/x/y")));
+        assert_eq!(
+            p("/a/x/y").rebase(&p("/a"), &p("/b/c")),
+            Some(p("/b/c/x/y"))
+        );
         assert_eq!(p("/a").rebase(&p("/a"), &p("/z")), Some(p("/z")));
-        assert_eq!(p("/a").rebase(&ResourcePath::root(), &p("/z")), Some(p("/z/a")));
+        assert_eq!(
+            p("/a").rebase(&ResourcePath::root(), &p("/z")),
+            Some(p("/z/a"))
+        );
         assert_eq!(p("/a/b").depth(), 2);
         assert_eq!(ResourcePath::root().join("x").unwrap(), p("/x"));
     }

@@ -101,7 +101,10 @@ pub struct PropName {
 impl PropName {
     /// Builds a name.
     pub fn new(ns: impl Into<String>, local: impl Into<String>) -> Self {
-        Self { ns: ns.into(), local: local.into() }
+        Self {
+            ns: ns.into(),
+            local: local.into(),
+        }
     }
 }
 
@@ -163,7 +166,12 @@ pub struct ListOptions {
 impl ListOptions {
     /// A listing of `depth`, up to `limit` entries.
     pub fn new(depth: Depth, limit: usize) -> Self {
-        Self { depth, after: None, limit, with_props: false }
+        Self {
+            depth,
+            after: None,
+            limit,
+            with_props: false,
+        }
     }
 
     /// Continue after `path`.
@@ -214,7 +222,10 @@ pub struct PutOptions {
 impl PutOptions {
     /// Options with `condition`.
     pub fn with_condition(condition: Condition) -> Self {
-        Self { condition, ..Self::default() }
+        Self {
+            condition,
+            ..Self::default()
+        }
     }
 
     /// Sets the content type.
@@ -242,7 +253,11 @@ pub struct TransferOptions {
 impl TransferOptions {
     /// Depth infinity, overwrite allowed, no condition.
     pub fn new() -> Self {
-        Self { depth: Depth::Infinity, overwrite: true, condition: Condition::none() }
+        Self {
+            depth: Depth::Infinity,
+            overwrite: true,
+            condition: Condition::none(),
+        }
     }
 
     /// Sets the depth.
@@ -349,7 +364,14 @@ pub struct ChangesQuery {
 impl ChangesQuery {
     /// Changes below `scope` at `depth` since `since`, up to `limit` rows, tombstones included.
     pub fn new(scope: ResourcePath, depth: Depth, since: Seq, limit: usize) -> Self {
-        Self { scope, depth, include_scope: false, since, limit, include_removed: true }
+        Self {
+            scope,
+            depth,
+            include_scope: false,
+            since,
+            limit,
+            include_removed: true,
+        }
     }
 }
 
@@ -381,7 +403,10 @@ pub struct Capabilities {
 
 impl Default for Capabilities {
     fn default() -> Self {
-        Self { dead_properties: true, shallow_copy: true }
+        Self {
+            dead_properties: true,
+            shallow_copy: true,
+        }
     }
 }
 

@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use davrepl_store::{
     ByteRange, ByteStream, ChangeKind, ChangesQuery, Condition, DeadProp, Depth, EntityMatch,
-    ErrorKind, IfList, IfResource, IfTerm, ListOptions, PropName, PropPatch, PutOptions,
-    ReplStore, StoreError, TransferOptions,
+    ErrorKind, IfList, IfResource, IfTerm, ListOptions, PropName, PropPatch, PutOptions, ReplStore,
+    StoreError, TransferOptions,
 };
 
 use crate::helpers::*;
@@ -24,7 +24,10 @@ fn kind_of<T: std::fmt::Debug>(r: Result<T, StoreError>) -> ErrorKind {
 /// PUT creates then replaces; repl-uid stays, version and tags move; DELETE removes.
 pub async fn crud_item<S: ReplStore>(store: &S) {
     let p = path("/a.txt");
-    let made = store.put(&p, body("one"), PutOptions::default()).await.unwrap();
+    let made = store
+        .put(&p, body("one"), PutOptions::default())
+        .await
+        .unwrap();
     assert!(made.created);
     assert!(!made.transformed);
     assert_eq!(made.meta.len, 3);
@@ -48,16 +51,26 @@ pub async fn crud_item<S: ReplStore>(store: &S) {
     let gone = store.delete(&p, &Condition::none()).await.unwrap();
     assert_eq!(gone.rid, made.meta.rid);
     assert_eq!(kind_of(store.head(&p).await), ErrorKind::NotFound);
-    assert_eq!(kind_of(store.delete(&p, &Condition::none()).await), ErrorKind::NotFound);
-    assert_eq!(kind_of(store.read(&p, None).await.map(|(m, _)| m)), ErrorKind::NotFound);
+    assert_eq!(
+        kind_of(store.delete(&p, &Condition::none()).await),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        kind_of(store.read(&p, None).await.map(|(m, _)| m)),
+        ErrorKind::NotFound
+    );
 }
 
 /// PUT under a missing parent, or under an item, fails with `ParentMissing`.
 pub async fn put_needs_parent<S: ReplStore>(store: &S) {
-    let r = store.put(&path("/no/such.txt"), body("x"), PutOptions::default()).await;
+    let r = store
+        .put(&path("/no/such.txt"), body("x"), PutOptions::default())
+        .await;
     assert_eq!(kind_of(r.map(|o| o.meta)), ErrorKind::ParentMissing);
     put(store, "/file", "x").await;
-    let r = store.put(&path("/file/child"), body("x"), PutOptions::default()).await;
+    let r = store
+        .put(&path("/file/child"), body("x"), PutOptions::default())
+        .await;
     assert_eq!(kind_of(r.map(|o| o.meta)), ErrorKind::ParentMissing);
     assert_eq!(kind_of(store.head(&path("/no")).await), ErrorKind::NotFound);
 }
@@ -65,10 +78,15 @@ pub async fn put_needs_parent<S: ReplStore>(store: &S) {
 /// PUT onto a collection fails with `IsCollection` and changes nothing.
 pub async fn put_onto_collection_fails<S: ReplStore>(store: &S) {
     let c = mkcol(store, "/c").await;
-    let r = store.put(&path("/c"), body("x"), PutOptions::default()).await;
+    let r = store
+        .put(&path("/c"), body("x"), PutOptions::default())
+        .await;
     assert_eq!(kind_of(r.map(|o| o.meta)), ErrorKind::IsCollection);
     assert_eq!(store.head(&path("/c")).await.unwrap(), c);
-    assert_eq!(kind_of(store.read(&path("/c"), None).await.map(|(m, _)| m)), ErrorKind::IsCollection);
+    assert_eq!(
+        kind_of(store.read(&path("/c"), None).await.map(|(m, _)| m)),
+        ErrorKind::IsCollection
+    );
 }
 
 /// MKCOL: new collections have tags; existing target and missing parent fail.
@@ -76,28 +94,42 @@ pub async fn mkcol_rules<S: ReplStore>(store: &S) {
     let c = mkcol(store, "/c").await;
     assert!(c.is_collection());
     assert!(c.content_tag().is_some());
-    let again = store.create_collection(&path("/c"), &Condition::none()).await;
+    let again = store
+        .create_collection(&path("/c"), &Condition::none())
+        .await;
     assert_eq!(kind_of(again.map(|o| o.meta)), ErrorKind::AlreadyExists);
     put(store, "/f", "x").await;
-    let over = store.create_collection(&path("/f"), &Condition::none()).await;
+    let over = store
+        .create_collection(&path("/f"), &Condition::none())
+        .await;
     assert_eq!(kind_of(over.map(|o| o.meta)), ErrorKind::AlreadyExists);
-    let orphan = store.create_collection(&path("/x/y"), &Condition::none()).await;
+    let orphan = store
+        .create_collection(&path("/x/y"), &Condition::none())
+        .await;
     assert_eq!(kind_of(orphan.map(|o| o.meta)), ErrorKind::ParentMissing);
-    let root = store.head(&davrepl_store::ResourcePath::root()).await.unwrap();
+    let root = store
+        .head(&davrepl_store::ResourcePath::root())
+        .await
+        .unwrap();
     assert!(root.is_collection());
 }
 
 /// A byte range reads exactly those bytes; a range past the end is refused.
 pub async fn read_range<S: ReplStore>(store: &S) {
     put(store, "/r", "0123456789").await;
-    let (meta, mut s) = store.read(&path("/r"), Some(ByteRange { start: 2, end: 5 })).await.unwrap();
+    let (meta, mut s) = store
+        .read(&path("/r"), Some(ByteRange { start: 2, end: 5 }))
+        .await
+        .unwrap();
     assert_eq!(meta.len, 10);
     let mut got = Vec::new();
     while let Some(c) = futures_util::StreamExt::next(&mut s).await {
         got.extend_from_slice(&c.unwrap());
     }
     assert_eq!(got, b"2345");
-    let bad = store.read(&path("/r"), Some(ByteRange { start: 5, end: 10 })).await;
+    let bad = store
+        .read(&path("/r"), Some(ByteRange { start: 5, end: 10 }))
+        .await;
     assert_eq!(kind_of(bad.map(|(m, _)| m)), ErrorKind::InvalidInput);
 }
 
@@ -127,17 +159,28 @@ pub async fn list_depths_and_pages<S: ReplStore>(store: &S) {
     sorted.sort_by(|a, b| a.path.cmp(&b.path));
     assert_eq!(all, sorted);
 
-    let page = store.list(&path("/d"), ListOptions::new(Depth::One, 10)).await.unwrap();
+    let page = store
+        .list(&path("/d"), ListOptions::new(Depth::One, 10))
+        .await
+        .unwrap();
     assert_eq!(page.entries.len(), 10);
     assert!(page.next.is_some());
     let with = store
-        .list(&path("/d/sub"), ListOptions::new(Depth::One, 10).with_props(true))
+        .list(
+            &path("/d/sub"),
+            ListOptions::new(Depth::One, 10).with_props(true),
+        )
         .await
         .unwrap();
     assert_eq!(with.entries.len(), 1);
     assert!(with.next.is_none());
-    let on_item = store.list(&path("/d/f00"), ListOptions::new(Depth::One, 10)).await;
-    assert_eq!(kind_of(on_item.map(|l| l.entries.len())), ErrorKind::NotCollection);
+    let on_item = store
+        .list(&path("/d/f00"), ListOptions::new(Depth::One, 10))
+        .await;
+    assert_eq!(
+        kind_of(on_item.map(|l| l.entries.len())),
+        ErrorKind::NotCollection
+    );
 }
 
 /// Deleting a collection removes every descendant and leaves one tombstone for each.
@@ -150,7 +193,11 @@ pub async fn delete_tree_leaves_tombstones<S: ReplStore>(store: &S) {
     let gone = store.delete(&path("/t"), &Condition::none()).await.unwrap();
     assert_eq!(gone.path, path("/t"));
     for p in ["/t", "/t/a", "/t/a/f", "/t/g"] {
-        assert_eq!(kind_of(store.head(&path(p)).await), ErrorKind::NotFound, "{p}");
+        assert_eq!(
+            kind_of(store.head(&path(p)).await),
+            ErrorKind::NotFound,
+            "{p}"
+        );
     }
     let (rows, _) = all_changes(store, "/", mark).await;
     let removed: HashMap<_, _> = rows
@@ -163,15 +210,23 @@ pub async fn delete_tree_leaves_tombstones<S: ReplStore>(store: &S) {
     assert_eq!(removed.len(), 4);
     assert_eq!(removed.get(&f.rid).map(String::as_str), Some("/t/a/f"));
     assert_eq!(removed.get(&g.rid).map(String::as_str), Some("/t/g"));
-    assert!(rows.iter().all(|c| matches!(c.kind, ChangeKind::Removed { .. })));
+    assert!(
+        rows.iter()
+            .all(|c| matches!(c.kind, ChangeKind::Removed { .. }))
+    );
 }
 
 /// The root can be neither deleted nor moved.
 pub async fn root_is_immutable<S: ReplStore>(store: &S) {
     let root = davrepl_store::ResourcePath::root();
-    assert_eq!(kind_of(store.delete(&root, &Condition::none()).await), ErrorKind::RootImmutable);
+    assert_eq!(
+        kind_of(store.delete(&root, &Condition::none()).await),
+        ErrorKind::RootImmutable
+    );
     mkcol(store, "/x").await;
-    let r = store.rename(&root, &path("/x/y"), TransferOptions::new()).await;
+    let r = store
+        .rename(&root, &path("/x/y"), TransferOptions::new())
+        .await;
     assert!(r.is_err());
     assert!(store.head(&root).await.is_ok());
 }
@@ -183,22 +238,33 @@ pub async fn move_keeps_repl_uid<S: ReplStore>(store: &S) {
     let col = mkcol(store, "/src/c").await;
     let item = put(store, "/src/c/i", "data").await;
     let (_, mark) = all_changes(store, "/", 0).await;
-    let out = store.rename(&path("/src/c"), &path("/dst/c2"), TransferOptions::new()).await.unwrap();
+    let out = store
+        .rename(&path("/src/c"), &path("/dst/c2"), TransferOptions::new())
+        .await
+        .unwrap();
     assert!(out.created);
     assert_eq!(out.meta.rid, col.rid);
     let moved = store.head(&path("/dst/c2/i")).await.unwrap();
     assert_eq!(moved.rid, item.rid);
     assert_ne!(moved.resource_tag(), item.resource_tag());
     assert_eq!(read_string(store, "/dst/c2/i").await, "data");
-    assert_eq!(kind_of(store.head(&path("/src/c")).await), ErrorKind::NotFound);
+    assert_eq!(
+        kind_of(store.head(&path("/src/c")).await),
+        ErrorKind::NotFound
+    );
     let (rows, _) = all_changes(store, "/", mark).await;
     for rid in [col.rid, item.rid] {
         let pos = |removed: bool| {
             rows.iter()
-                .position(|c| c.rid() == rid && matches!(c.kind, ChangeKind::Removed { .. }) == removed)
+                .position(|c| {
+                    c.rid() == rid && matches!(c.kind, ChangeKind::Removed { .. }) == removed
+                })
                 .unwrap_or_else(|| panic!("no row for {rid} removed={removed}"))
         };
-        assert!(pos(true) < pos(false), "tombstone must precede the upsert (I10)");
+        assert!(
+            pos(true) < pos(false),
+            "tombstone must precede the upsert (I10)"
+        );
     }
 }
 
@@ -207,22 +273,51 @@ pub async fn move_and_copy_overwrite<S: ReplStore>(store: &S) {
     put(store, "/a", "A").await;
     let b = put(store, "/b", "B").await;
     let no = TransferOptions::new().overwrite(false);
-    assert_eq!(kind_of(store.rename(&path("/a"), &path("/b"), no.clone()).await.map(|o| o.meta)), ErrorKind::DestinationExists);
-    assert_eq!(kind_of(store.copy(&path("/a"), &path("/b"), no).await.map(|o| o.meta)), ErrorKind::DestinationExists);
+    assert_eq!(
+        kind_of(
+            store
+                .rename(&path("/a"), &path("/b"), no.clone())
+                .await
+                .map(|o| o.meta)
+        ),
+        ErrorKind::DestinationExists
+    );
+    assert_eq!(
+        kind_of(
+            store
+                .copy(&path("/a"), &path("/b"), no)
+                .await
+                .map(|o| o.meta)
+        ),
+        ErrorKind::DestinationExists
+    );
     assert_eq!(read_string(store, "/b").await, "B");
-    let out = store.copy(&path("/a"), &path("/b"), TransferOptions::new()).await.unwrap();
+    let out = store
+        .copy(&path("/a"), &path("/b"), TransferOptions::new())
+        .await
+        .unwrap();
     assert!(!out.created);
     assert_ne!(out.meta.rid, b.rid);
     assert_eq!(read_string(store, "/b").await, "A");
     mkcol(store, "/c").await;
     put(store, "/c/inner", "i").await;
-    let out = store.rename(&path("/a"), &path("/c"), TransferOptions::new()).await.unwrap();
+    let out = store
+        .rename(&path("/a"), &path("/c"), TransferOptions::new())
+        .await
+        .unwrap();
     assert!(!out.created);
     assert!(!out.meta.is_collection());
-    assert_eq!(kind_of(store.head(&path("/c/inner")).await), ErrorKind::NotFound);
-    let missing = store.copy(&path("/a"), &path("/zz"), TransferOptions::new()).await;
+    assert_eq!(
+        kind_of(store.head(&path("/c/inner")).await),
+        ErrorKind::NotFound
+    );
+    let missing = store
+        .copy(&path("/a"), &path("/zz"), TransferOptions::new())
+        .await;
     assert_eq!(kind_of(missing.map(|o| o.meta)), ErrorKind::NotFound);
-    let orphan = store.copy(&path("/c"), &path("/no/c"), TransferOptions::new()).await;
+    let orphan = store
+        .copy(&path("/c"), &path("/no/c"), TransferOptions::new())
+        .await;
     assert_eq!(kind_of(orphan.map(|o| o.meta)), ErrorKind::ParentMissing);
 }
 
@@ -230,9 +325,18 @@ pub async fn move_and_copy_overwrite<S: ReplStore>(store: &S) {
 pub async fn copy_makes_new_repl_uid<S: ReplStore>(store: &S) {
     mkcol(store, "/s").await;
     let i = put(store, "/s/i", "data").await;
-    let props = vec![PropPatch::Set(DeadProp { name: PropName::new("urn:x", "p"), value: "v".into() })];
-    store.patch_props(&path("/s/i"), props, &Condition::none()).await.unwrap();
-    let out = store.copy(&path("/s"), &path("/t"), TransferOptions::new()).await.unwrap();
+    let props = vec![PropPatch::Set(DeadProp {
+        name: PropName::new("urn:x", "p"),
+        value: "v".into(),
+    })];
+    store
+        .patch_props(&path("/s/i"), props, &Condition::none())
+        .await
+        .unwrap();
+    let out = store
+        .copy(&path("/s"), &path("/t"), TransferOptions::new())
+        .await
+        .unwrap();
     assert!(out.created);
     let copy = store.props(&path("/t/i")).await.unwrap();
     assert_ne!(copy.meta.rid, i.rid);
@@ -248,7 +352,14 @@ pub async fn copy_depth_zero<S: ReplStore>(store: &S) {
     }
     mkcol(store, "/s").await;
     put(store, "/s/i", "x").await;
-    store.copy(&path("/s"), &path("/t"), TransferOptions::new().depth(Depth::Zero)).await.unwrap();
+    store
+        .copy(
+            &path("/s"),
+            &path("/t"),
+            TransferOptions::new().depth(Depth::Zero),
+        )
+        .await
+        .unwrap();
     assert!(store.head(&path("/t")).await.unwrap().is_collection());
     assert!(list_all(store, "/t", Depth::Infinity).await.is_empty());
 }
@@ -256,12 +367,24 @@ pub async fn copy_depth_zero<S: ReplStore>(store: &S) {
 /// MOVE or COPY onto itself or into its own subtree fails and changes nothing.
 pub async fn transfer_onto_itself_fails<S: ReplStore>(store: &S) {
     let c = mkcol(store, "/c").await;
-    let same = store.rename(&path("/c"), &path("/c"), TransferOptions::new()).await;
+    let same = store
+        .rename(&path("/c"), &path("/c"), TransferOptions::new())
+        .await;
     assert_eq!(kind_of(same.map(|o| o.meta)), ErrorKind::SameResource);
-    let inside = store.copy(&path("/c"), &path("/c/d"), TransferOptions::new()).await;
-    assert_eq!(kind_of(inside.map(|o| o.meta)), ErrorKind::DestinationInsideSource);
-    let inside = store.rename(&path("/c"), &path("/c/d"), TransferOptions::new()).await;
-    assert_eq!(kind_of(inside.map(|o| o.meta)), ErrorKind::DestinationInsideSource);
+    let inside = store
+        .copy(&path("/c"), &path("/c/d"), TransferOptions::new())
+        .await;
+    assert_eq!(
+        kind_of(inside.map(|o| o.meta)),
+        ErrorKind::DestinationInsideSource
+    );
+    let inside = store
+        .rename(&path("/c"), &path("/c/d"), TransferOptions::new())
+        .await;
+    assert_eq!(
+        kind_of(inside.map(|o| o.meta)),
+        ErrorKind::DestinationInsideSource
+    );
     assert_eq!(store.head(&path("/c")).await.unwrap(), c);
 }
 
@@ -273,7 +396,10 @@ pub async fn recreate_gets_new_repl_uid<S: ReplStore>(store: &S) {
     assert_ne!(a.rid, b.rid);
     assert_ne!(a.resource_tag(), b.resource_tag());
     let c1 = mkcol(store, "/col").await;
-    store.delete(&path("/col"), &Condition::none()).await.unwrap();
+    store
+        .delete(&path("/col"), &Condition::none())
+        .await
+        .unwrap();
     let c2 = mkcol(store, "/col").await;
     assert_ne!(c1.rid, c2.rid);
     assert_ne!(c1.content_tag(), c2.content_tag());
@@ -284,7 +410,10 @@ pub async fn every_mutation_bumps_version_and_logs<S: ReplStore>(store: &S) {
     let mut last = 0;
     let mut step = |what: &str, version: u64, rows: &[davrepl_store::Change]| {
         assert!(version > last, "{what}: version {version} not above {last}");
-        assert!(rows.iter().any(|c| c.seq == version), "{what}: not in the change log");
+        assert!(
+            rows.iter().any(|c| c.seq == version),
+            "{what}: not in the change log"
+        );
         last = version;
     };
     let m = mkcol(store, "/c").await;
@@ -293,14 +422,32 @@ pub async fn every_mutation_bumps_version_and_logs<S: ReplStore>(store: &S) {
     step("put new", m.version, &all_changes(store, "/", 0).await.0);
     let m = put(store, "/c/i", "2").await;
     step("put again", m.version, &all_changes(store, "/", 0).await.0);
-    let patch = vec![PropPatch::Set(DeadProp { name: PropName::new("urn:x", "p"), value: "v".into() })];
-    let m = store.patch_props(&path("/c/i"), patch, &Condition::none()).await.unwrap().meta;
+    let patch = vec![PropPatch::Set(DeadProp {
+        name: PropName::new("urn:x", "p"),
+        value: "v".into(),
+    })];
+    let m = store
+        .patch_props(&path("/c/i"), patch, &Condition::none())
+        .await
+        .unwrap()
+        .meta;
     step("proppatch", m.version, &all_changes(store, "/", 0).await.0);
-    let m = store.rename(&path("/c/i"), &path("/c/j"), TransferOptions::new()).await.unwrap().meta;
+    let m = store
+        .rename(&path("/c/i"), &path("/c/j"), TransferOptions::new())
+        .await
+        .unwrap()
+        .meta;
     step("move", m.version, &all_changes(store, "/", 0).await.0);
-    let m = store.copy(&path("/c/j"), &path("/c/k"), TransferOptions::new()).await.unwrap().meta;
+    let m = store
+        .copy(&path("/c/j"), &path("/c/k"), TransferOptions::new())
+        .await
+        .unwrap()
+        .meta;
     step("copy", m.version, &all_changes(store, "/", 0).await.0);
-    store.delete(&path("/c/k"), &Condition::none()).await.unwrap();
+    store
+        .delete(&path("/c/k"), &Condition::none())
+        .await
+        .unwrap();
     let (rows, mark) = all_changes(store, "/", 0).await;
     step("delete", mark, &rows);
 }
@@ -315,23 +462,43 @@ pub async fn content_tag_follows_membership<S: ReplStore>(store: &S) {
     let rt_before = store.head(&path("/c")).await.unwrap().resource_tag();
     put(store, "/other/x", "x").await;
     put(store, "/c/sub/deep", "x").await;
-    assert_eq!(ct(store.head(&path("/c")).await.unwrap()), before, "unrelated change");
+    assert_eq!(
+        ct(store.head(&path("/c")).await.unwrap()),
+        before,
+        "unrelated change"
+    );
     let mut seen = vec![before];
     put(store, "/c/i", "1").await;
     seen.push(ct(store.head(&path("/c")).await.unwrap()));
     put(store, "/c/i", "2").await;
     seen.push(ct(store.head(&path("/c")).await.unwrap()));
-    store.rename(&path("/c/i"), &path("/other/i"), TransferOptions::new()).await.unwrap();
+    store
+        .rename(&path("/c/i"), &path("/other/i"), TransferOptions::new())
+        .await
+        .unwrap();
     seen.push(ct(store.head(&path("/c")).await.unwrap()));
-    store.rename(&path("/other/x"), &path("/c/x"), TransferOptions::new()).await.unwrap();
+    store
+        .rename(&path("/other/x"), &path("/c/x"), TransferOptions::new())
+        .await
+        .unwrap();
     seen.push(ct(store.head(&path("/c")).await.unwrap()));
-    store.delete(&path("/c/x"), &Condition::none()).await.unwrap();
+    store
+        .delete(&path("/c/x"), &Condition::none())
+        .await
+        .unwrap();
     seen.push(ct(store.head(&path("/c")).await.unwrap()));
     let mut uniq = seen.clone();
     uniq.sort();
     uniq.dedup();
-    assert_eq!(uniq.len(), seen.len(), "every membership change gives a new contenttag: {seen:?}");
-    assert_eq!(store.head(&path("/c")).await.unwrap().resource_tag(), rt_before);
+    assert_eq!(
+        uniq.len(),
+        seen.len(),
+        "every membership change gives a new contenttag: {seen:?}"
+    );
+    assert_eq!(
+        store.head(&path("/c")).await.unwrap().resource_tag(),
+        rt_before
+    );
 }
 
 /// Dead properties: set, replace, remove, all-or-nothing, returned by `props`.
@@ -342,23 +509,45 @@ pub async fn dead_properties<S: ReplStore>(store: &S) {
     put(store, "/p", "x").await;
     let a = PropName::new("urn:a", "one");
     let b = PropName::new("", "nons");
-    let set = |n: &PropName, v: &str| PropPatch::Set(DeadProp { name: n.clone(), value: v.into() });
+    let set = |n: &PropName, v: &str| {
+        PropPatch::Set(DeadProp {
+            name: n.clone(),
+            value: v.into(),
+        })
+    };
     store
-        .patch_props(&path("/p"), vec![set(&a, "1"), set(&b, "<x xmlns=\"urn:q\">t</x>")], &Condition::none())
+        .patch_props(
+            &path("/p"),
+            vec![set(&a, "1"), set(&b, "<x xmlns=\"urn:q\">t</x>")],
+            &Condition::none(),
+        )
         .await
         .unwrap();
     let e = store.props(&path("/p")).await.unwrap();
-    let got: BTreeMap<_, _> = e.props.iter().map(|p| (p.name.clone(), p.value.clone())).collect();
+    let got: BTreeMap<_, _> = e
+        .props
+        .iter()
+        .map(|p| (p.name.clone(), p.value.clone()))
+        .collect();
     assert_eq!(got.get(&a).map(String::as_str), Some("1"));
-    assert_eq!(got.get(&b).map(String::as_str), Some("<x xmlns=\"urn:q\">t</x>"));
+    assert_eq!(
+        got.get(&b).map(String::as_str),
+        Some("<x xmlns=\"urn:q\">t</x>")
+    );
     store
-        .patch_props(&path("/p"), vec![set(&a, "2"), PropPatch::Remove(b.clone()), set(&a, "3")], &Condition::none())
+        .patch_props(
+            &path("/p"),
+            vec![set(&a, "2"), PropPatch::Remove(b.clone()), set(&a, "3")],
+            &Condition::none(),
+        )
         .await
         .unwrap();
     let e = store.props(&path("/p")).await.unwrap();
     assert_eq!(e.props.len(), 1);
     assert_eq!(e.props[0].value, "3");
-    let bad = store.patch_props(&path("/nope"), vec![set(&a, "1")], &Condition::none()).await;
+    let bad = store
+        .patch_props(&path("/nope"), vec![set(&a, "1")], &Condition::none())
+        .await;
     assert_eq!(kind_of(bad.map(|o| o.meta)), ErrorKind::NotFound);
 }
 
@@ -368,15 +557,32 @@ pub async fn low_water_mark<S: ReplStore>(store: &S) {
     put(store, "/b", "x").await;
     store.delete(&path("/a"), &Condition::none()).await.unwrap();
     let (rows, _) = all_changes(store, "/", 0).await;
-    let tomb_seq = rows.iter().find(|c| matches!(c.kind, ChangeKind::Removed { .. })).unwrap().seq;
-    let first = store.changes(ChangesQuery::new(path("/"), Depth::Infinity, 0, 100)).await.unwrap();
+    let tomb_seq = rows
+        .iter()
+        .find(|c| matches!(c.kind, ChangeKind::Removed { .. }))
+        .unwrap()
+        .seq;
+    let first = store
+        .changes(ChangesQuery::new(path("/"), Depth::Infinity, 0, 100))
+        .await
+        .unwrap();
     assert!(first.low_water < tomb_seq);
-    let report = store.purge(SystemTime::now() + Duration::from_secs(1)).await.unwrap();
+    let report = store
+        .purge(SystemTime::now() + Duration::from_secs(1))
+        .await
+        .unwrap();
     assert_eq!(report.removed, 1);
     assert!(report.low_water >= tomb_seq);
-    let page = store.changes(ChangesQuery::new(path("/"), Depth::Infinity, 0, 100)).await.unwrap();
+    let page = store
+        .changes(ChangesQuery::new(path("/"), Depth::Infinity, 0, 100))
+        .await
+        .unwrap();
     assert_eq!(page.low_water, report.low_water);
-    assert!(page.changes.iter().all(|c| matches!(c.kind, ChangeKind::Upsert(_))));
+    assert!(
+        page.changes
+            .iter()
+            .all(|c| matches!(c.kind, ChangeKind::Upsert(_)))
+    );
     let again = store.purge(SystemTime::UNIX_EPOCH).await.unwrap();
     assert_eq!(again.removed, 0);
     assert_eq!(again.low_water, report.low_water);
@@ -388,60 +594,124 @@ pub async fn conditions_if_header<S: ReplStore>(store: &S) {
     let m = put(store, "/c/i", "1").await;
     let rt = m.resource_tag();
     let ok = |c: Condition| PutOptions::with_condition(c);
-    let m2 = store.put(&path("/c/i"), body("2"), ok(if_token(&rt))).await.unwrap().meta;
+    let m2 = store
+        .put(&path("/c/i"), body("2"), ok(if_token(&rt)))
+        .await
+        .unwrap()
+        .meta;
     let stale = store.put(&path("/c/i"), body("3"), ok(if_token(&rt))).await;
-    assert_eq!(kind_of(stale.map(|o| o.meta)), ErrorKind::PreconditionFailed);
-    let by_rid = store.put(&path("/c/i"), body("3"), ok(if_token(&m.repl_uid()))).await.unwrap();
+    assert_eq!(
+        kind_of(stale.map(|o| o.meta)),
+        ErrorKind::PreconditionFailed
+    );
+    let by_rid = store
+        .put(&path("/c/i"), body("3"), ok(if_token(&m.repl_uid())))
+        .await
+        .unwrap();
     assert_eq!(by_rid.meta.rid, m.rid);
     let either = if_lists(vec![
         vec![(false, IfTerm::Token(m2.resource_tag()))],
         vec![(false, IfTerm::Token(m.repl_uid()))],
     ]);
-    store.put(&path("/c/i"), body("4"), ok(either)).await.unwrap();
+    store
+        .put(&path("/c/i"), body("4"), ok(either))
+        .await
+        .unwrap();
     let not_old = if_lists(vec![vec![(true, IfTerm::Token(rt.clone()))]]);
-    store.put(&path("/c/i"), body("5"), ok(not_old)).await.unwrap();
-    let both = if_lists(vec![vec![(false, IfTerm::Token(m.repl_uid())), (false, IfTerm::Token(rt.clone()))]]);
+    store
+        .put(&path("/c/i"), body("5"), ok(not_old))
+        .await
+        .unwrap();
+    let both = if_lists(vec![vec![
+        (false, IfTerm::Token(m.repl_uid())),
+        (false, IfTerm::Token(rt.clone())),
+    ]]);
     let r = store.put(&path("/c/i"), body("6"), ok(both)).await;
     assert_eq!(kind_of(r.map(|o| o.meta)), ErrorKind::PreconditionFailed);
 
     // A contenttag of the parent, in a tagged list, guards creating a member.
-    let ct_now = store.head(&path("/c")).await.unwrap().content_tag().unwrap();
+    let ct_now = store
+        .head(&path("/c"))
+        .await
+        .unwrap()
+        .content_tag()
+        .unwrap();
     let mut tagged = Condition::none();
     tagged.if_lists = vec![IfList {
         resource: IfResource::Path(path("/c")),
-        conditions: vec![davrepl_store::IfCondition { negated: false, term: IfTerm::Token(ct_now) }],
+        conditions: vec![davrepl_store::IfCondition {
+            negated: false,
+            term: IfTerm::Token(ct_now),
+        }],
     }];
-    store.create_collection(&path("/c/new"), &tagged).await.unwrap();
+    store
+        .create_collection(&path("/c/new"), &tagged)
+        .await
+        .unwrap();
     let r = store.create_collection(&path("/c/new2"), &tagged).await;
     assert_eq!(kind_of(r.map(|o| o.meta)), ErrorKind::PreconditionFailed);
     // Untagged tokens on a missing target are false.
-    let r = store.create_collection(&path("/c/new3"), &if_token(&c.resource_tag())).await;
+    let r = store
+        .create_collection(&path("/c/new3"), &if_token(&c.resource_tag()))
+        .await;
     assert_eq!(kind_of(r.map(|o| o.meta)), ErrorKind::PreconditionFailed);
     // DELETE of a collection guarded by its contenttag.
     let stale_ct = c.content_tag().unwrap();
     let r = store.delete(&path("/c"), &if_token(&stale_ct)).await;
     assert_eq!(kind_of(r), ErrorKind::PreconditionFailed);
-    let cur = store.head(&path("/c")).await.unwrap().content_tag().unwrap();
+    let cur = store
+        .head(&path("/c"))
+        .await
+        .unwrap()
+        .content_tag()
+        .unwrap();
     store.delete(&path("/c"), &if_token(&cur)).await.unwrap();
 }
 
 /// `If-Match` and `If-None-Match` (create-only and update-only writes).
 pub async fn conditions_entity_tags<S: ReplStore>(store: &S) {
     let p = path("/e");
-    store.put(&p, body("1"), PutOptions::with_condition(Condition::create_only())).await.unwrap();
-    let r = store.put(&p, body("2"), PutOptions::with_condition(Condition::create_only())).await;
+    store
+        .put(
+            &p,
+            body("1"),
+            PutOptions::with_condition(Condition::create_only()),
+        )
+        .await
+        .unwrap();
+    let r = store
+        .put(
+            &p,
+            body("2"),
+            PutOptions::with_condition(Condition::create_only()),
+        )
+        .await;
     assert_eq!(kind_of(r.map(|o| o.meta)), ErrorKind::PreconditionFailed);
     let m = store.head(&p).await.unwrap();
     let mut im = Condition::none();
     im.if_match = Some(EntityMatch::Tags(vec![m.etag()]));
-    store.put(&p, body("3"), PutOptions::with_condition(im.clone())).await.unwrap();
-    let r = store.put(&p, body("4"), PutOptions::with_condition(im)).await;
+    store
+        .put(&p, body("3"), PutOptions::with_condition(im.clone()))
+        .await
+        .unwrap();
+    let r = store
+        .put(&p, body("4"), PutOptions::with_condition(im))
+        .await;
     assert_eq!(kind_of(r.map(|o| o.meta)), ErrorKind::PreconditionFailed);
     let mut any = Condition::none();
     any.if_match = Some(EntityMatch::Any);
-    let r = store.put(&path("/missing"), body("x"), PutOptions::with_condition(any)).await;
+    let r = store
+        .put(
+            &path("/missing"),
+            body("x"),
+            PutOptions::with_condition(any),
+        )
+        .await;
     assert_eq!(kind_of(r.map(|o| o.meta)), ErrorKind::PreconditionFailed);
-    assert_eq!(kind_of(store.head(&path("/missing")).await), ErrorKind::NotFound);
+    assert_eq!(
+        kind_of(store.head(&path("/missing")).await),
+        ErrorKind::NotFound
+    );
 }
 
 /// A false condition leaves resource, tags and change log exactly as they were.
@@ -451,11 +721,23 @@ pub async fn failed_condition_has_no_side_effect<S: ReplStore>(store: &S) {
     let (rows_before, mark_before) = all_changes(store, "/", 0).await;
     let bad = if_token("rt:nope");
     let opts = || TransferOptions::new().condition(bad.clone());
-    let _ = store.put(&path("/c/i"), body("2"), PutOptions::with_condition(bad.clone())).await;
+    let _ = store
+        .put(
+            &path("/c/i"),
+            body("2"),
+            PutOptions::with_condition(bad.clone()),
+        )
+        .await;
     let _ = store.delete(&path("/c"), &bad).await;
     let _ = store.rename(&path("/c/i"), &path("/j"), opts()).await;
     let _ = store.copy(&path("/c"), &path("/d"), opts()).await;
-    let _ = store.patch_props(&path("/c/i"), vec![PropPatch::Remove(PropName::new("a", "b"))], &bad).await;
+    let _ = store
+        .patch_props(
+            &path("/c/i"),
+            vec![PropPatch::Remove(PropName::new("a", "b"))],
+            &bad,
+        )
+        .await;
     let _ = store.create_collection(&path("/c/n"), &bad).await;
     let (rows_after, mark_after) = all_changes(store, "/", 0).await;
     assert_eq!(rows_before, rows_after);
@@ -506,9 +788,16 @@ pub async fn changes_scope_and_paging<S: ReplStore>(store: &S) {
     assert_eq!(one.changes[0].path(), &path("/s/f3"));
     let mut first_sync = q(Depth::Infinity, 0, 100);
     first_sync.include_removed = false;
-    store.delete(&path("/s/f4"), &Condition::none()).await.unwrap();
+    store
+        .delete(&path("/s/f4"), &Condition::none())
+        .await
+        .unwrap();
     let fs = store.changes(first_sync).await.unwrap();
-    assert!(fs.changes.iter().all(|c| matches!(c.kind, ChangeKind::Upsert(_))));
+    assert!(
+        fs.changes
+            .iter()
+            .all(|c| matches!(c.kind, ChangeKind::Upsert(_)))
+    );
 }
 
 /// A resource changed many times is reported once, at its latest state.
@@ -534,12 +823,19 @@ fn failing_body() -> ByteStream {
 pub async fn aborted_body_writes_nothing<S: ReplStore>(store: &S) {
     put(store, "/keep", "old").await;
     let (_, mark) = all_changes(store, "/", 0).await;
-    let r = store.put(&path("/keep"), failing_body(), PutOptions::default()).await;
+    let r = store
+        .put(&path("/keep"), failing_body(), PutOptions::default())
+        .await;
     assert_eq!(kind_of(r.map(|o| o.meta)), ErrorKind::BodyAborted);
-    let r = store.put(&path("/new"), failing_body(), PutOptions::default()).await;
+    let r = store
+        .put(&path("/new"), failing_body(), PutOptions::default())
+        .await;
     assert_eq!(kind_of(r.map(|o| o.meta)), ErrorKind::BodyAborted);
     assert_eq!(read_string(store, "/keep").await, "old");
-    assert_eq!(kind_of(store.head(&path("/new")).await), ErrorKind::NotFound);
+    assert_eq!(
+        kind_of(store.head(&path("/new")).await),
+        ErrorKind::NotFound
+    );
     assert_eq!(all_changes(store, "/", mark).await.0, vec![]);
 }
 
@@ -549,7 +845,10 @@ pub async fn too_large_writes_nothing<S: ReplStore>(store: &S) {
     opts.max_len = Some(4);
     let r = store.put(&path("/big"), body("12345"), opts.clone()).await;
     assert_eq!(kind_of(r.map(|o| o.meta)), ErrorKind::TooLarge);
-    assert_eq!(kind_of(store.head(&path("/big")).await), ErrorKind::NotFound);
+    assert_eq!(
+        kind_of(store.head(&path("/big")).await),
+        ErrorKind::NotFound
+    );
     store.put(&path("/big"), body("1234"), opts).await.unwrap();
 }
 
@@ -570,7 +869,13 @@ pub async fn cas_race_single_winner<S: ReplStore>(store: &S) {
     let results = futures_util::future::join_all((0..RACERS).map(|i| {
         let cond = if_token(&rt);
         async move {
-            store.put(&path("/race"), body(format!("writer {i}")), PutOptions::with_condition(cond)).await
+            store
+                .put(
+                    &path("/race"),
+                    body(format!("writer {i}")),
+                    PutOptions::with_condition(cond),
+                )
+                .await
         }
     }))
     .await;
@@ -596,9 +901,18 @@ pub async fn cas_race_no_lost_update<S: ReplStore>(store: &S) {
             let n: u64 = String::from_utf8(buf).unwrap().parse().unwrap();
             let mut cond = Condition::none();
             cond.if_match = Some(EntityMatch::Tags(vec![meta.etag()]));
-            match store.put(&path("/counter"), body((n + 1).to_string()), PutOptions::with_condition(cond)).await {
+            match store
+                .put(
+                    &path("/counter"),
+                    body((n + 1).to_string()),
+                    PutOptions::with_condition(cond),
+                )
+                .await
+            {
                 Ok(_) => break,
-                Err(e) if e.kind() == ErrorKind::PreconditionFailed => tokio::task::yield_now().await,
+                Err(e) if e.kind() == ErrorKind::PreconditionFailed => {
+                    tokio::task::yield_now().await;
+                }
                 Err(e) => panic!("unexpected error {e}"),
             }
         }
@@ -621,14 +935,22 @@ pub async fn gap_free_feed<S: ReplStore + Clone>(store: &S) {
             let mut max_seen = 0;
             let mut apply = |rows: Vec<davrepl_store::Change>, max_seen: &mut u64| {
                 for c in rows {
-                    assert!(c.seq > *max_seen, "seq {} after {} was seen: a gap", c.seq, max_seen);
+                    assert!(
+                        c.seq > *max_seen,
+                        "seq {} after {} was seen: a gap",
+                        c.seq,
+                        max_seen
+                    );
                     *max_seen = c.seq;
                     match c.kind {
                         ChangeKind::Upsert(m) => {
                             view.insert(m.path.as_str().to_owned(), (m.version, m.rid.counter()));
                         }
                         ChangeKind::Removed { path, rid, .. } => {
-                            if view.get(path.as_str()).is_some_and(|v| v.1 == rid.counter()) {
+                            if view
+                                .get(path.as_str())
+                                .is_some_and(|v| v.1 == rid.counter())
+                            {
                                 view.remove(path.as_str());
                             }
                         }
@@ -666,7 +988,9 @@ pub async fn gap_free_feed<S: ReplStore + Clone>(store: &S) {
                         }
                         _ => {
                             let to = format!("/feed/w{w}-moved-{}", i % 3);
-                            let _ = store.rename(&path(&p), &path(&to), TransferOptions::new()).await;
+                            let _ = store
+                                .rename(&path(&p), &path(&to), TransferOptions::new())
+                                .await;
                         }
                     }
                 }

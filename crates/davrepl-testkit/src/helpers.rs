@@ -38,7 +38,10 @@ pub async fn mkcol<S: ReplStore>(store: &S, p: &str) -> Meta {
 
 /// Reads a whole item as a string.
 pub async fn read_string<S: ReplStore>(store: &S, p: &str) -> String {
-    let (_, mut stream) = store.read(&path(p), None).await.unwrap_or_else(|e| panic!("read {p}: {e}"));
+    let (_, mut stream) = store
+        .read(&path(p), None)
+        .await
+        .unwrap_or_else(|e| panic!("read {p}: {e}"));
     let mut out = Vec::new();
     while let Some(chunk) = stream.next().await {
         out.extend_from_slice(&chunk.expect("content chunk"));
@@ -58,7 +61,10 @@ pub fn if_lists(lists: Vec<Vec<(bool, IfTerm)>>) -> Condition {
         .into_iter()
         .map(|l| IfList {
             resource: IfResource::Target,
-            conditions: l.into_iter().map(|(negated, term)| IfCondition { negated, term }).collect(),
+            conditions: l
+                .into_iter()
+                .map(|(negated, term)| IfCondition { negated, term })
+                .collect(),
         })
         .collect();
     c

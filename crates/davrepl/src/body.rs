@@ -39,11 +39,15 @@ impl<B> std::fmt::Debug for ReplBody<B> {
 
 impl<B> ReplBody<B> {
     pub(crate) fn inner(body: B) -> Self {
-        Self { kind: Kind::Inner { body } }
+        Self {
+            kind: Kind::Inner { body },
+        }
     }
 
     pub(crate) fn dav(body: UnsyncBoxBody<Bytes, BoxError>) -> Self {
-        Self { kind: Kind::Dav { body } }
+        Self {
+            kind: Kind::Dav { body },
+        }
     }
 }
 
@@ -51,11 +55,15 @@ impl<B> ReplBody<B> {
 pub(crate) type DavBody = UnsyncBoxBody<Bytes, BoxError>;
 
 pub(crate) fn full(bytes: impl Into<Bytes>) -> DavBody {
-    http_body_util::Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
+    http_body_util::Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 pub(crate) fn empty() -> DavBody {
-    http_body_util::Empty::new().map_err(|never| match never {}).boxed_unsync()
+    http_body_util::Empty::new()
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 impl<B> Body for ReplBody<B>

@@ -22,7 +22,11 @@ pub(crate) type DavResult<T> = Result<T, DavError>;
 
 impl DavError {
     pub(crate) fn new(status: StatusCode, reason: impl Into<Cow<'static, str>>) -> Self {
-        Self { status, reason: reason.into(), condition: None }
+        Self {
+            status,
+            reason: reason.into(),
+            condition: None,
+        }
     }
 
     pub(crate) fn bad_request(reason: impl Into<Cow<'static, str>>) -> Self {
@@ -51,12 +55,20 @@ impl DavError {
                 ("application/xml; charset=utf-8", w.finish())
             }
             None if self.status == StatusCode::NOT_MODIFIED => ("", bytes::Bytes::new()),
-            None => ("text/plain; charset=utf-8", bytes::Bytes::from(format!("{}\n", self.reason))),
+            None => (
+                "text/plain; charset=utf-8",
+                bytes::Bytes::from(format!("{}\n", self.reason)),
+            ),
         };
-        let mut resp = Response::new(if body.is_empty() { body::empty() } else { body::full(body) });
+        let mut resp = Response::new(if body.is_empty() {
+            body::empty()
+        } else {
+            body::full(body)
+        });
         *resp.status_mut() = self.status;
         if !ct.is_empty() {
-            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
         }
         resp
     }
@@ -71,16 +83,20 @@ impl From<StoreError> for DavError {
             ErrorKind::PreconditionFailed | ErrorKind::DestinationExists => {
                 StatusCode::PRECONDITION_FAILED
             }
-            ErrorKind::SameResource | ErrorKind::DestinationInsideSource | ErrorKind::RootImmutable => {
-                StatusCode::FORBIDDEN
-            }
+            ErrorKind::SameResource
+            | ErrorKind::DestinationInsideSource
+            | ErrorKind::RootImmutable => StatusCode::FORBIDDEN,
             ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::BodyAborted | ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
             ErrorKind::Unsupported => StatusCode::NOT_IMPLEMENTED,
             ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        let reason = if status.is_server_error() { e.to_string() } else { e.message().to_owned() };
+        let reason = if status.is_server_error() {
+            e.to_string()
+        } else {
+            e.message().to_owned()
+        };
         Self::new(status, reason)
     }
 }

@@ -71,13 +71,18 @@ pub struct ReplLayer<S> {
 
 impl<S> std::fmt::Debug for ReplLayer<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReplLayer").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("ReplLayer")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
 impl<S> Clone for ReplLayer<S> {
     fn clone(&self) -> Self {
-        Self { store: self.store.clone(), config: self.config.clone() }
+        Self {
+            store: self.store.clone(),
+            config: self.config.clone(),
+        }
     }
 }
 
@@ -89,7 +94,13 @@ impl<S: ReplStore> ReplLayer<S> {
 
     /// Like [`ReplLayer::new`], sharing a store the application also uses.
     pub fn from_arc(store: Arc<S>) -> Self {
-        Self { store, config: Config { mount: Mount::new("/"), limits: Limits::default() } }
+        Self {
+            store,
+            config: Config {
+                mount: Mount::new("/"),
+                limits: Limits::default(),
+            },
+        }
     }
 
     /// Serves the namespace under `prefix` (e.g. `/dav`); other paths pass through.
@@ -112,7 +123,10 @@ impl<S: ReplStore> ReplLayer<S> {
 
     /// Builds the service for `inner` without going through [`Layer`].
     pub fn service<I>(&self, inner: I) -> ReplService<S, I> {
-        let shared = Shared { store: self.store.clone(), config: self.config.clone() };
+        let shared = Shared {
+            store: self.store.clone(),
+            config: self.config.clone(),
+        };
         ReplService::new(Arc::new(shared), inner)
     }
 }

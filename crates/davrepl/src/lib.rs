@@ -36,7 +36,7 @@ pub use davrepl_store::{
     Condition, ErrorKind, MemStore, Meta, ReplStore, ResourcePath, StoreError, StoreId,
 };
 pub use layer::{Limits, Principal, ReplLayer};
-pub use service::{ResponseFuture, ReplService};
+pub use service::{ReplService, ResponseFuture};
 
 /// The boxed error type of [`ReplBody`].
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

@@ -32,15 +32,24 @@ pub(crate) fn is_repl_ns(ns: &str) -> bool {
 /// Whether `name` is a live property the server computes (and clients may not set).
 pub(crate) fn is_protected(name: &PropName) -> bool {
     (name.ns == "DAV:" && DAV_LIVE.contains(&name.local.as_str()) && name.local != "displayname")
-        || (is_repl_ns(&name.ns) && REPL_LIVE.iter().any(|l| l.eq_ignore_ascii_case(&name.local)))
+        || (is_repl_ns(&name.ns)
+            && REPL_LIVE
+                .iter()
+                .any(|l| l.eq_ignore_ascii_case(&name.local)))
 }
 
 /// The live property names `meta` has, for allprop and propname.
 pub(crate) fn names(meta: &Meta) -> Vec<PropName> {
-    let mut out: Vec<PropName> = ["creationdate", "getetag", "getlastmodified", "resourcetype", "supportedlock"]
-        .iter()
-        .map(|l| PropName::new("DAV:", *l))
-        .collect();
+    let mut out: Vec<PropName> = [
+        "creationdate",
+        "getetag",
+        "getlastmodified",
+        "resourcetype",
+        "supportedlock",
+    ]
+    .iter()
+    .map(|l| PropName::new("DAV:", *l))
+    .collect();
     if !meta.is_collection() {
         out.push(PropName::new("DAV:", "getcontentlength"));
         out.push(PropName::new("DAV:", "getcontenttype"));
@@ -61,9 +70,10 @@ pub(crate) fn write(w: &mut XmlWriter, meta: &Meta, name: &PropName) -> bool {
             "getlastmodified" => dates::http_date(meta.modified),
             "getetag" => meta.etag(),
             "getcontentlength" if !meta.is_collection() => meta.len.to_string(),
-            "getcontenttype" if !meta.is_collection() => {
-                meta.content_type.clone().unwrap_or_else(|| "application/octet-stream".into())
-            }
+            "getcontenttype" if !meta.is_collection() => meta
+                .content_type
+                .clone()
+                .unwrap_or_else(|| "application/octet-stream".into()),
             "resourcetype" => {
                 w.start("D:resourcetype", &[]);
                 if meta.is_collection() {

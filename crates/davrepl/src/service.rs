@@ -26,7 +26,10 @@ pub struct ReplService<S, I> {
 
 impl<S, I: Clone> Clone for ReplService<S, I> {
     fn clone(&self) -> Self {
-        Self { shared: self.shared.clone(), inner: self.inner.clone() }
+        Self {
+            shared: self.shared.clone(),
+            inner: self.inner.clone(),
+        }
     }
 }
 
@@ -108,13 +111,19 @@ where
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         if !self.shared.config.mount.contains(req.uri().path()) {
-            return ResponseFuture { kind: FutKind::Inner { fut: self.inner.call(req) } };
+            return ResponseFuture {
+                kind: FutKind::Inner {
+                    fut: self.inner.call(req),
+                },
+            };
         }
         let shared = self.shared.clone();
         let fut = async move {
             let resp = crate::handlers::handle(shared, req).await;
             resp.map(ReplBody::dav)
         };
-        ResponseFuture { kind: FutKind::Dav { fut: Box::pin(fut) } }
+        ResponseFuture {
+            kind: FutKind::Dav { fut: Box::pin(fut) },
+        }
     }
 }

@@ -88,10 +88,10 @@ impl<S: ReplStore> Ctx<S> {
     }
 
     fn resolve_tagged(&self, uri: &str) -> IfResource {
-        if let Some((authority, _)) = split_absolute(uri) {
-            if !self.same_authority(authority) {
-                return IfResource::Foreign;
-            }
+        if let Some((authority, _)) = split_absolute(uri)
+            && !self.same_authority(authority)
+        {
+            return IfResource::Foreign;
         }
         match self.shared.config.mount.resolve_href(uri) {
             Ok(p) => IfResource::Path(p),
@@ -128,7 +128,9 @@ where
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("request body larger than {max} bytes"),
         )),
-        Err(e) => Err(DavError::bad_request(format!("could not read the request body: {e}"))),
+        Err(e) => Err(DavError::bad_request(format!(
+            "could not read the request body: {e}"
+        ))),
     }
 }
 
@@ -147,8 +149,11 @@ where
             }),
             Err(e) => {
                 let e: BoxError = e.into();
-                Some(Err(StoreError::new(ErrorKind::BodyAborted, "reading the request body failed")
-                    .with_source(e)))
+                Some(Err(StoreError::new(
+                    ErrorKind::BodyAborted,
+                    "reading the request body failed",
+                )
+                .with_source(e)))
             }
         })
         .filter_map(std::future::ready);
@@ -166,7 +171,9 @@ where
     let span = tracing::info_span!("dav", method = %req.method(), path = %req.uri().path(), status = tracing::field::Empty);
     let is_head = req.method() == Method::HEAD;
     let fut = async {
-        let mut resp = dispatch(shared, req).await.unwrap_or_else(DavError::into_response);
+        let mut resp = dispatch(shared, req)
+            .await
+            .unwrap_or_else(DavError::into_response);
         tracing::Span::current().record("status", resp.status().as_u16());
         if is_head {
             // Keep Content-Length of the GET it stands for; send no bytes.
@@ -187,10 +194,17 @@ where
     let (parts, body) = req.into_parts();
     let raw = parts.uri.path();
     if raw.len() > shared.config.limits.max_path_bytes {
-        return Err(DavError::new(StatusCode::URI_TOO_LONG, "request path is too long"));
+        return Err(DavError::new(
+            StatusCode::URI_TOO_LONG,
+            "request path is too long",
+        ));
     }
     let path = shared.config.mount.resolve(raw)?;
-    let ctx = Ctx { shared, parts, path };
+    let ctx = Ctx {
+        shared,
+        parts,
+        path,
+    };
     match ctx.parts.method.as_str() {
         "OPTIONS" => Ok(read::options()),
         "GET" | "HEAD" => read::get(&ctx).await,
@@ -207,7 +221,8 @@ where
                 format!("method {other} is not supported here"),
             )
             .into_response();
-            resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static(ALLOW));
+            resp.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(ALLOW));
             Ok(resp)
         }
     }

@@ -5,8 +5,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use davrepl_proto::headers::Depth;
-use davrepl_proto::xml::{PatchInstruction, PropfindKind, XmlWriter, parse_propfind, parse_proppatch};
-use davrepl_store::{self as store, DeadProp, Entry, ListOptions, Meta, PropName, PropPatch, ReplStore, ResourcePath};
+use davrepl_proto::xml::{
+    PatchInstruction, PropfindKind, XmlWriter, parse_propfind, parse_proppatch,
+};
+use davrepl_store::{
+    self as store, DeadProp, Entry, ListOptions, Meta, PropName, PropPatch, ReplStore, ResourcePath,
+};
 use futures_util::stream;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body::{Body, Frame};
@@ -24,13 +28,19 @@ const MULTISTATUS_OPEN: &str = "<D:multistatus xmlns:D=\"DAV:\">";
 fn multistatus_response(status: StatusCode, body: DavBody) -> Response<DavBody> {
     let mut r = Response::new(body);
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/xml; charset=utf-8"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/xml; charset=utf-8"),
+    );
     r
 }
 
 fn status_line(code: StatusCode) -> String {
-    format!("HTTP/1.1 {} {}", code.as_u16(), code.canonical_reason().unwrap_or(""))
+    format!(
+        "HTTP/1.1 {} {}",
+        code.as_u16(),
+        code.canonical_reason().unwrap_or("")
+    )
 }
 
 /// What to write for each resource of a PROPFIND.
@@ -51,7 +61,9 @@ impl PropRequest {
         w.start("D:response", &[]).text_element("D:href", href);
         let mut found = XmlWriter::new();
         let mut missing: Vec<&PropName> = Vec::new();
-        let dead_display = dead.iter().any(|d| d.name.ns == "DAV:" && d.name.local == "displayname");
+        let dead_display = dead
+            .iter()
+            .any(|d| d.name.ns == "DAV:" && d.name.local == "displayname");
         match &self.kind {
             PropfindKind::AllProp(_) => {
                 for n in live::names(meta) {
@@ -93,14 +105,18 @@ impl PropRequest {
         if !found.is_empty() {
             w.start("D:propstat", &[]).start("D:prop", &[]);
             w.fragment(std::str::from_utf8(&found.finish()).unwrap_or(""));
-            w.end("D:prop").text_element("D:status", &status_line(StatusCode::OK)).end("D:propstat");
+            w.end("D:prop")
+                .text_element("D:status", &status_line(StatusCode::OK))
+                .end("D:propstat");
         }
         if !missing.is_empty() && !self.brief {
             w.start("D:propstat", &[]).start("D:prop", &[]);
             for n in missing {
                 w.start_prop(n, true);
             }
-            w.end("D:prop").text_element("D:status", &status_line(StatusCode::NOT_FOUND)).end("D:propstat");
+            w.end("D:prop")
+                .text_element("D:status", &status_line(StatusCode::NOT_FOUND))
+                .end("D:propstat");
         }
         w.end("D:response");
     }
@@ -110,12 +126,16 @@ fn write_dead(w: &mut XmlWriter, d: &DeadProp) {
     if d.value.is_empty() {
         w.start_prop(&d.name, true);
     } else {
-        w.start_prop(&d.name, false).fragment(&d.value).end_prop(&d.name);
+        w.start_prop(&d.name, false)
+            .fragment(&d.value)
+            .end_prop(&d.name);
     }
 }
 
 fn brief<S: ReplStore>(ctx: &Ctx<S>) -> DavResult<bool> {
-    Ok(ctx.header("brief")?.is_some_and(|v| v.trim().eq_ignore_ascii_case("t")))
+    Ok(ctx
+        .header("brief")?
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("t")))
 }
 
 pub(crate) async fn propfind<S, B>(ctx: &Ctx<S>, body: B) -> DavResult<Response<DavBody>>
@@ -132,31 +152,47 @@ where
         PropfindKind::PropName => 0,
     };
     if count > limits.max_props {
-        return Err(DavError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("more than {} properties requested", limits.max_props)));
+        return Err(DavError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("more than {} properties requested", limits.max_props),
+        ));
     }
     let depth = ctx.depth()?.unwrap_or(Depth::Infinity);
     if matches!(depth, Depth::Infinity | Depth::InfinityNoRoot) && !limits.allow_depth_infinity {
-        return Err(DavError::new(StatusCode::FORBIDDEN, "Depth: infinity is disabled on this server")
-            .with_condition("propfind-finite-depth"));
+        return Err(DavError::new(
+            StatusCode::FORBIDDEN,
+            "Depth: infinity is disabled on this server",
+        )
+        .with_condition("propfind-finite-depth"));
     }
-    let req = PropRequest { kind: request.kind, brief: brief(ctx)? };
+    let req = PropRequest {
+        kind: request.kind,
+        brief: brief(ctx)?,
+    };
     let root = ctx.store().props(&ctx.path).await?;
     let cond = ctx.condition()?;
     if !cond.is_empty() {
         let tokens = root.meta.tokens();
         let mut others = Vec::new();
         for l in &cond.if_lists {
-            if let store::IfResource::Path(p) = &l.resource {
-                if let Ok(m) = ctx.store().head(p).await {
-                    others.push((p.clone(), m.tokens()));
-                }
+            if let store::IfResource::Path(p) = &l.resource
+                && let Ok(m) = ctx.store().head(p).await
+            {
+                others.push((p.clone(), m.tokens()));
             }
         }
         let ok = cond.evaluate(&ctx.path, |p| {
-            if p == &ctx.path { Some(tokens.clone()) } else { others.iter().find(|(q, _)| q == p).map(|(_, t)| t.clone()) }
+            if p == &ctx.path {
+                Some(tokens.clone())
+            } else {
+                others.iter().find(|(q, _)| q == p).map(|(_, t)| t.clone())
+            }
         });
         if !ok {
-            return Err(DavError::new(StatusCode::PRECONDITION_FAILED, "precondition failed"));
+            return Err(DavError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "precondition failed",
+            ));
         }
     }
     let mut w = XmlWriter::new();
@@ -175,7 +211,10 @@ where
         let mut w = XmlWriter::new();
         w.end("D:multistatus");
         let all = [head, w.finish()].concat();
-        return Ok(multistatus_response(StatusCode::MULTI_STATUS, body::full(all)));
+        return Ok(multistatus_response(
+            StatusCode::MULTI_STATUS,
+            body::full(all),
+        ));
     };
     let body = members_stream(ctx.shared.clone(), ctx.path.clone(), list_depth, req, head);
     Ok(multistatus_response(StatusCode::MULTI_STATUS, body))
@@ -242,37 +281,58 @@ where
     let bytes = read_small_body(body, limits.xml.max_bytes).await?;
     let ops = parse_proppatch(&bytes, &limits.xml)?;
     if ops.len() > limits.max_props {
-        return Err(DavError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("more than {} properties in one PROPPATCH", limits.max_props)));
+        return Err(DavError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("more than {} properties in one PROPPATCH", limits.max_props),
+        ));
     }
     let cond = ctx.condition()?;
     let name_of = |op: &PatchInstruction| match op {
         PatchInstruction::Set { name, .. } | PatchInstruction::Remove(name) => name.clone(),
     };
     let names: BTreeSet<PropName> = ops.iter().map(name_of).collect();
-    let protected: BTreeSet<PropName> = names.iter().filter(|n| live::is_protected(n)).cloned().collect();
+    let protected: BTreeSet<PropName> = names
+        .iter()
+        .filter(|n| live::is_protected(n))
+        .cloned()
+        .collect();
     let href = ctx.href(&ctx.path, false);
     let mut w = XmlWriter::new();
-    w.declaration().fragment(MULTISTATUS_OPEN).start("D:response", &[]);
-    let group = |w: &mut XmlWriter, names: &mut dyn Iterator<Item = &PropName>, code: StatusCode| {
-        let mut names = names.peekable();
-        if names.peek().is_none() {
-            return;
-        }
-        w.start("D:propstat", &[]).start("D:prop", &[]);
-        for n in names {
-            w.start_prop(n, true);
-        }
-        w.end("D:prop").text_element("D:status", &status_line(code)).end("D:propstat");
-    };
+    w.declaration()
+        .fragment(MULTISTATUS_OPEN)
+        .start("D:response", &[]);
+    let group =
+        |w: &mut XmlWriter, names: &mut dyn Iterator<Item = &PropName>, code: StatusCode| {
+            let mut names = names.peekable();
+            if names.peek().is_none() {
+                return;
+            }
+            w.start("D:propstat", &[]).start("D:prop", &[]);
+            for n in names {
+                w.start_prop(n, true);
+            }
+            w.end("D:prop")
+                .text_element("D:status", &status_line(code))
+                .end("D:propstat");
+        };
     if !protected.is_empty() {
         // Nothing is applied: the protected ones are forbidden, the rest failed with them.
         let meta = ctx.store().head(&ctx.path).await?;
         w.text_element("D:href", &ctx.href(&meta.path, meta.is_collection()));
         group(&mut w, &mut protected.iter(), StatusCode::FORBIDDEN);
-        group(&mut w, &mut names.iter().filter(|n| !protected.contains(*n)), StatusCode::FAILED_DEPENDENCY);
-        w.start("D:error", &[]).empty("D:cannot-modify-protected-property", &[]).end("D:error");
+        group(
+            &mut w,
+            &mut names.iter().filter(|n| !protected.contains(*n)),
+            StatusCode::FAILED_DEPENDENCY,
+        );
+        w.start("D:error", &[])
+            .empty("D:cannot-modify-protected-property", &[])
+            .end("D:error");
         w.end("D:response").end("D:multistatus");
-        return Ok(multistatus_response(StatusCode::MULTI_STATUS, body::full(w.finish())));
+        return Ok(multistatus_response(
+            StatusCode::MULTI_STATUS,
+            body::full(w.finish()),
+        ));
     }
     let patch = ops
         .into_iter()
@@ -283,10 +343,17 @@ where
         .collect();
     let out = ctx.store().patch_props(&ctx.path, patch, &cond).await?;
     let _ = href;
-    w.text_element("D:href", &ctx.href(&out.meta.path, out.meta.is_collection()));
+    w.text_element(
+        "D:href",
+        &ctx.href(&out.meta.path, out.meta.is_collection()),
+    );
     group(&mut w, &mut names.iter(), StatusCode::OK);
     w.end("D:response").end("D:multistatus");
-    let status = if out.transformed { StatusCode::from_u16(210).unwrap_or(StatusCode::MULTI_STATUS) } else { StatusCode::MULTI_STATUS };
+    let status = if out.transformed {
+        StatusCode::from_u16(210).unwrap_or(StatusCode::MULTI_STATUS)
+    } else {
+        StatusCode::MULTI_STATUS
+    };
     let mut resp = multistatus_response(status, body::full(w.finish()));
     set_etag(&mut resp, &out.meta);
     set_resource_tag(&mut resp, &out.meta);

@@ -42,12 +42,11 @@ async fn read_preconditions<S: ReplStore>(
 ) -> DavResult<Verdict> {
     let mut others = Vec::new();
     for list in &cond.if_lists {
-        if let davrepl_store::IfResource::Path(p) = &list.resource {
-            if p != &ctx.path {
-                if let Ok(m) = ctx.store().head(p).await {
-                    others.push((p.clone(), m.tokens()));
-                }
-            }
+        if let davrepl_store::IfResource::Path(p) = &list.resource
+            && p != &ctx.path
+            && let Ok(m) = ctx.store().head(p).await
+        {
+            others.push((p.clone(), m.tokens()));
         }
     }
     let tokens = meta.tokens();
@@ -62,16 +61,20 @@ async fn read_preconditions<S: ReplStore>(
     let mut strict = cond.clone();
     let inm = strict.if_none_match.take();
     if !strict.evaluate(&ctx.path, lookup) {
-        return Err(DavError::new(StatusCode::PRECONDITION_FAILED, "precondition failed"));
+        return Err(DavError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "precondition failed",
+        ));
     }
-    if cond.if_match.is_none() {
-        if let Some(v) = ctx.header("if-unmodified-since")? {
-            if let Some(t) = dates::parse_http_date(v) {
-                if secs(meta.modified) > secs(t) {
-                    return Err(DavError::new(StatusCode::PRECONDITION_FAILED, "modified since"));
-                }
-            }
-        }
+    if cond.if_match.is_none()
+        && let Some(v) = ctx.header("if-unmodified-since")?
+        && let Some(t) = dates::parse_http_date(v)
+        && secs(meta.modified) > secs(t)
+    {
+        return Err(DavError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "modified since",
+        ));
     }
     if let Some(inm) = inm {
         let mut c = Condition::none();
@@ -79,18 +82,18 @@ async fn read_preconditions<S: ReplStore>(
         if !c.evaluate(&ctx.path, |_| Some(meta.tokens())) {
             return Ok(Verdict::NotModified);
         }
-    } else if let Some(v) = ctx.header("if-modified-since")? {
-        if let Some(t) = dates::parse_http_date(v) {
-            if secs(meta.modified) <= secs(t) {
-                return Ok(Verdict::NotModified);
-            }
-        }
+    } else if let Some(v) = ctx.header("if-modified-since")?
+        && let Some(t) = dates::parse_http_date(v)
+        && secs(meta.modified) <= secs(t)
+    {
+        return Ok(Verdict::NotModified);
     }
     Ok(Verdict::Proceed)
 }
 
 fn secs(t: std::time::SystemTime) -> u64 {
-    t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn common_headers(resp: &mut Response<DavBody>, meta: &Meta) {
@@ -121,20 +124,20 @@ pub(crate) async fn get<S: ReplStore>(ctx: &Ctx<S>) -> DavResult<Response<DavBod
             return collection_index(ctx, &meta).await;
         }
         let mut range = range_spec;
-        if range.is_some() {
-            if let Some(v) = ctx.header("if-range")? {
-                if v.trim() != meta.etag() {
-                    range = None;
-                }
-            }
+        if range.is_some()
+            && let Some(v) = ctx.header("if-range")?
+            && v.trim() != meta.etag()
+        {
+            range = None;
         }
         let resolved = match range {
             None => None,
             Some(spec) => match spec.resolve(meta.len) {
                 Some((start, end)) => Some(ByteRange { start, end }),
                 None => {
-                    let mut r = DavError::new(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable")
-                        .into_response();
+                    let mut r =
+                        DavError::new(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable")
+                            .into_response();
                     if let Ok(v) = HeaderValue::from_str(&format!("bytes */{}", meta.len)) {
                         r.headers_mut().insert(header::CONTENT_RANGE, v);
                     }
@@ -150,39 +153,58 @@ pub(crate) async fn get<S: ReplStore>(ctx: &Ctx<S>) -> DavResult<Response<DavBod
         let body = if ctx.parts.method == Method::HEAD {
             body::empty()
         } else {
-            StreamBody::new(stream.map(|r| r.map(Frame::data).map_err(|e| Box::new(e) as crate::BoxError)))
-                .boxed_unsync()
+            StreamBody::new(stream.map(|r| {
+                r.map(Frame::data)
+                    .map_err(|e| Box::new(e) as crate::BoxError)
+            }))
+            .boxed_unsync()
         };
         let mut resp = Response::new(body);
         common_headers(&mut resp, &meta);
         let h = resp.headers_mut();
         h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
         h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-        let ct = meta.content_type.as_deref().unwrap_or("application/octet-stream");
+        let ct = meta
+            .content_type
+            .as_deref()
+            .unwrap_or("application/octet-stream");
         h.insert(
             header::CONTENT_TYPE,
-            HeaderValue::from_str(ct).unwrap_or(HeaderValue::from_static("application/octet-stream")),
+            HeaderValue::from_str(ct)
+                .unwrap_or(HeaderValue::from_static("application/octet-stream")),
         );
         if let Some(r) = resolved {
             *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
-            if let Ok(v) = HeaderValue::from_str(&format!("bytes {}-{}/{}", r.start, r.end, meta.len)) {
+            if let Ok(v) =
+                HeaderValue::from_str(&format!("bytes {}-{}/{}", r.start, r.end, meta.len))
+            {
                 resp.headers_mut().insert(header::CONTENT_RANGE, v);
             }
         }
         return Ok(resp);
     }
-    Err(DavError::new(StatusCode::SERVICE_UNAVAILABLE, "resource is changing too fast to read; retry"))
+    Err(DavError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "resource is changing too fast to read; retry",
+    ))
 }
 
 /// A small HTML page listing a collection's members, for people with a browser.
 async fn collection_index<S: ReplStore>(ctx: &Ctx<S>, meta: &Meta) -> DavResult<Response<DavBody>> {
-    let listing = ctx.store().list(&ctx.path, ListOptions::new(Depth::One, INDEX_LIMIT)).await?;
+    let listing = ctx
+        .store()
+        .list(&ctx.path, ListOptions::new(Depth::One, INDEX_LIMIT))
+        .await?;
     let mut html = String::from("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>");
     escape_into(&mut html, ctx.path.as_str(), false);
     html.push_str("</title></head><body><ul>\n");
     for e in &listing.entries {
         html.push_str("<li><a href=\"");
-        escape_into(&mut html, &ctx.href(&e.meta.path, e.meta.is_collection()), true);
+        escape_into(
+            &mut html,
+            &ctx.href(&e.meta.path, e.meta.is_collection()),
+            true,
+        );
         html.push_str("\">");
         escape_into(&mut html, e.meta.path.name(), false);
         if e.meta.is_collection() {
@@ -198,7 +220,10 @@ async fn collection_index<S: ReplStore>(ctx: &Ctx<S>, meta: &Meta) -> DavResult<
     let mut resp = Response::new(body::full(html));
     common_headers(&mut resp, meta);
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     Ok(resp)
 }

@@ -2,11 +2,15 @@
 
 use davrepl_proto::headers::{Depth, parse_overwrite};
 use davrepl_proto::href::split_absolute;
-use davrepl_store::{self as store, ErrorKind, PutOptions, ReplStore, ResourcePath, TransferOptions};
+use davrepl_store::{
+    self as store, ErrorKind, PutOptions, ReplStore, ResourcePath, TransferOptions,
+};
 use http::{Response, StatusCode, header};
 use http_body::Body;
 
-use super::{Ctx, body_stream, read_small_body, set_etag, set_repl_uid, set_resource_tag, status_only};
+use super::{
+    Ctx, body_stream, read_small_body, set_etag, set_repl_uid, set_resource_tag, status_only,
+};
 use crate::BoxError;
 use crate::body::DavBody;
 use crate::error::{DavError, DavResult};
@@ -30,16 +34,24 @@ where
     B::Error: Into<BoxError>,
 {
     if ctx.parts.headers.contains_key(header::CONTENT_RANGE) {
-        return Err(DavError::bad_request("partial PUT with Content-Range is not supported"));
+        return Err(DavError::bad_request(
+            "partial PUT with Content-Range is not supported",
+        ));
     }
     if ctx.path.is_root() || ctx.parts.uri.path().ends_with('/') {
-        return Err(DavError::new(StatusCode::METHOD_NOT_ALLOWED, "PUT needs a non-collection path"));
+        return Err(DavError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "PUT needs a non-collection path",
+        ));
     }
     let max = ctx.shared.config.limits.max_put_bytes;
-    if let Some(len) = ctx.header("content-length")? {
-        if len.trim().parse::<u64>().is_ok_and(|n| n > max) {
-            return Err(DavError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("content larger than {max} bytes")));
-        }
+    if let Some(len) = ctx.header("content-length")?
+        && len.trim().parse::<u64>().is_ok_and(|n| n > max)
+    {
+        return Err(DavError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("content larger than {max} bytes"),
+        ));
     }
     let content_type = ctx.header("content-type")?.map(str::to_owned);
     let mut opts = PutOptions::with_condition(ctx.condition()?).content_type(content_type);
@@ -57,7 +69,9 @@ pub(crate) async fn delete<S: ReplStore>(ctx: &Ctx<S>) -> DavResult<Response<Dav
         // Only infinity is meaningful; refuse 0 and 1 rather than delete more than asked.
         let meta = ctx.store().head(&ctx.path).await?;
         if meta.is_collection() {
-            return Err(DavError::bad_request("DELETE of a collection needs Depth: infinity"));
+            return Err(DavError::bad_request(
+                "DELETE of a collection needs Depth: infinity",
+            ));
         }
     }
     let cond = ctx.condition()?;
@@ -75,7 +89,10 @@ where
 {
     let bytes = read_small_body(body, ctx.shared.config.limits.xml.max_bytes).await?;
     if !bytes.is_empty() {
-        return Err(DavError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "MKCOL with a body is not supported"));
+        return Err(DavError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "MKCOL with a body is not supported",
+        ));
     }
     let cond = ctx.condition()?;
     match ctx.store().create_collection(&ctx.path, &cond).await {
@@ -90,9 +107,15 @@ where
             // for anything else in the way.
             let existing = ctx.store().head(&ctx.path).await;
             if existing.is_ok_and(|m| m.is_collection()) {
-                Err(DavError::new(StatusCode::CONFLICT, "the collection already exists"))
+                Err(DavError::new(
+                    StatusCode::CONFLICT,
+                    "the collection already exists",
+                ))
             } else {
-                Err(DavError::new(StatusCode::METHOD_NOT_ALLOWED, "a resource already exists there"))
+                Err(DavError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "a resource already exists there",
+                ))
             }
         }
         Err(e) => Err(e.into()),
@@ -108,21 +131,34 @@ fn destination<S: ReplStore>(ctx: &Ctx<S>) -> DavResult<ResourcePath> {
     let path_part = match split_absolute(raw) {
         Some((authority, path)) => {
             if !ctx.same_authority(authority) {
-                return Err(DavError::new(StatusCode::BAD_GATEWAY, "Destination is on another server"));
+                return Err(DavError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "Destination is on another server",
+                ));
             }
             path
         }
         None if raw.starts_with('/') => raw,
-        None => return Err(DavError::bad_request("Destination is not an absolute URI or path")),
+        None => {
+            return Err(DavError::bad_request(
+                "Destination is not an absolute URI or path",
+            ));
+        }
     };
     let path_part = path_part.split(['?', '#']).next().unwrap_or("/");
     if !ctx.shared.config.mount.contains(path_part) {
-        return Err(DavError::new(StatusCode::BAD_GATEWAY, "Destination is outside this WebDAV namespace"));
+        return Err(DavError::new(
+            StatusCode::BAD_GATEWAY,
+            "Destination is outside this WebDAV namespace",
+        ));
     }
     Ok(ctx.shared.config.mount.resolve(path_part)?)
 }
 
-pub(crate) async fn copy_move<S: ReplStore>(ctx: &Ctx<S>, moving: bool) -> DavResult<Response<DavBody>> {
+pub(crate) async fn copy_move<S: ReplStore>(
+    ctx: &Ctx<S>,
+    moving: bool,
+) -> DavResult<Response<DavBody>> {
     let to = destination(ctx)?;
     let overwrite = parse_overwrite(ctx.header("overwrite")?)?;
     let depth = match (ctx.depth()?, moving) {
@@ -135,7 +171,10 @@ pub(crate) async fn copy_move<S: ReplStore>(ctx: &Ctx<S>, moving: bool) -> DavRe
             )));
         }
     };
-    let opts = TransferOptions::new().depth(depth).overwrite(overwrite).condition(ctx.condition()?);
+    let opts = TransferOptions::new()
+        .depth(depth)
+        .overwrite(overwrite)
+        .condition(ctx.condition()?);
     let out = if moving {
         ctx.store().rename(&ctx.path, &to, opts).await?
     } else {

@@ -9,10 +9,24 @@
 //!
 //! Everything here can be fuzzed and property-tested without a runtime.
 
+pub mod collblob;
 pub mod dates;
 pub mod headers;
 pub mod href;
+pub mod rows;
+pub mod sql;
 pub mod xml;
 
 /// The `DAV:` namespace.
 pub const DAV_NS: &str = "DAV:";
+
+/// The replication namespace as real clients spell it (the default in responses).
+pub const REPL_NS: &str = "http://schemas.microsoft.com/repl/";
+
+/// Whether `ns` is one of the accepted spellings of the replication namespace: `http` or
+/// `https`, with or without the trailing slash, any case (spec A1).
+pub fn is_repl_ns(ns: &str) -> bool {
+    let t = ns.trim_end_matches('/');
+    let t = t.strip_prefix("http://").or_else(|| t.strip_prefix("https://")).unwrap_or("");
+    t.eq_ignore_ascii_case("schemas.microsoft.com/repl")
+}

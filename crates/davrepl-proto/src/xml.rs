@@ -201,6 +201,72 @@ pub fn parse_propfind(body: &[u8], limits: &XmlLimits) -> Result<Propfind, XmlEr
     })
 }
 
+/// The `repl` element of a manifest request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplRequest {
+    /// The namespace spelling the client used on `repl` (echoed in the response).
+    pub ns: String,
+    /// The collblob text, trimmed; `None` or empty means a first sync.
+    pub collblob: Option<String>,
+    /// `resourcetaglist/resourcetag` values, normalised (trimmed, `<>` stripped, `rt:` added).
+    pub resource_tags: Vec<String>,
+}
+
+/// Finds and reads a `repl` child of `root` (element names in the replication namespace are
+/// matched case-insensitively; children in any order; the last of duplicates wins).
+pub fn repl_of(root: &Element) -> Option<ReplRequest> {
+    let repl = child_elements(root)
+        .filter(|e| e.namespace.as_deref().is_some_and(crate::is_repl_ns) && e.name.eq_ignore_ascii_case("repl"))
+        .last()?;
+    let mut out = ReplRequest { ns: repl.namespace.clone().unwrap_or_default(), collblob: None, resource_tags: Vec::new() };
+    for c in child_elements(repl) {
+        if !c.namespace.as_deref().is_some_and(crate::is_repl_ns) {
+            continue;
+        }
+        if c.name.eq_ignore_ascii_case("collblob") {
+            out.collblob = Some(c.get_text().map(|t| t.trim().to_owned()).unwrap_or_default());
+        } else if c.name.eq_ignore_ascii_case("resourcetaglist") {
+            out.resource_tags = child_elements(c)
+                .filter(|t| t.name.eq_ignore_ascii_case("resourcetag"))
+                .filter_map(|t| t.get_text())
+                .map(|t| normalise_tag(&t))
+                .filter(|t| t.len() > 3)
+                .collect();
+        }
+    }
+    Some(out)
+}
+
+fn normalise_tag(t: &str) -> String {
+    let t = t.trim();
+    let t = t.strip_prefix('<').and_then(|x| x.strip_suffix('>')).unwrap_or(t).trim();
+    if t.starts_with("rt:") { t.to_owned() } else { format!("rt:{t}") }
+}
+
+/// A parsed SEARCH body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchRequest {
+    /// The `repl` element, for a manifest request.
+    pub repl: Option<ReplRequest>,
+    /// The `DAV:sql` text.
+    pub sql: Option<String>,
+    /// A `DAV:basicsearch` (RFC 5323) was given instead of `sql`.
+    pub basicsearch: bool,
+}
+
+/// Parses a `DAV:searchrequest` body.
+pub fn parse_search(body: &[u8], limits: &XmlLimits) -> Result<SearchRequest, XmlError> {
+    let root = parse_document(body, limits)?;
+    if !is_dav(&root, "searchrequest") {
+        return Err(XmlError::Unexpected("root element must be DAV:searchrequest".into()));
+    }
+    let sql = child_elements(&root)
+        .find(|e| is_dav(e, "sql"))
+        .map(|e| e.get_text().map(|t| t.trim().to_owned()).unwrap_or_default());
+    let basicsearch = child_elements(&root).any(|e| is_dav(e, "basicsearch"));
+    Ok(SearchRequest { repl: repl_of(&root), sql, basicsearch })
+}
+
 /// One instruction of a PROPPATCH, in document order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PatchInstruction {
@@ -519,6 +585,21 @@ mod tests {
                 PatchInstruction::Remove(PropName::new("http://z/", "q")),
             ]
         );
+    }
+
+    #[test]
+    fn search_bodies() {
+        let body = br#"<?xml version="1.0"?><D:searchrequest xmlns:D = "DAV:" xmlns:R="https://schemas.microsoft.com/repl/"><R:repl><R:CollBlob> abc </R:CollBlob><R:resourcetaglist><R:resourcetag> &lt;rt:x&gt; </R:resourcetag><R:resourcetag>doc1-01</R:resourcetag></R:resourcetaglist></R:repl><D:sql>SELECT "a" FROM "/"</D:sql></D:searchrequest>"#;
+        let s = parse_search(body, &L).unwrap();
+        let r = s.repl.unwrap();
+        assert_eq!(r.ns, "https://schemas.microsoft.com/repl/");
+        assert_eq!(r.collblob.as_deref(), Some("abc"));
+        assert_eq!(r.resource_tags, vec!["rt:x".to_owned(), "rt:doc1-01".to_owned()]);
+        assert_eq!(s.sql.as_deref(), Some("SELECT \"a\" FROM \"/\""));
+        let plain = parse_search(br#"<searchrequest xmlns="DAV:"><sql>x</sql></searchrequest>"#, &L).unwrap();
+        assert!(plain.repl.is_none());
+        assert!(crate::is_repl_ns("http://schemas.microsoft.com/repl"));
+        assert!(!crate::is_repl_ns("http://example.com/repl/"));
     }
 
     #[test]

@@ -126,7 +126,8 @@ impl CollBlob {
         let (body, sig) = raw.split_at(raw.len() - 32);
         let mut m = mac(secret);
         m.update(body);
-        m.verify_slice(sig).map_err(|_| CollBlobError::BadSignature)?;
+        m.verify_slice(sig)
+            .map_err(|_| CollBlobError::BadSignature)?;
         let mut r = Reader { b: body, i: 0 };
         if r.take(1)?[0] != VERSION {
             return Err(CollBlobError::Version);
@@ -143,7 +144,8 @@ impl CollBlob {
         let watermark = u64::from_be_bytes(r.array::<8>()?);
         let issued = u64::from_be_bytes(r.array::<8>()?);
         let qlen = u32::from_be_bytes(r.array::<4>()?) as usize;
-        let query = String::from_utf8(r.take(qlen)?.to_vec()).map_err(|_| CollBlobError::Garbled)?;
+        let query =
+            String::from_utf8(r.take(qlen)?.to_vec()).map_err(|_| CollBlobError::Garbled)?;
         let n = u32::from_be_bytes(r.array::<4>()?) as usize;
         if n.checked_mul(12) != Some(body.len() - r.i) {
             return Err(CollBlobError::Garbled);
@@ -152,7 +154,17 @@ impl CollBlob {
         for _ in 0..n {
             seen.push((r.u48()?, r.u48()?));
         }
-        Ok(Self { store, kind, scope_rid, binding, principal, watermark, issued, query, seen })
+        Ok(Self {
+            store,
+            kind,
+            scope_rid,
+            binding,
+            principal,
+            watermark,
+            issued,
+            query,
+            seen,
+        })
     }
 }
 
@@ -205,8 +217,14 @@ mod tests {
         let text = sample().encode(&key);
         assert!(!text.contains(['\n', '<', '&', ' ']));
         assert_eq!(CollBlob::decode(&format!("  {text}\n"), &key), Ok(sample()));
-        assert_eq!(CollBlob::decode(&text, &[8u8; 32]), Err(CollBlobError::BadSignature));
-        assert_eq!(CollBlob::decode("not base64!", &key), Err(CollBlobError::Garbled));
+        assert_eq!(
+            CollBlob::decode(&text, &[8u8; 32]),
+            Err(CollBlobError::BadSignature)
+        );
+        assert_eq!(
+            CollBlob::decode("not base64!", &key),
+            Err(CollBlobError::Garbled)
+        );
         assert_eq!(CollBlob::decode("", &key), Err(CollBlobError::Garbled));
         assert_ne!(principal_hash(Some("a")), principal_hash(Some("b")));
         assert_eq!(principal_hash(None), [0; 32]);

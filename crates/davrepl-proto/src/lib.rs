@@ -27,6 +27,9 @@ pub const REPL_NS: &str = "http://schemas.microsoft.com/repl/";
 /// `https`, with or without the trailing slash, any case (spec A1).
 pub fn is_repl_ns(ns: &str) -> bool {
     let t = ns.trim_end_matches('/');
-    let t = t.strip_prefix("http://").or_else(|| t.strip_prefix("https://")).unwrap_or("");
+    let t = t
+        .strip_prefix("http://")
+        .or_else(|| t.strip_prefix("https://"))
+        .unwrap_or("");
     t.eq_ignore_ascii_case("schemas.microsoft.com/repl")
 }

@@ -13,14 +13,25 @@ pub enum RowSpec {
 
 /// Parses `rows=…` (whitespace after commas allowed). `Ok(None)` for another unit.
 pub fn parse(v: &str, max_specs: usize) -> Result<Option<Vec<RowSpec>>, HeaderError> {
-    let err = |r: &str| HeaderError { header: "Range", reason: r.to_owned() };
+    let err = |r: &str| HeaderError {
+        header: "Range",
+        reason: r.to_owned(),
+    };
     let v = v.trim();
-    let Some(rest) = v.strip_prefix("rows=").or_else(|| v.strip_prefix("Rows=")) else { return Ok(None) };
+    let Some(rest) = v.strip_prefix("rows=").or_else(|| v.strip_prefix("Rows=")) else {
+        return Ok(None);
+    };
     let mut specs = Vec::new();
     for part in rest.split(',') {
         let part = part.trim();
-        let (a, b) = part.split_once('-').ok_or_else(|| err("row range needs '-'"))?;
-        let num = |s: &str| s.trim().parse::<u64>().map_err(|_| err("row numbers must be integers"));
+        let (a, b) = part
+            .split_once('-')
+            .ok_or_else(|| err("row range needs '-'"))?;
+        let num = |s: &str| {
+            s.trim()
+                .parse::<u64>()
+                .map_err(|_| err("row numbers must be integers"))
+        };
         let spec = match (a.trim().is_empty(), b.trim().is_empty()) {
             (true, true) => return Err(err("empty row range")),
             (true, false) => RowSpec::Last(num(b)?),
@@ -98,7 +109,10 @@ mod tests {
     fn parse_forms() {
         let p = |s| parse(s, 10).unwrap().unwrap();
         assert_eq!(p("rows=0-99"), vec![RowSpec::FromTo(0, Some(99))]);
-        assert_eq!(p("rows=0-5, 10-15"), vec![RowSpec::FromTo(0, Some(5)), RowSpec::FromTo(10, Some(15))]);
+        assert_eq!(
+            p("rows=0-5, 10-15"),
+            vec![RowSpec::FromTo(0, Some(5)), RowSpec::FromTo(10, Some(15))]
+        );
         assert_eq!(p("rows=-0"), vec![RowSpec::Last(0)]);
         assert_eq!(p("rows=228-"), vec![RowSpec::FromTo(228, None)]);
         assert_eq!(parse("bytes=0-1", 10).unwrap(), None);
@@ -109,12 +123,21 @@ mod tests {
 
     #[test]
     fn resolve_and_header() {
-        assert_eq!(resolve(&[RowSpec::FromTo(0, Some(99))], 250), Ok(vec![(0, 99)]));
-        assert_eq!(resolve(&[RowSpec::FromTo(0, Some(99))], 50), Ok(vec![(0, 49)]));
+        assert_eq!(
+            resolve(&[RowSpec::FromTo(0, Some(99))], 250),
+            Ok(vec![(0, 99)])
+        );
+        assert_eq!(
+            resolve(&[RowSpec::FromTo(0, Some(99))], 50),
+            Ok(vec![(0, 49)])
+        );
         assert_eq!(resolve(&[RowSpec::FromTo(300, None)], 250), Err(()));
         assert_eq!(resolve(&[RowSpec::FromTo(300, None)], 0), Ok(vec![]));
         assert_eq!(resolve(&[RowSpec::Last(0)], 7), Ok(vec![]));
-        assert_eq!(resolve(&[RowSpec::FromTo(0, Some(4)), RowSpec::Last(5)], 8), Ok(vec![(0, 7)]));
+        assert_eq!(
+            resolve(&[RowSpec::FromTo(0, Some(4)), RowSpec::Last(5)], 8),
+            Ok(vec![(0, 7)])
+        );
         assert_eq!(content_range(&[(0, 99)], 250), "rows 0-99; total=250");
         assert_eq!(content_range(&[], 7), "rows */7; total=7");
         assert_eq!(content_range(&[], 0), "rows 0-0; total=0");

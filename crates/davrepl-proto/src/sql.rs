@@ -153,7 +153,10 @@ pub struct SqlLimits {
 
 impl Default for SqlLimits {
     fn default() -> Self {
-        Self { max_len: 16 * 1024, max_depth: 32 }
+        Self {
+            max_len: 16 * 1024,
+            max_depth: 32,
+        }
     }
 }
 
@@ -170,7 +173,10 @@ fn lex(s: &str) -> Result<Vec<(usize, Tok)>, SqlError> {
     let b = s.as_bytes();
     let mut i = 0;
     let mut out = Vec::new();
-    let syn = |pos: usize, msg: &str| SqlError::Syntax { pos, msg: msg.to_owned() };
+    let syn = |pos: usize, msg: &str| SqlError::Syntax {
+        pos,
+        msg: msg.to_owned(),
+    };
     while i < b.len() {
         let c = b[i];
         if c.is_ascii_whitespace() {
@@ -180,7 +186,11 @@ fn lex(s: &str) -> Result<Vec<(usize, Tok)>, SqlError> {
         let start = i;
         let tok = match c {
             b'"' => {
-                let end = s[i + 1..].find('"').ok_or_else(|| syn(i, "unterminated \"…\""))? + i + 1;
+                let end = s[i + 1..]
+                    .find('"')
+                    .ok_or_else(|| syn(i, "unterminated \"…\""))?
+                    + i
+                    + 1;
                 i = end + 1;
                 Tok::Dq(s[start + 1..end].to_owned())
             }
@@ -188,7 +198,9 @@ fn lex(s: &str) -> Result<Vec<(usize, Tok)>, SqlError> {
                 let mut v = String::new();
                 i += 1;
                 loop {
-                    let rel = s[i..].find('\'').ok_or_else(|| syn(start, "unterminated '…'"))?;
+                    let rel = s[i..]
+                        .find('\'')
+                        .ok_or_else(|| syn(start, "unterminated '…'"))?;
                     v.push_str(&s[i..i + rel]);
                     i += rel + 1;
                     if b.get(i) == Some(&b'\'') {
@@ -236,7 +248,12 @@ fn lex(s: &str) -> Result<Vec<(usize, Tok)>, SqlError> {
                         b'=' => "=",
                         b'<' => "<",
                         b'>' => ">",
-                        _ => return Err(syn(start, &format!("unexpected character {:?}", c as char))),
+                        _ => {
+                            return Err(syn(
+                                start,
+                                &format!("unexpected character {:?}", c as char),
+                            ));
+                        }
                     })
                 }
             }
@@ -259,7 +276,10 @@ impl Parser {
     }
 
     fn err<T>(&self, msg: impl Into<String>) -> Result<T, SqlError> {
-        Err(SqlError::Syntax { pos: self.pos(), msg: msg.into() })
+        Err(SqlError::Syntax {
+            pos: self.pos(),
+            msg: msg.into(),
+        })
     }
 
     fn peek(&self) -> Option<&Tok> {
@@ -280,7 +300,11 @@ impl Parser {
     }
 
     fn expect_kw(&mut self, kw: &str) -> Result<(), SqlError> {
-        if self.eat_kw(kw) { Ok(()) } else { self.err(format!("expected {kw}")) }
+        if self.eat_kw(kw) {
+            Ok(())
+        } else {
+            self.err(format!("expected {kw}"))
+        }
     }
 
     fn eat_sym(&mut self, sym: &str) -> bool {
@@ -293,7 +317,11 @@ impl Parser {
     }
 
     fn expect_sym(&mut self, sym: &str) -> Result<(), SqlError> {
-        if self.eat_sym(sym) { Ok(()) } else { self.err(format!("expected '{sym}'")) }
+        if self.eat_sym(sym) {
+            Ok(())
+        } else {
+            self.err(format!("expected '{sym}'"))
+        }
     }
 
     fn prop(&mut self) -> Result<String, SqlError> {
@@ -334,7 +362,11 @@ impl Parser {
         };
         self.expect_kw("FROM")?;
         let scope = self.source()?;
-        let filter = if self.eat_kw("WHERE") { Some(self.or(0)?) } else { None };
+        let filter = if self.eat_kw("WHERE") {
+            Some(self.or(0)?)
+        } else {
+            None
+        };
         let mut order_by = Vec::new();
         loop {
             if self.eat_kw("ORDER") {
@@ -353,7 +385,9 @@ impl Parser {
                     }
                 }
             } else if self.is_kw("GROUP") || self.is_kw("RANK") {
-                return Err(SqlError::Unsupported("GROUP BY and RANK BY are not supported".into()));
+                return Err(SqlError::Unsupported(
+                    "GROUP BY and RANK BY are not supported".into(),
+                ));
             } else {
                 break;
             }
@@ -361,13 +395,21 @@ impl Parser {
         if self.i < self.toks.len() {
             return self.err("unexpected text after the query");
         }
-        Ok(Query { columns, scope, filter, order_by })
+        Ok(Query {
+            columns,
+            scope,
+            filter,
+            order_by,
+        })
     }
 
     fn source(&mut self) -> Result<Scope, SqlError> {
         if let Some(Tok::Dq(url)) = self.peek().cloned() {
             self.i += 1;
-            return Ok(Scope { traversal: Traversal::Shallow, url });
+            return Ok(Scope {
+                traversal: Traversal::Shallow,
+                url,
+            });
         }
         self.expect_kw("SCOPE")?;
         self.expect_sym("(")?;
@@ -379,7 +421,10 @@ impl Parser {
             }
             Some(Tok::Dq(url)) => {
                 self.i += 1;
-                Scope { traversal: Traversal::Deep, url }
+                Scope {
+                    traversal: Traversal::Deep,
+                    url,
+                }
             }
             _ => return self.err("expected a scope"),
         };
@@ -395,13 +440,20 @@ impl Parser {
 
     fn or(&mut self, depth: usize) -> Result<Expr, SqlError> {
         if depth > self.max_depth {
-            return Err(SqlError::TooComplex(format!("expression nested deeper than {}", self.max_depth)));
+            return Err(SqlError::TooComplex(format!(
+                "expression nested deeper than {}",
+                self.max_depth
+            )));
         }
         let mut terms = vec![self.and(depth + 1)?];
         while self.eat_kw("OR") {
             terms.push(self.and(depth + 1)?);
         }
-        Ok(if terms.len() == 1 { terms.remove(0) } else { Expr::Or(terms) })
+        Ok(if terms.len() == 1 {
+            terms.remove(0)
+        } else {
+            Expr::Or(terms)
+        })
     }
 
     fn and(&mut self, depth: usize) -> Result<Expr, SqlError> {
@@ -409,12 +461,19 @@ impl Parser {
         while self.eat_kw("AND") {
             terms.push(self.factor(depth + 1)?);
         }
-        Ok(if terms.len() == 1 { terms.remove(0) } else { Expr::And(terms) })
+        Ok(if terms.len() == 1 {
+            terms.remove(0)
+        } else {
+            Expr::And(terms)
+        })
     }
 
     fn factor(&mut self, depth: usize) -> Result<Expr, SqlError> {
         if depth > self.max_depth {
-            return Err(SqlError::TooComplex(format!("expression nested deeper than {}", self.max_depth)));
+            return Err(SqlError::TooComplex(format!(
+                "expression nested deeper than {}",
+                self.max_depth
+            )));
         }
         if self.eat_kw("NOT") {
             return Ok(Expr::Not(Box::new(self.factor(depth + 1)?)));
@@ -464,7 +523,10 @@ impl Parser {
 
     fn operand(&mut self, depth: usize) -> Result<Operand, SqlError> {
         if depth > self.max_depth {
-            return Err(SqlError::TooComplex(format!("expression nested deeper than {}", self.max_depth)));
+            return Err(SqlError::TooComplex(format!(
+                "expression nested deeper than {}",
+                self.max_depth
+            )));
         }
         let t = self.peek().cloned();
         match t {
@@ -513,7 +575,10 @@ fn parse_scope_text(s: &str) -> Result<Scope, String> {
     let t = s.trim();
     let (traversal, rest) = match t.find('"') {
         Some(q) => {
-            let head = t[..q].split_whitespace().map(str::to_ascii_lowercase).collect::<Vec<_>>();
+            let head = t[..q]
+                .split_whitespace()
+                .map(str::to_ascii_lowercase)
+                .collect::<Vec<_>>();
             let trav = match head.iter().map(String::as_str).collect::<Vec<_>>()[..] {
                 [] => Traversal::Deep,
                 ["shallow", "traversal", "of"] => Traversal::Shallow,
@@ -525,20 +590,34 @@ fn parse_scope_text(s: &str) -> Result<Scope, String> {
         }
         None => return Err("the scope URL must be in double quotes".into()),
     };
-    let inner = rest.strip_prefix('"').and_then(|r| r.strip_suffix('"')).ok_or("malformed scope URL")?;
+    let inner = rest
+        .strip_prefix('"')
+        .and_then(|r| r.strip_suffix('"'))
+        .ok_or("malformed scope URL")?;
     if inner.contains('"') {
         return Err("malformed scope URL".into());
     }
-    Ok(Scope { traversal, url: inner.to_owned() })
+    Ok(Scope {
+        traversal,
+        url: inner.to_owned(),
+    })
 }
 
 /// Parses a query.
 pub fn parse(text: &str, limits: &SqlLimits) -> Result<Query, SqlError> {
     if text.len() > limits.max_len {
-        return Err(SqlError::TooComplex(format!("longer than {} bytes", limits.max_len)));
+        return Err(SqlError::TooComplex(format!(
+            "longer than {} bytes",
+            limits.max_len
+        )));
     }
     let toks = lex(text)?;
-    let mut p = Parser { toks, i: 0, end: text.len(), max_depth: limits.max_depth };
+    let mut p = Parser {
+        toks,
+        i: 0,
+        end: text.len(),
+        max_depth: limits.max_depth,
+    };
     p.query()
 }
 
@@ -577,7 +656,11 @@ fn write_operand(out: &mut String, o: &Operand) {
 fn write_expr(out: &mut String, e: &Expr) {
     match e {
         Expr::Or(v) | Expr::And(v) => {
-            let sep = if matches!(e, Expr::Or(_)) { " OR " } else { " AND " };
+            let sep = if matches!(e, Expr::Or(_)) {
+                " OR "
+            } else {
+                " AND "
+            };
             out.push('(');
             for (i, x) in v.iter().enumerate() {
                 if i > 0 {
@@ -713,13 +796,15 @@ fn operand_value(o: &Operand, lookup: &dyn Fn(&str) -> Option<Value>) -> Option<
         Operand::Cast(inner, ty) => {
             let v = operand_value(inner, lookup)?;
             let ty = ty.to_ascii_lowercase();
-            Some(if ty.contains("int") || ty.contains("float") || ty.contains("number") {
-                Value::Num(v.as_num()?)
-            } else if ty.contains("bool") {
-                Value::Bool(v.as_bool()?)
-            } else {
-                Value::Str(v.text())
-            })
+            Some(
+                if ty.contains("int") || ty.contains("float") || ty.contains("number") {
+                    Value::Num(v.as_num()?)
+                } else if ty.contains("bool") {
+                    Value::Bool(v.as_bool()?)
+                } else {
+                    Value::Str(v.text())
+                },
+            )
         }
     }
 }
@@ -738,7 +823,9 @@ fn like(text: &str, pattern: &str) -> bool {
             None => t.is_empty(),
             Some(('%', rest)) => (0..=t.len()).any(|i| go(&t[i..], rest)),
             Some(('_', rest)) => !t.is_empty() && go(&t[1..], rest),
-            Some((c, rest)) => t.first().is_some_and(|x| x.eq_ignore_ascii_case(c)) && go(&t[1..], rest),
+            Some((c, rest)) => {
+                t.first().is_some_and(|x| x.eq_ignore_ascii_case(c)) && go(&t[1..], rest)
+            }
         }
     }
     let t: Vec<char> = text.chars().collect();
@@ -757,7 +844,9 @@ pub fn eval(e: &Expr, lookup: &dyn Fn(&str) -> Option<Value>) -> bool {
             let (Some(a), Some(b)) = (operand_value(a, lookup), operand_value(b, lookup)) else {
                 return false;
             };
-            let Some(ord) = compare(&a, &b) else { return false };
+            let Some(ord) = compare(&a, &b) else {
+                return false;
+            };
             match op {
                 CmpOp::Eq => ord.is_eq(),
                 CmpOp::Ne => ord.is_ne(),
@@ -768,7 +857,9 @@ pub fn eval(e: &Expr, lookup: &dyn Fn(&str) -> Option<Value>) -> bool {
             }
         }
         Expr::IsNull(a, not) => operand_value(a, lookup).is_none() != *not,
-        Expr::Like(a, p, not) => operand_value(a, lookup).is_some_and(|v| like(&v.text(), p)) != *not,
+        Expr::Like(a, p, not) => {
+            operand_value(a, lookup).is_some_and(|v| like(&v.text(), p)) != *not
+        }
     }
 }
 
@@ -791,7 +882,13 @@ mod tests {
     #[test]
     fn real_world_forms() {
         let q = p(r#"SELECT 'urn:schemas:mail:Size', "https://schemas.microsoft.com/repl/resourcetag" FROM SCOPE ('SHALLOW TRAVERSAL OF "/exchange/user0/inbox"')"#).unwrap();
-        assert_eq!(q.scope, Scope { traversal: Traversal::Shallow, url: "/exchange/user0/inbox".into() });
+        assert_eq!(
+            q.scope,
+            Scope {
+                traversal: Traversal::Shallow,
+                url: "/exchange/user0/inbox".into()
+            }
+        );
         assert_eq!(q.columns.as_ref().unwrap().len(), 2);
         let q = p(r#"Select "urn:schemas:calendar:location" AS location FROM Scope('SHALLOW TRAVERSAL OF ""') WHERE NOT ("a:x" = 2 oR "a:x" = 3) AND ("DAV:ishidden" is Null OR "DAV:contentclass" = 'urn:content-classes:appointment') ORDER BY "urn:schemas:calendar:created" ASC"#).unwrap();
         assert_eq!(q.scope.url, "");
@@ -808,13 +905,35 @@ mod tests {
     #[test]
     fn errors_are_classified() {
         assert!(matches!(p("SELEC x"), Err(SqlError::Syntax { pos: 0, .. })));
-        assert!(matches!(p(r#"SELECT "a" FROM SCOPE('x')"#), Err(SqlError::Syntax { .. })));
-        assert!(matches!(p(r#"SELECT "a" FROM "/x" WHERE"#), Err(SqlError::Syntax { pos: 26, .. })));
-        assert!(matches!(p(r#"SELECT "a" FROM SCOPE('deep traversal of "/a"', 'deep traversal of "/b"')"#), Err(SqlError::Unsupported(_))));
-        assert!(matches!(p(r#"SELECT "a" FROM "/x" WHERE CONTAINS('x')"#), Err(SqlError::Unsupported(_))));
-        assert!(matches!(p(r#"SELECT "a" FROM "/x" GROUP BY "a""#), Err(SqlError::Unsupported(_))));
-        assert!(matches!(p(r#"SELECT "a" FROM SCOPE('deep traversal of "file://./x"')"#), Err(SqlError::Unsupported(_))));
-        let deep = format!(r#"SELECT "a" FROM "/x" WHERE {}"a" = 1{}"#, "(".repeat(100), ")".repeat(100));
+        assert!(matches!(
+            p(r#"SELECT "a" FROM SCOPE('x')"#),
+            Err(SqlError::Syntax { .. })
+        ));
+        assert!(matches!(
+            p(r#"SELECT "a" FROM "/x" WHERE"#),
+            Err(SqlError::Syntax { pos: 26, .. })
+        ));
+        assert!(matches!(
+            p(r#"SELECT "a" FROM SCOPE('deep traversal of "/a"', 'deep traversal of "/b"')"#),
+            Err(SqlError::Unsupported(_))
+        ));
+        assert!(matches!(
+            p(r#"SELECT "a" FROM "/x" WHERE CONTAINS('x')"#),
+            Err(SqlError::Unsupported(_))
+        ));
+        assert!(matches!(
+            p(r#"SELECT "a" FROM "/x" GROUP BY "a""#),
+            Err(SqlError::Unsupported(_))
+        ));
+        assert!(matches!(
+            p(r#"SELECT "a" FROM SCOPE('deep traversal of "file://./x"')"#),
+            Err(SqlError::Unsupported(_))
+        ));
+        let deep = format!(
+            r#"SELECT "a" FROM "/x" WHERE {}"a" = 1{}"#,
+            "(".repeat(100),
+            ")".repeat(100)
+        );
         assert!(matches!(p(&deep), Err(SqlError::TooComplex(_))));
     }
 
@@ -838,10 +957,22 @@ mod tests {
             _ => None,
         };
         assert!(eval(&f, &look));
-        let look2 = |n: &str| if n == "n" { Some(Value::Num(1.0)) } else { look(n) };
+        let look2 = |n: &str| {
+            if n == "n" {
+                Some(Value::Num(1.0))
+            } else {
+                look(n)
+            }
+        };
         assert!(!eval(&f, &look2));
-        assert_eq!(split_prop("urn:schemas:httpmail:size"), ("urn:schemas:httpmail:", "size"));
-        assert_eq!(split_prop("http://schemas.microsoft.com/repl/repl-uid"), ("http://schemas.microsoft.com/repl/", "repl-uid"));
+        assert_eq!(
+            split_prop("urn:schemas:httpmail:size"),
+            ("urn:schemas:httpmail:", "size")
+        );
+        assert_eq!(
+            split_prop("http://schemas.microsoft.com/repl/repl-uid"),
+            ("http://schemas.microsoft.com/repl/", "repl-uid")
+        );
         assert_eq!(split_prop("DAV:href"), ("DAV:", "href"));
     }
 }

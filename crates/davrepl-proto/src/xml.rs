@@ -216,15 +216,26 @@ pub struct ReplRequest {
 /// matched case-insensitively; children in any order; the last of duplicates wins).
 pub fn repl_of(root: &Element) -> Option<ReplRequest> {
     let repl = child_elements(root)
-        .filter(|e| e.namespace.as_deref().is_some_and(crate::is_repl_ns) && e.name.eq_ignore_ascii_case("repl"))
+        .filter(|e| {
+            e.namespace.as_deref().is_some_and(crate::is_repl_ns)
+                && e.name.eq_ignore_ascii_case("repl")
+        })
         .last()?;
-    let mut out = ReplRequest { ns: repl.namespace.clone().unwrap_or_default(), collblob: None, resource_tags: Vec::new() };
+    let mut out = ReplRequest {
+        ns: repl.namespace.clone().unwrap_or_default(),
+        collblob: None,
+        resource_tags: Vec::new(),
+    };
     for c in child_elements(repl) {
         if !c.namespace.as_deref().is_some_and(crate::is_repl_ns) {
             continue;
         }
         if c.name.eq_ignore_ascii_case("collblob") {
-            out.collblob = Some(c.get_text().map(|t| t.trim().to_owned()).unwrap_or_default());
+            out.collblob = Some(
+                c.get_text()
+                    .map(|t| t.trim().to_owned())
+                    .unwrap_or_default(),
+            );
         } else if c.name.eq_ignore_ascii_case("resourcetaglist") {
             out.resource_tags = child_elements(c)
                 .filter(|t| t.name.eq_ignore_ascii_case("resourcetag"))
@@ -239,8 +250,16 @@ pub fn repl_of(root: &Element) -> Option<ReplRequest> {
 
 fn normalise_tag(t: &str) -> String {
     let t = t.trim();
-    let t = t.strip_prefix('<').and_then(|x| x.strip_suffix('>')).unwrap_or(t).trim();
-    if t.starts_with("rt:") { t.to_owned() } else { format!("rt:{t}") }
+    let t = t
+        .strip_prefix('<')
+        .and_then(|x| x.strip_suffix('>'))
+        .unwrap_or(t)
+        .trim();
+    if t.starts_with("rt:") {
+        t.to_owned()
+    } else {
+        format!("rt:{t}")
+    }
 }
 
 /// A parsed SEARCH body.
@@ -258,13 +277,21 @@ pub struct SearchRequest {
 pub fn parse_search(body: &[u8], limits: &XmlLimits) -> Result<SearchRequest, XmlError> {
     let root = parse_document(body, limits)?;
     if !is_dav(&root, "searchrequest") {
-        return Err(XmlError::Unexpected("root element must be DAV:searchrequest".into()));
+        return Err(XmlError::Unexpected(
+            "root element must be DAV:searchrequest".into(),
+        ));
     }
-    let sql = child_elements(&root)
-        .find(|e| is_dav(e, "sql"))
-        .map(|e| e.get_text().map(|t| t.trim().to_owned()).unwrap_or_default());
+    let sql = child_elements(&root).find(|e| is_dav(e, "sql")).map(|e| {
+        e.get_text()
+            .map(|t| t.trim().to_owned())
+            .unwrap_or_default()
+    });
     let basicsearch = child_elements(&root).any(|e| is_dav(e, "basicsearch"));
-    Ok(SearchRequest { repl: repl_of(&root), sql, basicsearch })
+    Ok(SearchRequest {
+        repl: repl_of(&root),
+        sql,
+        basicsearch,
+    })
 }
 
 /// One instruction of a PROPPATCH, in document order.
@@ -594,9 +621,16 @@ mod tests {
         let r = s.repl.unwrap();
         assert_eq!(r.ns, "https://schemas.microsoft.com/repl/");
         assert_eq!(r.collblob.as_deref(), Some("abc"));
-        assert_eq!(r.resource_tags, vec!["rt:x".to_owned(), "rt:doc1-01".to_owned()]);
+        assert_eq!(
+            r.resource_tags,
+            vec!["rt:x".to_owned(), "rt:doc1-01".to_owned()]
+        );
         assert_eq!(s.sql.as_deref(), Some("SELECT \"a\" FROM \"/\""));
-        let plain = parse_search(br#"<searchrequest xmlns="DAV:"><sql>x</sql></searchrequest>"#, &L).unwrap();
+        let plain = parse_search(
+            br#"<searchrequest xmlns="DAV:"><sql>x</sql></searchrequest>"#,
+            &L,
+        )
+        .unwrap();
         assert!(plain.repl.is_none());
         assert!(crate::is_repl_ns("http://schemas.microsoft.com/repl"));
         assert!(!crate::is_repl_ns("http://example.com/repl/"));

@@ -150,6 +150,10 @@ pub trait ReplStore: Send + Sync + 'static {
         cond: &Condition,
     ) -> impl Future<Output = StoreResult<WriteOutcome>> + Send;
 
+    /// The highest change sequence number visible now. Every change at or below it is
+    /// visible (gap-free), so a reader may treat it as a consistent upper bound.
+    fn watermark(&self) -> impl Future<Output = StoreResult<Seq>> + Send;
+
     /// Rows of the change log in scope, in ascending sequence order; cost proportional to the
     /// number of changes since `query.since`, not to the size of the scope.
     fn changes(&self, query: ChangesQuery) -> impl Future<Output = StoreResult<ChangePage>> + Send;

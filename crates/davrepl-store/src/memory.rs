@@ -713,6 +713,10 @@ impl ReplStore for MemStore {
         })
     }
 
+    async fn watermark(&self) -> StoreResult<Seq> {
+        Ok(self.read_state().seq)
+    }
+
     async fn changes(&self, q: ChangesQuery) -> StoreResult<ChangePage> {
         let st = self.read_state();
         let in_scope = |p: &ResourcePath| match q.depth {
@@ -723,18 +727,26 @@ impl ReplStore for MemStore {
         };
         let mut changes = Vec::new();
         for (&seq, row) in st.log.range(q.since + 1..) {
-            let change = match row {
+            let (change, props) = match row {
                 LogRow::Live(p) if in_scope(p) => {
                     let n = st.get(p)?;
-                    ChangeKind::Upsert(meta_of(self.shared.id, p, n))
+                    let props = if q.with_props {
+                        props_of(n)
+                    } else {
+                        Vec::new()
+                    };
+                    (ChangeKind::Upsert(meta_of(self.shared.id, p, n)), props)
                 }
                 LogRow::Removed {
                     rid, path, kind, ..
-                } if q.include_removed && in_scope(path) => ChangeKind::Removed {
-                    rid: *rid,
-                    path: path.clone(),
-                    kind: *kind,
-                },
+                } if q.include_removed && in_scope(path) => {
+                    let kind = ChangeKind::Removed {
+                        rid: *rid,
+                        path: path.clone(),
+                        kind: *kind,
+                    };
+                    (kind, Vec::new())
+                }
                 _ => continue,
             };
             if changes.len() == q.limit {
@@ -746,7 +758,11 @@ impl ReplStore for MemStore {
                     low_water: st.low_water,
                 });
             }
-            changes.push(Change { seq, kind: change });
+            changes.push(Change {
+                seq,
+                kind: change,
+                props,
+            });
         }
         Ok(ChangePage {
             changes,

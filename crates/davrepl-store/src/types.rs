@@ -322,6 +322,8 @@ pub struct Change {
     pub seq: Seq,
     /// What changed.
     pub kind: ChangeKind,
+    /// Dead properties of an upserted resource, when [`ChangesQuery::with_props`] asked.
+    pub props: Vec<DeadProp>,
 }
 
 impl Change {
@@ -359,6 +361,8 @@ pub struct ChangesQuery {
     pub limit: usize,
     /// Report tombstones (false for a first sync).
     pub include_removed: bool,
+    /// Return dead properties with every upsert.
+    pub with_props: bool,
 }
 
 impl ChangesQuery {
@@ -371,6 +375,7 @@ impl ChangesQuery {
             since,
             limit,
             include_removed: true,
+            with_props: false,
         }
     }
 }

@@ -450,6 +450,11 @@ pub async fn every_mutation_bumps_version_and_logs<S: ReplStore>(store: &S) {
         .unwrap();
     let (rows, mark) = all_changes(store, "/", 0).await;
     step("delete", mark, &rows);
+    assert_eq!(
+        store.watermark().await.unwrap(),
+        mark,
+        "watermark is the last sequence number"
+    );
 }
 
 /// A collection's contenttag changes iff its direct membership or a direct member changed.

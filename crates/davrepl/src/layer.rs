@@ -34,6 +34,16 @@ pub struct Limits {
     pub allow_depth_infinity: bool,
     /// Resources listed per store page while streaming a multistatus. Default 256.
     pub page_size: usize,
+    /// Most rows in one ranged manifest or SEARCH response (`Range: rows=` asking for more is
+    /// cut to this; `Content-Range` says what was sent). Default 10,000.
+    pub max_rows_per_response: u64,
+    /// Most results a plain (non-replication) SEARCH materialises for sorting and ranges
+    /// (`422` above it). Default 100,000.
+    pub max_search_results: usize,
+    /// Most row ranges in one `Range: rows=` header. Default 16.
+    pub max_row_ranges: usize,
+    /// SQL text length and expression depth.
+    pub sql: davrepl_proto::sql::SqlLimits,
 }
 
 impl Default for Limits {
@@ -46,6 +56,10 @@ impl Default for Limits {
             max_props: 1000,
             allow_depth_infinity: true,
             page_size: 256,
+            max_rows_per_response: 10_000,
+            max_search_results: 100_000,
+            max_row_ranges: 16,
+            sql: davrepl_proto::sql::SqlLimits::default(),
         }
     }
 }
@@ -54,6 +68,9 @@ impl Default for Limits {
 pub(crate) struct Config {
     pub(crate) mount: Mount,
     pub(crate) limits: Limits,
+    /// Answer a manifest with no changes with a literal empty `repl` element (the SDK's
+    /// wording) instead of `repl` holding an equivalent collblob (spec A5).
+    pub(crate) strict_empty_repl: bool,
 }
 
 pub(crate) struct Shared<S> {
@@ -99,6 +116,7 @@ impl<S: ReplStore> ReplLayer<S> {
             config: Config {
                 mount: Mount::new("/"),
                 limits: Limits::default(),
+                strict_empty_repl: false,
             },
         }
     }
@@ -118,6 +136,14 @@ impl<S: ReplStore> ReplLayer<S> {
     /// Turns PROPFIND `Depth: infinity` on or off.
     pub fn allow_depth_infinity(mut self, yes: bool) -> Self {
         self.config.limits.allow_depth_infinity = yes;
+        self
+    }
+
+    /// Answers a manifest without changes with an empty `repl` element, exactly as the
+    /// Exchange SDK describes, instead of returning an equivalent collblob (the default, which
+    /// suits clients that always replace their stored collblob).
+    pub fn strict_empty_repl(mut self, yes: bool) -> Self {
+        self.config.strict_empty_repl = yes;
         self
     }
 

@@ -1,17 +1,13 @@
-//! Live properties: computed from [`Meta`], never stored.
+//! Live properties (computed from [`Meta`], never stored) and property lookup shared by
+//! PROPFIND, SEARCH and manifests.
 
-use davrepl_proto::dates;
+use davrepl_proto::sql::Value;
 use davrepl_proto::xml::XmlWriter;
-use davrepl_store::{Meta, PropName};
+use davrepl_proto::{REPL_NS, dates, is_repl_ns};
+use davrepl_store::{DeadProp, Meta, PropName};
 
-/// The replication namespace as real clients spell it.
-pub(crate) const REPL_NS: &str = "http://schemas.microsoft.com/repl/";
-/// The spelling used by the learn.microsoft.com copies of the SDK.
-pub(crate) const REPL_NS_HTTPS: &str = "https://schemas.microsoft.com/repl/";
-
-const DAV_LIVE: &[&str] = &[
+const DAV_PROTECTED: &[&str] = &[
     "creationdate",
-    "displayname",
     "getcontentlength",
     "getcontenttype",
     "getetag",
@@ -19,23 +15,23 @@ const DAV_LIVE: &[&str] = &[
     "resourcetype",
     "supportedlock",
     "lockdiscovery",
+    "isfolder",
+    "iscollection",
+    "ishidden",
+    "href",
 ];
 
 const REPL_LIVE: &[&str] = &["resourcetag", "repl-uid", "contenttag"];
 
-pub(crate) fn is_repl_ns(ns: &str) -> bool {
-    let t = ns.trim_end_matches('/');
-    t.eq_ignore_ascii_case(REPL_NS.trim_end_matches('/'))
-        || t.eq_ignore_ascii_case(REPL_NS_HTTPS.trim_end_matches('/'))
-}
-
 /// Whether `name` is a live property the server computes (and clients may not set).
 pub(crate) fn is_protected(name: &PropName) -> bool {
-    (name.ns == "DAV:" && DAV_LIVE.contains(&name.local.as_str()) && name.local != "displayname")
-        || (is_repl_ns(&name.ns)
-            && REPL_LIVE
-                .iter()
-                .any(|l| l.eq_ignore_ascii_case(&name.local)))
+    is_computed(&name.ns, &name.local)
+}
+
+/// Whether the property is computed from metadata alone (no dead properties needed).
+pub(crate) fn is_computed(ns: &str, local: &str) -> bool {
+    (ns == "DAV:" && DAV_PROTECTED.contains(&local))
+        || (is_repl_ns(ns) && REPL_LIVE.iter().any(|l| l.eq_ignore_ascii_case(local)))
 }
 
 /// The live property names `meta` has, for allprop and propname.
@@ -62,46 +58,146 @@ pub(crate) fn names(meta: &Meta) -> Vec<PropName> {
     out
 }
 
-/// Writes the live property `name` of `meta`, returning false if it has no such property.
+/// A property's value, ready to write.
+#[derive(Debug)]
+pub(crate) enum PropValue<'a> {
+    /// Text (escaped on output).
+    Text(String),
+    /// A stored XML fragment.
+    Xml(&'a str),
+    /// `DAV:resourcetype` (collection or not).
+    ResourceType(bool),
+    /// An empty element.
+    Empty,
+}
+
+/// The value of a computed property, if `meta` has it. `DAV:displayname` is not included:
+/// it is a dead property with a default (see [`lookup`]).
+pub(crate) fn live_value(meta: &Meta, ns: &str, local: &str) -> Option<PropValue<'static>> {
+    if ns == "DAV:" {
+        let flag = |b: bool| PropValue::Text((if b { "1" } else { "0" }).to_owned());
+        return Some(match local {
+            "creationdate" => PropValue::Text(dates::rfc3339(meta.created)),
+            "getlastmodified" => PropValue::Text(dates::http_date(meta.modified)),
+            "getetag" => PropValue::Text(meta.etag()),
+            "getcontentlength" if !meta.is_collection() => PropValue::Text(meta.len.to_string()),
+            "getcontenttype" if !meta.is_collection() => PropValue::Text(
+                meta.content_type
+                    .clone()
+                    .unwrap_or_else(|| "application/octet-stream".into()),
+            ),
+            "resourcetype" => PropValue::ResourceType(meta.is_collection()),
+            "supportedlock" => PropValue::Empty,
+            "isfolder" | "iscollection" => flag(meta.is_collection()),
+            "ishidden" => flag(false),
+            _ => return None,
+        });
+    }
+    if is_repl_ns(ns) {
+        return match local.to_ascii_lowercase().as_str() {
+            "resourcetag" => Some(PropValue::Text(meta.resource_tag())),
+            "repl-uid" => Some(PropValue::Text(meta.repl_uid())),
+            "contenttag" => meta.content_tag().map(PropValue::Text),
+            _ => None,
+        };
+    }
+    None
+}
+
+/// A property of a resource by namespace and local name: dead properties first (so a client
+/// can set `displayname`), then computed ones, then the default display name.
+pub(crate) fn lookup<'a>(
+    meta: &Meta,
+    dead: &'a [DeadProp],
+    ns: &str,
+    local: &str,
+) -> Option<PropValue<'a>> {
+    if let Some(d) = dead
+        .iter()
+        .find(|d| d.name.ns == ns && d.name.local == local)
+    {
+        return Some(if d.value.is_empty() {
+            PropValue::Empty
+        } else {
+            PropValue::Xml(&d.value)
+        });
+    }
+    if let Some(v) = live_value(meta, ns, local) {
+        return Some(v);
+    }
+    (ns == "DAV:" && local == "displayname").then(|| PropValue::Text(meta.path.name().to_owned()))
+}
+
+/// The value as seen by a SQL `WHERE` clause.
+pub(crate) fn sql_value(v: PropValue<'_>) -> Value {
+    match v {
+        PropValue::Text(t) => Value::Str(t),
+        PropValue::Xml(x) => Value::Str(unescape(x)),
+        PropValue::ResourceType(c) => Value::Str((if c { "collection" } else { "" }).into()),
+        PropValue::Empty => Value::Str(String::new()),
+    }
+}
+
+/// Text of a stored fragment: entities resolved, markup dropped.
+fn unescape(x: &str) -> String {
+    let mut out = String::with_capacity(x.len());
+    let mut in_tag = false;
+    for c in x.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => in_tag = false,
+            c if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&#13;", "\r")
+        .replace("&quot;", "\"")
+        .replace("&amp;", "&")
+}
+
+/// Writes `<tag attrs>value</tag>`.
+pub(crate) fn write_value(w: &mut XmlWriter, tag: &str, attrs: &[(&str, &str)], v: &PropValue<'_>) {
+    match v {
+        PropValue::Text(t) => {
+            w.start(tag, attrs).text(t).end(tag);
+        }
+        PropValue::Xml(x) => {
+            w.start(tag, attrs).fragment(x).end(tag);
+        }
+        PropValue::ResourceType(coll) => {
+            w.start(tag, attrs);
+            if *coll {
+                w.empty("D:collection", &[("xmlns:D", "DAV:")]);
+            }
+            w.end(tag);
+        }
+        PropValue::Empty => {
+            w.empty(tag, attrs);
+        }
+    }
+}
+
+/// Writes the live property `name` of `meta` in PROPFIND form, returning false if it has no
+/// such property.
 pub(crate) fn write(w: &mut XmlWriter, meta: &Meta, name: &PropName) -> bool {
-    let text = if name.ns == "DAV:" {
-        match name.local.as_str() {
-            "creationdate" => dates::rfc3339(meta.created),
-            "getlastmodified" => dates::http_date(meta.modified),
-            "getetag" => meta.etag(),
-            "getcontentlength" if !meta.is_collection() => meta.len.to_string(),
-            "getcontenttype" if !meta.is_collection() => meta
-                .content_type
-                .clone()
-                .unwrap_or_else(|| "application/octet-stream".into()),
-            "resourcetype" => {
-                w.start("D:resourcetype", &[]);
-                if meta.is_collection() {
-                    w.empty("D:collection", &[]);
-                }
-                w.end("D:resourcetype");
-                return true;
-            }
-            "supportedlock" => {
-                w.empty("D:supportedlock", &[]);
-                return true;
-            }
-            _ => return false,
-        }
-    } else if is_repl_ns(&name.ns) {
-        match name.local.to_ascii_lowercase().as_str() {
-            "resourcetag" => meta.resource_tag(),
-            "repl-uid" => meta.repl_uid(),
-            "contenttag" => match meta.content_tag() {
-                Some(t) => t,
-                None => return false,
-            },
-            _ => return false,
-        }
-    } else {
+    let Some(v) = live_value(meta, &name.ns, &name.local) else {
         return false;
     };
-    w.start_prop(name, false).text(&text).end_prop(name);
+    if name.ns == "DAV:" {
+        if let PropValue::ResourceType(coll) = v {
+            w.start("D:resourcetype", &[]);
+            if coll {
+                w.empty("D:collection", &[]);
+            }
+            w.end("D:resourcetype");
+            return true;
+        }
+        write_value(w, &format!("D:{}", name.local), &[], &v);
+    } else {
+        write_value(w, &name.local, &[("xmlns", name.ns.as_str())], &v);
+    }
     true
 }
 

@@ -1,5 +1,6 @@
 //! The request handlers, one module per group of methods, and what they share.
 
+mod manifest;
 mod props;
 mod read;
 mod write;
@@ -26,7 +27,7 @@ use crate::layer::Shared;
 
 /// Methods served under the mount, for `Allow`.
 pub(crate) const ALLOW: &str =
-    "OPTIONS, GET, HEAD, PUT, DELETE, MKCOL, COPY, MOVE, PROPFIND, PROPPATCH";
+    "OPTIONS, GET, HEAD, PUT, POST, DELETE, MKCOL, COPY, MOVE, PROPFIND, PROPPATCH, SEARCH";
 
 pub(crate) static RESOURCE_TAG: HeaderName = HeaderName::from_static("resourcetag");
 pub(crate) static REPL_UID: HeaderName = HeaderName::from_static("repl-uid");
@@ -209,6 +210,8 @@ where
         "OPTIONS" => Ok(read::options()),
         "GET" | "HEAD" => read::get(&ctx).await,
         "PUT" => write::put(&ctx, body).await,
+        "POST" => write::post(&ctx, body).await,
+        "SEARCH" => manifest::search(&ctx, body).await,
         "DELETE" => write::delete(&ctx).await,
         "MKCOL" => write::mkcol(&ctx, body).await,
         "COPY" => write::copy_move(&ctx, false).await,

@@ -165,6 +165,15 @@ where
         )
         .with_condition("propfind-finite-depth"));
     }
+    if let Some(repl) = request.root.as_ref().and_then(davrepl_proto::xml::repl_of) {
+        let root = ctx.store().head(&ctx.path).await?;
+        if !root.is_collection() {
+            return Err(DavError::bad_request(
+                "a replication PROPFIND needs a collection",
+            ));
+        }
+        return super::manifest::propfind_manifest(ctx, repl, request.kind, depth, root).await;
+    }
     let req = PropRequest {
         kind: request.kind,
         brief: brief(ctx)?,

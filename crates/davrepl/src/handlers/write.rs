@@ -182,3 +182,69 @@ pub(crate) async fn copy_move<S: ReplStore>(
     };
     Ok(status_only(write_status(out.transformed, out.created)))
 }
+
+/// POST to a collection: a new item under a server-chosen name (spec §3.4). Replication state
+/// tokens in `If` are ignored (A21); entity-tag conditions apply to the collection.
+pub(crate) async fn post<S, B>(ctx: &Ctx<S>, body: B) -> DavResult<Response<DavBody>>
+where
+    S: ReplStore,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let coll = ctx.store().head(&ctx.path).await?;
+    if !coll.is_collection() {
+        return Err(DavError::new(
+            StatusCode::FORBIDDEN,
+            "POST creates members of a collection; the target is not one",
+        ));
+    }
+    let mut cond = ctx.condition()?;
+    let mut entity = cond.clone();
+    entity.if_lists.clear();
+    if !entity.evaluate(&ctx.path, |_| Some(coll.tokens())) {
+        return Err(DavError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "precondition failed",
+        ));
+    }
+    cond.if_match = None;
+    cond.if_none_match = Some(store::EntityMatch::Any);
+    cond.if_lists = cond
+        .if_lists
+        .into_iter()
+        .filter_map(|mut l| {
+            l.conditions
+                .retain(|c| matches!(c.term, store::IfTerm::ETag(_)));
+            if matches!(l.resource, store::IfResource::Target) {
+                l.resource = store::IfResource::Path(ctx.path.clone());
+            }
+            (!l.conditions.is_empty()).then_some(l)
+        })
+        .collect();
+    let ext = match ctx.header("content-type")? {
+        Some(ct) if ct.starts_with("message/rfc822") => ".EML",
+        _ => "",
+    };
+    let name = format!("{}{ext}", &store::StoreId::random().to_hex()[..24]);
+    let path = ctx
+        .path
+        .join(&name)
+        .map_err(|e| DavError::bad_request(e.to_string()))?;
+    let max = ctx.shared.config.limits.max_put_bytes;
+    let content_type = ctx.header("content-type")?.map(str::to_owned);
+    let mut opts = PutOptions::with_condition(cond).content_type(content_type);
+    opts.max_len = Some(max);
+    let out = ctx.store().put(&path, body_stream(body), opts).await?;
+    let mut resp = status_only(write_status(out.transformed, true));
+    set_etag(&mut resp, &out.meta);
+    set_resource_tag(&mut resp, &out.meta);
+    set_repl_uid(&mut resp, &out.meta);
+    let scheme = ctx.parts.uri.scheme_str().unwrap_or("http");
+    let host = ctx.header("host")?.unwrap_or("localhost");
+    let location = format!("{scheme}://{host}{}", ctx.href(&path, false));
+    if let Ok(v) = http::HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(resp)
+}

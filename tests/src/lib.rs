@@ -199,3 +199,154 @@ pub fn has_element(e: &xmltree::Element, local: &str) -> bool {
         .filter_map(|n| n.as_element())
         .any(|c| c.name == local || has_element(c, local))
 }
+
+/// One row of a manifest response.
+#[derive(Debug, Clone)]
+pub struct ManifestRow {
+    /// The row's href.
+    pub href: String,
+    /// `change` or `delete`.
+    pub changetype: String,
+    /// The `resourcetag` property, if present.
+    pub rt: Option<String>,
+    /// The `repl-uid` property, if present.
+    pub rid: Option<String>,
+    /// The whole `response` element.
+    pub element: xmltree::Element,
+}
+
+/// A parsed manifest response.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    /// The new collblob (`None` for an empty `repl`).
+    pub collblob: Option<String>,
+    /// The rows in order.
+    pub rows: Vec<ManifestRow>,
+    /// Namespace URI of the `repl` element.
+    pub repl_ns: String,
+}
+
+impl Manifest {
+    /// Parses a 207 manifest body, checking the envelope rules of spec §2.3.
+    pub fn parse(reply: &Reply) -> Manifest {
+        reply.expect(207);
+        let root = reply.xml();
+        let first = root
+            .children
+            .iter()
+            .find_map(|n| n.as_element())
+            .expect("multistatus has children");
+        assert_eq!(
+            first.name, "repl",
+            "repl must be the first child of multistatus"
+        );
+        let repl_ns = first.namespace.clone().unwrap_or_default();
+        let collblob = first
+            .get_child("collblob")
+            .map(|c| c.get_text().map(|t| t.into_owned()).unwrap_or_default());
+        let rows = responses(&root)
+            .into_iter()
+            .map(|(href, element)| {
+                let cts: Vec<_> = element
+                    .children
+                    .iter()
+                    .filter_map(|n| n.as_element())
+                    .filter(|e| e.name == "changetype")
+                    .collect();
+                assert_eq!(cts.len(), 1, "exactly one changetype per response");
+                assert_eq!(cts[0].namespace.as_deref(), Some(repl_ns.as_str()));
+                let changetype = cts[0]
+                    .get_text()
+                    .map(|t| t.into_owned())
+                    .unwrap_or_default();
+                ManifestRow {
+                    rt: find_text(&element, "resourcetag"),
+                    rid: find_text(&element, "repl-uid"),
+                    href,
+                    changetype,
+                    element,
+                }
+            })
+            .collect();
+        Manifest {
+            collblob,
+            rows,
+            repl_ns,
+        }
+    }
+
+    /// Hrefs of rows with `changetype`.
+    pub fn hrefs(&self, changetype: &str) -> Vec<String> {
+        self.rows
+            .iter()
+            .filter(|r| r.changetype == changetype)
+            .map(|r| r.href.clone())
+            .collect()
+    }
+
+    /// The collblob, which must be present.
+    pub fn blob(&self) -> String {
+        self.collblob.clone().expect("manifest carries a collblob")
+    }
+}
+
+/// The XML body of a manifest SEARCH.
+pub fn search_body(ns: &str, collblob: Option<&str>, sql: Option<&str>, tags: &[&str]) -> String {
+    let mut b =
+        format!(r#"<?xml version="1.0"?><D:searchrequest xmlns:D="DAV:" xmlns:R="{ns}"><R:repl>"#);
+    match collblob {
+        Some(c) => b.push_str(&format!("<R:collblob>{c}</R:collblob>")),
+        None => b.push_str("<R:collblob/>"),
+    }
+    if !tags.is_empty() {
+        b.push_str("<R:resourcetaglist>");
+        for t in tags {
+            let t = t
+                .replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;");
+            b.push_str(&format!("<R:resourcetag>{t}</R:resourcetag>"));
+        }
+        b.push_str("</R:resourcetaglist>");
+    }
+    b.push_str("</R:repl>");
+    if let Some(q) = sql {
+        let q = q.replace('&', "&amp;").replace('<', "&lt;");
+        b.push_str(&format!("<D:sql>{q}</D:sql>"));
+    }
+    b.push_str("</D:searchrequest>");
+    b
+}
+
+/// The usual replication namespace spelling.
+pub const REPL: &str = "http://schemas.microsoft.com/repl/";
+
+impl TestServer {
+    /// A manifest SEARCH on `path`.
+    pub async fn manifest(
+        &self,
+        path: &str,
+        collblob: Option<&str>,
+        sql: Option<&str>,
+        tags: &[&str],
+        range: Option<&str>,
+    ) -> Reply {
+        let mut rb = self
+            .req("SEARCH", path)
+            .header("Content-Type", "text/xml")
+            .body(search_body(REPL, collblob, sql, tags));
+        if let Some(r) = range {
+            rb = rb.header("Range", r);
+        }
+        self.send(rb).await
+    }
+
+    /// The resourcetag of `path` (from a GET's `ResourceTag` header, brackets stripped).
+    pub async fn rt(&self, path: &str) -> String {
+        let r = self.send(self.req("HEAD", path)).await;
+        r.header("resourcetag")
+            .expect("ResourceTag")
+            .trim_matches(['<', '>'])
+            .to_owned()
+    }
+}

@@ -1,0 +1,144 @@
+//! Manifest cost against collection size, and peak memory of a large first sync.
+//!
+//! ```text
+//! cargo run --release -p davrepl-bench --bin manifest -- --sizes 1000,1000000
+//! ```
+//!
+//! For each size it fills `/big`, takes a first-sync collblob, makes 10 changes and times the
+//! delta manifest (median of runs, replaying the same collblob). For the largest size it also
+//! streams a full first sync and samples the process RSS while it runs.
+
+#![allow(clippy::print_stdout)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use davrepl::MemStore;
+use davrepl_bench::{fill, ms, rss_bytes, start, stats, time_runs};
+use futures_util::StreamExt;
+
+#[derive(Parser)]
+struct Args {
+    /// Collection sizes to measure.
+    #[arg(long, value_delimiter = ',', default_value = "1000,1000000")]
+    sizes: Vec<usize>,
+    /// Timed runs per figure.
+    #[arg(long, default_value_t = 30)]
+    runs: usize,
+}
+
+const SQL: &str = r#"SELECT "DAV:displayname", "http://schemas.microsoft.com/repl/resourcetag" FROM SCOPE('SHALLOW TRAVERSAL OF "/big/"')"#;
+
+fn body(blob: Option<&str>) -> String {
+    let cb = blob.map_or("<R:collblob/>".to_owned(), |b| format!("<R:collblob>{b}</R:collblob>"));
+    format!(r#"<?xml version="1.0"?><D:searchrequest xmlns:D="DAV:" xmlns:R="http://schemas.microsoft.com/repl/"><R:repl>{cb}</R:repl><D:sql>{SQL}</D:sql></D:searchrequest>"#)
+}
+
+fn blob_of(xml: &str) -> String {
+    let start = xml.find("<d:collblob>").expect("collblob") + "<d:collblob>".len();
+    let end = xml[start..].find("</d:collblob>").expect("end") + start;
+    xml[start..end].to_owned()
+}
+
+async fn search(client: &reqwest::Client, url: &str, blob: Option<&str>, range: Option<&str>) -> reqwest::Response {
+    let mut rb = client.request(reqwest::Method::from_bytes(b"SEARCH").expect("method"), url).body(body(blob));
+    if let Some(r) = range {
+        rb = rb.header("Range", r);
+    }
+    let r = rb.send().await.expect("search");
+    assert_eq!(r.status().as_u16(), 207);
+    r
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let client = reqwest::Client::new();
+    println!("machine: {} cores; MemStore; client and server in one process over loopback\n", std::thread::available_parallelism().map_or(0, |n| n.get()));
+    println!("| members | delta of 10 changes: median ms (min–max) | rows |");
+    println!("|---:|---:|---:|");
+    let mut medians = Vec::new();
+    let largest = args.sizes.iter().copied().max().unwrap_or(0);
+    for &n in &args.sizes {
+        let store = MemStore::new();
+        fill(&store, n).await;
+        let addr = start(store).await;
+        let url = format!("http://{addr}/big/");
+        if n == largest {
+            first_sync_memory(&client, &url, n).await;
+        }
+        // A baseline collblob: the state after a first sync (count-only keeps it cheap to get).
+        let r = search(&client, &url, None, Some("rows=-0")).await;
+        let mut blob = blob_of(&r.text().await.expect("text"));
+        // Mark everything seen: page through with the returned collblobs.
+        loop {
+            let r = search(&client, &url, Some(&blob), Some("rows=0-9999")).await;
+            let text = r.text().await.expect("text");
+            blob = blob_of(&text);
+            if !text.contains("<a:response>") {
+                break;
+            }
+        }
+        for i in 0..10 {
+            let p = format!("http://{addr}/big/m{:07}", i * (n / 10).max(1));
+            client.put(&p).body("changed").send().await.expect("put");
+        }
+        let rows = Arc::new(AtomicU64::new(0));
+        let times = time_runs(args.runs, || {
+            let (client, url, blob, rows) = (&client, &url, &blob, rows.clone());
+            async move {
+                let text = search(client, url, Some(blob), None).await.text().await.expect("text");
+                rows.store(text.matches("<a:response>").count() as u64, Ordering::Relaxed);
+            }
+        })
+        .await;
+        let rows = rows.load(Ordering::Relaxed);
+        let (med, min, max) = stats(times);
+        println!("| {n} | {} ({}–{}) | {rows} |", ms(med), ms(min), ms(max));
+        medians.push((n, med));
+    }
+    if let (Some(a), Some(b)) = (medians.first(), medians.last()) {
+        println!("\ndelta cost ratio {} vs {} members: {:.2}x", b.0, a.0, b.1.as_secs_f64() / a.1.as_secs_f64());
+    }
+}
+
+async fn first_sync_memory(client: &reqwest::Client, url: &str, n: usize) {
+    let idle = rss_bytes();
+    let peak = Arc::new(AtomicU64::new(idle));
+    let done = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (peak, done) = (peak.clone(), done.clone());
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                peak.fetch_max(rss_bytes(), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    let t = Instant::now();
+    let mut stream = search(client, url, None, None).await.bytes_stream();
+    let (mut bytes, mut rows) = (0usize, 0usize);
+    let mut tail = String::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.expect("chunk");
+        bytes += chunk.len();
+        tail.push_str(&String::from_utf8_lossy(&chunk));
+        rows += tail.matches("<a:response>").count();
+        let keep = tail.len().saturating_sub(16);
+        tail.drain(..keep);
+    }
+    let elapsed = t.elapsed();
+    done.store(true, Ordering::Relaxed);
+    let _ = sampler.join();
+    let peak = peak.load(Ordering::Relaxed);
+    println!(
+        "\nfirst sync of {n} members: {rows} rows, {:.1} MB streamed in {:.2} s; RSS idle {:.1} MB, peak {:.1} MB, peak above idle {:.1} MB",
+        bytes as f64 / 1e6,
+        elapsed.as_secs_f64(),
+        idle as f64 / 1e6,
+        peak as f64 / 1e6,
+        (peak.saturating_sub(idle)) as f64 / 1e6
+    );
+}

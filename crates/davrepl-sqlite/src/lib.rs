@@ -1,0 +1,994 @@
+//! [`SqliteStore`]: the whole [`ReplStore`] contract on an embedded SQLite database — the
+//! default store of davrepl.
+//!
+//! - **One file**, WAL mode. One writer connection and a few reader connections; every call
+//!   runs on tokio's blocking pool, never on the async runtime's threads.
+//! - **Gap-free change log** for free: SQLite has a single writer, and sequence numbers are
+//!   allocated inside the writing transaction.
+//! - **Content in 256 KiB chunks**: uploads are staged chunk by chunk and swapped in by the
+//!   final transaction (where the request's condition is checked), so large files never sit in
+//!   memory and a failed or refused upload leaves nothing behind.
+//! - **Indexes** on `(parent, version)` and `version` make a manifest cost proportional to the
+//!   number of changes since the client's watermark, not to the size of the collection.
+//! - **Durability**: `synchronous=FULL` by default (a committed write survives power loss);
+//!   [`Synchronous::Normal`] keeps process-crash safety and trades the last commits on power
+//!   loss for speed. See `docs/durability.md`.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), davrepl_store::StoreError> {
+//! let store = davrepl_sqlite::SqliteStore::open("./davrepl-data/store.db").await?;
+//! # let _ = store; Ok(()) }
+//! ```
+
+mod schema;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use davrepl_store::{
+    ByteRange, ByteStream, Capabilities, Change, ChangeKind, ChangePage, ChangesQuery, Condition,
+    DeadProp, Depth, Entry, ErrorKind, ListOptions, Listing, Meta, PropName, PropPatch,
+    PurgeReport, PutOptions, ReplStore, ReplUid, ResourceKind, ResourcePath, Secret, Seq, StoreError,
+    StoreId, StoreResult, Tokens, TransferOptions, WriteOutcome,
+};
+use futures_util::StreamExt;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
+
+/// Content is stored in chunks of this many bytes.
+pub const CHUNK: usize = 256 * 1024;
+/// Reads up to this size are taken from one snapshot in one step.
+const INLINE_READ: u64 = 8 * 1024 * 1024;
+
+/// SQLite's `synchronous` setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Synchronous {
+    /// Every commit is on stable storage before it is acknowledged (survives power loss).
+    #[default]
+    Full,
+    /// Commits survive a process crash; the last ones may be lost on power loss or an OS crash.
+    Normal,
+}
+
+/// How to open a store.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SqliteOptions {
+    /// Durability of commits.
+    pub synchronous: Synchronous,
+    /// Reader connections (readers never block the writer in WAL mode).
+    pub readers: usize,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self { synchronous: Synchronous::Full, readers: 4 }
+    }
+}
+
+struct Inner {
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+    id: StoreId,
+    secret: Secret,
+    path: PathBuf,
+}
+
+/// The SQLite-backed [`ReplStore`]. Cloning gives another handle to the same database.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.inner.path).field("id", &self.inner.id).finish()
+    }
+}
+
+pub(crate) fn now_nanos() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
+}
+
+fn to_time(n: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_nanos(n.max(0) as u64)
+}
+
+fn db_err(e: rusqlite::Error) -> StoreError {
+    if let rusqlite::Error::SqliteFailure(f, _) = &e
+        && matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    {
+        return StoreError::new(ErrorKind::Unavailable, "the database is busy").with_source(e);
+    }
+    StoreError::internal(e)
+}
+
+fn join_err(e: tokio::task::JoinError) -> StoreError {
+    StoreError::internal(e)
+}
+
+fn open_conn(path: &Path, sync: Synchronous, create: bool) -> Result<Connection, rusqlite::Error> {
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+    if create {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    }
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", match sync {
+        Synchronous::Full => "FULL",
+        Synchronous::Normal => "NORMAL",
+    })?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed, with its parent directory) the store at `path`.
+    pub async fn open(path: impl AsRef<Path>) -> StoreResult<Self> {
+        Self::open_with(path, SqliteOptions::default()).await
+    }
+
+    /// Opens with options.
+    pub async fn open_with(path: impl AsRef<Path>, opts: SqliteOptions) -> StoreResult<Self> {
+        let path = path.as_ref().to_path_buf();
+        tokio::task::spawn_blocking(move || Self::open_blocking(&path, &opts)).await.map_err(join_err)?
+    }
+
+    fn open_blocking(path: &Path, opts: &SqliteOptions) -> StoreResult<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::new(ErrorKind::Internal, format!("cannot create {}", dir.display())).with_source(e)
+            })?;
+        }
+        let mut writer = open_conn(path, opts.synchronous, true).map_err(|e| {
+            StoreError::new(ErrorKind::Internal, format!("cannot open {}", path.display())).with_source(e)
+        })?;
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret).map_err(|e| StoreError::new(ErrorKind::Internal, format!("no randomness: {e}")))?;
+        schema::migrate(&mut writer, StoreId::random().0, secret).map_err(|e| {
+            StoreError::new(ErrorKind::Internal, format!("{}: {e}", path.display()))
+        })?;
+        let (id, secret): (Vec<u8>, Vec<u8>) = writer
+            .query_row("SELECT store_id, secret FROM store WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(db_err)?;
+        let id = StoreId(id.try_into().map_err(|_| StoreError::new(ErrorKind::Internal, "corrupt store id"))?);
+        let secret: Secret = secret.try_into().map_err(|_| StoreError::new(ErrorKind::Internal, "corrupt secret"))?;
+        // Staged uploads of a process that died before swapping them in.
+        let orphans = writer
+            .execute("DELETE FROM chunks WHERE blob NOT IN (SELECT blob FROM resources WHERE blob IS NOT NULL)", [])
+            .map_err(db_err)?;
+        if orphans > 0 {
+            tracing::info!(chunks = orphans, "removed content of uploads that never completed");
+        }
+        let readers = (0..opts.readers.max(1))
+            .map(|_| open_conn(path, opts.synchronous, false).map(Mutex::new))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(db_err)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                writer: Mutex::new(writer),
+                readers,
+                next_reader: AtomicUsize::new(0),
+                id,
+                secret,
+                path: path.to_path_buf(),
+            }),
+        })
+    }
+
+    /// Runs `f` in one write transaction (IMMEDIATE: it holds the write lock from the start).
+    async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> StoreResult<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = inner.writer.lock().unwrap_or_else(|e| e.into_inner());
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(db_err)?;
+            let counters = Counters::load(&tx)?;
+            let mut t = Tx { tx: &tx, c: counters, id: inner.id };
+            let out = f(&mut t)?;
+            let c = t.c;
+            c.save(&tx)?;
+            tx.commit().map_err(db_err)?;
+            Ok(out)
+        })
+        .await
+        .map_err(join_err)?
+    }
+
+    /// Runs `f` on a reader connection inside one read transaction (a consistent snapshot).
+    async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> StoreResult<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let i = inner.next_reader.fetch_add(1, Ordering::Relaxed) % inner.readers.len();
+            let mut conn = inner.readers[i].lock().unwrap_or_else(|e| e.into_inner());
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Deferred).map_err(db_err)?;
+            let counters = Counters::load(&tx)?;
+            let mut t = Tx { tx: &tx, c: counters, id: inner.id };
+            let out = f(&mut t);
+            drop(t);
+            let _ = tx.rollback();
+            out
+        })
+        .await
+        .map_err(join_err)?
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Counters {
+    seq: i64,
+    rid: i64,
+    blob: i64,
+    low_water: i64,
+}
+
+impl Counters {
+    fn load(tx: &Transaction<'_>) -> StoreResult<Self> {
+        tx.query_row("SELECT seq, rid_counter, blob_counter, low_water FROM store WHERE id = 1", [], |r| {
+            Ok(Self { seq: r.get(0)?, rid: r.get(1)?, blob: r.get(2)?, low_water: r.get(3)? })
+        })
+        .map_err(db_err)
+    }
+
+    fn save(&self, tx: &Transaction<'_>) -> StoreResult<()> {
+        tx.execute(
+            "UPDATE store SET seq = ?1, rid_counter = ?2, blob_counter = ?3, low_water = ?4 WHERE id = 1",
+            params![self.seq, self.rid, self.blob, self.low_water],
+        )
+        .map_err(db_err)?;
+        Ok(())
+    }
+}
+
+const COLS: &str = "path, rid, kind, version, content_version, len, content_type, created, modified, blob";
+
+#[derive(Debug, Clone)]
+struct Node {
+    path: String,
+    rid: i64,
+    kind: i64,
+    version: i64,
+    content_version: i64,
+    len: i64,
+    content_type: Option<String>,
+    created: i64,
+    modified: i64,
+    blob: Option<i64>,
+}
+
+impl Node {
+    fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            path: r.get(0)?,
+            rid: r.get(1)?,
+            kind: r.get(2)?,
+            version: r.get(3)?,
+            content_version: r.get(4)?,
+            len: r.get(5)?,
+            content_type: r.get(6)?,
+            created: r.get(7)?,
+            modified: r.get(8)?,
+            blob: r.get(9)?,
+        })
+    }
+
+    fn is_collection(&self) -> bool {
+        self.kind == 0
+    }
+}
+
+fn kind_code(k: ResourceKind) -> i64 {
+    match k {
+        ResourceKind::Collection => 0,
+        ResourceKind::Item => 1,
+    }
+}
+
+fn kind_of(code: i64) -> ResourceKind {
+    if code == 0 { ResourceKind::Collection } else { ResourceKind::Item }
+}
+
+fn rpath(s: &str) -> StoreResult<ResourcePath> {
+    ResourcePath::parse(s).map_err(|e| StoreError::new(ErrorKind::Internal, format!("corrupt path {s:?}: {e}")))
+}
+
+/// `[start, end)` of the descendants of `root` in path order.
+fn descendant_range(root: &ResourcePath) -> (String, String) {
+    let start = root.descendant_prefix();
+    let mut end = start.clone();
+    end.pop();
+    end.push('0');
+    (start, end)
+}
+
+struct Tx<'a> {
+    tx: &'a Transaction<'a>,
+    c: Counters,
+    id: StoreId,
+}
+
+impl Tx<'_> {
+    fn meta(&self, n: &Node) -> StoreResult<Meta> {
+        Ok(Meta {
+            path: rpath(&n.path)?,
+            kind: kind_of(n.kind),
+            store: self.id,
+            rid: ReplUid::new(self.id, n.rid as u64),
+            version: n.version as u64,
+            content_version: n.content_version as u64,
+            len: n.len as u64,
+            content_type: n.content_type.clone(),
+            created: to_time(n.created),
+            modified: to_time(n.modified),
+        })
+    }
+
+    fn get(&self, path: &ResourcePath) -> StoreResult<Option<Node>> {
+        self.tx
+            .query_row(&format!("SELECT {COLS} FROM resources WHERE path = ?1"), [path.as_str()], Node::from_row)
+            .optional()
+            .map_err(db_err)
+    }
+
+    fn must(&self, path: &ResourcePath) -> StoreResult<Node> {
+        self.get(path)?.ok_or_else(|| StoreError::not_found(path))
+    }
+
+    fn props(&self, rid: i64) -> StoreResult<Vec<DeadProp>> {
+        let mut st = self.tx.prepare_cached("SELECT ns, local, value FROM props WHERE rid = ?1 ORDER BY ns, local").map_err(db_err)?;
+        let rows = st
+            .query_map([rid], |r| Ok(DeadProp { name: PropName::new(r.get::<_, String>(0)?, r.get::<_, String>(1)?), value: r.get(2)? }))
+            .map_err(db_err)?;
+        rows.collect::<Result<_, _>>().map_err(db_err)
+    }
+
+    fn check(&self, target: &ResourcePath, cond: &Condition) -> StoreResult<()> {
+        if cond.is_empty() {
+            return Ok(());
+        }
+        let mut failed = None;
+        let ok = cond.evaluate(target, |p| match self.get(p) {
+            Ok(Some(n)) => self.meta(&n).ok().map(|m| m.tokens()),
+            Ok(None) => None,
+            Err(e) => {
+                failed = Some(e);
+                None
+            }
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        if ok { Ok(()) } else { Err(StoreError::precondition_failed()) }
+    }
+
+    fn check_parent(&self, path: &ResourcePath) -> StoreResult<ResourcePath> {
+        let parent = path
+            .parent()
+            .ok_or_else(|| StoreError::new(ErrorKind::RootImmutable, "the root cannot be replaced"))?;
+        match self.get(&parent)? {
+            Some(n) if n.is_collection() => Ok(parent),
+            _ => Err(StoreError::new(ErrorKind::ParentMissing, format!("parent collection {parent} does not exist"))),
+        }
+    }
+
+    fn next_seq(&mut self) -> i64 {
+        self.c.seq += 1;
+        self.c.seq
+    }
+
+    fn next_rid(&mut self) -> i64 {
+        self.c.rid += 1;
+        self.c.rid
+    }
+
+    fn next_blob(&mut self) -> i64 {
+        self.c.blob += 1;
+        self.c.blob
+    }
+
+    fn subtree(&self, root: &ResourcePath) -> StoreResult<Vec<Node>> {
+        let (start, end) = descendant_range(root);
+        let mut out: Vec<Node> = self.get(root)?.into_iter().collect();
+        let mut st = self
+            .tx
+            .prepare_cached(&format!("SELECT {COLS} FROM resources WHERE path >= ?1 AND path < ?2 AND path <> ?3 ORDER BY path"))
+            .map_err(db_err)?;
+        let rows = st.query_map(params![start, end, root.as_str()], Node::from_row).map_err(db_err)?;
+        for r in rows {
+            out.push(r.map_err(db_err)?);
+        }
+        Ok(out)
+    }
+
+    fn touch_parent(&self, parent: &ResourcePath, seq: i64) -> StoreResult<()> {
+        self.tx
+            .execute("UPDATE resources SET content_version = ?1 WHERE path = ?2", params![seq, parent.as_str()])
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn tombstone(&mut self, n: &Node, now: i64) -> StoreResult<i64> {
+        let seq = self.next_seq();
+        let parent = rpath(&n.path)?.parent().map(|p| p.as_str().to_owned());
+        self.tx
+            .execute(
+                "INSERT INTO tombstones (seq, rid, path, parent, kind, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![seq, n.rid, n.path, parent, n.kind, now],
+            )
+            .map_err(db_err)?;
+        Ok(seq)
+    }
+
+    fn drop_blob(&self, blob: Option<i64>) -> StoreResult<()> {
+        if let Some(b) = blob {
+            self.tx.execute("DELETE FROM chunks WHERE blob = ?1", [b]).map_err(db_err)?;
+        }
+        Ok(())
+    }
+
+    /// Removes `root` and its subtree, leaving tombstones; returns the root's old state.
+    fn remove_tree(&mut self, root: &ResourcePath) -> StoreResult<Option<Meta>> {
+        let nodes = self.subtree(root)?;
+        let now = now_nanos();
+        let first = nodes.first().map(|n| self.meta(n)).transpose()?;
+        for n in &nodes {
+            self.tx.execute("DELETE FROM resources WHERE path = ?1", [&n.path]).map_err(db_err)?;
+            self.tx.execute("DELETE FROM props WHERE rid = ?1", [n.rid]).map_err(db_err)?;
+            self.drop_blob(n.blob)?;
+            self.tombstone(n, now)?;
+        }
+        if let Some(parent) = root.parent() {
+            self.touch_parent(&parent, self.c.seq)?;
+        }
+        Ok(first)
+    }
+
+    fn insert(&mut self, path: &ResourcePath, n: &Node) -> StoreResult<()> {
+        let parent = path.parent().map(|p| p.as_str().to_owned());
+        self.tx
+            .execute(
+                "INSERT INTO resources (path, parent, rid, kind, version, content_version, len, content_type, created, modified, blob)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                params![path.as_str(), parent, n.rid, n.kind, n.version, n.content_version, n.len, n.content_type, n.created, n.modified, n.blob],
+            )
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn outcome(&self, path: &ResourcePath, created: bool) -> StoreResult<WriteOutcome> {
+        let meta = self.meta(&self.must(path)?)?;
+        Ok(WriteOutcome { meta, created, transformed: false })
+    }
+
+    fn prepare_transfer(&mut self, from: &ResourcePath, to: &ResourcePath, opts: &TransferOptions, moving: bool) -> StoreResult<bool> {
+        if from == to {
+            return Err(StoreError::new(ErrorKind::SameResource, "source and destination are the same resource"));
+        }
+        if moving && from.is_root() {
+            return Err(StoreError::new(ErrorKind::RootImmutable, "the root cannot be moved"));
+        }
+        self.must(from)?;
+        if to.is_within(from) || (moving && from.is_within(to)) {
+            return Err(StoreError::new(ErrorKind::DestinationInsideSource, "the destination lies inside the source"));
+        }
+        self.check(from, &opts.condition)?;
+        self.check_parent(to)?;
+        let exists = self.get(to)?.is_some();
+        if exists {
+            if !opts.overwrite {
+                return Err(StoreError::new(ErrorKind::DestinationExists, "the destination exists and Overwrite is F"));
+            }
+            if from.is_within(to) {
+                return Err(StoreError::new(ErrorKind::DestinationInsideSource, "the destination is an ancestor of the source"));
+            }
+            self.remove_tree(to)?;
+        }
+        Ok(exists)
+    }
+
+    fn change_rows(&self, q: &ChangesQuery) -> StoreResult<ChangePage> {
+        let since = q.since as i64;
+        let fetch = q.limit as i64 + 1;
+        let scope = q.scope.as_str();
+        let mut rows: Vec<(i64, ChangeKind, i64)> = Vec::new();
+        let push_live = |rows: &mut Vec<(i64, ChangeKind, i64)>, n: Node| -> StoreResult<()> {
+            let m = self.meta(&n)?;
+            rows.push((n.version, ChangeKind::Upsert(m), n.rid));
+            Ok(())
+        };
+        if q.depth == Depth::Zero || q.include_scope {
+            if let Some(n) = self.get(&q.scope)?.filter(|n| n.version > since) {
+                push_live(&mut rows, n)?;
+            }
+        }
+        let (start, end) = descendant_range(&q.scope);
+        let live_sql = match q.depth {
+            Depth::Zero => None,
+            Depth::One => Some(format!("SELECT {COLS} FROM resources WHERE parent = ?1 AND version > ?2 ORDER BY version LIMIT ?3")),
+            Depth::Infinity => Some(format!(
+                "SELECT {COLS} FROM resources WHERE version > ?2 AND path >= ?4 AND path < ?5 AND path <> ?1 ORDER BY version LIMIT ?3"
+            )),
+        };
+        if let Some(sql) = live_sql {
+            let mut st = self.tx.prepare_cached(&sql).map_err(db_err)?;
+            let found = match q.depth {
+                Depth::One => st.query_map(params![scope, since, fetch], Node::from_row),
+                _ => st.query_map(params![scope, since, fetch, start, end], Node::from_row),
+            }
+            .map_err(db_err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(db_err)?;
+            for n in found {
+                push_live(&mut rows, n)?;
+            }
+        }
+        if q.include_removed {
+            let tomb_sql = match q.depth {
+                Depth::Zero => "SELECT seq, rid, path, kind FROM tombstones WHERE path = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+                Depth::One => "SELECT seq, rid, path, kind FROM tombstones WHERE parent = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+                Depth::Infinity => "SELECT seq, rid, path, kind FROM tombstones WHERE seq > ?2 AND path >= ?4 AND path < ?5 AND path <> ?1 ORDER BY seq LIMIT ?3",
+            };
+            let mut st = self.tx.prepare_cached(tomb_sql).map_err(db_err)?;
+            let map = |r: &rusqlite::Row<'_>| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?));
+            let found = match q.depth {
+                Depth::Infinity => st.query_map(params![scope, since, fetch, start, end], map),
+                _ => st.query_map(params![scope, since, fetch], map),
+            }
+            .map_err(db_err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(db_err)?;
+            for (seq, rid, path, kind) in found {
+                let kind = ChangeKind::Removed { rid: ReplUid::new(self.id, rid as u64), path: rpath(&path)?, kind: kind_of(kind) };
+                rows.push((seq, kind, -1));
+            }
+        }
+        rows.sort_by_key(|r| r.0);
+        let more = rows.len() > q.limit;
+        rows.truncate(q.limit);
+        let watermark = if more { rows.last().map_or(q.since, |r| r.0 as u64) } else { self.c.seq as u64 };
+        let mut changes = Vec::with_capacity(rows.len());
+        for (seq, kind, rid) in rows {
+            let props = if q.with_props && rid >= 0 { self.props(rid)? } else { Vec::new() };
+            changes.push(Change { seq: seq as u64, kind, props });
+        }
+        Ok(ChangePage { changes, watermark, more, low_water: self.c.low_water as u64 })
+    }
+}
+
+/// Collects `body` into chunks; small bodies stay in memory, larger ones are staged in the
+/// database under a fresh blob id. Returns (blob id if staged, in-memory rest, total length).
+async fn stage(store: &SqliteStore, mut body: ByteStream, max_len: Option<u64>) -> StoreResult<(Option<i64>, Vec<Bytes>, u64)> {
+    let mut pending = BytesMut::new();
+    let mut staged: Option<(i64, i64)> = None; // (blob, next chunk number)
+    let mut total: u64 = 0;
+    let result: StoreResult<()> = async {
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk?;
+            total += chunk.len() as u64;
+            if let Some(max) = max_len
+                && total > max
+            {
+                return Err(StoreError::new(ErrorKind::TooLarge, format!("content is larger than {max} bytes")));
+            }
+            pending.extend_from_slice(&chunk);
+            while pending.len() >= CHUNK {
+                let piece = pending.split_to(CHUNK).freeze();
+                let (blob, n) = match staged {
+                    Some(s) => s,
+                    None => (store.write(|t| Ok(t.next_blob())).await?, 0),
+                };
+                store
+                    .write(move |t| {
+                        t.tx.execute("INSERT INTO chunks (blob, n, data) VALUES (?1, ?2, ?3)", params![blob, n, &piece[..]]).map_err(db_err)?;
+                        Ok(())
+                    })
+                    .await?;
+                staged = Some((blob, n + 1));
+            }
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        if let Some((blob, _)) = staged {
+            discard(store, blob).await;
+        }
+        return Err(e);
+    }
+    let rest = if pending.is_empty() { Vec::new() } else { vec![pending.freeze()] };
+    Ok((staged.map(|s| s.0), rest, total))
+}
+
+async fn discard(store: &SqliteStore, blob: i64) {
+    let r = store
+        .write(move |t| {
+            t.tx.execute("DELETE FROM chunks WHERE blob = ?1", [blob]).map_err(db_err)?;
+            Ok(())
+        })
+        .await;
+    if let Err(e) = r {
+        tracing::warn!(error = %e, blob, "could not discard a staged upload; it is removed at next start");
+    }
+}
+
+impl ReplStore for SqliteStore {
+    fn store_id(&self) -> StoreId {
+        self.inner.id
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
+
+    async fn secret(&self) -> StoreResult<Secret> {
+        Ok(self.inner.secret)
+    }
+
+    async fn head(&self, path: &ResourcePath) -> StoreResult<Meta> {
+        let path = path.clone();
+        self.read(move |t| {
+            let n = t.must(&path)?;
+            t.meta(&n)
+        })
+        .await
+    }
+
+    async fn props(&self, path: &ResourcePath) -> StoreResult<Entry> {
+        let path = path.clone();
+        self.read(move |t| {
+            let n = t.must(&path)?;
+            Ok(Entry { meta: t.meta(&n)?, props: t.props(n.rid)? })
+        })
+        .await
+    }
+
+    async fn list(&self, path: &ResourcePath, opts: ListOptions) -> StoreResult<Listing> {
+        let path = path.clone();
+        self.read(move |t| {
+            let n = t.must(&path)?;
+            if !n.is_collection() {
+                return Err(StoreError::new(ErrorKind::NotCollection, format!("{path} is not a collection")));
+            }
+            if opts.depth == Depth::Zero || opts.limit == 0 {
+                return Ok(Listing { entries: Vec::new(), next: None });
+            }
+            let after = opts.after.as_ref().map_or_else(String::new, |a| a.as_str().to_owned());
+            let fetch = opts.limit as i64 + 1;
+            let found: Vec<Node> = if opts.depth == Depth::One {
+                let mut st = t.tx.prepare_cached(&format!("SELECT {COLS} FROM resources WHERE parent = ?1 AND path > ?2 ORDER BY path LIMIT ?3")).map_err(db_err)?;
+                st.query_map(params![path.as_str(), after, fetch], Node::from_row).map_err(db_err)?.collect::<Result<_, _>>().map_err(db_err)?
+            } else {
+                let (start, end) = descendant_range(&path);
+                let mut st = t
+                    .tx
+                    .prepare_cached(&format!("SELECT {COLS} FROM resources WHERE path >= ?1 AND path < ?2 AND path > ?3 AND path <> ?4 ORDER BY path LIMIT ?5"))
+                    .map_err(db_err)?;
+                st.query_map(params![start, end, after, path.as_str(), fetch], Node::from_row).map_err(db_err)?.collect::<Result<_, _>>().map_err(db_err)?
+            };
+            let more = found.len() > opts.limit;
+            let mut entries = Vec::with_capacity(found.len().min(opts.limit));
+            for n in found.into_iter().take(opts.limit) {
+                let props = if opts.with_props { t.props(n.rid)? } else { Vec::new() };
+                entries.push(Entry { meta: t.meta(&n)?, props });
+            }
+            let next = if more { entries.last().map(|e| e.meta.path.clone()) } else { None };
+            Ok(Listing { entries, next })
+        })
+        .await
+    }
+
+    async fn read(&self, path: &ResourcePath, range: Option<ByteRange>) -> StoreResult<(Meta, ByteStream)> {
+        let p = path.clone();
+        let (meta, blob, first_chunk, inline) = self
+            .read(move |t| {
+                let n = t.must(&p)?;
+                if n.is_collection() {
+                    return Err(StoreError::new(ErrorKind::IsCollection, format!("{p} is a collection")));
+                }
+                let meta = t.meta(&n)?;
+                if let Some(r) = range
+                    && (r.start > r.end || r.end >= meta.len)
+                {
+                    return Err(StoreError::new(ErrorKind::InvalidInput, "byte range out of bounds"));
+                }
+                let (start, end) = range.map_or((0, meta.len.saturating_sub(1)), |r| (r.start, r.end));
+                let first = (start / CHUNK as u64) as i64;
+                let last = if meta.len == 0 { -1 } else { (end / CHUNK as u64) as i64 };
+                let inline = if meta.len == 0 {
+                    Some(Vec::new())
+                } else if end - start < INLINE_READ {
+                    let mut st = t.tx.prepare_cached("SELECT data FROM chunks WHERE blob = ?1 AND n >= ?2 AND n <= ?3 ORDER BY n").map_err(db_err)?;
+                    let chunks: Vec<Vec<u8>> = st.query_map(params![n.blob, first, last], |r| r.get(0)).map_err(db_err)?.collect::<Result<_, _>>().map_err(db_err)?;
+                    Some(chunks)
+                } else {
+                    None
+                };
+                Ok((meta, n.blob, first, inline))
+            })
+            .await?;
+        let (start, end) = match range {
+            Some(r) => (r.start, r.end),
+            None => (0, meta.len.saturating_sub(1)),
+        };
+        let slice = move |n: i64, data: Vec<u8>| -> Bytes {
+            let base = n as u64 * CHUNK as u64;
+            let from = start.saturating_sub(base) as usize;
+            let to = ((end + 1).saturating_sub(base) as usize).min(data.len());
+            Bytes::from(data).slice(from.min(to)..to)
+        };
+        if let Some(chunks) = inline {
+            let pieces: Vec<Result<Bytes, StoreError>> = chunks
+                .into_iter()
+                .enumerate()
+                .map(|(i, d)| Ok(slice(first_chunk + i as i64, d)))
+                .filter(|r| r.as_ref().map_or(true, |b| !b.is_empty()))
+                .collect();
+            return Ok((meta, Box::pin(futures_util::stream::iter(pieces))));
+        }
+        // Large content: one chunk per step, each checked against the blob the read started
+        // with, so a concurrent replacement ends the stream with an error instead of mixing
+        // two versions.
+        let last = (end / CHUNK as u64) as i64;
+        let store = self.clone();
+        let path = path.clone();
+        let stream = futures_util::stream::unfold(first_chunk, move |n| {
+            let store = store.clone();
+            let path = path.clone();
+            async move {
+                if n > last {
+                    return None;
+                }
+                let res = store
+                    .read(move |t| {
+                        let cur = t.get(&path)?.and_then(|x| x.blob);
+                        if cur != blob {
+                            return Err(StoreError::new(ErrorKind::Unavailable, "the resource changed while it was being read"));
+                        }
+                        t.tx.query_row("SELECT data FROM chunks WHERE blob = ?1 AND n = ?2", params![blob, n], |r| r.get::<_, Vec<u8>>(0))
+                            .map_err(db_err)
+                    })
+                    .await
+                    .map(|d| slice(n, d));
+                Some((res, n + 1))
+            }
+        });
+        Ok((meta, Box::pin(stream)))
+    }
+
+    async fn put(&self, path: &ResourcePath, body: ByteStream, opts: PutOptions) -> StoreResult<WriteOutcome> {
+        let (staged, rest, total) = stage(self, body, opts.max_len).await?;
+        let path2 = path.clone();
+        let result = self
+            .write(move |t| {
+                let parent = t.check_parent(&path2)?;
+                t.check(&path2, &opts.condition)?;
+                let existing = t.get(&path2)?;
+                if existing.as_ref().is_some_and(Node::is_collection) {
+                    return Err(StoreError::new(ErrorKind::IsCollection, format!("{path2} is a collection")));
+                }
+                let blob = match staged {
+                    Some(b) => b,
+                    None => t.next_blob(),
+                };
+                let base: i64 = t.tx.query_row("SELECT count(*) FROM chunks WHERE blob = ?1", [blob], |r| r.get(0)).map_err(db_err)?;
+                for (i, piece) in rest.iter().enumerate() {
+                    t.tx.execute("INSERT INTO chunks (blob, n, data) VALUES (?1, ?2, ?3)", params![blob, base + i as i64, &piece[..]]).map_err(db_err)?;
+                }
+                let seq = t.next_seq();
+                let now = now_nanos();
+                let created = existing.is_none();
+                match existing {
+                    Some(old) => {
+                        t.drop_blob(old.blob)?;
+                        t.tx.execute(
+                            "UPDATE resources SET version = ?1, content_version = ?1, len = ?2, content_type = ?3, modified = ?4, blob = ?5 WHERE path = ?6",
+                            params![seq, total as i64, opts.content_type, now, blob, path2.as_str()],
+                        )
+                        .map_err(db_err)?;
+                    }
+                    None => {
+                        let rid = t.next_rid();
+                        let n = Node {
+                            path: path2.as_str().to_owned(),
+                            rid,
+                            kind: kind_code(ResourceKind::Item),
+                            version: seq,
+                            content_version: seq,
+                            len: total as i64,
+                            content_type: opts.content_type,
+                            created: now,
+                            modified: now,
+                            blob: Some(blob),
+                        };
+                        t.insert(&path2, &n)?;
+                    }
+                }
+                t.touch_parent(&parent, seq)?;
+                t.outcome(&path2, created)
+            })
+            .await;
+        if result.is_err()
+            && let Some(b) = staged
+        {
+            discard(self, b).await;
+        }
+        result
+    }
+
+    async fn create_collection(&self, path: &ResourcePath, cond: &Condition) -> StoreResult<WriteOutcome> {
+        let (path, cond) = (path.clone(), cond.clone());
+        self.write(move |t| {
+            if t.get(&path)?.is_some() {
+                return Err(StoreError::new(ErrorKind::AlreadyExists, format!("{path} already exists")));
+            }
+            let parent = t.check_parent(&path)?;
+            t.check(&path, &cond)?;
+            let seq = t.next_seq();
+            let rid = t.next_rid();
+            let now = now_nanos();
+            let n = Node {
+                path: path.as_str().to_owned(),
+                rid,
+                kind: kind_code(ResourceKind::Collection),
+                version: seq,
+                content_version: seq,
+                len: 0,
+                content_type: None,
+                created: now,
+                modified: now,
+                blob: None,
+            };
+            t.insert(&path, &n)?;
+            t.touch_parent(&parent, seq)?;
+            t.outcome(&path, true)
+        })
+        .await
+    }
+
+    async fn delete(&self, path: &ResourcePath, cond: &Condition) -> StoreResult<Meta> {
+        if path.is_root() {
+            return Err(StoreError::new(ErrorKind::RootImmutable, "the root cannot be deleted"));
+        }
+        let (path, cond) = (path.clone(), cond.clone());
+        self.write(move |t| {
+            t.must(&path)?;
+            t.check(&path, &cond)?;
+            t.remove_tree(&path)?.ok_or_else(|| StoreError::not_found(&path))
+        })
+        .await
+    }
+
+    async fn copy(&self, from: &ResourcePath, to: &ResourcePath, opts: TransferOptions) -> StoreResult<WriteOutcome> {
+        let (from, to) = (from.clone(), to.clone());
+        self.write(move |t| {
+            let existed = t.prepare_transfer(&from, &to, &opts, false)?;
+            let sources = match opts.depth {
+                Depth::Infinity => t.subtree(&from)?,
+                Depth::Zero | Depth::One => vec![t.must(&from)?],
+            };
+            let now = now_nanos();
+            for src in sources {
+                let Some(dst) = rpath(&src.path)?.rebase(&from, &to) else { continue };
+                let seq = t.next_seq();
+                let rid = t.next_rid();
+                let blob = match src.blob {
+                    Some(old) => {
+                        let b = t.next_blob();
+                        t.tx.execute("INSERT INTO chunks (blob, n, data) SELECT ?1, n, data FROM chunks WHERE blob = ?2", params![b, old]).map_err(db_err)?;
+                        Some(b)
+                    }
+                    None => None,
+                };
+                t.tx.execute("INSERT INTO props (rid, ns, local, value) SELECT ?1, ns, local, value FROM props WHERE rid = ?2", params![rid, src.rid]).map_err(db_err)?;
+                let n = Node { path: dst.as_str().to_owned(), rid, version: seq, content_version: seq, created: now, modified: now, blob, ..src };
+                t.insert(&dst, &n)?;
+            }
+            if let Some(parent) = to.parent() {
+                t.touch_parent(&parent, t.c.seq)?;
+            }
+            t.outcome(&to, !existed)
+        })
+        .await
+    }
+
+    async fn rename(&self, from: &ResourcePath, to: &ResourcePath, opts: TransferOptions) -> StoreResult<WriteOutcome> {
+        let (from, to) = (from.clone(), to.clone());
+        self.write(move |t| {
+            let existed = t.prepare_transfer(&from, &to, &opts, true)?;
+            let now = now_nanos();
+            for src in t.subtree(&from)? {
+                let old = rpath(&src.path)?;
+                let Some(dst) = old.rebase(&from, &to) else { continue };
+                t.tombstone(&src, now)?;
+                let seq = t.next_seq();
+                let parent = dst.parent().map(|p| p.as_str().to_owned());
+                t.tx.execute(
+                    "UPDATE resources SET path = ?1, parent = ?2, version = ?3, content_version = CASE WHEN kind = 0 THEN content_version ELSE ?3 END, modified = ?4 WHERE path = ?5",
+                    params![dst.as_str(), parent, seq, now, src.path],
+                )
+                .map_err(db_err)?;
+            }
+            let seq = t.c.seq;
+            for parent in [from.parent(), to.parent()].into_iter().flatten() {
+                t.touch_parent(&parent, seq)?;
+            }
+            t.outcome(&to, !existed)
+        })
+        .await
+    }
+
+    async fn patch_props(&self, path: &ResourcePath, patch: Vec<PropPatch>, cond: &Condition) -> StoreResult<WriteOutcome> {
+        let (path, cond) = (path.clone(), cond.clone());
+        self.write(move |t| {
+            let n = t.must(&path)?;
+            t.check(&path, &cond)?;
+            for op in patch {
+                match op {
+                    PropPatch::Set(p) => {
+                        t.tx.execute(
+                            "INSERT OR REPLACE INTO props (rid, ns, local, value) VALUES (?1, ?2, ?3, ?4)",
+                            params![n.rid, p.name.ns, p.name.local, p.value],
+                        )
+                        .map_err(db_err)?;
+                    }
+                    PropPatch::Remove(name) => {
+                        t.tx.execute("DELETE FROM props WHERE rid = ?1 AND ns = ?2 AND local = ?3", params![n.rid, name.ns, name.local]).map_err(db_err)?;
+                    }
+                }
+            }
+            let seq = t.next_seq();
+            t.tx.execute(
+                "UPDATE resources SET version = ?1, content_version = CASE WHEN kind = 0 THEN content_version ELSE ?1 END, modified = ?2 WHERE path = ?3",
+                params![seq, now_nanos(), path.as_str()],
+            )
+            .map_err(db_err)?;
+            if let Some(parent) = path.parent() {
+                t.touch_parent(&parent, seq)?;
+            }
+            t.outcome(&path, false)
+        })
+        .await
+    }
+
+    async fn watermark(&self) -> StoreResult<Seq> {
+        self.read(|t| Ok(t.c.seq as u64)).await
+    }
+
+    async fn changes(&self, query: ChangesQuery) -> StoreResult<ChangePage> {
+        self.read(move |t| t.change_rows(&query)).await
+    }
+
+    async fn purge(&self, before: SystemTime) -> StoreResult<PurgeReport> {
+        let cutoff = before.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
+        self.write(move |t| {
+            let (count, max): (i64, Option<i64>) = t
+                .tx
+                .query_row("SELECT count(*), max(seq) FROM tombstones WHERE at < ?1", [cutoff], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(db_err)?;
+            t.tx.execute("DELETE FROM tombstones WHERE at < ?1", [cutoff]).map_err(db_err)?;
+            if let Some(m) = max {
+                t.c.low_water = t.c.low_water.max(m);
+            }
+            Ok(PurgeReport { removed: count as u64, low_water: t.c.low_water as u64 })
+        })
+        .await
+    }
+}
+
+/// Tokens helper kept for symmetry with other backends.
+#[allow(dead_code)]
+fn tokens_of(m: &Meta) -> Tokens {
+    m.tokens()
+}

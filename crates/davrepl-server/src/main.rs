@@ -27,8 +27,8 @@ struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// Where data lives: `memory`, `sqlite:PATH` or `postgres://…`.
-    #[arg(long, default_value = "memory")]
+    /// Where data lives: `sqlite:PATH` (created on first start), `memory`, or `postgres://…`.
+    #[arg(long, default_value = "sqlite:./davrepl-data/store.db")]
     store: StoreSpec,
     /// URL path prefix the WebDAV namespace is mounted at.
     #[arg(long, default_value = "/")]
@@ -130,13 +130,18 @@ async fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = Args::parse();
     let result = match &args.store {
         StoreSpec::Memory => run(&args, MemStore::new()).await,
-        StoreSpec::Sqlite(path) => Err(format!(
-            "--store sqlite:{path}: the SQLite store is not built yet; use --store memory"
-        )),
+        StoreSpec::Sqlite(path) => match davrepl_sqlite::SqliteStore::open(path).await {
+            Ok(store) => {
+                tracing::info!(path = %path, "opened SQLite store");
+                run(&args, store).await
+            }
+            Err(e) => Err(format!("cannot open the SQLite store at {path}: {e}")),
+        },
         StoreSpec::Postgres(url) => Err(format!(
             "--store {url}: the PostgreSQL store is not built yet; use --store memory"
         )),

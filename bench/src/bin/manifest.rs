@@ -24,6 +24,9 @@ struct Args {
     /// Collection sizes to measure.
     #[arg(long, value_delimiter = ',', default_value = "1000,1000000")]
     sizes: Vec<usize>,
+    /// `memory` or `sqlite:DIR` (a fresh database file per size is created in DIR).
+    #[arg(long, default_value = "memory")]
+    store: String,
     /// Timed runs per figure.
     #[arg(long, default_value_t = 30)]
     runs: usize,
@@ -56,15 +59,25 @@ async fn search(client: &reqwest::Client, url: &str, blob: Option<&str>, range: 
 async fn main() {
     let args = Args::parse();
     let client = reqwest::Client::new();
-    println!("machine: {} cores; MemStore; client and server in one process over loopback\n", std::thread::available_parallelism().map_or(0, |n| n.get()));
+    println!("machine: {} cores; store {}; client and server in one process over loopback\n", std::thread::available_parallelism().map_or(0, |n| n.get()), args.store);
     println!("| members | delta of 10 changes: median ms (min–max) | rows |");
     println!("|---:|---:|---:|");
     let mut medians = Vec::new();
     let largest = args.sizes.iter().copied().max().unwrap_or(0);
     for &n in &args.sizes {
-        let store = MemStore::new();
-        fill(&store, n).await;
-        let addr = start(store).await;
+        let addr = if let Some(dir) = args.store.strip_prefix("sqlite:") {
+            let file = std::path::Path::new(dir).join(format!("bench-{n}.db"));
+            let _ = std::fs::remove_file(&file);
+            let mut opts = davrepl_sqlite::SqliteOptions::default();
+            opts.synchronous = davrepl_sqlite::Synchronous::Normal;
+            let store = davrepl_sqlite::SqliteStore::open_with(&file, opts).await.expect("open sqlite");
+            fill(&store, n).await;
+            start(store).await
+        } else {
+            let store = MemStore::new();
+            fill(&store, n).await;
+            start(store).await
+        };
         let url = format!("http://{addr}/big/");
         if n == largest {
             first_sync_memory(&client, &url, n).await;

@@ -70,7 +70,7 @@ impl Default for SqliteOptions {
 }
 
 struct Inner {
-    writer: Mutex<Connection>,
+    writer: std::sync::mpsc::Sender<Job>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
     id: StoreId,
@@ -171,7 +171,7 @@ impl SqliteStore {
             .map_err(db_err)?;
         Ok(Self {
             inner: Arc::new(Inner {
-                writer: Mutex::new(writer),
+                writer: spawn_writer(writer, id),
                 readers,
                 next_reader: AtomicUsize::new(0),
                 id,
@@ -181,26 +181,32 @@ impl SqliteStore {
         })
     }
 
-    /// Runs `f` in one write transaction (IMMEDIATE: it holds the write lock from the start).
+    /// Runs `f` as one atomic write. Writes from concurrent requests are grouped into one
+    /// transaction (each in its own savepoint) and acknowledged only after that transaction
+    /// commits: one disk sync serves many writers.
     async fn write<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Tx<'_>) -> StoreResult<T> + Send + 'static,
     {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = inner.writer.lock().unwrap_or_else(|e| e.into_inner());
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(db_err)?;
-            let counters = Counters::load(&tx)?;
-            let mut t = Tx { tx: &tx, c: counters, id: inner.id };
-            let out = f(&mut t)?;
-            let c = t.c;
-            c.save(&tx)?;
-            tx.commit().map_err(db_err)?;
-            Ok(out)
-        })
-        .await
-        .map_err(join_err)?
+        let (tx, rx) = tokio::sync::oneshot::channel::<StoreResult<T>>();
+        let job: Job = Box::new(move |t: &mut Tx<'_>| {
+            let result = f(t);
+            let ok = result.is_ok();
+            let finish: Finish = Box::new(move |commit: Option<&StoreError>| {
+                let out = match (result, commit) {
+                    (Ok(_), Some(e)) => Err(StoreError::new(e.kind(), format!("commit failed: {e}"))),
+                    (r, _) => r,
+                };
+                let _ = tx.send(out);
+            });
+            (ok, finish)
+        });
+        self.inner
+            .writer
+            .send(job)
+            .map_err(|_| StoreError::new(ErrorKind::Unavailable, "the store's writer has stopped"))?;
+        rx.await.map_err(|_| StoreError::new(ErrorKind::Internal, "the store's writer dropped a request"))?
     }
 
     /// Runs `f` on a reader connection inside one read transaction (a consistent snapshot).
@@ -223,6 +229,64 @@ impl SqliteStore {
         })
         .await
         .map_err(join_err)?
+    }
+}
+
+/// Delivers a write's result once its transaction's fate is known.
+type Finish = Box<dyn FnOnce(Option<&StoreError>) + Send>;
+/// One write: runs inside the group transaction, says whether it succeeded.
+type Job = Box<dyn FnOnce(&mut Tx<'_>) -> (bool, Finish) + Send>;
+
+/// Most writes grouped into one transaction.
+const MAX_GROUP: usize = 64;
+
+/// The writer thread: owns the write connection and commits groups of writes.
+fn spawn_writer(mut conn: Connection, id: StoreId) -> std::sync::mpsc::Sender<Job> {
+    let (tx, rx) = std::sync::mpsc::channel::<Job>();
+    let spawned = std::thread::Builder::new().name("davrepl-sqlite-writer".into()).spawn(move || {
+        while let Ok(first) = rx.recv() {
+            let mut jobs = vec![first];
+            while jobs.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(j) => jobs.push(j),
+                    Err(_) => break,
+                }
+            }
+            run_group(&mut conn, id, jobs);
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the SQLite writer thread");
+    }
+    tx
+}
+
+fn run_group(conn: &mut Connection, id: StoreId, jobs: Vec<Job>) {
+    let mut finishers: Vec<Finish> = Vec::with_capacity(jobs.len());
+    let outcome: StoreResult<()> = (|| {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(db_err)?;
+        let mut counters = Counters::load(&tx)?;
+        for job in jobs {
+            tx.execute_batch("SAVEPOINT job").map_err(db_err)?;
+            let mut t = Tx { tx: &tx, c: counters, id };
+            let (ok, finish) = job(&mut t);
+            if ok {
+                counters = t.c;
+                tx.execute_batch("RELEASE job").map_err(db_err)?;
+            } else {
+                tx.execute_batch("ROLLBACK TO job; RELEASE job").map_err(db_err)?;
+            }
+            finishers.push(finish);
+        }
+        counters.save(&tx)?;
+        tx.commit().map_err(db_err)
+    })();
+    let err = outcome.err();
+    if let Some(e) = &err {
+        tracing::error!(error = %e, "a write transaction failed; its writes are refused");
+    }
+    for f in finishers {
+        f(err.as_ref());
     }
 }
 

@@ -104,28 +104,77 @@ fn common_headers(resp: &mut Response<DavBody>, meta: &Meta) {
     }
 }
 
+fn file_response(ctx_head: bool, meta: &Meta, stream: davrepl_store::ByteStream, range: Option<ByteRange>) -> Response<DavBody> {
+    let len = range.map_or(meta.len, |r| r.end - r.start + 1);
+    let body = if ctx_head {
+        body::empty()
+    } else {
+        StreamBody::new(stream.map(|r| r.map(Frame::data).map_err(|e| Box::new(e) as crate::BoxError))).boxed_unsync()
+    };
+    let mut resp = Response::new(body);
+    common_headers(&mut resp, meta);
+    let h = resp.headers_mut();
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    let ct = meta.content_type.as_deref().unwrap_or("application/octet-stream");
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(ct).unwrap_or(HeaderValue::from_static("application/octet-stream")),
+    );
+    if let Some(r) = range {
+        *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+        if let Ok(v) = HeaderValue::from_str(&format!("bytes {}-{}/{}", r.start, r.end, meta.len)) {
+            resp.headers_mut().insert(header::CONTENT_RANGE, v);
+        }
+    }
+    resp
+}
+
+fn not_modified(meta: &Meta) -> Response<DavBody> {
+    let mut r = status_only(StatusCode::NOT_MODIFIED);
+    common_headers(&mut r, meta);
+    r
+}
+
 pub(crate) async fn get<S: ReplStore>(ctx: &Ctx<S>) -> DavResult<Response<DavBody>> {
     let cond = ctx.condition()?;
+    let is_head = ctx.parts.method == Method::HEAD;
     let range_spec = match ctx.header("range")? {
         Some(v) => ByteRangeSpec::parse(v)?,
         None => None,
     };
-    // Read, then check the preconditions against the very state whose bytes we serve; if the
-    // resource changed between the two steps, go round again.
+    if range_spec.is_none() {
+        // The common case: one store call gives the bytes and the very state they belong to;
+        // the preconditions are checked against that state.
+        match ctx.store().read(&ctx.path, None).await {
+            Ok((meta, stream)) => {
+                return Ok(match read_preconditions(ctx, &cond, &meta).await? {
+                    Verdict::NotModified => not_modified(&meta),
+                    Verdict::Proceed => file_response(is_head, &meta, stream, None),
+                });
+            }
+            Err(e) if e.kind() == davrepl_store::ErrorKind::IsCollection => {
+                let meta = ctx.store().head(&ctx.path).await?;
+                return Ok(match read_preconditions(ctx, &cond, &meta).await? {
+                    Verdict::NotModified => not_modified(&meta),
+                    Verdict::Proceed => collection_index(ctx, &meta).await?,
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    // A byte range needs the length first; if the resource changes between the two steps, go
+    // round again.
     for _ in 0..4 {
         let meta = ctx.store().head(&ctx.path).await?;
-        let verdict = read_preconditions(ctx, &cond, &meta).await?;
-        if let Verdict::NotModified = verdict {
-            let mut r = status_only(StatusCode::NOT_MODIFIED);
-            common_headers(&mut r, &meta);
-            return Ok(r);
+        if let Verdict::NotModified = read_preconditions(ctx, &cond, &meta).await? {
+            return Ok(not_modified(&meta));
         }
         if meta.is_collection() {
             return collection_index(ctx, &meta).await;
         }
         let mut range = range_spec;
-        if range.is_some()
-            && let Some(v) = ctx.header("if-range")?
+        if let Some(v) = ctx.header("if-range")?
             && v.trim() != meta.etag()
         {
             range = None;
@@ -135,9 +184,7 @@ pub(crate) async fn get<S: ReplStore>(ctx: &Ctx<S>) -> DavResult<Response<DavBod
             Some(spec) => match spec.resolve(meta.len) {
                 Some((start, end)) => Some(ByteRange { start, end }),
                 None => {
-                    let mut r =
-                        DavError::new(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable")
-                            .into_response();
+                    let mut r = DavError::new(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable").into_response();
                     if let Ok(v) = HeaderValue::from_str(&format!("bytes */{}", meta.len)) {
                         r.headers_mut().insert(header::CONTENT_RANGE, v);
                     }
@@ -149,44 +196,9 @@ pub(crate) async fn get<S: ReplStore>(ctx: &Ctx<S>) -> DavResult<Response<DavBod
         if read_meta.version != meta.version {
             continue;
         }
-        let len = resolved.map_or(meta.len, |r| r.end - r.start + 1);
-        let body = if ctx.parts.method == Method::HEAD {
-            body::empty()
-        } else {
-            StreamBody::new(stream.map(|r| {
-                r.map(Frame::data)
-                    .map_err(|e| Box::new(e) as crate::BoxError)
-            }))
-            .boxed_unsync()
-        };
-        let mut resp = Response::new(body);
-        common_headers(&mut resp, &meta);
-        let h = resp.headers_mut();
-        h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-        h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-        let ct = meta
-            .content_type
-            .as_deref()
-            .unwrap_or("application/octet-stream");
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_str(ct)
-                .unwrap_or(HeaderValue::from_static("application/octet-stream")),
-        );
-        if let Some(r) = resolved {
-            *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
-            if let Ok(v) =
-                HeaderValue::from_str(&format!("bytes {}-{}/{}", r.start, r.end, meta.len))
-            {
-                resp.headers_mut().insert(header::CONTENT_RANGE, v);
-            }
-        }
-        return Ok(resp);
+        return Ok(file_response(is_head, &meta, stream, resolved));
     }
-    Err(DavError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "resource is changing too fast to read; retry",
-    ))
+    Err(DavError::new(StatusCode::SERVICE_UNAVAILABLE, "resource is changing too fast to read; retry"))
 }
 
 /// A small HTML page listing a collection's members, for people with a browser.

@@ -6,14 +6,19 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use davrepl::{Condition, ReplLayer, ReplStore, ResourcePath};
+use futures_util::StreamExt;
 use tokio::net::TcpListener;
 
 /// Starts `store` behind the layer on a loopback port; returns the address.
 pub async fn start<S: ReplStore>(store: S) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
     let addr = listener.local_addr().expect("addr");
     let fallback = tower::service_fn(|_r: http::Request<davrepl_hyper::Incoming>| async {
-        Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Empty::<Bytes>::new()))
+        Ok::<_, std::convert::Infallible>(
+            http::Response::new(http_body_util::Empty::<Bytes>::new()),
+        )
     });
     let svc = ReplLayer::new(store).service(fallback);
     tokio::spawn(davrepl_hyper::serve(listener, svc, std::future::pending()));
@@ -23,13 +28,21 @@ pub async fn start<S: ReplStore>(store: S) -> SocketAddr {
 /// Creates `/big` with `n` small members directly through the store (fast set-up).
 pub async fn fill<S: ReplStore>(store: &S, n: usize) {
     let big = ResourcePath::parse("/big").expect("path");
-    store.create_collection(&big, &Condition::none()).await.expect("mkcol");
-    for i in 0..n {
+    store
+        .create_collection(&big, &Condition::none())
+        .await
+        .expect("mkcol");
+    // Concurrent puts let stores that group commits (SQLite) fill quickly.
+    let puts = futures_util::stream::iter(0..n).map(|i| {
         let p = big.join(&format!("m{i:07}")).expect("path");
-        let body: davrepl::ByteStream =
-            Box::pin(futures_util::stream::iter([Ok(Bytes::from_static(b"hello"))]));
-        store.put(&p, body, Default::default()).await.expect("put");
-    }
+        async move {
+            let body: davrepl::ByteStream = Box::pin(futures_util::stream::iter([Ok(
+                Bytes::from_static(b"hello"),
+            )]));
+            store.put(&p, body, Default::default()).await.expect("put");
+        }
+    });
+    puts.buffer_unordered(64).collect::<Vec<()>>().await;
 }
 
 /// Resident set size of this process in bytes (Linux).

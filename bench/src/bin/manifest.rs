@@ -35,8 +35,12 @@ struct Args {
 const SQL: &str = r#"SELECT "DAV:displayname", "http://schemas.microsoft.com/repl/resourcetag" FROM SCOPE('SHALLOW TRAVERSAL OF "/big/"')"#;
 
 fn body(blob: Option<&str>) -> String {
-    let cb = blob.map_or("<R:collblob/>".to_owned(), |b| format!("<R:collblob>{b}</R:collblob>"));
-    format!(r#"<?xml version="1.0"?><D:searchrequest xmlns:D="DAV:" xmlns:R="http://schemas.microsoft.com/repl/"><R:repl>{cb}</R:repl><D:sql>{SQL}</D:sql></D:searchrequest>"#)
+    let cb = blob.map_or("<R:collblob/>".to_owned(), |b| {
+        format!("<R:collblob>{b}</R:collblob>")
+    });
+    format!(
+        r#"<?xml version="1.0"?><D:searchrequest xmlns:D="DAV:" xmlns:R="http://schemas.microsoft.com/repl/"><R:repl>{cb}</R:repl><D:sql>{SQL}</D:sql></D:searchrequest>"#
+    )
 }
 
 fn blob_of(xml: &str) -> String {
@@ -45,8 +49,15 @@ fn blob_of(xml: &str) -> String {
     xml[start..end].to_owned()
 }
 
-async fn search(client: &reqwest::Client, url: &str, blob: Option<&str>, range: Option<&str>) -> reqwest::Response {
-    let mut rb = client.request(reqwest::Method::from_bytes(b"SEARCH").expect("method"), url).body(body(blob));
+async fn search(
+    client: &reqwest::Client,
+    url: &str,
+    blob: Option<&str>,
+    range: Option<&str>,
+) -> reqwest::Response {
+    let mut rb = client
+        .request(reqwest::Method::from_bytes(b"SEARCH").expect("method"), url)
+        .body(body(blob));
     if let Some(r) = range {
         rb = rb.header("Range", r);
     }
@@ -59,7 +70,11 @@ async fn search(client: &reqwest::Client, url: &str, blob: Option<&str>, range: 
 async fn main() {
     let args = Args::parse();
     let client = reqwest::Client::new();
-    println!("machine: {} cores; store {}; client and server in one process over loopback\n", std::thread::available_parallelism().map_or(0, |n| n.get()), args.store);
+    println!(
+        "machine: {} cores; store {}; client and server in one process over loopback\n",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        args.store
+    );
     println!("| members | delta of 10 changes: median ms (min–max) | rows |");
     println!("|---:|---:|---:|");
     let mut medians = Vec::new();
@@ -70,7 +85,9 @@ async fn main() {
             let _ = std::fs::remove_file(&file);
             let mut opts = davrepl_sqlite::SqliteOptions::default();
             opts.synchronous = davrepl_sqlite::Synchronous::Normal;
-            let store = davrepl_sqlite::SqliteStore::open_with(&file, opts).await.expect("open sqlite");
+            let store = davrepl_sqlite::SqliteStore::open_with(&file, opts)
+                .await
+                .expect("open sqlite");
             fill(&store, n).await;
             start(store).await
         } else {
@@ -82,18 +99,14 @@ async fn main() {
         if n == largest {
             first_sync_memory(&client, &url, n).await;
         }
-        // A baseline collblob: the state after a first sync (count-only keeps it cheap to get).
-        let r = search(&client, &url, None, Some("rows=-0")).await;
-        let mut blob = blob_of(&r.text().await.expect("text"));
-        // Mark everything seen: page through with the returned collblobs.
-        loop {
-            let r = search(&client, &url, Some(&blob), Some("rows=0-9999")).await;
-            let text = r.text().await.expect("text");
-            blob = blob_of(&text);
-            if !text.contains("<a:response>") {
-                break;
-            }
-        }
+        // A caught-up collblob: the one a full (unranged) first sync returns.
+        let text = search(&client, &url, None, None)
+            .await
+            .text()
+            .await
+            .expect("text");
+        let blob = blob_of(&text);
+        drop(text);
         for i in 0..10 {
             let p = format!("http://{addr}/big/m{:07}", i * (n / 10).max(1));
             client.put(&p).body("changed").send().await.expect("put");
@@ -102,8 +115,15 @@ async fn main() {
         let times = time_runs(args.runs, || {
             let (client, url, blob, rows) = (&client, &url, &blob, rows.clone());
             async move {
-                let text = search(client, url, Some(blob), None).await.text().await.expect("text");
-                rows.store(text.matches("<a:response>").count() as u64, Ordering::Relaxed);
+                let text = search(client, url, Some(blob), None)
+                    .await
+                    .text()
+                    .await
+                    .expect("text");
+                rows.store(
+                    text.matches("<a:response>").count() as u64,
+                    Ordering::Relaxed,
+                );
             }
         })
         .await;
@@ -113,7 +133,12 @@ async fn main() {
         medians.push((n, med));
     }
     if let (Some(a), Some(b)) = (medians.first(), medians.last()) {
-        println!("\ndelta cost ratio {} vs {} members: {:.2}x", b.0, a.0, b.1.as_secs_f64() / a.1.as_secs_f64());
+        println!(
+            "\ndelta cost ratio {} vs {} members: {:.2}x",
+            b.0,
+            a.0,
+            b.1.as_secs_f64() / a.1.as_secs_f64()
+        );
     }
 }
 

@@ -44,7 +44,12 @@ async fn phase(base: &str, method: &str, concurrency: usize, secs: u64) -> f64 {
                 while Instant::now() < deadline {
                     let url = format!("{base}/f-{c}-{}", i % 200);
                     let ok = if method == "PUT" {
-                        client.put(&url).body(body.clone()).send().await.is_ok_and(|r| r.status().is_success())
+                        client
+                            .put(&url)
+                            .body(body.clone())
+                            .send()
+                            .await
+                            .is_ok_and(|r| r.status().is_success())
                     } else {
                         match client.get(&url).send().await {
                             Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
@@ -72,7 +77,10 @@ fn median(mut v: Vec<f64>) -> (f64, f64, f64) {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    println!("1 KiB files, {} connections, {} s per run, median of {} runs (min–max); client and server share the machine\n", args.concurrency, args.seconds, args.runs);
+    println!(
+        "1 KiB files, {} connections, {} s per run, median of {} runs (min–max); client and server share the machine\n",
+        args.concurrency, args.seconds, args.runs
+    );
     println!("| store | PUT req/s | GET req/s |");
     println!("|---|---:|---:|");
     for spec in &args.store {
@@ -86,7 +94,12 @@ async fn main() {
             if kind == "sqlite-normal" {
                 opts.synchronous = davrepl_sqlite::Synchronous::Normal;
             }
-            start(davrepl_sqlite::SqliteStore::open_with(&file, opts).await.expect("open")).await
+            start(
+                davrepl_sqlite::SqliteStore::open_with(&file, opts)
+                    .await
+                    .expect("open"),
+            )
+            .await
         } else {
             start(MemStore::new()).await
         };

@@ -17,7 +17,12 @@ struct Server {
 
 fn start(db: &std::path::Path) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_davrepl-server"))
-        .args(["--listen", "127.0.0.1:0", "--store", &format!("sqlite:{}", db.display())])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+            &format!("sqlite:{}", db.display()),
+        ])
         .env("DAVREPL_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -25,8 +30,15 @@ fn start(db: &std::path::Path) -> Server {
         .expect("spawn davrepl-server");
     let stdout = child.stdout.take().expect("stdout");
     let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("read the listening line");
-    let base = line.trim().strip_prefix("listening on ").expect("listening line").trim_end_matches('/').to_owned();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read the listening line");
+    let base = line
+        .trim()
+        .strip_prefix("listening on ")
+        .expect("listening line")
+        .trim_end_matches('/')
+        .to_owned();
     Server { child, base }
 }
 
@@ -45,17 +57,27 @@ struct Acked {
 const SQL: &str = r#"SELECT "http://schemas.microsoft.com/repl/resourcetag" FROM SCOPE('DEEP TRAVERSAL OF "/data/"')"#;
 
 fn manifest_body(blob: Option<&str>) -> String {
-    let cb = blob.map_or("<R:collblob/>".to_owned(), |b| format!("<R:collblob>{b}</R:collblob>"));
-    format!(r#"<D:searchrequest xmlns:D="DAV:" xmlns:R="http://schemas.microsoft.com/repl/"><R:repl>{cb}</R:repl><D:sql>{SQL}</D:sql></D:searchrequest>"#)
+    let cb = blob.map_or("<R:collblob/>".to_owned(), |b| {
+        format!("<R:collblob>{b}</R:collblob>")
+    });
+    format!(
+        r#"<D:searchrequest xmlns:D="DAV:" xmlns:R="http://schemas.microsoft.com/repl/"><R:repl>{cb}</R:repl><D:sql>{SQL}</D:sql></D:searchrequest>"#
+    )
 }
 
 fn between<'a>(s: &'a str, a: &str, b: &str) -> Vec<&'a str> {
-    s.split(a).skip(1).filter_map(|x| x.split(b).next()).collect()
+    s.split(a)
+        .skip(1)
+        .filter_map(|x| x.split(b).next())
+        .collect()
 }
 
 async fn manifest(client: &reqwest::Client, base: &str, blob: Option<&str>) -> (u16, String) {
     let r = client
-        .request(reqwest::Method::from_bytes(b"SEARCH").unwrap(), format!("{base}/data/"))
+        .request(
+            reqwest::Method::from_bytes(b"SEARCH").unwrap(),
+            format!("{base}/data/"),
+        )
         .body(manifest_body(blob))
         .send()
         .await
@@ -67,27 +89,43 @@ async fn manifest(client: &reqwest::Client, base: &str, blob: Option<&str>) -> (
 async fn acknowledged_writes_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("store.db");
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
     let acked: Arc<Mutex<HashMap<String, Acked>>> = Arc::default();
     let mut old_blob: Option<String> = None;
     for round in 0..ROUNDS {
         let mut server = start(&db);
         let base = server.base.clone();
         if round == 0 {
-            let r = client.request(reqwest::Method::from_bytes(b"MKCOL").unwrap(), format!("{base}/data/")).send().await.unwrap();
+            let r = client
+                .request(
+                    reqwest::Method::from_bytes(b"MKCOL").unwrap(),
+                    format!("{base}/data/"),
+                )
+                .send()
+                .await
+                .unwrap();
             assert_eq!(r.status().as_u16(), 201);
         } else {
-            verify(&client, &base, &acked.lock().unwrap().clone()).await;
+            let snapshot = acked.lock().unwrap().clone();
+            verify(&client, &base, &snapshot).await;
             // A collblob issued before the crash still works and reports every acknowledged
             // change made after it was issued.
             let blob = old_blob.as_deref().expect("blob from the previous round");
             let (status, text) = manifest(&client, &base, Some(blob)).await;
-            assert_eq!(status, 207, "a pre-crash collblob must still be valid: {text}");
+            assert_eq!(
+                status, 207,
+                "a pre-crash collblob must still be valid: {text}"
+            );
             let rows: HashMap<String, String> = between(&text, "<a:response>", "</a:response>")
                 .into_iter()
                 .filter_map(|r| {
                     let href = between(r, "<a:href>", "</a:href>").first()?.to_string();
-                    let rt = between(r, "<d:resourcetag>", "</d:resourcetag>").first()?.to_string();
+                    let rt = between(r, "<d:resourcetag>", "</d:resourcetag>")
+                        .first()?
+                        .to_string();
                     Some((href.rsplit('/').next()?.to_owned(), rt))
                 })
                 .collect();
@@ -97,12 +135,17 @@ async fn acknowledged_writes_survive_sigkill() {
                 }
                 let name = path.rsplit('/').next().unwrap();
                 if let Some(rt) = rows.get(name) {
-                    assert!(version(rt) >= version(&a.rt), "{path}: manifest shows an older state than acknowledged");
+                    assert!(
+                        version(rt) >= version(&a.rt),
+                        "{path}: manifest shows an older state than acknowledged"
+                    );
                 }
             }
         }
         let (_, text) = manifest(&client, &base, None).await;
-        old_blob = between(&text, "<d:collblob>", "</d:collblob>").first().map(|s| s.to_string());
+        old_blob = between(&text, "<d:collblob>", "</d:collblob>")
+            .first()
+            .map(|s| s.to_string());
 
         // The storm: each writer owns its files, so the expected state is unambiguous.
         let storm: Vec<_> = (0..WRITERS)
@@ -112,14 +155,36 @@ async fn acknowledged_writes_survive_sigkill() {
                     for i in 0.. {
                         let path = format!("/data/r{round}-w{w}-f{}", i % 5);
                         let body = format!("round {round} writer {w} write {i}");
-                        acked.lock().unwrap().entry(path.clone()).or_default().in_flight = Some(body.clone());
-                        let resp = client.put(format!("{base}{path}")).body(body.clone()).send().await;
+                        acked
+                            .lock()
+                            .unwrap()
+                            .entry(path.clone())
+                            .or_default()
+                            .in_flight = Some(body.clone());
+                        let resp = client
+                            .put(format!("{base}{path}"))
+                            .body(body.clone())
+                            .send()
+                            .await;
                         let Ok(resp) = resp else { return };
                         if !resp.status().is_success() {
                             return;
                         }
-                        let rt = resp.headers().get("resourcetag").and_then(|v| v.to_str().ok()).unwrap_or("").trim_matches(['<', '>']).to_owned();
-                        acked.lock().unwrap().insert(path, Acked { rt, body, in_flight: None });
+                        let rt = resp
+                            .headers()
+                            .get("resourcetag")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("")
+                            .trim_matches(['<', '>'])
+                            .to_owned();
+                        acked.lock().unwrap().insert(
+                            path,
+                            Acked {
+                                rt,
+                                body,
+                                in_flight: None,
+                            },
+                        );
                     }
                 })
             })
@@ -132,34 +197,64 @@ async fn acknowledged_writes_survive_sigkill() {
         }
     }
     let server = start(&db);
-    verify(&client, &server.base, &acked.lock().unwrap().clone()).await;
+    let snapshot = acked.lock().unwrap().clone();
+    verify(&client, &server.base, &snapshot).await;
     let mut s = server;
     let _ = s.child.kill();
     let _ = s.child.wait();
     let acked = acked.lock().unwrap();
     let writes = acked.values().filter(|a| !a.rt.is_empty()).count();
-    assert!(writes >= ROUNDS * WRITERS, "the storm acknowledged too few writes ({writes}) to prove anything");
+    assert!(
+        writes >= ROUNDS * WRITERS,
+        "the storm acknowledged too few writes ({writes}) to prove anything"
+    );
 }
 
 async fn verify(client: &reqwest::Client, base: &str, acked: &HashMap<String, Acked>) {
     for (path, a) in acked {
-        let r = client.get(format!("{base}{path}")).send().await.expect("get");
+        let r = client
+            .get(format!("{base}{path}"))
+            .send()
+            .await
+            .expect("get");
         if a.rt.is_empty() {
             // Never acknowledged: it may or may not exist; if it does, it is the in-flight body.
             if r.status().is_success() {
                 let body = r.text().await.unwrap();
-                assert_eq!(Some(&body), a.in_flight.as_ref(), "{path}: unacknowledged content is not what was sent");
+                assert_eq!(
+                    Some(&body),
+                    a.in_flight.as_ref(),
+                    "{path}: unacknowledged content is not what was sent"
+                );
             }
             continue;
         }
-        assert!(r.status().is_success(), "{path}: acknowledged write lost ({})", r.status());
-        let rt = r.headers().get("resourcetag").unwrap().to_str().unwrap().trim_matches(['<', '>']).to_owned();
+        assert!(
+            r.status().is_success(),
+            "{path}: acknowledged write lost ({})",
+            r.status()
+        );
+        let rt = r
+            .headers()
+            .get("resourcetag")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .trim_matches(['<', '>'])
+            .to_owned();
         let body = r.text().await.unwrap();
         if rt == a.rt {
-            assert_eq!(body, a.body, "{path}: content differs from the acknowledged write");
+            assert_eq!(
+                body, a.body,
+                "{path}: content differs from the acknowledged write"
+            );
         } else {
             assert!(version(&rt) > version(&a.rt), "{path}: tag went backwards");
-            assert_eq!(Some(&body), a.in_flight.as_ref(), "{path}: a later state that no write explains");
+            assert_eq!(
+                Some(&body),
+                a.in_flight.as_ref(),
+                "{path}: a later state that no write explains"
+            );
         }
     }
 }

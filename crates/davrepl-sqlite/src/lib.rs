@@ -31,8 +31,8 @@ use bytes::{Bytes, BytesMut};
 use davrepl_store::{
     ByteRange, ByteStream, Capabilities, Change, ChangeKind, ChangePage, ChangesQuery, Condition,
     DeadProp, Depth, Entry, ErrorKind, ListOptions, Listing, Meta, PropName, PropPatch,
-    PurgeReport, PutOptions, ReplStore, ReplUid, ResourceKind, ResourcePath, Secret, Seq, StoreError,
-    StoreId, StoreResult, Tokens, TransferOptions, WriteOutcome,
+    PurgeReport, PutOptions, ReplStore, ReplUid, ResourceKind, ResourcePath, Secret, Seq,
+    StoreError, StoreId, StoreResult, Tokens, TransferOptions, WriteOutcome,
 };
 use futures_util::StreamExt;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
@@ -65,7 +65,10 @@ pub struct SqliteOptions {
 
 impl Default for SqliteOptions {
     fn default() -> Self {
-        Self { synchronous: Synchronous::Full, readers: 4 }
+        Self {
+            synchronous: Synchronous::Full,
+            readers: 4,
+        }
     }
 }
 
@@ -86,12 +89,17 @@ pub struct SqliteStore {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore").field("path", &self.inner.path).field("id", &self.inner.id).finish()
+        f.debug_struct("SqliteStore")
+            .field("path", &self.inner.path)
+            .field("id", &self.inner.id)
+            .finish()
     }
 }
 
 pub(crate) fn now_nanos() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
 }
 
 fn to_time(n: i64) -> SystemTime {
@@ -100,7 +108,10 @@ fn to_time(n: i64) -> SystemTime {
 
 fn db_err(e: rusqlite::Error) -> StoreError {
     if let rusqlite::Error::SqliteFailure(f, _) = &e
-        && matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        && matches!(
+            f.code,
+            rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+        )
     {
         return StoreError::new(ErrorKind::Unavailable, "the database is busy").with_source(e);
     }
@@ -112,17 +123,23 @@ fn join_err(e: tokio::task::JoinError) -> StoreError {
 }
 
 fn open_conn(path: &Path, sync: Synchronous, create: bool) -> Result<Connection, rusqlite::Error> {
-    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
     if create {
         flags |= OpenFlags::SQLITE_OPEN_CREATE;
     }
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(Duration::from_secs(10))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", match sync {
-        Synchronous::Full => "FULL",
-        Synchronous::Normal => "NORMAL",
-    })?;
+    conn.pragma_update(
+        None,
+        "synchronous",
+        match sync {
+            Synchronous::Full => "FULL",
+            Synchronous::Normal => "NORMAL",
+        },
+    )?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     Ok(conn)
 }
@@ -136,34 +153,55 @@ impl SqliteStore {
     /// Opens with options.
     pub async fn open_with(path: impl AsRef<Path>, opts: SqliteOptions) -> StoreResult<Self> {
         let path = path.as_ref().to_path_buf();
-        tokio::task::spawn_blocking(move || Self::open_blocking(&path, &opts)).await.map_err(join_err)?
+        tokio::task::spawn_blocking(move || Self::open_blocking(&path, &opts))
+            .await
+            .map_err(join_err)?
     }
 
     fn open_blocking(path: &Path, opts: &SqliteOptions) -> StoreResult<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
-                StoreError::new(ErrorKind::Internal, format!("cannot create {}", dir.display())).with_source(e)
+                StoreError::new(
+                    ErrorKind::Internal,
+                    format!("cannot create {}", dir.display()),
+                )
+                .with_source(e)
             })?;
         }
         let mut writer = open_conn(path, opts.synchronous, true).map_err(|e| {
-            StoreError::new(ErrorKind::Internal, format!("cannot open {}", path.display())).with_source(e)
+            StoreError::new(
+                ErrorKind::Internal,
+                format!("cannot open {}", path.display()),
+            )
+            .with_source(e)
         })?;
         let mut secret = [0u8; 32];
-        getrandom::fill(&mut secret).map_err(|e| StoreError::new(ErrorKind::Internal, format!("no randomness: {e}")))?;
+        getrandom::fill(&mut secret)
+            .map_err(|e| StoreError::new(ErrorKind::Internal, format!("no randomness: {e}")))?;
         schema::migrate(&mut writer, StoreId::random().0, secret).map_err(|e| {
             StoreError::new(ErrorKind::Internal, format!("{}: {e}", path.display()))
         })?;
         let (id, secret): (Vec<u8>, Vec<u8>) = writer
-            .query_row("SELECT store_id, secret FROM store WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row("SELECT store_id, secret FROM store WHERE id = 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .map_err(db_err)?;
-        let id = StoreId(id.try_into().map_err(|_| StoreError::new(ErrorKind::Internal, "corrupt store id"))?);
-        let secret: Secret = secret.try_into().map_err(|_| StoreError::new(ErrorKind::Internal, "corrupt secret"))?;
+        let id = StoreId(
+            id.try_into()
+                .map_err(|_| StoreError::new(ErrorKind::Internal, "corrupt store id"))?,
+        );
+        let secret: Secret = secret
+            .try_into()
+            .map_err(|_| StoreError::new(ErrorKind::Internal, "corrupt secret"))?;
         // Staged uploads of a process that died before swapping them in.
         let orphans = writer
             .execute("DELETE FROM chunks WHERE blob NOT IN (SELECT blob FROM resources WHERE blob IS NOT NULL)", [])
             .map_err(db_err)?;
         if orphans > 0 {
-            tracing::info!(chunks = orphans, "removed content of uploads that never completed");
+            tracing::info!(
+                chunks = orphans,
+                "removed content of uploads that never completed"
+            );
         }
         let readers = (0..opts.readers.max(1))
             .map(|_| open_conn(path, opts.synchronous, false).map(Mutex::new))
@@ -195,18 +233,21 @@ impl SqliteStore {
             let ok = result.is_ok();
             let finish: Finish = Box::new(move |commit: Option<&StoreError>| {
                 let out = match (result, commit) {
-                    (Ok(_), Some(e)) => Err(StoreError::new(e.kind(), format!("commit failed: {e}"))),
+                    (Ok(_), Some(e)) => {
+                        Err(StoreError::new(e.kind(), format!("commit failed: {e}")))
+                    }
                     (r, _) => r,
                 };
                 let _ = tx.send(out);
             });
             (ok, finish)
         });
-        self.inner
-            .writer
-            .send(job)
-            .map_err(|_| StoreError::new(ErrorKind::Unavailable, "the store's writer has stopped"))?;
-        rx.await.map_err(|_| StoreError::new(ErrorKind::Internal, "the store's writer dropped a request"))?
+        self.inner.writer.send(job).map_err(|_| {
+            StoreError::new(ErrorKind::Unavailable, "the store's writer has stopped")
+        })?;
+        rx.await.map_err(|_| {
+            StoreError::new(ErrorKind::Internal, "the store's writer dropped a request")
+        })?
     }
 
     /// Runs `f` on a reader connection inside one read transaction (a consistent snapshot).
@@ -219,11 +260,16 @@ impl SqliteStore {
         tokio::task::spawn_blocking(move || {
             let i = inner.next_reader.fetch_add(1, Ordering::Relaxed) % inner.readers.len();
             let mut conn = inner.readers[i].lock().unwrap_or_else(|e| e.into_inner());
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Deferred).map_err(db_err)?;
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Deferred)
+                .map_err(db_err)?;
             let counters = Counters::load(&tx)?;
-            let mut t = Tx { tx: &tx, c: counters, id: inner.id };
+            let mut t = Tx {
+                tx: &tx,
+                c: counters,
+                id: inner.id,
+            };
             let out = f(&mut t);
-            drop(t);
             let _ = tx.rollback();
             out
         })
@@ -243,18 +289,20 @@ const MAX_GROUP: usize = 64;
 /// The writer thread: owns the write connection and commits groups of writes.
 fn spawn_writer(mut conn: Connection, id: StoreId) -> std::sync::mpsc::Sender<Job> {
     let (tx, rx) = std::sync::mpsc::channel::<Job>();
-    let spawned = std::thread::Builder::new().name("davrepl-sqlite-writer".into()).spawn(move || {
-        while let Ok(first) = rx.recv() {
-            let mut jobs = vec![first];
-            while jobs.len() < MAX_GROUP {
-                match rx.try_recv() {
-                    Ok(j) => jobs.push(j),
-                    Err(_) => break,
+    let spawned = std::thread::Builder::new()
+        .name("davrepl-sqlite-writer".into())
+        .spawn(move || {
+            while let Ok(first) = rx.recv() {
+                let mut jobs = vec![first];
+                while jobs.len() < MAX_GROUP {
+                    match rx.try_recv() {
+                        Ok(j) => jobs.push(j),
+                        Err(_) => break,
+                    }
                 }
+                run_group(&mut conn, id, jobs);
             }
-            run_group(&mut conn, id, jobs);
-        }
-    });
+        });
     if let Err(e) = spawned {
         tracing::error!(error = %e, "cannot start the SQLite writer thread");
     }
@@ -264,17 +312,24 @@ fn spawn_writer(mut conn: Connection, id: StoreId) -> std::sync::mpsc::Sender<Jo
 fn run_group(conn: &mut Connection, id: StoreId, jobs: Vec<Job>) {
     let mut finishers: Vec<Finish> = Vec::with_capacity(jobs.len());
     let outcome: StoreResult<()> = (|| {
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(db_err)?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(db_err)?;
         let mut counters = Counters::load(&tx)?;
         for job in jobs {
             tx.execute_batch("SAVEPOINT job").map_err(db_err)?;
-            let mut t = Tx { tx: &tx, c: counters, id };
+            let mut t = Tx {
+                tx: &tx,
+                c: counters,
+                id,
+            };
             let (ok, finish) = job(&mut t);
             if ok {
                 counters = t.c;
                 tx.execute_batch("RELEASE job").map_err(db_err)?;
             } else {
-                tx.execute_batch("ROLLBACK TO job; RELEASE job").map_err(db_err)?;
+                tx.execute_batch("ROLLBACK TO job; RELEASE job")
+                    .map_err(db_err)?;
             }
             finishers.push(finish);
         }
@@ -300,9 +355,18 @@ struct Counters {
 
 impl Counters {
     fn load(tx: &Transaction<'_>) -> StoreResult<Self> {
-        tx.query_row("SELECT seq, rid_counter, blob_counter, low_water FROM store WHERE id = 1", [], |r| {
-            Ok(Self { seq: r.get(0)?, rid: r.get(1)?, blob: r.get(2)?, low_water: r.get(3)? })
-        })
+        tx.query_row(
+            "SELECT seq, rid_counter, blob_counter, low_water FROM store WHERE id = 1",
+            [],
+            |r| {
+                Ok(Self {
+                    seq: r.get(0)?,
+                    rid: r.get(1)?,
+                    blob: r.get(2)?,
+                    low_water: r.get(3)?,
+                })
+            },
+        )
         .map_err(db_err)
     }
 
@@ -316,7 +380,8 @@ impl Counters {
     }
 }
 
-const COLS: &str = "path, rid, kind, version, content_version, len, content_type, created, modified, blob";
+const COLS: &str =
+    "path, rid, kind, version, content_version, len, content_type, created, modified, blob";
 
 #[derive(Debug, Clone)]
 struct Node {
@@ -361,11 +426,16 @@ fn kind_code(k: ResourceKind) -> i64 {
 }
 
 fn kind_of(code: i64) -> ResourceKind {
-    if code == 0 { ResourceKind::Collection } else { ResourceKind::Item }
+    if code == 0 {
+        ResourceKind::Collection
+    } else {
+        ResourceKind::Item
+    }
 }
 
 fn rpath(s: &str) -> StoreResult<ResourcePath> {
-    ResourcePath::parse(s).map_err(|e| StoreError::new(ErrorKind::Internal, format!("corrupt path {s:?}: {e}")))
+    ResourcePath::parse(s)
+        .map_err(|e| StoreError::new(ErrorKind::Internal, format!("corrupt path {s:?}: {e}")))
 }
 
 /// `[start, end)` of the descendants of `root` in path order.
@@ -401,7 +471,11 @@ impl Tx<'_> {
 
     fn get(&self, path: &ResourcePath) -> StoreResult<Option<Node>> {
         self.tx
-            .query_row(&format!("SELECT {COLS} FROM resources WHERE path = ?1"), [path.as_str()], Node::from_row)
+            .query_row(
+                &format!("SELECT {COLS} FROM resources WHERE path = ?1"),
+                [path.as_str()],
+                Node::from_row,
+            )
             .optional()
             .map_err(db_err)
     }
@@ -411,9 +485,17 @@ impl Tx<'_> {
     }
 
     fn props(&self, rid: i64) -> StoreResult<Vec<DeadProp>> {
-        let mut st = self.tx.prepare_cached("SELECT ns, local, value FROM props WHERE rid = ?1 ORDER BY ns, local").map_err(db_err)?;
+        let mut st = self
+            .tx
+            .prepare_cached("SELECT ns, local, value FROM props WHERE rid = ?1 ORDER BY ns, local")
+            .map_err(db_err)?;
         let rows = st
-            .query_map([rid], |r| Ok(DeadProp { name: PropName::new(r.get::<_, String>(0)?, r.get::<_, String>(1)?), value: r.get(2)? }))
+            .query_map([rid], |r| {
+                Ok(DeadProp {
+                    name: PropName::new(r.get::<_, String>(0)?, r.get::<_, String>(1)?),
+                    value: r.get(2)?,
+                })
+            })
             .map_err(db_err)?;
         rows.collect::<Result<_, _>>().map_err(db_err)
     }
@@ -434,16 +516,23 @@ impl Tx<'_> {
         if let Some(e) = failed {
             return Err(e);
         }
-        if ok { Ok(()) } else { Err(StoreError::precondition_failed()) }
+        if ok {
+            Ok(())
+        } else {
+            Err(StoreError::precondition_failed())
+        }
     }
 
     fn check_parent(&self, path: &ResourcePath) -> StoreResult<ResourcePath> {
-        let parent = path
-            .parent()
-            .ok_or_else(|| StoreError::new(ErrorKind::RootImmutable, "the root cannot be replaced"))?;
+        let parent = path.parent().ok_or_else(|| {
+            StoreError::new(ErrorKind::RootImmutable, "the root cannot be replaced")
+        })?;
         match self.get(&parent)? {
             Some(n) if n.is_collection() => Ok(parent),
-            _ => Err(StoreError::new(ErrorKind::ParentMissing, format!("parent collection {parent} does not exist"))),
+            _ => Err(StoreError::new(
+                ErrorKind::ParentMissing,
+                format!("parent collection {parent} does not exist"),
+            )),
         }
     }
 
@@ -469,7 +558,9 @@ impl Tx<'_> {
             .tx
             .prepare_cached(&format!("SELECT {COLS} FROM resources WHERE path >= ?1 AND path < ?2 AND path <> ?3 ORDER BY path"))
             .map_err(db_err)?;
-        let rows = st.query_map(params![start, end, root.as_str()], Node::from_row).map_err(db_err)?;
+        let rows = st
+            .query_map(params![start, end, root.as_str()], Node::from_row)
+            .map_err(db_err)?;
         for r in rows {
             out.push(r.map_err(db_err)?);
         }
@@ -478,7 +569,10 @@ impl Tx<'_> {
 
     fn touch_parent(&self, parent: &ResourcePath, seq: i64) -> StoreResult<()> {
         self.tx
-            .execute("UPDATE resources SET content_version = ?1 WHERE path = ?2", params![seq, parent.as_str()])
+            .execute(
+                "UPDATE resources SET content_version = ?1 WHERE path = ?2",
+                params![seq, parent.as_str()],
+            )
             .map_err(db_err)?;
         Ok(())
     }
@@ -497,7 +591,9 @@ impl Tx<'_> {
 
     fn drop_blob(&self, blob: Option<i64>) -> StoreResult<()> {
         if let Some(b) = blob {
-            self.tx.execute("DELETE FROM chunks WHERE blob = ?1", [b]).map_err(db_err)?;
+            self.tx
+                .execute("DELETE FROM chunks WHERE blob = ?1", [b])
+                .map_err(db_err)?;
         }
         Ok(())
     }
@@ -508,8 +604,12 @@ impl Tx<'_> {
         let now = now_nanos();
         let first = nodes.first().map(|n| self.meta(n)).transpose()?;
         for n in &nodes {
-            self.tx.execute("DELETE FROM resources WHERE path = ?1", [&n.path]).map_err(db_err)?;
-            self.tx.execute("DELETE FROM props WHERE rid = ?1", [n.rid]).map_err(db_err)?;
+            self.tx
+                .execute("DELETE FROM resources WHERE path = ?1", [&n.path])
+                .map_err(db_err)?;
+            self.tx
+                .execute("DELETE FROM props WHERE rid = ?1", [n.rid])
+                .map_err(db_err)?;
             self.drop_blob(n.blob)?;
             self.tombstone(n, now)?;
         }
@@ -533,29 +633,54 @@ impl Tx<'_> {
 
     fn outcome(&self, path: &ResourcePath, created: bool) -> StoreResult<WriteOutcome> {
         let meta = self.meta(&self.must(path)?)?;
-        Ok(WriteOutcome { meta, created, transformed: false })
+        Ok(WriteOutcome {
+            meta,
+            created,
+            transformed: false,
+        })
     }
 
-    fn prepare_transfer(&mut self, from: &ResourcePath, to: &ResourcePath, opts: &TransferOptions, moving: bool) -> StoreResult<bool> {
+    fn prepare_transfer(
+        &mut self,
+        from: &ResourcePath,
+        to: &ResourcePath,
+        opts: &TransferOptions,
+        moving: bool,
+    ) -> StoreResult<bool> {
         if from == to {
-            return Err(StoreError::new(ErrorKind::SameResource, "source and destination are the same resource"));
+            return Err(StoreError::new(
+                ErrorKind::SameResource,
+                "source and destination are the same resource",
+            ));
         }
         if moving && from.is_root() {
-            return Err(StoreError::new(ErrorKind::RootImmutable, "the root cannot be moved"));
+            return Err(StoreError::new(
+                ErrorKind::RootImmutable,
+                "the root cannot be moved",
+            ));
         }
         self.must(from)?;
         if to.is_within(from) || (moving && from.is_within(to)) {
-            return Err(StoreError::new(ErrorKind::DestinationInsideSource, "the destination lies inside the source"));
+            return Err(StoreError::new(
+                ErrorKind::DestinationInsideSource,
+                "the destination lies inside the source",
+            ));
         }
         self.check(from, &opts.condition)?;
         self.check_parent(to)?;
         let exists = self.get(to)?.is_some();
         if exists {
             if !opts.overwrite {
-                return Err(StoreError::new(ErrorKind::DestinationExists, "the destination exists and Overwrite is F"));
+                return Err(StoreError::new(
+                    ErrorKind::DestinationExists,
+                    "the destination exists and Overwrite is F",
+                ));
             }
             if from.is_within(to) {
-                return Err(StoreError::new(ErrorKind::DestinationInsideSource, "the destination is an ancestor of the source"));
+                return Err(StoreError::new(
+                    ErrorKind::DestinationInsideSource,
+                    "the destination is an ancestor of the source",
+                ));
             }
             self.remove_tree(to)?;
         }
@@ -572,15 +697,17 @@ impl Tx<'_> {
             rows.push((n.version, ChangeKind::Upsert(m), n.rid));
             Ok(())
         };
-        if q.depth == Depth::Zero || q.include_scope {
-            if let Some(n) = self.get(&q.scope)?.filter(|n| n.version > since) {
-                push_live(&mut rows, n)?;
-            }
+        if (q.depth == Depth::Zero || q.include_scope)
+            && let Some(n) = self.get(&q.scope)?.filter(|n| n.version > since)
+        {
+            push_live(&mut rows, n)?;
         }
         let (start, end) = descendant_range(&q.scope);
         let live_sql = match q.depth {
             Depth::Zero => None,
-            Depth::One => Some(format!("SELECT {COLS} FROM resources WHERE parent = ?1 AND version > ?2 ORDER BY version LIMIT ?3")),
+            Depth::One => Some(format!(
+                "SELECT {COLS} FROM resources WHERE parent = ?1 AND version > ?2 ORDER BY version LIMIT ?3"
+            )),
             Depth::Infinity => Some(format!(
                 "SELECT {COLS} FROM resources WHERE version > ?2 AND path >= ?4 AND path < ?5 AND path <> ?1 ORDER BY version LIMIT ?3"
             )),
@@ -600,12 +727,25 @@ impl Tx<'_> {
         }
         if q.include_removed {
             let tomb_sql = match q.depth {
-                Depth::Zero => "SELECT seq, rid, path, kind FROM tombstones WHERE path = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-                Depth::One => "SELECT seq, rid, path, kind FROM tombstones WHERE parent = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-                Depth::Infinity => "SELECT seq, rid, path, kind FROM tombstones WHERE seq > ?2 AND path >= ?4 AND path < ?5 AND path <> ?1 ORDER BY seq LIMIT ?3",
+                Depth::Zero => {
+                    "SELECT seq, rid, path, kind FROM tombstones WHERE path = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
+                }
+                Depth::One => {
+                    "SELECT seq, rid, path, kind FROM tombstones WHERE parent = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
+                }
+                Depth::Infinity => {
+                    "SELECT seq, rid, path, kind FROM tombstones WHERE seq > ?2 AND path >= ?4 AND path < ?5 AND path <> ?1 ORDER BY seq LIMIT ?3"
+                }
             };
             let mut st = self.tx.prepare_cached(tomb_sql).map_err(db_err)?;
-            let map = |r: &rusqlite::Row<'_>| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?));
+            let map = |r: &rusqlite::Row<'_>| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            };
             let found = match q.depth {
                 Depth::Infinity => st.query_map(params![scope, since, fetch, start, end], map),
                 _ => st.query_map(params![scope, since, fetch], map),
@@ -614,26 +754,51 @@ impl Tx<'_> {
             .collect::<Result<Vec<_>, _>>()
             .map_err(db_err)?;
             for (seq, rid, path, kind) in found {
-                let kind = ChangeKind::Removed { rid: ReplUid::new(self.id, rid as u64), path: rpath(&path)?, kind: kind_of(kind) };
+                let kind = ChangeKind::Removed {
+                    rid: ReplUid::new(self.id, rid as u64),
+                    path: rpath(&path)?,
+                    kind: kind_of(kind),
+                };
                 rows.push((seq, kind, -1));
             }
         }
         rows.sort_by_key(|r| r.0);
         let more = rows.len() > q.limit;
         rows.truncate(q.limit);
-        let watermark = if more { rows.last().map_or(q.since, |r| r.0 as u64) } else { self.c.seq as u64 };
+        let watermark = if more {
+            rows.last().map_or(q.since, |r| r.0 as u64)
+        } else {
+            self.c.seq as u64
+        };
         let mut changes = Vec::with_capacity(rows.len());
         for (seq, kind, rid) in rows {
-            let props = if q.with_props && rid >= 0 { self.props(rid)? } else { Vec::new() };
-            changes.push(Change { seq: seq as u64, kind, props });
+            let props = if q.with_props && rid >= 0 {
+                self.props(rid)?
+            } else {
+                Vec::new()
+            };
+            changes.push(Change {
+                seq: seq as u64,
+                kind,
+                props,
+            });
         }
-        Ok(ChangePage { changes, watermark, more, low_water: self.c.low_water as u64 })
+        Ok(ChangePage {
+            changes,
+            watermark,
+            more,
+            low_water: self.c.low_water as u64,
+        })
     }
 }
 
 /// Collects `body` into chunks; small bodies stay in memory, larger ones are staged in the
 /// database under a fresh blob id. Returns (blob id if staged, in-memory rest, total length).
-async fn stage(store: &SqliteStore, mut body: ByteStream, max_len: Option<u64>) -> StoreResult<(Option<i64>, Vec<Bytes>, u64)> {
+async fn stage(
+    store: &SqliteStore,
+    mut body: ByteStream,
+    max_len: Option<u64>,
+) -> StoreResult<(Option<i64>, Vec<Bytes>, u64)> {
     let mut pending = BytesMut::new();
     let mut staged: Option<(i64, i64)> = None; // (blob, next chunk number)
     let mut total: u64 = 0;
@@ -644,7 +809,10 @@ async fn stage(store: &SqliteStore, mut body: ByteStream, max_len: Option<u64>) 
             if let Some(max) = max_len
                 && total > max
             {
-                return Err(StoreError::new(ErrorKind::TooLarge, format!("content is larger than {max} bytes")));
+                return Err(StoreError::new(
+                    ErrorKind::TooLarge,
+                    format!("content is larger than {max} bytes"),
+                ));
             }
             pending.extend_from_slice(&chunk);
             while pending.len() >= CHUNK {
@@ -655,7 +823,11 @@ async fn stage(store: &SqliteStore, mut body: ByteStream, max_len: Option<u64>) 
                 };
                 store
                     .write(move |t| {
-                        t.tx.execute("INSERT INTO chunks (blob, n, data) VALUES (?1, ?2, ?3)", params![blob, n, &piece[..]]).map_err(db_err)?;
+                        t.tx.execute(
+                            "INSERT INTO chunks (blob, n, data) VALUES (?1, ?2, ?3)",
+                            params![blob, n, &piece[..]],
+                        )
+                        .map_err(db_err)?;
                         Ok(())
                     })
                     .await?;
@@ -671,14 +843,19 @@ async fn stage(store: &SqliteStore, mut body: ByteStream, max_len: Option<u64>) 
         }
         return Err(e);
     }
-    let rest = if pending.is_empty() { Vec::new() } else { vec![pending.freeze()] };
+    let rest = if pending.is_empty() {
+        Vec::new()
+    } else {
+        vec![pending.freeze()]
+    };
     Ok((staged.map(|s| s.0), rest, total))
 }
 
 async fn discard(store: &SqliteStore, blob: i64) {
     let r = store
         .write(move |t| {
-            t.tx.execute("DELETE FROM chunks WHERE blob = ?1", [blob]).map_err(db_err)?;
+            t.tx.execute("DELETE FROM chunks WHERE blob = ?1", [blob])
+                .map_err(db_err)?;
             Ok(())
         })
         .await;
@@ -713,7 +890,10 @@ impl ReplStore for SqliteStore {
         let path = path.clone();
         self.read(move |t| {
             let n = t.must(&path)?;
-            Ok(Entry { meta: t.meta(&n)?, props: t.props(n.rid)? })
+            Ok(Entry {
+                meta: t.meta(&n)?,
+                props: t.props(n.rid)?,
+            })
         })
         .await
     }
@@ -753,7 +933,11 @@ impl ReplStore for SqliteStore {
         .await
     }
 
-    async fn read(&self, path: &ResourcePath, range: Option<ByteRange>) -> StoreResult<(Meta, ByteStream)> {
+    async fn read(
+        &self,
+        path: &ResourcePath,
+        range: Option<ByteRange>,
+    ) -> StoreResult<(Meta, ByteStream)> {
         let p = path.clone();
         let (meta, blob, first_chunk, inline) = self
             .read(move |t| {
@@ -818,10 +1002,17 @@ impl ReplStore for SqliteStore {
                     .read(move |t| {
                         let cur = t.get(&path)?.and_then(|x| x.blob);
                         if cur != blob {
-                            return Err(StoreError::new(ErrorKind::Unavailable, "the resource changed while it was being read"));
+                            return Err(StoreError::new(
+                                ErrorKind::Unavailable,
+                                "the resource changed while it was being read",
+                            ));
                         }
-                        t.tx.query_row("SELECT data FROM chunks WHERE blob = ?1 AND n = ?2", params![blob, n], |r| r.get::<_, Vec<u8>>(0))
-                            .map_err(db_err)
+                        t.tx.query_row(
+                            "SELECT data FROM chunks WHERE blob = ?1 AND n = ?2",
+                            params![blob, n],
+                            |r| r.get::<_, Vec<u8>>(0),
+                        )
+                        .map_err(db_err)
                     })
                     .await
                     .map(|d| slice(n, d));
@@ -831,7 +1022,12 @@ impl ReplStore for SqliteStore {
         Ok((meta, Box::pin(stream)))
     }
 
-    async fn put(&self, path: &ResourcePath, body: ByteStream, opts: PutOptions) -> StoreResult<WriteOutcome> {
+    async fn put(
+        &self,
+        path: &ResourcePath,
+        body: ByteStream,
+        opts: PutOptions,
+    ) -> StoreResult<WriteOutcome> {
         let (staged, rest, total) = stage(self, body, opts.max_len).await?;
         let path2 = path.clone();
         let result = self
@@ -891,11 +1087,18 @@ impl ReplStore for SqliteStore {
         result
     }
 
-    async fn create_collection(&self, path: &ResourcePath, cond: &Condition) -> StoreResult<WriteOutcome> {
+    async fn create_collection(
+        &self,
+        path: &ResourcePath,
+        cond: &Condition,
+    ) -> StoreResult<WriteOutcome> {
         let (path, cond) = (path.clone(), cond.clone());
         self.write(move |t| {
             if t.get(&path)?.is_some() {
-                return Err(StoreError::new(ErrorKind::AlreadyExists, format!("{path} already exists")));
+                return Err(StoreError::new(
+                    ErrorKind::AlreadyExists,
+                    format!("{path} already exists"),
+                ));
             }
             let parent = t.check_parent(&path)?;
             t.check(&path, &cond)?;
@@ -923,18 +1126,27 @@ impl ReplStore for SqliteStore {
 
     async fn delete(&self, path: &ResourcePath, cond: &Condition) -> StoreResult<Meta> {
         if path.is_root() {
-            return Err(StoreError::new(ErrorKind::RootImmutable, "the root cannot be deleted"));
+            return Err(StoreError::new(
+                ErrorKind::RootImmutable,
+                "the root cannot be deleted",
+            ));
         }
         let (path, cond) = (path.clone(), cond.clone());
         self.write(move |t| {
             t.must(&path)?;
             t.check(&path, &cond)?;
-            t.remove_tree(&path)?.ok_or_else(|| StoreError::not_found(&path))
+            t.remove_tree(&path)?
+                .ok_or_else(|| StoreError::not_found(&path))
         })
         .await
     }
 
-    async fn copy(&self, from: &ResourcePath, to: &ResourcePath, opts: TransferOptions) -> StoreResult<WriteOutcome> {
+    async fn copy(
+        &self,
+        from: &ResourcePath,
+        to: &ResourcePath,
+        opts: TransferOptions,
+    ) -> StoreResult<WriteOutcome> {
         let (from, to) = (from.clone(), to.clone());
         self.write(move |t| {
             let existed = t.prepare_transfer(&from, &to, &opts, false)?;
@@ -967,7 +1179,12 @@ impl ReplStore for SqliteStore {
         .await
     }
 
-    async fn rename(&self, from: &ResourcePath, to: &ResourcePath, opts: TransferOptions) -> StoreResult<WriteOutcome> {
+    async fn rename(
+        &self,
+        from: &ResourcePath,
+        to: &ResourcePath,
+        opts: TransferOptions,
+    ) -> StoreResult<WriteOutcome> {
         let (from, to) = (from.clone(), to.clone());
         self.write(move |t| {
             let existed = t.prepare_transfer(&from, &to, &opts, true)?;
@@ -993,7 +1210,12 @@ impl ReplStore for SqliteStore {
         .await
     }
 
-    async fn patch_props(&self, path: &ResourcePath, patch: Vec<PropPatch>, cond: &Condition) -> StoreResult<WriteOutcome> {
+    async fn patch_props(
+        &self,
+        path: &ResourcePath,
+        patch: Vec<PropPatch>,
+        cond: &Condition,
+    ) -> StoreResult<WriteOutcome> {
         let (path, cond) = (path.clone(), cond.clone());
         self.write(move |t| {
             let n = t.must(&path)?;
@@ -1035,17 +1257,26 @@ impl ReplStore for SqliteStore {
     }
 
     async fn purge(&self, before: SystemTime) -> StoreResult<PurgeReport> {
-        let cutoff = before.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
+        let cutoff = before
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i64);
         self.write(move |t| {
-            let (count, max): (i64, Option<i64>) = t
-                .tx
-                .query_row("SELECT count(*), max(seq) FROM tombstones WHERE at < ?1", [cutoff], |r| Ok((r.get(0)?, r.get(1)?)))
+            let (count, max): (i64, Option<i64>) =
+                t.tx.query_row(
+                    "SELECT count(*), max(seq) FROM tombstones WHERE at < ?1",
+                    [cutoff],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
                 .map_err(db_err)?;
-            t.tx.execute("DELETE FROM tombstones WHERE at < ?1", [cutoff]).map_err(db_err)?;
+            t.tx.execute("DELETE FROM tombstones WHERE at < ?1", [cutoff])
+                .map_err(db_err)?;
             if let Some(m) = max {
                 t.c.low_water = t.c.low_water.max(m);
             }
-            Ok(PurgeReport { removed: count as u64, low_water: t.c.low_water as u64 })
+            Ok(PurgeReport {
+                removed: count as u64,
+                low_water: t.c.low_water as u64,
+            })
         })
         .await
     }

@@ -57,8 +57,14 @@ CREATE TABLE chunks (
 
 /// Brings the database to [`CURRENT`], creating it if empty. Refuses a database written by a
 /// newer version, and anything that is not a davrepl database.
-pub(crate) fn migrate(conn: &mut Connection, store_id: [u8; 16], secret: [u8; 32]) -> Result<(), String> {
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| e.to_string())?;
+pub(crate) fn migrate(
+    conn: &mut Connection,
+    store_id: [u8; 16],
+    secret: [u8; 32],
+) -> Result<(), String> {
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| e.to_string())?;
     if version > CURRENT {
         return Err(format!(
             "the database has schema version {version}, newer than this build's {CURRENT}; \
@@ -69,10 +75,17 @@ pub(crate) fn migrate(conn: &mut Connection, store_id: [u8; 16], secret: [u8; 32
         return Ok(());
     }
     let tables: i64 = conn
-        .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |r| r.get(0))
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
+            [],
+            |r| r.get(0),
+        )
         .map_err(|e| e.to_string())?;
     if version == 0 && tables > 0 {
-        return Err("the file is an SQLite database but not a davrepl store (schema version 0 with tables)".into());
+        return Err(
+            "the file is an SQLite database but not a davrepl store (schema version 0 with tables)"
+                .into(),
+        );
     }
     let tx = conn.transaction().map_err(|e| e.to_string())?;
     // Each step moves one version forward; all of them run in one transaction, so a crash
@@ -99,6 +112,7 @@ pub(crate) fn migrate(conn: &mut Connection, store_id: [u8; 16], secret: [u8; 32
         }
         v += 1;
     }
-    tx.pragma_update(None, "user_version", CURRENT).map_err(|e| e.to_string())?;
+    tx.pragma_update(None, "user_version", CURRENT)
+        .map_err(|e| e.to_string())?;
     tx.commit().map_err(|e| e.to_string())
 }

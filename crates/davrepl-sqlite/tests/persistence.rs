@@ -11,12 +11,27 @@ async fn reopening_keeps_everything() {
     let file = dir.path().join("nested/dir/store.db");
     let (id, secret, meta, mark) = {
         let s = SqliteStore::open(&file).await.unwrap();
-        s.create_collection(&path("/c"), &Condition::none()).await.unwrap();
-        let m = s.put(&path("/c/x"), body("hello"), PutOptions::default()).await.unwrap().meta;
+        s.create_collection(&path("/c"), &Condition::none())
+            .await
+            .unwrap();
+        let m = s
+            .put(&path("/c/x"), body("hello"), PutOptions::default())
+            .await
+            .unwrap()
+            .meta;
         s.delete(&path("/c/x"), &Condition::none()).await.unwrap();
-        let m2 = s.put(&path("/c/y"), body("world"), PutOptions::default()).await.unwrap().meta;
+        let m2 = s
+            .put(&path("/c/y"), body("world"), PutOptions::default())
+            .await
+            .unwrap()
+            .meta;
         assert_ne!(m.rid, m2.rid);
-        (s.store_id(), s.secret().await.unwrap(), m2, s.watermark().await.unwrap())
+        (
+            s.store_id(),
+            s.secret().await.unwrap(),
+            m2,
+            s.watermark().await.unwrap(),
+        )
     };
     let s = SqliteStore::open(&file).await.unwrap();
     assert_eq!(s.store_id(), id);
@@ -24,10 +39,26 @@ async fn reopening_keeps_everything() {
     assert_eq!(s.head(&path("/c/y")).await.unwrap(), meta);
     assert_eq!(read_string(&s, "/c/y").await, "world");
     assert_eq!(s.watermark().await.unwrap(), mark);
-    let page = s.changes(ChangesQuery::new(ResourcePath::root(), Depth::Infinity, 0, 100)).await.unwrap();
-    assert!(page.changes.iter().any(|c| matches!(c.kind, davrepl_store::ChangeKind::Removed { .. })));
+    let page = s
+        .changes(ChangesQuery::new(
+            ResourcePath::root(),
+            Depth::Infinity,
+            0,
+            100,
+        ))
+        .await
+        .unwrap();
+    assert!(
+        page.changes
+            .iter()
+            .any(|c| matches!(c.kind, davrepl_store::ChangeKind::Removed { .. }))
+    );
     // New resources never reuse repl-uids or sequence numbers.
-    let n = s.put(&path("/c/z"), body("!"), PutOptions::default()).await.unwrap().meta;
+    let n = s
+        .put(&path("/c/z"), body("!"), PutOptions::default())
+        .await
+        .unwrap()
+        .meta;
     assert!(n.version > mark && n.rid.counter() > meta.rid.counter());
 }
 
@@ -44,12 +75,15 @@ async fn refuses_newer_and_foreign_files() {
 
     let foreign = dir.path().join("foreign.db");
     let c = rusqlite::Connection::open(&foreign).unwrap();
-    c.execute_batch("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1);").unwrap();
+    c.execute_batch("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1);")
+        .unwrap();
     drop(c);
     let e = SqliteStore::open(&foreign).await.unwrap_err();
     assert!(e.to_string().contains("not a davrepl store"), "{e}");
     let c = rusqlite::Connection::open(&foreign).unwrap();
-    let n: i64 = c.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
+    let n: i64 = c
+        .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(n, 1, "a refused file is left untouched");
 }
 
@@ -60,12 +94,23 @@ async fn interrupted_uploads_leave_nothing() {
     let s = SqliteStore::open(&file).await.unwrap();
     let big: Vec<Result<bytes::Bytes, davrepl_store::StoreError>> = vec![
         Ok(bytes::Bytes::from(vec![7u8; 600_000])),
-        Err(davrepl_store::StoreError::new(davrepl_store::ErrorKind::BodyAborted, "gone")),
+        Err(davrepl_store::StoreError::new(
+            davrepl_store::ErrorKind::BodyAborted,
+            "gone",
+        )),
     ];
-    let r = s.put(&path("/x"), Box::pin(futures_util::stream::iter(big)), PutOptions::default()).await;
+    let r = s
+        .put(
+            &path("/x"),
+            Box::pin(futures_util::stream::iter(big)),
+            PutOptions::default(),
+        )
+        .await;
     assert!(r.is_err());
     drop(s);
     let c = rusqlite::Connection::open(&file).unwrap();
-    let chunks: i64 = c.query_row("SELECT count(*) FROM chunks", [], |r| r.get(0)).unwrap();
+    let chunks: i64 = c
+        .query_row("SELECT count(*) FROM chunks", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(chunks, 0);
 }

@@ -1017,11 +1017,18 @@ pub async fn gap_free_feed<S: ReplStore + Clone>(store: &S) {
 
 /// Content of several megabytes, arriving in odd-sized pieces, reads back whole and by range.
 pub async fn large_content_round_trip<S: ReplStore>(store: &S) {
-    let data: Vec<u8> = (0..9_500_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
-    let pieces: Vec<Result<Bytes, StoreError>> =
-        data.chunks(70_001).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+    let data: Vec<u8> = (0..9_500_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let pieces: Vec<Result<Bytes, StoreError>> = data
+        .chunks(70_001)
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
     let body: ByteStream = Box::pin(futures_util::stream::iter(pieces));
-    let out = store.put(&path("/big.bin"), body, PutOptions::default()).await.unwrap();
+    let out = store
+        .put(&path("/big.bin"), body, PutOptions::default())
+        .await
+        .unwrap();
     assert_eq!(out.meta.len, data.len() as u64);
     let read_all = |range| async move {
         let (_, mut s) = store.read(&path("/big.bin"), range).await.unwrap();
@@ -1032,14 +1039,36 @@ pub async fn large_content_round_trip<S: ReplStore>(store: &S) {
         got
     };
     assert!(read_all(None).await == data, "whole content differs");
-    let r = ByteRange { start: 262_000, end: 790_000 };
-    assert!(read_all(Some(r)).await == data[262_000..=790_000], "range differs");
-    let copy = store.copy(&path("/big.bin"), &path("/copy.bin"), TransferOptions::new()).await.unwrap();
+    let r = ByteRange {
+        start: 262_000,
+        end: 790_000,
+    };
+    assert!(
+        read_all(Some(r)).await == data[262_000..=790_000],
+        "range differs"
+    );
+    let copy = store
+        .copy(
+            &path("/big.bin"),
+            &path("/copy.bin"),
+            TransferOptions::new(),
+        )
+        .await
+        .unwrap();
     assert_eq!(copy.meta.len, data.len() as u64);
-    store.put(&path("/big.bin"), body_of(b"small"), PutOptions::default()).await.unwrap();
+    store
+        .put(&path("/big.bin"), body_of(b"small"), PutOptions::default())
+        .await
+        .unwrap();
     assert_eq!(read_string(store, "/big.bin").await, "small");
-    let (_, mut s) = store.read(&path("/copy.bin"), Some(ByteRange { start: 0, end: 9 })).await.unwrap();
-    let first = futures_util::StreamExt::next(&mut s).await.unwrap().unwrap();
+    let (_, mut s) = store
+        .read(&path("/copy.bin"), Some(ByteRange { start: 0, end: 9 }))
+        .await
+        .unwrap();
+    let first = futures_util::StreamExt::next(&mut s)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(&first[..], &data[..10]);
 }
 

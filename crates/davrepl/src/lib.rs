@@ -33,8 +33,8 @@ mod service;
 pub use body::ReplBody;
 pub use davrepl_proto::xml::XmlLimits;
 pub use davrepl_store::{
-    ByteStream, Condition, ErrorKind, MemStore, Meta, PutOptions, ReplStore, ResourcePath, StoreError,
-    StoreId,
+    ByteStream, Condition, ErrorKind, MemStore, Meta, PutOptions, ReplStore, ResourcePath,
+    StoreError, StoreId,
 };
 pub use layer::{Limits, Principal, ReplLayer};
 pub use service::{ReplService, ResponseFuture};

@@ -104,19 +104,31 @@ fn common_headers(resp: &mut Response<DavBody>, meta: &Meta) {
     }
 }
 
-fn file_response(ctx_head: bool, meta: &Meta, stream: davrepl_store::ByteStream, range: Option<ByteRange>) -> Response<DavBody> {
+fn file_response(
+    ctx_head: bool,
+    meta: &Meta,
+    stream: davrepl_store::ByteStream,
+    range: Option<ByteRange>,
+) -> Response<DavBody> {
     let len = range.map_or(meta.len, |r| r.end - r.start + 1);
     let body = if ctx_head {
         body::empty()
     } else {
-        StreamBody::new(stream.map(|r| r.map(Frame::data).map_err(|e| Box::new(e) as crate::BoxError))).boxed_unsync()
+        StreamBody::new(stream.map(|r| {
+            r.map(Frame::data)
+                .map_err(|e| Box::new(e) as crate::BoxError)
+        }))
+        .boxed_unsync()
     };
     let mut resp = Response::new(body);
     common_headers(&mut resp, meta);
     let h = resp.headers_mut();
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    let ct = meta.content_type.as_deref().unwrap_or("application/octet-stream");
+    let ct = meta
+        .content_type
+        .as_deref()
+        .unwrap_or("application/octet-stream");
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_str(ct).unwrap_or(HeaderValue::from_static("application/octet-stream")),
@@ -184,7 +196,9 @@ pub(crate) async fn get<S: ReplStore>(ctx: &Ctx<S>) -> DavResult<Response<DavBod
             Some(spec) => match spec.resolve(meta.len) {
                 Some((start, end)) => Some(ByteRange { start, end }),
                 None => {
-                    let mut r = DavError::new(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable").into_response();
+                    let mut r =
+                        DavError::new(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable")
+                            .into_response();
                     if let Ok(v) = HeaderValue::from_str(&format!("bytes */{}", meta.len)) {
                         r.headers_mut().insert(header::CONTENT_RANGE, v);
                     }
@@ -198,7 +212,10 @@ pub(crate) async fn get<S: ReplStore>(ctx: &Ctx<S>) -> DavResult<Response<DavBod
         }
         return Ok(file_response(is_head, &meta, stream, resolved));
     }
-    Err(DavError::new(StatusCode::SERVICE_UNAVAILABLE, "resource is changing too fast to read; retry"))
+    Err(DavError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "resource is changing too fast to read; retry",
+    ))
 }
 
 /// A small HTML page listing a collection's members, for people with a browser.

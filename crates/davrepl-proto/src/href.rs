@@ -46,64 +46,76 @@ const SEGMENT: &AsciiSet = &CONTROLS
     .add(b'}')
     .add(b'/');
 
-/// A normalised mount prefix such as `/` or `/dav`.
+fn normalise_prefix(prefix: &str) -> String {
+    let trimmed = prefix.trim_matches('/');
+    if trimmed.is_empty() {
+        String::new()
+    } else {
+        format!("/{trimmed}")
+    }
+}
+
+fn under<'a>(prefix: &str, raw_path: &'a str) -> Option<&'a str> {
+    if prefix.is_empty() {
+        return Some(raw_path);
+    }
+    raw_path
+        .strip_prefix(prefix)
+        .filter(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// Where a namespace is mounted: the prefix of request paths the layer sees (`route`), and the
+/// prefix clients see in hrefs (`public`). They differ when a framework strips a prefix before
+/// the layer runs (axum's `nest_service`) or a reverse proxy rewrites paths.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mount {
-    prefix: String,
+    route: String,
+    public: String,
 }
 
 impl Mount {
-    /// Builds a mount from a prefix like `/dav`, `/dav/` or `/`.
+    /// A mount whose request paths and hrefs share the prefix (`/dav`, `/dav/` or `/`).
     pub fn new(prefix: &str) -> Self {
-        let trimmed = prefix.trim_matches('/');
-        let prefix = if trimmed.is_empty() {
-            String::new()
-        } else {
-            format!("/{trimmed}")
-        };
-        Self { prefix }
+        let p = normalise_prefix(prefix);
+        Self { route: p.clone(), public: p }
     }
 
-    /// The prefix without trailing slash (empty for the root mount).
+    /// Sets the prefix clients see in hrefs, `Destination` and `If` headers.
+    #[must_use]
+    pub fn with_public_prefix(mut self, public: &str) -> Self {
+        self.public = normalise_prefix(public);
+        self
+    }
+
+    /// The routing prefix without trailing slash (empty for the root mount).
     pub fn prefix(&self) -> &str {
-        &self.prefix
+        &self.route
+    }
+
+    /// The public prefix without trailing slash.
+    pub fn public_prefix(&self) -> &str {
+        &self.public
     }
 
     /// Whether a raw (still encoded) request path belongs to this mount. Cheap: used to route.
     pub fn contains(&self, raw_path: &str) -> bool {
-        if self.prefix.is_empty() {
-            return true;
-        }
-        raw_path
-            .strip_prefix(&self.prefix)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        under(&self.route, raw_path).is_some()
+    }
+
+    /// Whether a raw path as a client writes it (in `Destination`, `If` or a SQL scope) is in
+    /// this namespace.
+    pub fn contains_public(&self, raw_path: &str) -> bool {
+        under(&self.public, raw_path).is_some()
     }
 
     /// Decodes a raw request path (no query) into a store path.
     pub fn resolve(&self, raw_path: &str) -> Result<ResourcePath, HrefError> {
-        let rest = if self.prefix.is_empty() {
-            raw_path
-        } else {
-            match raw_path.strip_prefix(&self.prefix) {
-                Some(r) if r.is_empty() || r.starts_with('/') => r,
-                _ => return Err(HrefError::OutsideMount),
-            }
-        };
-        let mut decoded = String::with_capacity(rest.len() + 1);
-        decoded.push('/');
-        for seg in rest.split('/').filter(|s| !s.is_empty()) {
-            let seg = percent_decode_str(seg)
-                .decode_utf8()
-                .map_err(|_| HrefError::NotUtf8)?;
-            if seg.contains('/') {
-                return Err(HrefError::EncodedSlash);
-            }
-            if !decoded.ends_with('/') {
-                decoded.push('/');
-            }
-            decoded.push_str(&seg);
-        }
-        Ok(ResourcePath::parse(&decoded)?)
+        decode_path(under(&self.route, raw_path).ok_or(HrefError::OutsideMount)?)
+    }
+
+    /// Decodes a raw path as a client writes it (public prefix) into a store path.
+    pub fn resolve_public(&self, raw_path: &str) -> Result<ResourcePath, HrefError> {
+        decode_path(under(&self.public, raw_path).ok_or(HrefError::OutsideMount)?)
     }
 
     /// Resolves an href from a request body or header: an absolute URI (its path is used; the
@@ -115,13 +127,13 @@ impl Mount {
             None => return Err(HrefError::BadUri),
         };
         let path = path.split(['?', '#']).next().unwrap_or("");
-        self.resolve(if path.is_empty() { "/" } else { path })
+        self.resolve_public(if path.is_empty() { "/" } else { path })
     }
 
     /// The encoded href of a store path, with a trailing `/` for collections.
     pub fn href(&self, path: &ResourcePath, collection: bool) -> String {
-        let mut out = String::with_capacity(self.prefix.len() + path.as_str().len() + 8);
-        out.push_str(&self.prefix);
+        let mut out = String::with_capacity(self.public.len() + path.as_str().len() + 8);
+        out.push_str(&self.public);
         for seg in path.segments() {
             out.push('/');
             out.extend(utf8_percent_encode(seg, SEGMENT));
@@ -131,6 +143,25 @@ impl Mount {
         }
         out
     }
+}
+
+
+fn decode_path(rest: &str) -> Result<ResourcePath, HrefError> {
+    let mut decoded = String::with_capacity(rest.len() + 1);
+    decoded.push('/');
+    for seg in rest.split('/').filter(|s| !s.is_empty()) {
+        let seg = percent_decode_str(seg)
+            .decode_utf8()
+            .map_err(|_| HrefError::NotUtf8)?;
+        if seg.contains('/') {
+            return Err(HrefError::EncodedSlash);
+        }
+        if !decoded.ends_with('/') {
+            decoded.push('/');
+        }
+        decoded.push_str(&seg);
+    }
+    Ok(ResourcePath::parse(&decoded)?)
 }
 
 /// Splits `scheme://authority/path` into (authority, path). `None` if `uri` is not absolute.
@@ -181,6 +212,11 @@ mod tests {
         assert_eq!(m.href(&ResourcePath::root(), true), "/dav/");
         assert_eq!(Mount::new("/").href(&ResourcePath::root(), true), "/");
         assert_eq!(m.resolve_href("http://h:1/dav/x?q").unwrap().as_str(), "/x");
+        let nested = Mount::new("/").with_public_prefix("/dav");
+        assert_eq!(nested.resolve("/x").unwrap().as_str(), "/x");
+        assert_eq!(nested.resolve_href("/dav/x").unwrap().as_str(), "/x");
+        assert_eq!(nested.href(&p, false), "/dav/a%20b/%C3%BC%23%3F%25");
+        assert!(!nested.contains_public("/x"));
         assert_eq!(split_absolute("http://h/p"), Some(("h", "/p")));
         assert_eq!(split_absolute("/p"), None);
     }

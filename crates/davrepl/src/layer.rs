@@ -4,10 +4,24 @@ use std::sync::Arc;
 
 use davrepl_proto::href::Mount;
 use davrepl_proto::xml::XmlLimits;
-use davrepl_store::ReplStore;
+use davrepl_store::{ReplStore, ResourcePath};
 use tower_layer::Layer;
 
 use crate::service::ReplService;
+
+/// What a request wants to do to a resource, as an authorizer sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Access {
+    /// GET, HEAD, OPTIONS, PROPFIND, SEARCH and manifests; the source of COPY.
+    Read,
+    /// PUT, POST, DELETE, MKCOL, PROPPATCH, MOVE (both ends) and the destination of COPY.
+    Write,
+}
+
+/// Decides whether a principal (`None` = anonymous) may access a path. Denied requests get
+/// `403 Forbidden` and touch nothing.
+pub type Authorizer = Arc<dyn Fn(Option<&Principal>, Access, &ResourcePath) -> bool + Send + Sync>;
 
 /// The authenticated principal of a request. An application's auth layer inserts it into the
 /// request extensions; the layer binds it into collblobs and hands it to the store. Absent
@@ -64,13 +78,25 @@ impl Default for Limits {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Config {
     pub(crate) mount: Mount,
     pub(crate) limits: Limits,
     /// Answer a manifest with no changes with a literal empty `repl` element (the SDK's
     /// wording) instead of `repl` holding an equivalent collblob (spec A5).
     pub(crate) strict_empty_repl: bool,
+    pub(crate) authorizer: Option<Authorizer>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("mount", &self.mount)
+            .field("limits", &self.limits)
+            .field("strict_empty_repl", &self.strict_empty_repl)
+            .field("authorizer", &self.authorizer.is_some())
+            .finish()
+    }
 }
 
 pub(crate) struct Shared<S> {
@@ -117,6 +143,7 @@ impl<S: ReplStore> ReplLayer<S> {
                 mount: Mount::new("/"),
                 limits: Limits::default(),
                 strict_empty_repl: false,
+                authorizer: None,
             },
         }
     }
@@ -124,6 +151,23 @@ impl<S: ReplStore> ReplLayer<S> {
     /// Serves the namespace under `prefix` (e.g. `/dav`); other paths pass through.
     pub fn mount(mut self, prefix: &str) -> Self {
         self.config.mount = Mount::new(prefix);
+        self
+    }
+
+    /// Sets the prefix clients see in hrefs when it differs from the request paths the layer
+    /// receives: under axum's `Router::nest_service("/dav", …)` the layer sees `/x` while
+    /// clients use `/dav/x`, so mount at `/` with public prefix `/dav`.
+    pub fn public_prefix(mut self, prefix: &str) -> Self {
+        self.config.mount = self.config.mount.with_public_prefix(prefix);
+        self
+    }
+
+    /// Checks every request with `f` before anything is read or written.
+    pub fn authorize(
+        mut self,
+        f: impl Fn(Option<&Principal>, Access, &ResourcePath) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.config.authorizer = Some(Arc::new(f));
         self
     }
 

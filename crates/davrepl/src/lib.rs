@@ -36,7 +36,7 @@ pub use davrepl_store::{
     ByteStream, Condition, ErrorKind, MemStore, Meta, PutOptions, ReplStore, ResourcePath,
     StoreError, StoreId,
 };
-pub use layer::{Limits, Principal, ReplLayer};
+pub use layer::{Access, Authorizer, Limits, Principal, ReplLayer};
 pub use service::{ReplService, ResponseFuture};
 
 /// The boxed error type of [`ReplBody`].

@@ -605,13 +605,13 @@ fn resolve_scope<S: ReplStore>(ctx: &Ctx<S>, url: &str) -> DavResult<ResourcePat
         }
     };
     let mount = &ctx.shared.config.mount;
-    if !mount.contains(path_part) {
+    if !mount.contains_public(path_part) {
         return Err(DavError::new(
             StatusCode::FORBIDDEN,
             "the scope is outside this WebDAV namespace",
         ));
     }
-    Ok(mount.resolve(path_part)?)
+    Ok(mount.resolve_public(path_part)?)
 }
 
 /// Splits the client's acknowledged resourcetags into (repl-uid counter, version) keys of this

@@ -23,7 +23,7 @@ use tracing::Instrument;
 use crate::BoxError;
 use crate::body::DavBody;
 use crate::error::{DavError, DavResult};
-use crate::layer::Shared;
+use crate::layer::{Access, Principal, Shared};
 
 /// Methods served under the mount, for `Allow`.
 pub(crate) const ALLOW: &str =
@@ -109,6 +109,16 @@ impl<S: ReplStore> Ctx<S> {
             .and_then(|h| h.to_str().ok())
             .or_else(|| self.parts.uri.authority().map(|a| a.as_str()));
         host.is_none_or(|h| h.eq_ignore_ascii_case(authority))
+    }
+
+    /// Refuses the request with 403 unless the authorizer allows `access` to `path`.
+    pub(crate) fn authorize(&self, access: Access, path: &ResourcePath) -> DavResult<()> {
+        let Some(auth) = &self.shared.config.authorizer else { return Ok(()) };
+        if auth(self.parts.extensions.get::<Principal>(), access, path) {
+            Ok(())
+        } else {
+            Err(DavError::new(StatusCode::FORBIDDEN, "access denied"))
+        }
     }
 
     /// The encoded href of `path`.
@@ -206,6 +216,11 @@ where
         parts,
         path,
     };
+    let access = match ctx.parts.method.as_str() {
+        "GET" | "HEAD" | "OPTIONS" | "PROPFIND" | "SEARCH" | "COPY" => Access::Read,
+        _ => Access::Write,
+    };
+    ctx.authorize(access, &ctx.path)?;
     match ctx.parts.method.as_str() {
         "OPTIONS" => Ok(read::options()),
         "GET" | "HEAD" => read::get(&ctx).await,

@@ -146,13 +146,13 @@ fn destination<S: ReplStore>(ctx: &Ctx<S>) -> DavResult<ResourcePath> {
         }
     };
     let path_part = path_part.split(['?', '#']).next().unwrap_or("/");
-    if !ctx.shared.config.mount.contains(path_part) {
+    if !ctx.shared.config.mount.contains_public(path_part) {
         return Err(DavError::new(
             StatusCode::BAD_GATEWAY,
             "Destination is outside this WebDAV namespace",
         ));
     }
-    Ok(ctx.shared.config.mount.resolve(path_part)?)
+    Ok(ctx.shared.config.mount.resolve_public(path_part)?)
 }
 
 pub(crate) async fn copy_move<S: ReplStore>(
@@ -160,6 +160,7 @@ pub(crate) async fn copy_move<S: ReplStore>(
     moving: bool,
 ) -> DavResult<Response<DavBody>> {
     let to = destination(ctx)?;
+    ctx.authorize(crate::layer::Access::Write, &to)?;
     let overwrite = parse_overwrite(ctx.header("overwrite")?)?;
     let depth = match (ctx.depth()?, moving) {
         (None | Some(Depth::Infinity), _) => store::Depth::Infinity,

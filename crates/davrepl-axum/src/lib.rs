@@ -50,17 +50,25 @@ pub fn into_make_service<T: Clone>(svc: T) -> tower::make::Shared<T> {
     tower::make::Shared::new(svc)
 }
 
-/// Nests the namespace under `prefix` in `router` with `Router::nest_service`, keeping hrefs
-/// absolute (`/dav/...`). Requests under the prefix that are not WebDAV never occur: the whole
-/// prefix belongs to the namespace.
-pub fn nest<S: ReplStore>(router: Router, prefix: &str, layer: ReplLayer<S>) -> Router {
-    let svc = MapResponse::new(layer.mount("/").public_prefix(prefix).service(NotFound), to_axum as fn(_) -> _);
-    router.nest_service(prefix, svc)
+/// The service [`nested`] returns.
+pub type Nested<S> = MapResponse<ReplService<S, NotFound>, fn(http::Response<ReplBody<Body>>) -> Response>;
+
+/// The namespace as a service for `Router::nest_service(prefix, …)`: mounted at `/` with
+/// `prefix` as its public prefix, so hrefs stay absolute (`/dav/...`). Wrap it in further
+/// layers (authentication, limits) before nesting it.
+pub fn nested<S: ReplStore>(prefix: &str, layer: ReplLayer<S>) -> Nested<S> {
+    MapResponse::new(layer.mount("/").public_prefix(prefix).service(NotFound), to_axum as fn(_) -> _)
 }
 
-/// The inner service of [`nest`]: never reached, since the layer serves every path.
+/// Nests the namespace under `prefix` in `router` (see [`nested`]).
+pub fn nest<S: ReplStore>(router: Router, prefix: &str, layer: ReplLayer<S>) -> Router {
+    router.nest_service(prefix, nested(prefix, layer))
+}
+
+/// The inner service of [`nested`]: never reached, since the layer serves every path below
+/// its mount.
 #[derive(Debug, Clone, Copy)]
-struct NotFound;
+pub struct NotFound;
 
 impl Service<Request> for NotFound {
     type Response = http::Response<Body>;

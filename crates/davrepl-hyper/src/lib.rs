@@ -5,6 +5,10 @@
 //!
 //! [`davrepl`]: https://docs.rs/davrepl
 
+mod auth;
+
+pub use auth::BasicAuth;
+
 use std::future::Future;
 use std::time::Duration;
 

@@ -33,6 +33,10 @@ struct Args {
     /// URL path prefix the WebDAV namespace is mounted at.
     #[arg(long, default_value = "/")]
     prefix: String,
+    /// A user allowed in, as NAME:PASSWORD (repeatable). With at least one, HTTP Basic
+    /// authentication is required and each user's collblobs are bound to them.
+    #[arg(long = "user", value_name = "NAME:PASSWORD", value_parser = parse_user)]
+    users: Vec<(String, String)>,
     /// Refuse PROPFIND with `Depth: infinity` (403).
     #[arg(long)]
     no_depth_infinity: bool,
@@ -67,6 +71,10 @@ impl std::str::FromStr for StoreSpec {
             ))
         }
     }
+}
+
+fn parse_user(s: &str) -> Result<(String, String), String> {
+    davrepl_hyper::BasicAuth::<()>::parse_user(s)
 }
 
 fn not_found() -> Response<Full<Bytes>> {
@@ -111,6 +119,12 @@ async fn run<S: ReplStore>(args: &Args, store: S) -> Result<(), String> {
         Ok::<_, Infallible>(not_found())
     });
     let service = layer.layer(fallback);
+    let service = if args.users.is_empty() {
+        tower::util::Either::Left(service)
+    } else {
+        let auth = davrepl_hyper::BasicAuth::new(args.users.iter().cloned());
+        tower::util::Either::Right(tower_http::auth::AsyncRequireAuthorizationLayer::new(auth).layer(service))
+    };
     let prefix = args.prefix.trim_matches('/');
     #[allow(clippy::print_stdout)]
     {

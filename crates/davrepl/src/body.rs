@@ -37,6 +37,13 @@ impl<B> std::fmt::Debug for ReplBody<B> {
     }
 }
 
+impl<B> Default for ReplBody<B> {
+    /// An empty body made by the layer (used for rejections by auth layers in front of it).
+    fn default() -> Self {
+        Self::dav(empty())
+    }
+}
+
 impl<B> ReplBody<B> {
     pub(crate) fn inner(body: B) -> Self {
         Self {

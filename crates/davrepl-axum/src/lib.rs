@@ -29,18 +29,21 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use davrepl::{Principal, ReplBody, ReplLayer, ReplService, ReplStore};
-use tower::util::{MapRequestLayer, MapResponse};
 use tower::Service;
+use tower::util::{MapRequestLayer, MapResponse};
 
 /// The service [`wrap`] returns: a [`ReplService`] around a [`Router`] whose responses are
 /// axum responses.
-pub type Wrapped<S> = MapResponse<ReplService<S, Router>, fn(http::Response<ReplBody<Body>>) -> Response>;
+pub type Wrapped<S> =
+    MapResponse<ReplService<S, Router>, fn(http::Response<ReplBody<Body>>) -> Response>;
 
 fn to_axum(r: http::Response<ReplBody<Body>>) -> Response {
     r.map(Body::new)
 }
 
 /// Puts `layer` in front of the whole `router`.
+// By value, like `nest`: call sites build the layer inline.
+#[allow(clippy::needless_pass_by_value)]
 pub fn wrap<S: ReplStore>(layer: ReplLayer<S>, router: Router) -> Wrapped<S> {
     MapResponse::new(layer.service(router), to_axum as fn(_) -> _)
 }
@@ -51,13 +54,17 @@ pub fn into_make_service<T: Clone>(svc: T) -> tower::make::Shared<T> {
 }
 
 /// The service [`nested`] returns.
-pub type Nested<S> = MapResponse<ReplService<S, NotFound>, fn(http::Response<ReplBody<Body>>) -> Response>;
+pub type Nested<S> =
+    MapResponse<ReplService<S, NotFound>, fn(http::Response<ReplBody<Body>>) -> Response>;
 
 /// The namespace as a service for `Router::nest_service(prefix, …)`: mounted at `/` with
 /// `prefix` as its public prefix, so hrefs stay absolute (`/dav/...`). Wrap it in further
 /// layers (authentication, limits) before nesting it.
 pub fn nested<S: ReplStore>(prefix: &str, layer: ReplLayer<S>) -> Nested<S> {
-    MapResponse::new(layer.mount("/").public_prefix(prefix).service(NotFound), to_axum as fn(_) -> _)
+    MapResponse::new(
+        layer.mount("/").public_prefix(prefix).service(NotFound),
+        to_axum as fn(_) -> _,
+    )
 }
 
 /// Nests the namespace under `prefix` in `router` (see [`nested`]).
@@ -75,7 +82,10 @@ impl Service<Request> for NotFound {
     type Error = Infallible;
     type Future = std::future::Ready<Result<Self::Response, Infallible>>;
 
-    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Infallible>> {
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
         std::task::Poll::Ready(Ok(()))
     }
 
@@ -105,7 +115,11 @@ where
 fn assert_bounds<S: ReplStore>() {
     fn axum_service<T>()
     where
-        T: Service<Request, Response = Response, Error = Infallible> + Clone + Send + Sync + 'static,
+        T: Service<Request, Response = Response, Error = Infallible>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
         T::Future: Send + 'static,
     {
     }

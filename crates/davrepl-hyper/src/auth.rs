@@ -20,20 +20,31 @@ pub struct BasicAuth<ResBody> {
 
 impl<ResBody> Clone for BasicAuth<ResBody> {
     fn clone(&self) -> Self {
-        Self { users: self.users.clone(), realm: self.realm.clone(), _body: PhantomData }
+        Self {
+            users: self.users.clone(),
+            realm: self.realm.clone(),
+            _body: PhantomData,
+        }
     }
 }
 
 impl<ResBody> std::fmt::Debug for BasicAuth<ResBody> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BasicAuth").field("users", &self.users.len()).field("realm", &self.realm).finish()
+        f.debug_struct("BasicAuth")
+            .field("users", &self.users.len())
+            .field("realm", &self.realm)
+            .finish()
     }
 }
 
 impl<ResBody> BasicAuth<ResBody> {
     /// Accepts these (user, password) pairs.
     pub fn new(users: impl IntoIterator<Item = (String, String)>) -> Self {
-        Self { users: Arc::new(users.into_iter().collect()), realm: Arc::from("davrepl"), _body: PhantomData }
+        Self {
+            users: Arc::new(users.into_iter().collect()),
+            realm: Arc::from("davrepl"),
+            _body: PhantomData,
+        }
     }
 
     /// Parses `name:password` as given on a command line.
@@ -50,13 +61,19 @@ impl<ResBody> BasicAuth<ResBody> {
         if !scheme.eq_ignore_ascii_case("basic") {
             return None;
         }
-        let decoded = base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok()?;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .ok()?;
         let decoded = String::from_utf8(decoded).ok()?;
         let (user, pass) = decoded.split_once(':')?;
         let expected = self.users.get(user)?;
         // Compare without an early exit so timing does not reveal the matching prefix.
         let same = expected.len() == pass.len()
-            && expected.bytes().zip(pass.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+            && expected
+                .bytes()
+                .zip(pass.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
         same.then(|| user.to_owned())
     }
 }
@@ -79,7 +96,10 @@ where
             None => {
                 let mut resp = Response::new(ResBody::default());
                 *resp.status_mut() = StatusCode::UNAUTHORIZED;
-                if let Ok(v) = HeaderValue::from_str(&format!("Basic realm=\"{}\", charset=\"UTF-8\"", self.realm)) {
+                if let Ok(v) = HeaderValue::from_str(&format!(
+                    "Basic realm=\"{}\", charset=\"UTF-8\"",
+                    self.realm
+                )) {
                     resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
                 }
                 std::future::ready(Err(resp))
@@ -104,12 +124,18 @@ mod tests {
     fn checks_credentials() {
         let a = auth();
         let ok = base64::engine::general_purpose::STANDARD.encode("alice:s3cret");
-        assert_eq!(a.check(Some(&header(&format!("Basic {ok}")))), Some("alice".into()));
+        assert_eq!(
+            a.check(Some(&header(&format!("Basic {ok}")))),
+            Some("alice".into())
+        );
         let bad = base64::engine::general_purpose::STANDARD.encode("alice:wrong");
         assert_eq!(a.check(Some(&header(&format!("Basic {bad}")))), None);
         assert_eq!(a.check(Some(&header("Bearer x"))), None);
         assert_eq!(a.check(None), None);
-        assert_eq!(BasicAuth::<String>::parse_user("bob:pw:x"), Ok(("bob".into(), "pw:x".into())));
+        assert_eq!(
+            BasicAuth::<String>::parse_user("bob:pw:x"),
+            Ok(("bob".into(), "pw:x".into()))
+        );
         assert!(BasicAuth::<String>::parse_user("nopassword").is_err());
     }
 }

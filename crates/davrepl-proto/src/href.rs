@@ -77,7 +77,10 @@ impl Mount {
     /// A mount whose request paths and hrefs share the prefix (`/dav`, `/dav/` or `/`).
     pub fn new(prefix: &str) -> Self {
         let p = normalise_prefix(prefix);
-        Self { route: p.clone(), public: p }
+        Self {
+            route: p.clone(),
+            public: p,
+        }
     }
 
     /// Sets the prefix clients see in hrefs, `Destination` and `If` headers.
@@ -144,7 +147,6 @@ impl Mount {
         out
     }
 }
-
 
 fn decode_path(rest: &str) -> Result<ResourcePath, HrefError> {
     let mut decoded = String::with_capacity(rest.len() + 1);

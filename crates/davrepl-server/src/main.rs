@@ -123,7 +123,9 @@ async fn run<S: ReplStore>(args: &Args, store: S) -> Result<(), String> {
         tower::util::Either::Left(service)
     } else {
         let auth = davrepl_hyper::BasicAuth::new(args.users.iter().cloned());
-        tower::util::Either::Right(tower_http::auth::AsyncRequireAuthorizationLayer::new(auth).layer(service))
+        tower::util::Either::Right(
+            tower_http::auth::AsyncRequireAuthorizationLayer::new(auth).layer(service),
+        )
     };
     let prefix = args.prefix.trim_matches('/');
     #[allow(clippy::print_stdout)]

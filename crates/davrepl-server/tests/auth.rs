@@ -21,15 +21,23 @@ fn start(args: &[&str]) -> Server {
         .spawn()
         .expect("spawn");
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let base = line.trim().trim_start_matches("listening on ").trim_end_matches('/').to_owned();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .trim_start_matches("listening on ")
+        .trim_end_matches('/')
+        .to_owned();
     Server(child, base)
 }
 
 const SQL: &str = r#"SELECT "DAV:displayname" FROM SCOPE('SHALLOW TRAVERSAL OF "/"')"#;
 
 fn body(blob: &str) -> String {
-    format!(r#"<D:searchrequest xmlns:D="DAV:" xmlns:R="http://schemas.microsoft.com/repl/"><R:repl><R:collblob>{blob}</R:collblob></R:repl><D:sql>{SQL}</D:sql></D:searchrequest>"#)
+    format!(
+        r#"<D:searchrequest xmlns:D="DAV:" xmlns:R="http://schemas.microsoft.com/repl/"><R:repl><R:collblob>{blob}</R:collblob></R:repl><D:sql>{SQL}</D:sql></D:searchrequest>"#
+    )
 }
 
 #[tokio::test]
@@ -39,20 +47,70 @@ async fn users_and_collblob_binding() {
     let url = format!("{}/x.txt", s.1);
     let r = c.put(&url).body("x").send().await.unwrap();
     assert_eq!(r.status().as_u16(), 401);
-    assert!(r.headers().get("www-authenticate").is_some_and(|v| v.to_str().unwrap().starts_with("Basic")));
-    assert_eq!(c.put(&url).basic_auth("alice", Some("wrong")).body("x").send().await.unwrap().status().as_u16(), 401);
-    assert_eq!(c.put(&url).basic_auth("alice", Some("pw-a")).body("x").send().await.unwrap().status().as_u16(), 201);
+    assert!(
+        r.headers()
+            .get("www-authenticate")
+            .is_some_and(|v| v.to_str().unwrap().starts_with("Basic"))
+    );
+    assert_eq!(
+        c.put(&url)
+            .basic_auth("alice", Some("wrong"))
+            .body("x")
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        401
+    );
+    assert_eq!(
+        c.put(&url)
+            .basic_auth("alice", Some("pw-a"))
+            .body("x")
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        201
+    );
     let search = reqwest::Method::from_bytes(b"SEARCH").unwrap();
-    let r = c.request(search.clone(), format!("{}/", s.1)).basic_auth("alice", Some("pw-a")).body(body("")).send().await.unwrap();
+    let r = c
+        .request(search.clone(), format!("{}/", s.1))
+        .basic_auth("alice", Some("pw-a"))
+        .body(body(""))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 207);
     let text = r.text().await.unwrap();
-    let blob = text.split("<d:collblob>").nth(1).unwrap().split("</d:collblob>").next().unwrap().to_owned();
+    let blob = text
+        .split("<d:collblob>")
+        .nth(1)
+        .unwrap()
+        .split("</d:collblob>")
+        .next()
+        .unwrap()
+        .to_owned();
     let again = |user: &'static str, pw: &'static str| {
         let (c, search, base, blob) = (c.clone(), search.clone(), s.1.clone(), blob.clone());
-        async move { c.request(search, format!("{base}/")).basic_auth(user, Some(pw)).body(body(&blob)).send().await.unwrap().status().as_u16() }
+        async move {
+            c.request(search, format!("{base}/"))
+                .basic_auth(user, Some(pw))
+                .body(body(&blob))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
     };
     assert_eq!(again("alice", "pw-a").await, 207);
-    assert_eq!(again("bob", "pw-b").await, 475, "a collblob of user A is invalid for user B");
+    assert_eq!(
+        again("bob", "pw-b").await,
+        475,
+        "a collblob of user A is invalid for user B"
+    );
 }
 
 #[tokio::test]
@@ -60,16 +118,27 @@ async fn clear_start_up_errors() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
     let out = Command::new(env!("CARGO_BIN_EXE_davrepl-server"))
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--store", "memory"])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--store",
+            "memory",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot listen on"), "{err}");
-    let out = Command::new(env!("CARGO_BIN_EXE_davrepl-server")).args(["--store", "nosuch://x"]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_davrepl-server"))
+        .args(["--store", "nosuch://x"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown store"));
-    let out = Command::new(env!("CARGO_BIN_EXE_davrepl-server")).args(["--user", "nopassword"]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_davrepl-server"))
+        .args(["--user", "nopassword"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("NAME:PASSWORD"));
 }

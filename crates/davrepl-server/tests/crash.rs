@@ -15,6 +15,13 @@ struct Server {
     base: String,
 }
 
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn start(db: &std::path::Path) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_davrepl-server"))
         .args([

@@ -113,7 +113,9 @@ impl<S: ReplStore> Ctx<S> {
 
     /// Refuses the request with 403 unless the authorizer allows `access` to `path`.
     pub(crate) fn authorize(&self, access: Access, path: &ResourcePath) -> DavResult<()> {
-        let Some(auth) = &self.shared.config.authorizer else { return Ok(()) };
+        let Some(auth) = &self.shared.config.authorizer else {
+            return Ok(());
+        };
         if auth(self.parts.extensions.get::<Principal>(), access, path) {
             Ok(())
         } else {

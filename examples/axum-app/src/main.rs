@@ -1,0 +1,68 @@
+//! An existing axum application (JSON routes and a health check) gaining a replicated `/dav`
+//! namespace behind Basic authentication. See README.md.
+
+#![allow(clippy::print_stdout)]
+
+use std::sync::{Arc, Mutex};
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use davrepl::{Access, MemStore, ReplLayer};
+use tower::Layer;
+use tower_http::auth::AsyncRequireAuthorizationLayer;
+
+#[derive(Clone, Default)]
+struct AppState {
+    notes: Arc<Mutex<Vec<String>>>,
+}
+
+async fn list_notes(State(s): State<AppState>) -> Json<Vec<String>> {
+    Json(s.notes.lock().unwrap_or_else(|e| e.into_inner()).clone())
+}
+
+async fn add_note(State(s): State<AppState>, Json(note): Json<String>) -> Json<usize> {
+    let mut notes = s.notes.lock().unwrap_or_else(|e| e.into_inner());
+    notes.push(note);
+    Json(notes.len())
+}
+
+/// Users may write only in their own home collection; everyone may read.
+fn home_only(
+    principal: Option<&davrepl::Principal>,
+    access: Access,
+    path: &davrepl::ResourcePath,
+) -> bool {
+    match access {
+        Access::Read => true,
+        _ => {
+            let Some(user) = principal else { return false };
+            let segs: Vec<&str> = path.segments().collect();
+            matches!(segs.as_slice(), ["users", name, ..] if *name == user.0) || segs == ["users"]
+        }
+    }
+}
+
+fn app() -> Router {
+    let api = Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route("/api/notes", get(list_notes).post(add_note))
+        .with_state(AppState::default());
+    let users = [
+        ("alice".to_owned(), "alice-pw".to_owned()),
+        ("bob".to_owned(), "bob-pw".to_owned()),
+    ];
+    let dav = davrepl_axum::nested("/dav", ReplLayer::new(MemStore::new()).authorize(home_only));
+    let dav = AsyncRequireAuthorizationLayer::new(davrepl_hyper::BasicAuth::new(users)).layer(dav);
+    api.nest_service("/dav", dav)
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:3000".into());
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    println!("listening on http://{}/", listener.local_addr()?);
+    axum::serve(listener, app()).await
+}

@@ -13,6 +13,9 @@ pub enum HrefError {
     /// Percent-decoding gave invalid UTF-8.
     #[error("path is not valid UTF-8 after percent-decoding")]
     NotUtf8,
+    /// A `%` not followed by two hex digits.
+    #[error("malformed percent-escape in the path")]
+    BadEscape,
     /// An encoded `/` (`%2F`) inside a segment.
     #[error("encoded '/' in a path segment is not allowed")]
     EncodedSlash,
@@ -152,6 +155,12 @@ fn decode_path(rest: &str) -> Result<ResourcePath, HrefError> {
     let mut decoded = String::with_capacity(rest.len() + 1);
     decoded.push('/');
     for seg in rest.split('/').filter(|s| !s.is_empty()) {
+        let b = seg.as_bytes();
+        if b.iter().enumerate().any(|(i, &c)| {
+            c == b'%' && !(b.get(i + 1).is_some_and(u8::is_ascii_hexdigit) && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+        }) {
+            return Err(HrefError::BadEscape);
+        }
         let seg = percent_decode_str(seg)
             .decode_utf8()
             .map_err(|_| HrefError::NotUtf8)?;

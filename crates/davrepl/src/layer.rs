@@ -39,6 +39,10 @@ pub struct Limits {
     pub max_put_bytes: u64,
     /// Longest request path in bytes (`414` above it). Default 4096.
     pub max_path_bytes: usize,
+    /// Most segments in a request path (`414` above it). Default 64.
+    pub max_path_segments: usize,
+    /// Longest `If` header in bytes (`400` above it). Default 8192.
+    pub max_if_bytes: usize,
     /// Most conditions in one `If` header. Default 64.
     pub max_if_conditions: usize,
     /// Most properties named in one PROPFIND or PROPPATCH. Default 1000.
@@ -66,6 +70,8 @@ impl Default for Limits {
             xml: XmlLimits::default(),
             max_put_bytes: 1 << 30,
             max_path_bytes: 4096,
+            max_path_segments: 64,
+            max_if_bytes: 8192,
             max_if_conditions: 64,
             max_props: 1000,
             allow_depth_infinity: true,

@@ -73,6 +73,12 @@ impl<S: ReplStore> Ctx<S> {
             c.if_none_match = Some(parse_entity_match("If-None-Match", v)?);
         }
         if let Some(v) = self.header("if")? {
+            if v.len() > self.shared.config.limits.max_if_bytes {
+                return Err(DavError::bad_request(format!(
+                    "If header longer than {} bytes",
+                    self.shared.config.limits.max_if_bytes
+                )));
+            }
             let lists = parse_if(v, self.shared.config.limits.max_if_conditions)?;
             c.if_lists = lists
                 .into_iter()
@@ -206,7 +212,9 @@ where
 {
     let (parts, body) = req.into_parts();
     let raw = parts.uri.path();
-    if raw.len() > shared.config.limits.max_path_bytes {
+    if raw.len() > shared.config.limits.max_path_bytes
+        || raw.split('/').filter(|s| !s.is_empty()).count() > shared.config.limits.max_path_segments
+    {
         return Err(DavError::new(
             StatusCode::URI_TOO_LONG,
             "request path is too long",
@@ -223,6 +231,11 @@ where
         _ => Access::Write,
     };
     ctx.authorize(access, &ctx.path)?;
+    // Malformed request headers are refused for every method, before anything is touched,
+    // even where a method would not use them.
+    ctx.condition()?;
+    ctx.depth()?;
+    headers::parse_overwrite(ctx.header("overwrite")?)?;
     match ctx.parts.method.as_str() {
         "OPTIONS" => Ok(read::options()),
         "GET" | "HEAD" => read::get(&ctx).await,

@@ -402,6 +402,8 @@ pub fn escape_into(out: &mut String, s: &str, attr: bool) {
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
             '"' if attr => out.push_str("&quot;"),
+            '\t' if attr => out.push_str("&#9;"),
+            '\n' if attr => out.push_str("&#10;"),
             '\r' => out.push_str("&#13;"),
             c => out.push(c),
         }

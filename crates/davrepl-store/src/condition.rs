@@ -259,3 +259,56 @@ mod tests {
         assert!(eval(&Condition::none(), false));
     }
 }
+
+#[cfg(test)]
+mod model {
+    //! `Condition::evaluate` against a reference model written as a truth table: the header
+    //! holds iff some list has every condition hold, where a condition holds iff (its term
+    //! names the resource's current rt, rid, ct or etag) XOR Not.
+    use super::*;
+    use proptest::prelude::*;
+
+    const TOKENS: &[&str] = &["rt:1", "rt:2", "rid:1", "rid:2", "ct:1", "\"e1\"", "\"e2\""];
+
+    fn state(which: u8) -> Option<Tokens> {
+        match which {
+            0 => None,
+            1 => Some(Tokens { resource_tag: "rt:1".into(), repl_uid: "rid:1".into(), content_tag: None, etag: "\"e1\"".into() }),
+            _ => Some(Tokens { resource_tag: "rt:2".into(), repl_uid: "rid:2".into(), content_tag: Some("ct:1".into()), etag: "\"e2\"".into() }),
+        }
+    }
+
+    fn model(lists: &[Vec<(bool, usize, bool)>], st: Option<&Tokens>) -> bool {
+        lists.iter().any(|l| {
+            l.iter().all(|&(neg, t, etag)| {
+                let tok = TOKENS[t];
+                let named = match st {
+                    None => false,
+                    Some(s) if etag => tok == s.etag,
+                    Some(s) => [Some(s.resource_tag.as_str()), Some(s.repl_uid.as_str()), s.content_tag.as_deref()].contains(&Some(tok)),
+                };
+                named ^ neg
+            })
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn matches_the_reference(lists in prop::collection::vec(prop::collection::vec((any::<bool>(), 0..TOKENS.len(), any::<bool>()), 1..4), 1..4),
+                                 which in 0u8..3) {
+            let c = Condition {
+                if_lists: lists.iter().map(|l| IfList {
+                    resource: IfResource::Target,
+                    conditions: l.iter().map(|&(negated, t, etag)| IfCondition {
+                        negated,
+                        term: if etag { IfTerm::ETag(TOKENS[t].into()) } else { IfTerm::Token(TOKENS[t].into()) },
+                    }).collect(),
+                }).collect(),
+                ..Condition::default()
+            };
+            let st = state(which);
+            let got = c.evaluate(&ResourcePath::root(), |_| st.clone());
+            prop_assert_eq!(got, model(&lists, st.as_ref()));
+        }
+    }
+}

@@ -213,7 +213,7 @@ pub fn parse_if(v: &str, max_terms: usize) -> Result<Vec<RawIfList>, HeaderError
                         break;
                     }
                     let mut negated = false;
-                    if v[i..].len() >= 3 && v[i..i + 3].eq_ignore_ascii_case("not") {
+                    if b.len() - i >= 3 && b[i..i + 3].eq_ignore_ascii_case(b"not") {
                         let after = b.get(i + 3).copied();
                         if after.is_none_or(|c| c.is_ascii_whitespace() || c == b'<' || c == b'[') {
                             negated = true;
@@ -346,5 +346,9 @@ mod tests {
             assert!(parse_if(bad, 10).is_err(), "{bad:?}");
         }
         assert!(parse_if("(<a>) (<b>) (<c>)", 2).is_err());
+        // Found by fuzzing: a multi-byte character right after '(' used to split a char.
+        assert!(parse_if("(,3\u{7a1}", 8).is_err());
+        assert!(parse_if("(nޡ)", 8).is_ok());
+        assert!(parse_if("(\u{7a1}\u{7a1})", 8).is_ok());
     }
 }

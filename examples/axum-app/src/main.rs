@@ -54,7 +54,11 @@ fn app() -> Router {
     ];
     let dav = davrepl_axum::nested("/dav", ReplLayer::new(MemStore::new()).authorize(home_only));
     let dav = AsyncRequireAuthorizationLayer::new(davrepl_hyper::BasicAuth::new(users)).layer(dav);
+    // Slow and abusive clients are the host server's job: cap request time and body size for
+    // the whole application (davrepl itself never buffers an unbounded body).
     api.nest_service("/dav", dav)
+        .layer(tower_http::timeout::TimeoutLayer::new(std::time::Duration::from_secs(60)))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(64 * 1024 * 1024))
 }
 
 #[tokio::main]

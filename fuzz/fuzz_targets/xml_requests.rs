@@ -1,0 +1,11 @@
+#![no_main]
+//! The XML request parsers (PROPFIND, PROPPATCH, SEARCH): never panic, bounded work.
+use davrepl_proto::xml::{XmlLimits, parse_propfind, parse_proppatch, parse_search};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let limits = XmlLimits { max_bytes: 64 * 1024, max_depth: 32, max_elements: 2000 };
+    let _ = parse_propfind(data, &limits);
+    let _ = parse_proppatch(data, &limits);
+    let _ = parse_search(data, &limits);
+});

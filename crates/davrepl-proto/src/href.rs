@@ -157,7 +157,9 @@ fn decode_path(rest: &str) -> Result<ResourcePath, HrefError> {
     for seg in rest.split('/').filter(|s| !s.is_empty()) {
         let b = seg.as_bytes();
         if b.iter().enumerate().any(|(i, &c)| {
-            c == b'%' && !(b.get(i + 1).is_some_and(u8::is_ascii_hexdigit) && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+            c == b'%'
+                && !(b.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                    && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
         }) {
             return Err(HrefError::BadEscape);
         }

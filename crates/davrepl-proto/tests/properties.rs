@@ -8,7 +8,9 @@ use proptest::prelude::*;
 
 /// Parses keeping every whitespace character, as a WebDAV client must.
 fn parse_exact(bytes: &[u8]) -> xmltree::Element {
-    let config = xmltree::ParserConfig::new().trim_whitespace(false).whitespace_to_characters(true);
+    let config = xmltree::ParserConfig::new()
+        .trim_whitespace(false)
+        .whitespace_to_characters(true);
     xmltree::Element::parse_with_config(bytes, config).unwrap()
 }
 
@@ -31,12 +33,27 @@ fn literal() -> impl Strategy<Value = Operand> {
 }
 
 fn predicate() -> impl Strategy<Value = Expr> {
-    let op = prop_oneof![Just(CmpOp::Eq), Just(CmpOp::Ne), Just(CmpOp::Lt), Just(CmpOp::Le), Just(CmpOp::Gt), Just(CmpOp::Ge)];
+    let op = prop_oneof![
+        Just(CmpOp::Eq),
+        Just(CmpOp::Ne),
+        Just(CmpOp::Lt),
+        Just(CmpOp::Le),
+        Just(CmpOp::Gt),
+        Just(CmpOp::Ge)
+    ];
     prop_oneof![
         (prop_name(), op, literal()).prop_map(|(p, o, l)| Expr::Cmp(Operand::Prop(p), o, l)),
         (prop_name(), any::<bool>()).prop_map(|(p, n)| Expr::IsNull(Operand::Prop(p), n)),
-        (prop_name(), "[a-z%_]{0,6}", any::<bool>()).prop_map(|(p, pat, n)| Expr::Like(Operand::Prop(p), pat, n)),
-        (prop_name(), "[a-z]{1,5}").prop_map(|(p, t)| Expr::Cmp(Operand::Cast(Box::new(Operand::Prop(p)), t), CmpOp::Eq, Operand::Num(1.0))),
+        (prop_name(), "[a-z%_]{0,6}", any::<bool>()).prop_map(|(p, pat, n)| Expr::Like(
+            Operand::Prop(p),
+            pat,
+            n
+        )),
+        (prop_name(), "[a-z]{1,5}").prop_map(|(p, t)| Expr::Cmp(
+            Operand::Cast(Box::new(Operand::Prop(p)), t),
+            CmpOp::Eq,
+            Operand::Num(1.0)
+        )),
     ]
 }
 
@@ -52,17 +69,29 @@ fn expr() -> impl Strategy<Value = Expr> {
 
 fn query() -> impl Strategy<Value = Query> {
     let cols = prop::option::of(prop::collection::vec(
-        (prop_name(), prop::option::of("[a-zA-Z]{1,8}")).prop_map(|(prop, alias)| Column { prop, alias }),
+        (prop_name(), prop::option::of("[a-zA-Z]{1,8}"))
+            .prop_map(|(prop, alias)| Column { prop, alias }),
         1..4,
     ));
-    let trav = prop_oneof![Just(Traversal::Shallow), Just(Traversal::Deep), Just(Traversal::Hierarchical)];
+    let trav = prop_oneof![
+        Just(Traversal::Shallow),
+        Just(Traversal::Deep),
+        Just(Traversal::Hierarchical)
+    ];
     let order = prop::collection::vec((prop_name(), any::<bool>()), 0..3);
-    (cols, trav, "(/[a-z]{1,5}){0,3}/?", prop::option::of(expr()), order).prop_map(|(columns, traversal, url, filter, order_by)| Query {
-        columns,
-        scope: Scope { traversal, url },
-        filter,
-        order_by,
-    })
+    (
+        cols,
+        trav,
+        "(/[a-z]{1,5}){0,3}/?",
+        prop::option::of(expr()),
+        order,
+    )
+        .prop_map(|(columns, traversal, url, filter, order_by)| Query {
+            columns,
+            scope: Scope { traversal, url },
+            filter,
+            order_by,
+        })
 }
 
 proptest! {

@@ -273,8 +273,18 @@ mod model {
     fn state(which: u8) -> Option<Tokens> {
         match which {
             0 => None,
-            1 => Some(Tokens { resource_tag: "rt:1".into(), repl_uid: "rid:1".into(), content_tag: None, etag: "\"e1\"".into() }),
-            _ => Some(Tokens { resource_tag: "rt:2".into(), repl_uid: "rid:2".into(), content_tag: Some("ct:1".into()), etag: "\"e2\"".into() }),
+            1 => Some(Tokens {
+                resource_tag: "rt:1".into(),
+                repl_uid: "rid:1".into(),
+                content_tag: None,
+                etag: "\"e1\"".into(),
+            }),
+            _ => Some(Tokens {
+                resource_tag: "rt:2".into(),
+                repl_uid: "rid:2".into(),
+                content_tag: Some("ct:1".into()),
+                etag: "\"e2\"".into(),
+            }),
         }
     }
 
@@ -285,7 +295,12 @@ mod model {
                 let named = match st {
                     None => false,
                     Some(s) if etag => tok == s.etag,
-                    Some(s) => [Some(s.resource_tag.as_str()), Some(s.repl_uid.as_str()), s.content_tag.as_deref()].contains(&Some(tok)),
+                    Some(s) => [
+                        Some(s.resource_tag.as_str()),
+                        Some(s.repl_uid.as_str()),
+                        s.content_tag.as_deref(),
+                    ]
+                    .contains(&Some(tok)),
                 };
                 named ^ neg
             })

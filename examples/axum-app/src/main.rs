@@ -57,8 +57,12 @@ fn app() -> Router {
     // Slow and abusive clients are the host server's job: cap request time and body size for
     // the whole application (davrepl itself never buffers an unbounded body).
     api.nest_service("/dav", dav)
-        .layer(tower_http::timeout::TimeoutLayer::new(std::time::Duration::from_secs(60)))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(64 * 1024 * 1024))
+        .layer(tower_http::timeout::TimeoutLayer::new(
+            std::time::Duration::from_secs(60),
+        ))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            64 * 1024 * 1024,
+        ))
 }
 
 #[tokio::main]

@@ -57,7 +57,8 @@ fn app() -> Router {
     // Slow and abusive clients are the host server's job: cap request time and body size for
     // the whole application (davrepl itself never buffers an unbounded body).
     api.nest_service("/dav", dav)
-        .layer(tower_http::timeout::TimeoutLayer::new(
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
             std::time::Duration::from_secs(60),
         ))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(

@@ -658,35 +658,7 @@ fn needs_props(columns: &Columns, filter: Option<&Expr>) -> bool {
 /// Evaluates `If` against the request collection (SEARCH and PROPFIND manifests read state,
 /// so a false condition is `412` with nothing issued).
 async fn check_if<S: ReplStore>(ctx: &Ctx<S>, meta: &Meta) -> DavResult<()> {
-    let cond = ctx.condition()?;
-    if cond.is_empty() {
-        return Ok(());
-    }
-    let tokens = meta.tokens();
-    let mut others = Vec::new();
-    for l in &cond.if_lists {
-        if let store::IfResource::Path(p) = &l.resource
-            && p != &ctx.path
-            && let Ok(m) = ctx.store().head(p).await
-        {
-            others.push((p.clone(), m.tokens()));
-        }
-    }
-    let ok = cond.evaluate(&ctx.path, |p| {
-        if p == &ctx.path {
-            Some(tokens.clone())
-        } else {
-            others.iter().find(|(q, _)| q == p).map(|(_, t)| t.clone())
-        }
-    });
-    if ok {
-        Ok(())
-    } else {
-        Err(DavError::new(
-            StatusCode::PRECONDITION_FAILED,
-            "precondition failed",
-        ))
-    }
+    ctx.check_read(&ctx.condition()?, meta).await
 }
 
 fn brief<S: ReplStore>(ctx: &Ctx<S>) -> DavResult<bool> {
@@ -969,15 +941,7 @@ async fn respond<S: ReplStore>(ctx: &Ctx<S>, m: Manifest) -> DavResult<Response<
         total += 1;
     }
     let Ok(mut ranges) = rows::resolve(&specs, total) else {
-        let mut r = DavError::new(
-            StatusCode::RANGE_NOT_SATISFIABLE,
-            "row range not satisfiable",
-        )
-        .into_response();
-        if let Ok(v) = HeaderValue::from_str(&format!("rows */{total}")) {
-            r.headers_mut().insert(header::CONTENT_RANGE, v);
-        }
-        return Ok(r);
+        return Ok(super::range_not_satisfiable("rows", total));
     };
     cap_ranges(&mut ranges, ctx.shared.config.limits.max_rows_per_response);
     let in_range = |i: u64| ranges.iter().any(|(a, b)| (*a..=*b).contains(&i));
@@ -1240,15 +1204,7 @@ async fn plain_search<S: ReplStore>(ctx: &Ctx<S>, text: &str) -> DavResult<Respo
         None => ((0..total).collect::<Vec<_>>(), None),
         Some(specs) => {
             let Ok(mut ranges) = rows::resolve(&specs, total) else {
-                let mut r = DavError::new(
-                    StatusCode::RANGE_NOT_SATISFIABLE,
-                    "row range not satisfiable",
-                )
-                .into_response();
-                if let Ok(v) = HeaderValue::from_str(&format!("rows */{total}")) {
-                    r.headers_mut().insert(header::CONTENT_RANGE, v);
-                }
-                return Ok(r);
+                return Ok(super::range_not_satisfiable("rows", total));
             };
             cap_ranges(&mut ranges, limits.max_rows_per_response);
             let sel = ranges.iter().flat_map(|(a, b)| *a..=*b).collect();

@@ -117,6 +117,43 @@ impl<S: ReplStore> Ctx<S> {
         host.is_none_or(|h| h.eq_ignore_ascii_case(authority))
     }
 
+    /// Evaluates a read's condition against `meta`, the state being served (tagged lists that
+    /// name other resources look those up); `412` when it is false.
+    pub(crate) async fn check_read(
+        &self,
+        cond: &Condition,
+        meta: &davrepl_store::Meta,
+    ) -> DavResult<()> {
+        if cond.is_empty() {
+            return Ok(());
+        }
+        let mut others = Vec::new();
+        for list in &cond.if_lists {
+            if let IfResource::Path(p) = &list.resource
+                && p != &self.path
+                && let Ok(m) = self.store().head(p).await
+            {
+                others.push((p.clone(), m.tokens()));
+            }
+        }
+        let tokens = meta.tokens();
+        let ok = cond.evaluate(&self.path, |p| {
+            if p == &self.path {
+                Some(tokens.clone())
+            } else {
+                others.iter().find(|(q, _)| q == p).map(|(_, t)| t.clone())
+            }
+        });
+        if ok {
+            Ok(())
+        } else {
+            Err(DavError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "precondition failed",
+            ))
+        }
+    }
+
     /// Refuses the request with 403 unless the authorizer allows `access` to `path`.
     pub(crate) fn authorize(&self, access: Access, path: &ResourcePath) -> DavResult<()> {
         let Some(auth) = &self.shared.config.authorizer else {
@@ -280,6 +317,16 @@ pub(crate) fn set_etag(resp: &mut Response<DavBody>, meta: &davrepl_store::Meta)
     if let Ok(v) = HeaderValue::from_str(&meta.etag()) {
         resp.headers_mut().insert(header::ETAG, v);
     }
+}
+
+/// `416` with `Content-Range: UNIT */TOTAL`.
+pub(crate) fn range_not_satisfiable(unit: &str, total: u64) -> Response<DavBody> {
+    let mut r =
+        DavError::new(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable").into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("{unit} */{total}")) {
+        r.headers_mut().insert(header::CONTENT_RANGE, v);
+    }
+    r
 }
 
 /// A response with `status` and no body.

@@ -179,31 +179,7 @@ where
         brief: brief(ctx)?,
     };
     let root = ctx.store().props(&ctx.path).await?;
-    let cond = ctx.condition()?;
-    if !cond.is_empty() {
-        let tokens = root.meta.tokens();
-        let mut others = Vec::new();
-        for l in &cond.if_lists {
-            if let store::IfResource::Path(p) = &l.resource
-                && let Ok(m) = ctx.store().head(p).await
-            {
-                others.push((p.clone(), m.tokens()));
-            }
-        }
-        let ok = cond.evaluate(&ctx.path, |p| {
-            if p == &ctx.path {
-                Some(tokens.clone())
-            } else {
-                others.iter().find(|(q, _)| q == p).map(|(_, t)| t.clone())
-            }
-        });
-        if !ok {
-            return Err(DavError::new(
-                StatusCode::PRECONDITION_FAILED,
-                "precondition failed",
-            ));
-        }
-    }
+    ctx.check_read(&ctx.condition()?, &root.meta).await?;
     let mut w = XmlWriter::new();
     w.declaration().fragment(MULTISTATUS_OPEN);
     if !matches!(depth, Depth::OneNoRoot | Depth::InfinityNoRoot) {

@@ -40,32 +40,10 @@ async fn read_preconditions<S: ReplStore>(
     cond: &Condition,
     meta: &Meta,
 ) -> DavResult<Verdict> {
-    let mut others = Vec::new();
-    for list in &cond.if_lists {
-        if let davrepl_store::IfResource::Path(p) = &list.resource
-            && p != &ctx.path
-            && let Ok(m) = ctx.store().head(p).await
-        {
-            others.push((p.clone(), m.tokens()));
-        }
-    }
-    let tokens = meta.tokens();
-    let lookup = |p: &davrepl_store::ResourcePath| {
-        if p == &ctx.path {
-            Some(tokens.clone())
-        } else {
-            others.iter().find(|(q, _)| q == p).map(|(_, t)| t.clone())
-        }
-    };
     // If-None-Match on GET/HEAD means 304, not 412: evaluate it separately.
     let mut strict = cond.clone();
     let inm = strict.if_none_match.take();
-    if !strict.evaluate(&ctx.path, lookup) {
-        return Err(DavError::new(
-            StatusCode::PRECONDITION_FAILED,
-            "precondition failed",
-        ));
-    }
+    ctx.check_read(&strict, meta).await?;
     if cond.if_match.is_none()
         && let Some(v) = ctx.header("if-unmodified-since")?
         && let Some(t) = dates::parse_http_date(v)
@@ -195,15 +173,7 @@ pub(crate) async fn get<S: ReplStore>(ctx: &Ctx<S>) -> DavResult<Response<DavBod
             None => None,
             Some(spec) => match spec.resolve(meta.len) {
                 Some((start, end)) => Some(ByteRange { start, end }),
-                None => {
-                    let mut r =
-                        DavError::new(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable")
-                            .into_response();
-                    if let Ok(v) = HeaderValue::from_str(&format!("bytes */{}", meta.len)) {
-                        r.headers_mut().insert(header::CONTENT_RANGE, v);
-                    }
-                    return Ok(r);
-                }
+                None => return Ok(super::range_not_satisfiable("bytes", meta.len)),
             },
         };
         let (read_meta, stream) = ctx.store().read(&ctx.path, resolved).await?;

@@ -647,25 +647,8 @@ impl Tx<'_> {
         opts: &TransferOptions,
         moving: bool,
     ) -> StoreResult<bool> {
-        if from == to {
-            return Err(StoreError::new(
-                ErrorKind::SameResource,
-                "source and destination are the same resource",
-            ));
-        }
-        if moving && from.is_root() {
-            return Err(StoreError::new(
-                ErrorKind::RootImmutable,
-                "the root cannot be moved",
-            ));
-        }
+        davrepl_store::check_transfer_paths(from, to, moving)?;
         self.must(from)?;
-        if to.is_within(from) || (moving && from.is_within(to)) {
-            return Err(StoreError::new(
-                ErrorKind::DestinationInsideSource,
-                "the destination lies inside the source",
-            ));
-        }
         self.check(from, &opts.condition)?;
         self.check_parent(to)?;
         let exists = self.get(to)?.is_some();

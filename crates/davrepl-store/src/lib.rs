@@ -52,7 +52,7 @@ pub use tags::{ReplUid, Seq, StoreId};
 pub use types::{
     ByteRange, ByteStream, Capabilities, Change, ChangeKind, ChangePage, ChangesQuery, DeadProp,
     Depth, Entry, ListOptions, Listing, Meta, PropName, PropPatch, PurgeReport, PutOptions,
-    ResourceKind, TransferOptions, WriteOutcome,
+    ResourceKind, TransferOptions, WriteOutcome, check_transfer_paths,
 };
 
 /// A secret shared by every node that serves one store (collblob signatures).

@@ -298,31 +298,8 @@ impl State {
         opts: &TransferOptions,
         moving: bool,
     ) -> StoreResult<bool> {
-        if from == to {
-            return Err(StoreError::new(
-                ErrorKind::SameResource,
-                "source and destination are the same resource",
-            ));
-        }
-        if moving && from.is_root() {
-            return Err(StoreError::new(
-                ErrorKind::RootImmutable,
-                "the root cannot be moved",
-            ));
-        }
+        crate::types::check_transfer_paths(from, to, moving)?;
         self.get(from)?;
-        if to.is_within(from) {
-            return Err(StoreError::new(
-                ErrorKind::DestinationInsideSource,
-                "the destination lies inside the source",
-            ));
-        }
-        if from.is_within(to) && moving {
-            return Err(StoreError::new(
-                ErrorKind::DestinationInsideSource,
-                "the destination is an ancestor of the source",
-            ));
-        }
         self.check(store, from, &opts.condition)?;
         self.check_parent(to)?;
         let exists = self.nodes.contains_key(to);

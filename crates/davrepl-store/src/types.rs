@@ -423,3 +423,33 @@ pub struct PurgeReport {
     /// The low-water mark afterwards.
     pub low_water: Seq,
 }
+
+/// The checks of a COPY or MOVE that depend on the two paths alone; every store makes them
+/// before looking at its data: source and destination differ, the root is never moved, and
+/// the destination is not inside the source (nor, for a move, its ancestor).
+pub fn check_transfer_paths(
+    from: &ResourcePath,
+    to: &ResourcePath,
+    moving: bool,
+) -> Result<(), StoreError> {
+    use crate::error::ErrorKind;
+    if from == to {
+        return Err(StoreError::new(
+            ErrorKind::SameResource,
+            "source and destination are the same resource",
+        ));
+    }
+    if moving && from.is_root() {
+        return Err(StoreError::new(
+            ErrorKind::RootImmutable,
+            "the root cannot be moved",
+        ));
+    }
+    if to.is_within(from) || (moving && from.is_within(to)) {
+        return Err(StoreError::new(
+            ErrorKind::DestinationInsideSource,
+            "the destination lies inside the source",
+        ));
+    }
+    Ok(())
+}

@@ -1,10 +1,14 @@
 //! SqliteStore against the whole conformance suite, each case on a fresh database file.
 
 async fn fresh() -> davrepl_sqlite::SqliteStore {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("store.db");
-    // Keep the directory for the life of the test process; it is small.
-    std::mem::forget(dir);
+    // Under cargo's per-target temp dir: the store outlives this function (the testkit owns
+    // it), so the directory is kept and goes with `cargo clean`, not into /tmp.
+    let dir = tempfile::Builder::new()
+        .prefix("conformance-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .expect("temp dir")
+        .keep();
+    let path = dir.join("store.db");
     davrepl_sqlite::SqliteStore::open(path).await.expect("open")
 }
 

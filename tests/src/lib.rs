@@ -350,3 +350,50 @@ impl TestServer {
             .to_owned()
     }
 }
+
+/// A server process started by a test; killed when dropped, pass or fail, so a failed
+/// assertion never leaves it running (and the test harness waiting for its output).
+#[derive(Debug)]
+pub struct Running {
+    /// The process.
+    pub child: std::process::Child,
+    /// `http://host:port` from its `listening on` line.
+    pub base: String,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `cmd` (a server that prints `listening on http://ADDR/…` first on stdout) and waits
+/// for that line.
+pub fn spawn_listening(mut cmd: std::process::Command) -> Running {
+    use std::io::{BufRead, BufReader};
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn the server");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut running = Running {
+        child,
+        base: String::new(),
+    };
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read the listening line");
+    let rest = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+    let url = rest.trim_end_matches('/');
+    // Keep only scheme://authority: a mount prefix after it is the test's business.
+    let authority_end = url.find("://").map_or(url.len(), |i| {
+        url[i + 3..].find('/').map_or(url.len(), |j| i + 3 + j)
+    });
+    running.base = url[..authority_end].to_owned();
+    running
+}

@@ -1,35 +1,15 @@
 //! `--user`: Basic authentication in front of the namespace; collblobs are bound to the user.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
-struct Server(Child, String);
+use davrepl_tests::{Running, spawn_listening};
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(args: &[&str]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_davrepl-server"))
-        .args(["--listen", "127.0.0.1:0", "--store", "memory"])
+fn start(args: &[&str]) -> Running {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_davrepl-server"));
+    cmd.args(["--listen", "127.0.0.1:0", "--store", "memory"])
         .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .trim_start_matches("listening on ")
-        .trim_end_matches('/')
-        .to_owned();
-    Server(child, base)
+        .stderr(Stdio::null());
+    spawn_listening(cmd)
 }
 
 const SQL: &str = r#"SELECT "DAV:displayname" FROM SCOPE('SHALLOW TRAVERSAL OF "/"')"#;
@@ -44,7 +24,7 @@ fn body(blob: &str) -> String {
 async fn users_and_collblob_binding() {
     let s = start(&["--user", "alice:pw-a", "--user", "bob:pw-b"]);
     let c = reqwest::Client::new();
-    let url = format!("{}/x.txt", s.1);
+    let url = format!("{}/x.txt", s.base);
     let r = c.put(&url).body("x").send().await.unwrap();
     assert_eq!(r.status().as_u16(), 401);
     assert!(
@@ -76,7 +56,7 @@ async fn users_and_collblob_binding() {
     );
     let search = reqwest::Method::from_bytes(b"SEARCH").unwrap();
     let r = c
-        .request(search.clone(), format!("{}/", s.1))
+        .request(search.clone(), format!("{}/", s.base))
         .basic_auth("alice", Some("pw-a"))
         .body(body(""))
         .send()
@@ -93,7 +73,7 @@ async fn users_and_collblob_binding() {
         .unwrap()
         .to_owned();
     let again = |user: &'static str, pw: &'static str| {
-        let (c, search, base, blob) = (c.clone(), search.clone(), s.1.clone(), blob.clone());
+        let (c, search, base, blob) = (c.clone(), search.clone(), s.base.clone(), blob.clone());
         async move {
             c.request(search, format!("{base}/"))
                 .basic_auth(user, Some(pw))

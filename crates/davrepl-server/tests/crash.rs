@@ -2,51 +2,26 @@
 //! restarted on the same SQLite file, and every acknowledged write must be there.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use davrepl_tests::{Running, spawn_listening};
 
 const ROUNDS: usize = 4;
 const WRITERS: usize = 6;
 
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(db: &std::path::Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_davrepl-server"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--store",
-            &format!("sqlite:{}", db.display()),
-        ])
-        .env("DAVREPL_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn davrepl-server");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("read the listening line");
-    let base = line
-        .trim()
-        .strip_prefix("listening on ")
-        .expect("listening line")
-        .trim_end_matches('/')
-        .to_owned();
-    Server { child, base }
+fn start(db: &std::path::Path) -> Running {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_davrepl-server"));
+    cmd.args([
+        "--listen",
+        "127.0.0.1:0",
+        "--store",
+        &format!("sqlite:{}", db.display()),
+    ])
+    .env("DAVREPL_LOG", "warn")
+    .stderr(Stdio::null());
+    spawn_listening(cmd)
 }
 
 /// The change sequence number inside a resourcetag (its last 12 hex digits).
@@ -206,9 +181,7 @@ async fn acknowledged_writes_survive_sigkill() {
     let server = start(&db);
     let snapshot = acked.lock().unwrap().clone();
     verify(&client, &server.base, &snapshot).await;
-    let mut s = server;
-    let _ = s.child.kill();
-    let _ = s.child.wait();
+    drop(server);
     let acked = acked.lock().unwrap();
     let writes = acked.values().filter(|a| !a.rt.is_empty()).count();
     assert!(

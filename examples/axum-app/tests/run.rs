@@ -1,37 +1,15 @@
 //! Runs the example binary and drives it like a user would.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-/// Kills the example when the test ends, pass or fail, so a failed assertion never leaves it
-/// running (and the test harness waiting for it).
-struct Running(std::process::Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use davrepl_tests::spawn_listening;
 
 #[tokio::test]
 async fn the_example_works() {
-    let mut child = Running(
-        Command::new(env!("CARGO_BIN_EXE_example-axum-app"))
-            .arg("127.0.0.1:0")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut line = String::new();
-    BufReader::new(child.0.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .trim_start_matches("listening on ")
-        .trim_end_matches('/')
-        .to_owned();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_example-axum-app"));
+    cmd.arg("127.0.0.1:0");
+    let child = spawn_listening(cmd);
+    let base = child.base.clone();
     let c = reqwest::Client::new();
     let m = |s: &str| reqwest::Method::from_bytes(s.as_bytes()).unwrap();
     // The app's own routes are untouched and need no credentials.

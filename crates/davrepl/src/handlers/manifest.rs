@@ -178,6 +178,15 @@ impl Row {
 }
 
 impl Output {
+    fn new<S: ReplStore>(ctx: &Ctx<S>, columns: Columns, prefixes: Prefixes) -> DavResult<Self> {
+        Ok(Self {
+            columns,
+            prefixes,
+            brief: brief(ctx)?,
+            origin: origin(ctx),
+        })
+    }
+
     fn href<S>(&self, shared: &Shared<S>, path: &ResourcePath, collection: bool) -> String {
         format!(
             "{}{}",
@@ -500,6 +509,60 @@ impl<S: ReplStore> Engine<S> {
     }
 }
 
+/// What the client has seen, from its collblob and `resourcetaglist`.
+struct ClientState {
+    first_sync: bool,
+    watermark: Seq,
+    seen: HashSet<(u64, u64)>,
+    acks: HashSet<(u64, u64)>,
+}
+
+impl ClientState {
+    fn new(store: store::StoreId, blob: Option<&CollBlob>, repl: &ReplRequest) -> Self {
+        Self {
+            first_sync: blob.is_none(),
+            watermark: blob.map_or(0, |b| b.watermark),
+            seen: blob
+                .map(|b| b.seen.iter().copied().collect())
+                .unwrap_or_default(),
+            acks: ack_keys(store, &repl.resource_tags),
+        }
+    }
+
+    /// A plan over `scope` for this client.
+    fn plan(
+        self,
+        scope: ResourcePath,
+        depth: store::Depth,
+        include_scope: bool,
+        collections_only: bool,
+        filter: Option<Expr>,
+        needs_props: bool,
+    ) -> Plan {
+        Plan {
+            scope,
+            depth,
+            include_scope,
+            collections_only,
+            filter,
+            needs_props,
+            first_sync: self.first_sync,
+            watermark: self.watermark,
+            seen: self.seen,
+            acks: self.acks,
+        }
+    }
+}
+
+/// The store depth of a SQL traversal, and whether only collections count.
+fn traversal_depth(t: Traversal) -> (store::Depth, bool) {
+    match t {
+        Traversal::Shallow => (store::Depth::One, false),
+        Traversal::Deep => (store::Depth::Infinity, false),
+        Traversal::Hierarchical => (store::Depth::Infinity, true),
+    }
+}
+
 /// Everything needed to issue a collblob.
 struct BlobBase {
     store: [u8; 16],
@@ -512,6 +575,25 @@ struct BlobBase {
 }
 
 impl BlobBase {
+    fn new<S: ReplStore>(
+        ctx: &Ctx<S>,
+        kind: BlobKind,
+        scope_rid: ReplUid,
+        binding: [u8; 32],
+        query: String,
+        secret: [u8; 32],
+    ) -> Self {
+        Self {
+            store: ctx.store().store_id().0,
+            kind,
+            scope_rid: scope_rid.0,
+            binding,
+            principal: principal_of(ctx),
+            query,
+            secret,
+        }
+    }
+
     fn issue(&self, watermark: Seq, seen: Vec<(u64, u64)>) -> String {
         let issued = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -754,43 +836,27 @@ async fn search_manifest<S: ReplStore>(
     }
     let mut prefixes = Prefixes::new(&repl.ns);
     let columns = sql_columns(&query, &mut prefixes);
-    let (depth, collections_only) = match query.scope.traversal {
-        Traversal::Shallow => (store::Depth::One, false),
-        Traversal::Deep => (store::Depth::Infinity, false),
-        Traversal::Hierarchical => (store::Depth::Infinity, true),
-    };
-    let plan = Plan {
-        scope,
-        depth,
-        include_scope: false,
-        collections_only,
-        needs_props: needs_props(&columns, query.filter.as_ref()),
-        filter: query.filter.clone(),
-        first_sync: blob.is_none(),
-        watermark: blob.as_ref().map_or(0, |b| b.watermark),
-        seen: blob
-            .as_ref()
-            .map(|b| b.seen.iter().copied().collect())
-            .unwrap_or_default(),
-        acks: ack_keys(ctx.store().store_id(), &repl.resource_tags),
-    };
+    let (depth, collections_only) = traversal_depth(query.scope.traversal);
+    let needs = needs_props(&columns, query.filter.as_ref());
+    let client = ClientState::new(ctx.store().store_id(), blob.as_ref(), &repl);
     let manifest = Manifest {
-        plan,
-        base: BlobBase {
-            store: ctx.store().store_id().0,
-            kind: BlobKind::Search,
-            scope_rid: scope_meta.rid.0,
+        plan: client.plan(
+            scope,
+            depth,
+            false,
+            collections_only,
+            query.filter.clone(),
+            needs,
+        ),
+        base: BlobBase::new(
+            ctx,
+            BlobKind::Search,
+            scope_meta.rid,
             binding,
-            principal: principal_of(ctx),
-            query: query_text,
+            query_text,
             secret,
-        },
-        output: Output {
-            columns,
-            prefixes,
-            brief: brief(ctx)?,
-            origin: origin(ctx),
-        },
+        ),
+        output: Output::new(ctx, columns, prefixes)?,
         input_blob: blob_text,
     };
     respond(ctx, manifest).await
@@ -855,38 +921,26 @@ pub(crate) async fn propfind_manifest<S: ReplStore>(
                 .collect(),
         ),
     };
-    let plan = Plan {
-        scope: ctx.path.clone(),
-        depth: store_depth,
-        include_scope,
-        collections_only: false,
-        needs_props: needs_props(&columns, None),
-        filter: None,
-        first_sync: blob.is_none(),
-        watermark: blob.as_ref().map_or(0, |b| b.watermark),
-        seen: blob
-            .as_ref()
-            .map(|b| b.seen.iter().copied().collect())
-            .unwrap_or_default(),
-        acks: ack_keys(ctx.store().store_id(), &repl.resource_tags),
-    };
+    let needs = needs_props(&columns, None);
+    let client = ClientState::new(ctx.store().store_id(), blob.as_ref(), &repl);
     let manifest = Manifest {
-        plan,
-        base: BlobBase {
-            store: ctx.store().store_id().0,
-            kind: BlobKind::Propfind,
-            scope_rid: root.rid.0,
+        plan: client.plan(
+            ctx.path.clone(),
+            store_depth,
+            include_scope,
+            false,
+            None,
+            needs,
+        ),
+        base: BlobBase::new(
+            ctx,
+            BlobKind::Propfind,
+            root.rid,
             binding,
-            principal: principal_of(ctx),
-            query: String::new(),
+            String::new(),
             secret,
-        },
-        output: Output {
-            columns,
-            prefixes,
-            brief: brief(ctx)?,
-            origin: origin(ctx),
-        },
+        ),
+        output: Output::new(ctx, columns, prefixes)?,
         input_blob: blob_text,
     };
     respond(ctx, manifest).await
@@ -1122,11 +1176,7 @@ async fn plain_search<S: ReplStore>(ctx: &Ctx<S>, text: &str) -> DavResult<Respo
     }
     let mut prefixes = Prefixes::new(REPL_NS);
     let columns = sql_columns(&query, &mut prefixes);
-    let (depth, collections_only) = match query.scope.traversal {
-        Traversal::Shallow => (store::Depth::One, false),
-        Traversal::Deep => (store::Depth::Infinity, false),
-        Traversal::Hierarchical => (store::Depth::Infinity, true),
-    };
+    let (depth, collections_only) = traversal_depth(query.scope.traversal);
     let with_props = needs_props(&columns, query.filter.as_ref()) || !query.order_by.is_empty();
     let plan = Plan {
         scope: scope.clone(),
@@ -1211,12 +1261,7 @@ async fn plain_search<S: ReplStore>(ctx: &Ctx<S>, text: &str) -> DavResult<Respo
             (sel, Some(rows::content_range(&ranges, total)))
         }
     };
-    let output = Output {
-        columns,
-        prefixes,
-        brief: brief(ctx)?,
-        origin: origin(ctx),
-    };
+    let output = Output::new(ctx, columns, prefixes)?;
     let mut w = XmlWriter::new();
     output.open_root(&mut w);
     for i in selected {

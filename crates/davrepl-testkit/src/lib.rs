@@ -1,4 +1,4 @@
-//! Conformance cases every [`ReplStore`] must pass.
+//! Conformance cases every [`ReplStore`](davrepl_store::ReplStore) must pass.
 //!
 //! Each case is a `pub async fn(&S)` in [`cases`]; the [`conformance!`] macro expands into one
 //! `#[tokio::test]` per case, so a backend crate runs the whole contract with one line in its

@@ -1,5 +1,5 @@
 //! **davrepl** gives any Rust HTTP service a WebDAV namespace with Microsoft Exchange-style
-//! WebDAV replication, as a [tower] [`Layer`](tower_layer::Layer) over a pluggable
+//! WebDAV replication, as a [tower](https://docs.rs/tower) [`Layer`](tower_layer::Layer) over a pluggable
 //! [`ReplStore`].
 //!
 //! Requests under the mount prefix are answered by the layer; everything else goes to the

@@ -174,6 +174,14 @@ pub async fn list_depths_and_pages<S: ReplStore>(store: &S) {
         .unwrap();
     assert_eq!(with.entries.len(), 1);
     assert!(with.next.is_none());
+    let top = list_all(store, "/", Depth::One).await;
+    let top: Vec<_> = top.iter().map(|m| m.path.as_str().to_owned()).collect();
+    assert_eq!(
+        top,
+        vec!["/d".to_owned(), "/d-x".to_owned()],
+        "the root lists its members, not itself"
+    );
+    assert_eq!(list_all(store, "/", Depth::Infinity).await.len(), 30);
     let on_item = store
         .list(&path("/d/f00"), ListOptions::new(Depth::One, 10))
         .await;

@@ -1013,36 +1013,16 @@ async fn input_spellings_are_accepted() {
 async fn bad_manifest_requests() {
     let s = server().await;
     inbox(&s, &["a"]).await;
-    s.manifest("/inbox/", None, Some("SELECT nonsense"), &[], None)
-        .await
-        .expect(400);
-    s.manifest(
-        "/inbox/",
-        None,
-        Some(r#"SELECT "a" FROM "/inbox/" WHERE CONTAINS('x')"#),
-        &[],
-        None,
-    )
-    .await
-    .expect(422);
-    s.manifest(
-        "/inbox/",
-        None,
-        Some(r#"SELECT "a" FROM "/elsewhere/""#),
-        &[],
-        None,
-    )
-    .await
-    .expect(403);
-    s.manifest(
-        "/inbox/",
-        None,
-        Some(r#"SELECT "a" FROM "/inbox/a""#),
-        &[],
-        None,
-    )
-    .await
-    .expect(400);
+    for (sql, status) in [
+        ("SELECT nonsense", 400),
+        (r#"SELECT "a" FROM "/inbox/" WHERE CONTAINS('x')"#, 422),
+        (r#"SELECT "a" FROM "/elsewhere/""#, 403),
+        (r#"SELECT "a" FROM "/inbox/a""#, 400),
+    ] {
+        s.manifest("/inbox/", None, Some(sql), &[], None)
+            .await
+            .expect(status);
+    }
     s.manifest("/nope/", None, Some(SHALLOW), &[], None)
         .await
         .expect(404);

@@ -117,6 +117,22 @@ impl Condition {
         }
     }
 
+    /// Every path [`evaluate`](Self::evaluate) may look up for a request on `target`: the
+    /// target and each resource named by a tagged `If` list, without repeats. A store whose
+    /// lookups are asynchronous fetches these first (inside its atomic step), then evaluates
+    /// against what it fetched.
+    pub fn paths(&self, target: &ResourcePath) -> Vec<ResourcePath> {
+        let mut out = vec![target.clone()];
+        for list in &self.if_lists {
+            if let IfResource::Path(p) = &list.resource
+                && !out.contains(p)
+            {
+                out.push(p.clone());
+            }
+        }
+        out
+    }
+
     /// Evaluates the whole condition for a request on `target`. `lookup` returns the current
     /// state of a path, or `None` if nothing exists there; the store calls this inside the
     /// atomic step of the write. Returns `true` when the request may proceed.

@@ -937,6 +937,18 @@ pub async fn cas_race_no_lost_update<S: ReplStore>(store: &S) {
 /// Writers and a reader run together: the reader never sees a sequence number below one it has
 /// already seen, and its accumulated view equals the final state.
 pub async fn gap_free_feed<S: ReplStore + Clone>(store: &S) {
+    gap_free_feed_across(store, std::slice::from_ref(store), 6).await;
+}
+
+/// [`gap_free_feed`] for stores with several handles on one database (nodes): `per_handle`
+/// writers on each of `writers` while a reader follows the feed through `reader`. The feed
+/// must never show a sequence number below one already seen, and must end equal to a listing.
+pub async fn gap_free_feed_across<S: ReplStore + Clone>(
+    reader: &S,
+    writers: &[S],
+    per_handle: usize,
+) {
+    let store = reader;
     mkcol(store, "/feed").await;
     let stop = Arc::new(AtomicBool::new(false));
     let reader = {
@@ -986,9 +998,9 @@ pub async fn gap_free_feed<S: ReplStore + Clone>(store: &S) {
             }
         })
     };
-    let writers: Vec<_> = (0..6)
+    let writers: Vec<_> = (0..writers.len() * per_handle)
         .map(|w| {
-            let store = store.clone();
+            let store = writers[w % writers.len()].clone();
             tokio::spawn(async move {
                 for i in 0..60 {
                     let p = format!("/feed/w{w}-{}", i % 7);

@@ -8,6 +8,9 @@
 //! davrepl_testkit::conformance!(davrepl_store::MemStore::new());
 //! // or, for a store that is built asynchronously:
 //! davrepl_testkit::conformance!(@future my_store::open_for_tests());
+//! // or, when the backend may be absent (an external server): a future giving an Option;
+//! // `None` skips the case, so say why loudly before returning it.
+//! davrepl_testkit::conformance!(@maybe my_store::open_if_available());
 //! ```
 //!
 //! The expression is evaluated once per case, so every case gets a fresh store. The API of this
@@ -22,6 +25,9 @@ pub use helpers::*;
 #[macro_export]
 macro_rules! conformance {
     (@future $make:expr) => {
+        $crate::conformance!(@maybe async { ::core::option::Option::Some($make.await) });
+    };
+    (@maybe $make:expr) => {
         $crate::conformance!(@cases $make;
             crud_item, put_needs_parent, put_onto_collection_fails, mkcol_rules, read_range,
             list_depths_and_pages, delete_tree_leaves_tombstones, root_is_immutable,
@@ -38,7 +44,8 @@ macro_rules! conformance {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $case() {
-                let store = $make.await;
+                // `None`: the backend is not available here and said so loudly; skip.
+                let ::core::option::Option::Some(store) = $make.await else { return };
                 $crate::cases::$case(&store).await;
             }
         )*

@@ -79,3 +79,14 @@ where
 pub fn ms(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1000.0)
 }
+
+/// A throwaway PostgreSQL cluster with durable settings (fsync and synchronous commit on;
+/// `DAVREPL_BENCH_PG_FSYNC=off` turns them off to see the cost of the disk), stopped and
+/// removed when dropped. Panics when PostgreSQL is not installed.
+pub fn pg_cluster() -> davrepl_postgres::throwaway::Cluster {
+    let mut opts = davrepl_postgres::throwaway::ClusterOptions::default();
+    opts.durable = std::env::var("DAVREPL_BENCH_PG_FSYNC").map_or(true, |v| v != "off");
+    davrepl_postgres::throwaway::Cluster::start(&opts)
+        .expect("start PostgreSQL")
+        .expect("PostgreSQL binaries not found: install the postgresql package")
+}

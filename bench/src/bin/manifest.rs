@@ -24,7 +24,8 @@ struct Args {
     /// Collection sizes to measure.
     #[arg(long, value_delimiter = ',', default_value = "1000,1000000")]
     sizes: Vec<usize>,
-    /// `memory` or `sqlite:DIR` (a fresh database file per size is created in DIR).
+    /// `memory`, `sqlite:DIR` (a fresh database file per size is created in DIR), or
+    /// `postgres` (a throwaway durable PostgreSQL cluster, a fresh database per size).
     #[arg(long, default_value = "memory")]
     store: String,
     /// Timed runs per figure.
@@ -79,8 +80,25 @@ async fn main() {
     println!("|---:|---:|---:|");
     let mut medians = Vec::new();
     let largest = args.sizes.iter().copied().max().unwrap_or(0);
+    let cluster = (args.store == "postgres").then(davrepl_bench::pg_cluster);
     for &n in &args.sizes {
-        let addr = if let Some(dir) = args.store.strip_prefix("sqlite:") {
+        let addr = if let Some(cluster) = &cluster {
+            let url = cluster.create_database().await.expect("database");
+            let store = davrepl_postgres::PgStore::connect(&url)
+                .await
+                .expect("connect");
+            davrepl::ReplStore::create_collection(
+                &store,
+                &davrepl::ResourcePath::parse("/big").expect("path"),
+                &davrepl::Condition::none(),
+            )
+            .await
+            .expect("mkcol");
+            davrepl_postgres::throwaway::bulk_members(&url, "/big", n as u64)
+                .await
+                .expect("bulk fill");
+            start(store).await
+        } else if let Some(dir) = args.store.strip_prefix("sqlite:") {
             let file = std::path::Path::new(dir).join(format!("bench-{n}.db"));
             let _ = std::fs::remove_file(&file);
             let mut opts = davrepl_sqlite::SqliteOptions::default();

@@ -13,11 +13,13 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use davrepl::MemStore;
 use davrepl_bench::start;
+use futures_util::StreamExt;
 
 #[derive(Parser)]
 struct Args {
-    /// Stores to measure: `memory`, `sqlite:DIR` (durable, synchronous=FULL) or
-    /// `sqlite-normal:DIR` (synchronous=NORMAL).
+    /// Stores to measure: `memory`, `sqlite:DIR` (durable, synchronous=FULL),
+    /// `sqlite-normal:DIR` (synchronous=NORMAL), `postgres` (one node on a throwaway durable
+    /// PostgreSQL cluster) or `postgres2` (two nodes on one database, clients split evenly).
     #[arg(long, default_values_t = ["memory".to_owned(), "sqlite:/tmp/davrepl-bench".to_owned()])]
     store: Vec<String>,
     /// Concurrent client connections.
@@ -31,18 +33,25 @@ struct Args {
     runs: usize,
 }
 
-async fn phase(base: &str, method: &str, concurrency: usize, secs: u64) -> f64 {
+/// Files per client connection.
+const FILES: usize = 200;
+
+async fn phase(bases: &[String], method: &str, concurrency: usize, secs: u64) -> f64 {
     let done = Arc::new(AtomicUsize::new(0));
     let deadline = Instant::now() + Duration::from_secs(secs);
     let tasks: Vec<_> = (0..concurrency)
         .map(|c| {
-            let (base, done, method) = (base.to_owned(), done.clone(), method.to_owned());
+            let (base, done, method) = (
+                bases[c % bases.len()].clone(),
+                done.clone(),
+                method.to_owned(),
+            );
             tokio::spawn(async move {
                 let client = reqwest::Client::new();
                 let body = "x".repeat(1024);
                 let mut i = 0usize;
                 while Instant::now() < deadline {
-                    let url = format!("{base}/f-{c}-{}", i % 200);
+                    let url = format!("{base}/f-{c}-{}", i % FILES);
                     let ok = if method == "PUT" {
                         client
                             .put(&url)
@@ -69,6 +78,23 @@ async fn phase(base: &str, method: &str, concurrency: usize, secs: u64) -> f64 {
     done.load(Ordering::Relaxed) as f64 / secs as f64
 }
 
+/// Writes every file the phases use once, untimed, so GET never asks for a file a slow PUT
+/// phase did not reach.
+async fn prefill(bases: &[String], concurrency: usize) {
+    let client = reqwest::Client::new();
+    let body = "x".repeat(1024);
+    futures_util::stream::iter((0..concurrency).flat_map(|c| (0..FILES).map(move |i| (c, i))))
+        .for_each_concurrent(16, |(c, i)| {
+            let url = format!("{}/f-{c}-{i}", bases[c % bases.len()]);
+            let (client, body) = (&client, body.clone());
+            async move {
+                let r = client.put(&url).body(body).send().await.expect("prefill");
+                assert!(r.status().is_success(), "prefill {url}: {}", r.status());
+            }
+        })
+        .await;
+}
+
 fn median(mut v: Vec<f64>) -> (f64, f64, f64) {
     v.sort_by(|a, b| a.total_cmp(b));
     (v[v.len() / 2], v[0], v[v.len() - 1])
@@ -83,8 +109,20 @@ async fn main() {
     );
     println!("| store | PUT req/s | GET req/s |");
     println!("|---|---:|---:|");
+    let mut cluster = None;
     for spec in &args.store {
-        let addr = if let Some((kind, dir)) = spec.split_once(':') {
+        let addrs = if spec == "postgres" || spec == "postgres2" {
+            let cluster = cluster.get_or_insert_with(davrepl_bench::pg_cluster);
+            let url = cluster.create_database().await.expect("database");
+            let mut addrs = Vec::new();
+            for _ in 0..if spec == "postgres" { 1 } else { 2 } {
+                let store = davrepl_postgres::PgStore::connect(&url)
+                    .await
+                    .expect("connect");
+                addrs.push(start(store).await);
+            }
+            addrs
+        } else if let Some((kind, dir)) = spec.split_once(':') {
             std::fs::create_dir_all(dir).expect("bench dir");
             let file = std::path::Path::new(dir).join("throughput.db");
             for ext in ["", "-wal", "-shm"] {
@@ -94,21 +132,24 @@ async fn main() {
             if kind == "sqlite-normal" {
                 opts.synchronous = davrepl_sqlite::Synchronous::Normal;
             }
-            start(
-                davrepl_sqlite::SqliteStore::open_with(&file, opts)
-                    .await
-                    .expect("open"),
-            )
-            .await
+            vec![
+                start(
+                    davrepl_sqlite::SqliteStore::open_with(&file, opts)
+                        .await
+                        .expect("open"),
+                )
+                .await,
+            ]
         } else {
-            start(MemStore::new()).await
+            vec![start(MemStore::new()).await]
         };
-        let base = format!("http://{addr}");
+        let bases: Vec<String> = addrs.iter().map(|a| format!("http://{a}")).collect();
+        prefill(&bases, args.concurrency).await;
         let mut puts = Vec::new();
         let mut gets = Vec::new();
         for _ in 0..args.runs {
-            puts.push(phase(&base, "PUT", args.concurrency, args.seconds).await);
-            gets.push(phase(&base, "GET", args.concurrency, args.seconds).await);
+            puts.push(phase(&bases, "PUT", args.concurrency, args.seconds).await);
+            gets.push(phase(&bases, "GET", args.concurrency, args.seconds).await);
         }
         let (p, pmin, pmax) = median(puts);
         let (g, gmin, gmax) = median(gets);

@@ -31,10 +31,12 @@ mod schema;
 #[cfg(feature = "throwaway")]
 pub mod throwaway;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use davrepl_store::chunks::{Chunker, slice_chunk};
 use davrepl_store::{
     ByteRange, ByteStream, Capabilities, Change, ChangeKind, ChangePage, ChangesQuery, Condition,
     DeadProp, Depth, Entry, ErrorKind, ListOptions, Listing, Meta, PropName, PropPatch,
@@ -42,7 +44,6 @@ use davrepl_store::{
     StoreError, StoreId, StoreResult, TransferOptions, WriteOutcome,
 };
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
-use futures_util::StreamExt;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{IsolationLevel, NoTls, Row, Statement};
 
@@ -479,15 +480,6 @@ fn rpath(s: &str) -> StoreResult<ResourcePath> {
         .map_err(|e| StoreError::new(ErrorKind::Internal, format!("corrupt path {s:?}: {e}")))
 }
 
-/// `[start, end)` of the descendants of `root` in byte order.
-fn descendant_range(root: &ResourcePath) -> (String, String) {
-    let start = root.descendant_prefix();
-    let mut end = start.clone();
-    end.pop();
-    end.push('0');
-    (start, end)
-}
-
 /// `limit + 1` as a SQL LIMIT, saturating.
 fn fetch_limit(limit: usize) -> i64 {
     i64::try_from(limit)
@@ -583,13 +575,39 @@ impl Tx<'_> {
         .collect()
     }
 
+    /// Dead properties of many resources in one query (a page of a listing or a manifest).
+    async fn props_of(&self, rids: &[i64]) -> StoreResult<HashMap<i64, Vec<DeadProp>>> {
+        let mut out: HashMap<i64, Vec<DeadProp>> = HashMap::new();
+        if rids.is_empty() {
+            return Ok(out);
+        }
+        let rows = self
+            .rows(
+                "SELECT rid, ns, local, value FROM davrepl_props WHERE rid = ANY($1) ORDER BY rid, ns, local",
+                &[&rids],
+            )
+            .await?;
+        for r in rows {
+            out.entry(r.try_get(0).map_err(pg_err)?)
+                .or_default()
+                .push(DeadProp {
+                    name: PropName::new(
+                        r.try_get::<_, String>(1).map_err(pg_err)?,
+                        r.try_get::<_, String>(2).map_err(pg_err)?,
+                    ),
+                    value: r.try_get(3).map_err(pg_err)?,
+                });
+        }
+        Ok(out)
+    }
+
     /// Evaluates `cond` against the current state. The paths it names are fetched first
     /// (conditions are synchronous), then evaluated.
     async fn check(&self, target: &ResourcePath, cond: &Condition) -> StoreResult<()> {
         if cond.is_empty() {
             return Ok(());
         }
-        let mut known = std::collections::HashMap::new();
+        let mut known = HashMap::new();
         for p in cond.paths(target) {
             let tokens = self
                 .get(&p)
@@ -638,7 +656,7 @@ impl Tx<'_> {
     }
 
     async fn subtree(&self, root: &ResourcePath) -> StoreResult<Vec<Node>> {
-        let (start, end) = descendant_range(root);
+        let (start, end) = root.descendant_range();
         let mut out: Vec<Node> = self.get(root).await?.into_iter().collect();
         out.extend(
             self.nodes(
@@ -759,7 +777,7 @@ impl Tx<'_> {
         {
             rows.push((n.version, ChangeKind::Upsert(self.meta(&n)?), n.rid));
         }
-        let (start, end) = descendant_range(&q.scope);
+        let (start, end) = q.scope.descendant_range();
         let live = match q.depth {
             Depth::Zero => Vec::new(),
             Depth::One => {
@@ -822,13 +840,15 @@ impl Tx<'_> {
         } else {
             self.c.seq as u64
         };
+        let mut props = if q.with_props {
+            let rids: Vec<i64> = rows.iter().map(|r| r.2).filter(|r| *r >= 0).collect();
+            self.props_of(&rids).await?
+        } else {
+            HashMap::new()
+        };
         let mut changes = Vec::with_capacity(rows.len());
         for (seq, kind, rid) in rows {
-            let props = if q.with_props && rid >= 0 {
-                self.props(rid).await?
-            } else {
-                Vec::new()
-            };
+            let props = props.remove(&rid).unwrap_or_default();
             changes.push(Change {
                 seq: seq as u64,
                 kind,
@@ -850,58 +870,39 @@ impl Tx<'_> {
 /// in-memory rest, total length).
 async fn stage(
     store: &PgStore,
-    mut body: ByteStream,
+    body: ByteStream,
     max_len: Option<u64>,
 ) -> StoreResult<(Option<i64>, Vec<Bytes>, u64)> {
-    let mut pending = BytesMut::new();
+    let mut chunker = Chunker::new(body, CHUNK, max_len);
     let mut staged: Option<(i64, i64)> = None; // (blob, next chunk number)
-    let mut total: u64 = 0;
     let result: StoreResult<()> = async {
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk?;
-            total += chunk.len() as u64;
-            if let Some(max) = max_len
-                && total > max
-            {
-                return Err(StoreError::new(
-                    ErrorKind::TooLarge,
-                    format!("content is larger than {max} bytes"),
-                ));
-            }
-            pending.extend_from_slice(&chunk);
-            while pending.len() >= CHUNK {
-                let piece = pending.split_to(CHUNK).freeze();
-                let (blob, n) = match staged {
-                    Some(s) => s,
-                    None => {
-                        let conn = store.conn().await?;
-                        let blob: i64 = conn
-                            .query_one("SELECT nextval('davrepl_blob_ids')", &[])
-                            .await
-                            .and_then(|r| r.try_get(0))
-                            .map_err(pg_err)?;
-                        conn.execute(
-                            "INSERT INTO davrepl_uploads (blob, started) VALUES ($1, $2)",
-                            &[&blob, &now_nanos()],
-                        )
+        while let Some(piece) = chunker.full_chunk().await? {
+            let conn = store.conn().await?;
+            let (blob, n) = match staged {
+                Some(s) => s,
+                None => {
+                    let blob: i64 = conn
+                        .query_one("SELECT nextval('davrepl_blob_ids')", &[])
                         .await
+                        .and_then(|r| r.try_get(0))
                         .map_err(pg_err)?;
-                        staged = Some((blob, 0));
-                        (blob, 0)
-                    }
-                };
-                let conn = store.conn().await?;
-                let st = conn
-                    .prepare_cached(
-                        "INSERT INTO davrepl_chunks (blob, n, data) VALUES ($1, $2, $3)",
+                    conn.execute(
+                        "INSERT INTO davrepl_uploads (blob, started) VALUES ($1, $2)",
+                        &[&blob, &now_nanos()],
                     )
                     .await
                     .map_err(pg_err)?;
-                conn.execute(&st, &[&blob, &n, &&piece[..]])
-                    .await
-                    .map_err(pg_err)?;
-                staged = Some((blob, n + 1));
-            }
+                    staged = Some((blob, 0));
+                    (blob, 0)
+                }
+            };
+            pooled(
+                &conn,
+                "INSERT INTO davrepl_chunks (blob, n, data) VALUES ($1, $2, $3)",
+                &[&blob, &n, &&piece[..]],
+            )
+            .await?;
+            staged = Some((blob, n + 1));
         }
         Ok(())
     }
@@ -912,37 +913,41 @@ async fn stage(
         }
         return Err(e);
     }
-    let rest = if pending.is_empty() {
-        Vec::new()
-    } else {
-        vec![pending.freeze()]
-    };
-    Ok((staged.map(|s| s.0), rest, total))
+    let total = chunker.total();
+    Ok((
+        staged.map(|s| s.0),
+        chunker.into_rest().into_iter().collect(),
+        total,
+    ))
+}
+
+/// Runs one prepared (and cached) statement outside a transaction; returns its rows.
+async fn pooled(conn: &Object, sql: &str, params: &Params<'_>) -> StoreResult<Vec<Row>> {
+    let st = conn.prepare_cached(sql).await.map_err(pg_err)?;
+    conn.query(&st, params).await.map_err(pg_err)
 }
 
 async fn discard(store: &PgStore, blob: i64) {
     let r = async {
         let conn = store.conn().await?;
-        conn.execute("DELETE FROM davrepl_chunks WHERE blob = $1", &[&blob])
-            .await
-            .map_err(pg_err)?;
-        conn.execute("DELETE FROM davrepl_uploads WHERE blob = $1", &[&blob])
-            .await
-            .map_err(pg_err)?;
+        pooled(
+            &conn,
+            "DELETE FROM davrepl_chunks WHERE blob = $1",
+            &[&blob],
+        )
+        .await?;
+        pooled(
+            &conn,
+            "DELETE FROM davrepl_uploads WHERE blob = $1",
+            &[&blob],
+        )
+        .await?;
         Ok::<_, StoreError>(())
     }
     .await;
     if let Err(e) = r {
         tracing::warn!(error = %e, blob, "could not discard a staged upload; a later start removes it");
     }
-}
-
-/// The part of chunk `n` that lies in `[start, end]` of the content.
-fn slice_chunk(n: i64, data: Vec<u8>, start: u64, end: u64) -> Bytes {
-    let base = n as u64 * CHUNK as u64;
-    let from = start.saturating_sub(base) as usize;
-    let to = ((end + 1).saturating_sub(base) as usize).min(data.len());
-    Bytes::from(data).slice(from.min(to)..to)
 }
 
 impl ReplStore for PgStore {
@@ -1002,7 +1007,7 @@ impl ReplStore for PgStore {
                 )
                 .await?
             } else {
-                let (start, end) = descendant_range(path);
+                let (start, end) = path.descendant_range();
                 t.nodes(
                     &format!("SELECT {COLS} FROM davrepl_resources WHERE path >= $1 AND path < $2 AND path > $3 AND path <> $4 ORDER BY path LIMIT $5"),
                     &[&start, &end, &after, &path.as_str(), &fetch],
@@ -1010,13 +1015,15 @@ impl ReplStore for PgStore {
                 .await?
             };
             let more = found.len() > opts.limit;
+            let mut props = if opts.with_props {
+                let rids: Vec<i64> = found.iter().take(opts.limit).map(|n| n.rid).collect();
+                t.props_of(&rids).await?
+            } else {
+                HashMap::new()
+            };
             let mut entries = Vec::with_capacity(found.len().min(opts.limit));
             for n in found.into_iter().take(opts.limit) {
-                let props = if opts.with_props {
-                    t.props(n.rid).await?
-                } else {
-                    Vec::new()
-                };
+                let props = props.remove(&n.rid).unwrap_or_default();
                 entries.push(Entry {
                     meta: t.meta(&n)?,
                     props,
@@ -1087,7 +1094,7 @@ impl ReplStore for PgStore {
             let pieces: Vec<StoreResult<Bytes>> = chunks
                 .into_iter()
                 .enumerate()
-                .map(|(i, d)| slice_chunk(first_chunk + i as i64, d, start, end))
+                .map(|(i, d)| slice_chunk((first_chunk + i as i64) as u64, CHUNK, d, start, end))
                 .filter(|b| !b.is_empty())
                 .map(Ok)
                 .collect();
@@ -1106,16 +1113,20 @@ impl ReplStore for PgStore {
                 }
                 let res = async {
                     let conn = store.conn().await?;
-                    let st = conn
-                        .prepare_cached(
-                            "SELECT data FROM davrepl_chunks WHERE blob = $1 AND n = $2",
-                        )
-                        .await
-                        .map_err(pg_err)?;
-                    match conn.query_opt(&st, &[&blob, &n]).await.map_err(pg_err)? {
-                        Some(row) => {
-                            Ok(slice_chunk(n, row.try_get(0).map_err(pg_err)?, start, end))
-                        }
+                    let rows = pooled(
+                        &conn,
+                        "SELECT data FROM davrepl_chunks WHERE blob = $1 AND n = $2",
+                        &[&blob, &n],
+                    )
+                    .await?;
+                    match rows.first() {
+                        Some(row) => Ok(slice_chunk(
+                            n as u64,
+                            CHUNK,
+                            row.try_get(0).map_err(pg_err)?,
+                            start,
+                            end,
+                        )),
                         None => Err(StoreError::new(
                             ErrorKind::Unavailable,
                             "the resource changed while it was being read",
@@ -1146,22 +1157,16 @@ impl ReplStore for PgStore {
                     format!("{path} is a collection"),
                 ));
             }
-            let blob = match staged {
+            // Staged chunks are whole and numbered from 0; the in-memory rest follows them.
+            let (blob, base) = match staged {
                 Some(b) => {
                     t.exec("DELETE FROM davrepl_uploads WHERE blob = $1", &[&b])
                         .await?;
-                    b
+                    let in_memory: u64 = rest.iter().map(|r| r.len() as u64).sum();
+                    (b, ((total - in_memory) / CHUNK as u64) as i64)
                 }
-                None => t.next_blob().await?,
+                None => (t.next_blob().await?, 0),
             };
-            let base: i64 = t
-                .opt(
-                    "SELECT count(*) FROM davrepl_chunks WHERE blob = $1",
-                    &[&blob],
-                )
-                .await?
-                .map_or(Ok(0), |r| r.try_get(0))
-                .map_err(pg_err)?;
             for (i, piece) in rest.iter().enumerate() {
                 t.exec(
                     "INSERT INTO davrepl_chunks (blob, n, data) VALUES ($1, $2, $3)",
@@ -1171,9 +1176,8 @@ impl ReplStore for PgStore {
             }
             let seq = t.next_seq();
             let now = now_nanos();
-            let created = existing.is_none();
             let len = total as i64;
-            match existing {
+            let node = match &existing {
                 Some(old) => {
                     t.drop_blob(old.blob).await?;
                     t.exec(
@@ -1181,12 +1185,20 @@ impl ReplStore for PgStore {
                         &[&seq, &len, &opts.content_type, &now, &blob, &path.as_str()],
                     )
                     .await?;
+                    Node {
+                        version: seq,
+                        content_version: seq,
+                        len,
+                        content_type: opts.content_type.clone(),
+                        modified: now,
+                        blob: Some(blob),
+                        ..old.clone()
+                    }
                 }
                 None => {
-                    let rid = t.next_rid();
                     let n = Node {
                         path: path.as_str().to_owned(),
-                        rid,
+                        rid: t.next_rid(),
                         kind: kind_code(ResourceKind::Item),
                         version: seq,
                         content_version: seq,
@@ -1197,10 +1209,16 @@ impl ReplStore for PgStore {
                         blob: Some(blob),
                     };
                     t.insert(path, &n).await?;
+                    n
                 }
-            }
+            };
             t.touch_parent(&parent, seq).await?;
-            t.outcome(path, created).await
+            // The new state is known: no need to read it back.
+            Ok(WriteOutcome {
+                meta: t.meta(&node)?,
+                created: existing.is_none(),
+                transformed: false,
+            })
         });
         if result.is_err()
             && let Some(b) = staged

@@ -335,7 +335,7 @@ pub async fn bulk_members(url: &str, parent: &str, n: u64) -> Result<(), String>
             .map_err(e)?;
         let (seq, rid): (i64, i64) = (row.try_get(0).map_err(e)?, row.try_get(1).map_err(e)?);
         let blob0: i64 = tx
-            .query_one("SELECT setval('davrepl_blob_ids', nextval('davrepl_blob_ids') + $1)", &[&n])
+            .query_one("SELECT setval('davrepl_blob_ids', nextval('davrepl_blob_ids') + $1::bigint)", &[&n])
             .await
             .map_err(e)?
             .try_get(0)
@@ -345,14 +345,14 @@ pub async fn bulk_members(url: &str, parent: &str, n: u64) -> Result<(), String>
         let prefix = if parent == "/" { String::from("/") } else { format!("{parent}/") };
         tx.execute(
             "INSERT INTO davrepl_resources (path, parent, rid, kind, version, content_version, len, content_type, created, modified, blob)
-             SELECT $1 || 'm' || lpad(i::text, 7, '0'), $2, $3 + i + 1, 1, $4 + i + 1, $4 + i + 1, 5, NULL, $5, $5, $6 + i
-             FROM generate_series(0, $7 - 1) AS i",
+             SELECT $1::text || 'm' || lpad(i::text, 7, '0'), $2::text, $3::bigint + i + 1, 1, $4::bigint + i + 1, $4::bigint + i + 1, 5, NULL, $5::bigint, $5::bigint, $6::bigint + i
+             FROM generate_series(0::bigint, $7::bigint - 1) AS i",
             &[&prefix, &parent, &rid, &seq, &now, &blob0, &n],
         )
         .await
         .map_err(e)?;
         tx.execute(
-            "INSERT INTO davrepl_chunks (blob, n, data) SELECT $1 + i, 0, 'hello'::bytea FROM generate_series(0, $2 - 1) AS i",
+            "INSERT INTO davrepl_chunks (blob, n, data) SELECT $1::bigint + i, 0, 'hello'::bytea FROM generate_series(0::bigint, $2::bigint - 1) AS i",
             &[&blob0, &n],
         )
         .await

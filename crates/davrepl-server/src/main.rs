@@ -40,6 +40,10 @@ struct Args {
     /// Refuse PROPFIND with `Depth: infinity` (403).
     #[arg(long)]
     no_depth_infinity: bool,
+    /// Days tombstones are kept; older ones are purged hourly, and collblobs older than the
+    /// purge get `475` (the client does a first sync). 0 keeps them forever.
+    #[arg(long, default_value_t = 30)]
+    retention_days: u64,
 }
 
 /// A parsed `--store` value.
@@ -107,7 +111,40 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-async fn run<S: ReplStore>(args: &Args, store: S) -> Result<(), String> {
+/// Purges tombstones older than `days` once an hour, for as long as the server runs. With
+/// several nodes on one database every node may do it: purges are idempotent.
+fn spawn_retention<S: ReplStore + Clone>(store: &S, days: u64) {
+    if days == 0 {
+        return;
+    }
+    let store = store.clone();
+    let window = std::time::Duration::from_secs(days.saturating_mul(86_400));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            let Some(before) = std::time::SystemTime::now().checked_sub(window) else {
+                continue;
+            };
+            match store.purge(before).await {
+                Ok(r) if r.removed > 0 => {
+                    tracing::info!(
+                        removed = r.removed,
+                        low_water = r.low_water,
+                        "purged tombstones"
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "purging tombstones failed; retrying in an hour");
+                }
+            }
+        }
+    });
+}
+
+async fn run<S: ReplStore + Clone>(args: &Args, store: S) -> Result<(), String> {
+    spawn_retention(&store, args.retention_days);
     let listener = TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
@@ -158,9 +195,13 @@ async fn main() -> ExitCode {
             }
             Err(e) => Err(format!("cannot open the SQLite store at {path}: {e}")),
         },
-        StoreSpec::Postgres(url) => Err(format!(
-            "--store {url}: the PostgreSQL store is not built yet; use --store memory"
-        )),
+        StoreSpec::Postgres(url) => match davrepl_postgres::PgStore::connect(url).await {
+            Ok(store) => {
+                tracing::info!(store = ?store, "connected to the PostgreSQL store");
+                run(&args, store).await
+            }
+            Err(e) => Err(format!("cannot open the PostgreSQL store: {e}")),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -27,14 +27,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use davrepl_store::chunks::{Chunker, slice_chunk};
 use davrepl_store::{
     ByteRange, ByteStream, Capabilities, Change, ChangeKind, ChangePage, ChangesQuery, Condition,
     DeadProp, Depth, Entry, ErrorKind, ListOptions, Listing, Meta, PropName, PropPatch,
     PurgeReport, PutOptions, ReplStore, ReplUid, ResourceKind, ResourcePath, Secret, Seq,
     StoreError, StoreId, StoreResult, Tokens, TransferOptions, WriteOutcome,
 };
-use futures_util::StreamExt;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
 
 /// Content is stored in chunks of this many bytes.
@@ -438,15 +438,6 @@ fn rpath(s: &str) -> StoreResult<ResourcePath> {
         .map_err(|e| StoreError::new(ErrorKind::Internal, format!("corrupt path {s:?}: {e}")))
 }
 
-/// `[start, end)` of the descendants of `root` in path order.
-fn descendant_range(root: &ResourcePath) -> (String, String) {
-    let start = root.descendant_prefix();
-    let mut end = start.clone();
-    end.pop();
-    end.push('0');
-    (start, end)
-}
-
 struct Tx<'a> {
     tx: &'a Transaction<'a>,
     c: Counters,
@@ -552,7 +543,7 @@ impl Tx<'_> {
     }
 
     fn subtree(&self, root: &ResourcePath) -> StoreResult<Vec<Node>> {
-        let (start, end) = descendant_range(root);
+        let (start, end) = root.descendant_range();
         let mut out: Vec<Node> = self.get(root)?.into_iter().collect();
         let mut st = self
             .tx
@@ -685,7 +676,7 @@ impl Tx<'_> {
         {
             push_live(&mut rows, n)?;
         }
-        let (start, end) = descendant_range(&q.scope);
+        let (start, end) = q.scope.descendant_range();
         let live_sql = match q.depth {
             Depth::Zero => None,
             Depth::One => Some(format!(
@@ -779,43 +770,28 @@ impl Tx<'_> {
 /// database under a fresh blob id. Returns (blob id if staged, in-memory rest, total length).
 async fn stage(
     store: &SqliteStore,
-    mut body: ByteStream,
+    body: ByteStream,
     max_len: Option<u64>,
 ) -> StoreResult<(Option<i64>, Vec<Bytes>, u64)> {
-    let mut pending = BytesMut::new();
+    let mut chunker = Chunker::new(body, CHUNK, max_len);
     let mut staged: Option<(i64, i64)> = None; // (blob, next chunk number)
-    let mut total: u64 = 0;
     let result: StoreResult<()> = async {
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk?;
-            total += chunk.len() as u64;
-            if let Some(max) = max_len
-                && total > max
-            {
-                return Err(StoreError::new(
-                    ErrorKind::TooLarge,
-                    format!("content is larger than {max} bytes"),
-                ));
-            }
-            pending.extend_from_slice(&chunk);
-            while pending.len() >= CHUNK {
-                let piece = pending.split_to(CHUNK).freeze();
-                let (blob, n) = match staged {
-                    Some(s) => s,
-                    None => (store.write(|t| Ok(t.next_blob())).await?, 0),
-                };
-                store
-                    .write(move |t| {
-                        t.tx.execute(
-                            "INSERT INTO chunks (blob, n, data) VALUES (?1, ?2, ?3)",
-                            params![blob, n, &piece[..]],
-                        )
-                        .map_err(db_err)?;
-                        Ok(())
-                    })
-                    .await?;
-                staged = Some((blob, n + 1));
-            }
+        while let Some(piece) = chunker.full_chunk().await? {
+            let (blob, n) = match staged {
+                Some(s) => s,
+                None => (store.write(|t| Ok(t.next_blob())).await?, 0),
+            };
+            store
+                .write(move |t| {
+                    t.tx.execute(
+                        "INSERT INTO chunks (blob, n, data) VALUES (?1, ?2, ?3)",
+                        params![blob, n, &piece[..]],
+                    )
+                    .map_err(db_err)?;
+                    Ok(())
+                })
+                .await?;
+            staged = Some((blob, n + 1));
         }
         Ok(())
     }
@@ -826,12 +802,12 @@ async fn stage(
         }
         return Err(e);
     }
-    let rest = if pending.is_empty() {
-        Vec::new()
-    } else {
-        vec![pending.freeze()]
-    };
-    Ok((staged.map(|s| s.0), rest, total))
+    let total = chunker.total();
+    Ok((
+        staged.map(|s| s.0),
+        chunker.into_rest().into_iter().collect(),
+        total,
+    ))
 }
 
 async fn discard(store: &SqliteStore, blob: i64) {
@@ -897,7 +873,7 @@ impl ReplStore for SqliteStore {
                 let mut st = t.tx.prepare_cached(&format!("SELECT {COLS} FROM resources WHERE parent = ?1 AND path > ?2 ORDER BY path LIMIT ?3")).map_err(db_err)?;
                 st.query_map(params![path.as_str(), after, fetch], Node::from_row).map_err(db_err)?.collect::<Result<_, _>>().map_err(db_err)?
             } else {
-                let (start, end) = descendant_range(&path);
+                let (start, end) = path.descendant_range();
                 let mut st = t
                     .tx
                     .prepare_cached(&format!("SELECT {COLS} FROM resources WHERE path >= ?1 AND path < ?2 AND path > ?3 AND path <> ?4 ORDER BY path LIMIT ?5"))
@@ -953,12 +929,7 @@ impl ReplStore for SqliteStore {
             Some(r) => (r.start, r.end),
             None => (0, meta.len.saturating_sub(1)),
         };
-        let slice = move |n: i64, data: Vec<u8>| -> Bytes {
-            let base = n as u64 * CHUNK as u64;
-            let from = start.saturating_sub(base) as usize;
-            let to = ((end + 1).saturating_sub(base) as usize).min(data.len());
-            Bytes::from(data).slice(from.min(to)..to)
-        };
+        let slice = move |n: i64, data: Vec<u8>| slice_chunk(n as u64, CHUNK, data, start, end);
         if let Some(chunks) = inline {
             let pieces: Vec<Result<Bytes, StoreError>> = chunks
                 .into_iter()

@@ -34,6 +34,7 @@
 //! # }
 //! ```
 
+pub mod chunks;
 mod condition;
 mod error;
 mod memory;

@@ -114,6 +114,18 @@ impl ResourcePath {
         }
     }
 
+    /// The half-open range `[start, end)` of strings that holds exactly the descendants'
+    /// paths in byte order: `start` is [`descendant_prefix`](Self::descendant_prefix), `end`
+    /// the same with its final `/` raised to the next byte (`0`). For range scans on an
+    /// ordered index; the range excludes `self`.
+    pub fn descendant_range(&self) -> (String, String) {
+        let start = self.descendant_prefix();
+        let mut end = start.clone();
+        end.pop();
+        end.push('0');
+        (start, end)
+    }
+
     /// Whether `self` is `ancestor` or lies below it (segment-aware).
     pub fn is_within(&self, ancestor: &ResourcePath) -> bool {
         if ancestor.is_root() {

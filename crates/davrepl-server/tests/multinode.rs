@@ -1,0 +1,275 @@
+//! Two `davrepl-server` processes on one PostgreSQL database, as behind a load balancer: a
+//! collblob from one node works on the other, conflicting conditional writes through both have
+//! one winner, and killing a node loses nothing it acknowledged.
+
+use std::collections::HashMap;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use davrepl_postgres::throwaway::Cluster;
+use davrepl_tests::{Running, spawn_listening};
+
+fn node(url: &str) -> Running {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_davrepl-server"));
+    cmd.args(["--listen", "127.0.0.1:0", "--store", url])
+        .env("DAVREPL_LOG", "warn")
+        .stderr(Stdio::null());
+    spawn_listening(cmd)
+}
+
+fn method(m: &str) -> reqwest::Method {
+    reqwest::Method::from_bytes(m.as_bytes()).expect("method")
+}
+
+fn rt_of(r: &reqwest::Response) -> String {
+    r.headers()
+        .get("resourcetag")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .trim_matches(['<', '>'])
+        .to_owned()
+}
+
+const SQL: &str = r#"SELECT "http://schemas.microsoft.com/repl/resourcetag" FROM SCOPE('SHALLOW TRAVERSAL OF "/data/"')"#;
+
+async fn manifest(client: &reqwest::Client, base: &str, blob: Option<&str>) -> (u16, String) {
+    let cb = blob.map_or("<R:collblob/>".to_owned(), |b| {
+        format!("<R:collblob>{b}</R:collblob>")
+    });
+    let body = format!(
+        r#"<D:searchrequest xmlns:D="DAV:" xmlns:R="http://schemas.microsoft.com/repl/"><R:repl>{cb}</R:repl><D:sql>{SQL}</D:sql></D:searchrequest>"#
+    );
+    let r = client
+        .request(method("SEARCH"), format!("{base}/data/"))
+        .body(body)
+        .send()
+        .await
+        .expect("search");
+    (r.status().as_u16(), r.text().await.expect("body"))
+}
+
+fn between<'a>(s: &'a str, a: &str, b: &str) -> Vec<&'a str> {
+    s.split(a)
+        .skip(1)
+        .filter_map(|x| x.split(b).next())
+        .collect()
+}
+
+/// (file name → changetype) of a manifest.
+fn rows(text: &str) -> HashMap<String, String> {
+    between(text, "<a:response>", "</a:response>")
+        .into_iter()
+        .filter_map(|r| {
+            let href = between(r, "<a:href>", "</a:href>").first()?.to_string();
+            let ct = between(r, "<d:changetype>", "</d:changetype>")
+                .first()
+                .map_or_else(String::new, |s| s.to_string());
+            Some((href.rsplit('/').next()?.to_owned(), ct))
+        })
+        .collect()
+}
+
+/// The change sequence number inside a resourcetag (its last 12 hex digits).
+fn version(rt: &str) -> u64 {
+    u64::from_str_radix(&rt[rt.len() - 12..], 16).expect("hex")
+}
+
+fn blob_of(text: &str) -> String {
+    between(text, "<d:collblob>", "</d:collblob>")
+        .first()
+        .expect("collblob")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_one_database() {
+    let Some(cluster) = Cluster::shared() else {
+        return;
+    };
+    let url = cluster.create_database().await.expect("database");
+    let a = node(&url);
+    let b = node(&url);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+
+    // Write through A.
+    let r = client
+        .request(method("MKCOL"), format!("{}/data/", a.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let mut tags = HashMap::new();
+    for i in 0..20 {
+        let r = client
+            .put(format!("{}/data/f{i}", a.base))
+            .body(format!("v1 of f{i}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 201);
+        tags.insert(i, rt_of(&r));
+    }
+
+    // First sync through A, changes through A, delta through B with A's collblob.
+    let (status, first) = manifest(&client, &a.base, None).await;
+    assert_eq!(status, 207, "{first}");
+    assert_eq!(rows(&first).len(), 20, "{first}");
+    let blob = blob_of(&first);
+    for i in 0..3 {
+        let r = client
+            .put(format!("{}/data/f{i}", a.base))
+            .body("v2")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 204);
+        tags.insert(i, rt_of(&r));
+    }
+    for i in 18..20 {
+        let r = client
+            .delete(format!("{}/data/f{i}", a.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 204);
+    }
+    let (status, delta) = manifest(&client, &b.base, Some(&blob)).await;
+    assert_eq!(status, 207, "A's collblob must be valid on B: {delta}");
+    let delta_rows = rows(&delta);
+    let mut changed: Vec<_> = delta_rows
+        .iter()
+        .filter(|(_, ct)| *ct == "change")
+        .map(|(n, _)| n.clone())
+        .collect();
+    changed.sort();
+    let mut deleted: Vec<_> = delta_rows
+        .iter()
+        .filter(|(_, ct)| *ct == "delete")
+        .map(|(n, _)| n.clone())
+        .collect();
+    deleted.sort();
+    assert_eq!(changed, ["f0", "f1", "f2"], "{delta}");
+    assert_eq!(deleted, ["f18", "f19"], "{delta}");
+
+    // B serves what A wrote, with A's tags.
+    let r = client
+        .get(format!("{}/data/f0", b.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rt_of(&r), tags[&0]);
+    assert_eq!(r.text().await.unwrap(), "v2");
+
+    // Conflicting conditional PUTs through A and B holding the same tag: one winner a round.
+    for round in 0..10 {
+        let held = tags[&5].clone();
+        let put = |base: String, held: String, who: &'static str| {
+            let client = client.clone();
+            async move {
+                let r = client
+                    .put(format!("{base}/data/f5"))
+                    .header("If", format!("(<{held}>)"))
+                    .body(format!("round {round} by {who}"))
+                    .send()
+                    .await
+                    .unwrap();
+                (r.status().as_u16(), rt_of(&r))
+            }
+        };
+        let (ra, rb) = tokio::join!(
+            put(a.base.clone(), held.clone(), "A"),
+            put(b.base.clone(), held, "B")
+        );
+        let mut statuses = [ra.0, rb.0];
+        statuses.sort_unstable();
+        assert_eq!(statuses, [204, 412], "round {round}: exactly one winner");
+        let winner = if ra.0 == 204 { ra.1 } else { rb.1 };
+        tags.insert(5, winner);
+    }
+    let r = client
+        .head(format!("{}/data/f5", a.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rt_of(&r), tags[&5], "the last winner's tag is current on A");
+
+    // Kill A in the middle of a write storm through both nodes: every acknowledged write is
+    // there afterwards, and the collblob taken before the storm reports all of them.
+    let (_, before) = manifest(&client, &b.base, None).await;
+    let before_blob = blob_of(&before);
+    let acked: Arc<Mutex<HashMap<String, String>>> = Arc::default();
+    let mut a = a;
+    let storm: Vec<_> = (0..6)
+        .map(|w| {
+            let base = if w % 2 == 0 {
+                a.base.clone()
+            } else {
+                b.base.clone()
+            };
+            let (client, acked) = (client.clone(), acked.clone());
+            tokio::spawn(async move {
+                for i in 0..400 {
+                    let path = format!("/data/s-w{w}-{}", i % 4);
+                    let Ok(r) = client
+                        .put(format!("{base}{path}"))
+                        .body(format!("{w}:{i}"))
+                        .send()
+                        .await
+                    else {
+                        return;
+                    };
+                    if !r.status().is_success() {
+                        return;
+                    }
+                    acked.lock().unwrap().insert(path, rt_of(&r));
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    a.child.kill().expect("SIGKILL node A");
+    let _ = a.child.wait();
+    for t in storm {
+        let _ = t.await;
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() >= 12,
+        "too few acknowledged writes to prove anything: {acked:?}"
+    );
+    let (status, after) = manifest(&client, &b.base, Some(&before_blob)).await;
+    assert_eq!(status, 207, "{after}");
+    let after_rows = rows(&after);
+    for (path, rt) in &acked {
+        let name = path.rsplit('/').next().unwrap();
+        assert!(
+            after_rows.contains_key(name),
+            "{path} missing from the manifest"
+        );
+        let r = client
+            .head(format!("{}{path}", b.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{path}");
+        let now = rt_of(&r);
+        // The acknowledged state, or a later one written by the same writer.
+        assert!(
+            version(&now) >= version(rt),
+            "{path}: {now} older than acknowledged {rt}"
+        );
+    }
+    // A restarted node sees the same.
+    let a2 = node(&url);
+    let r = client
+        .get(format!("{}/data/f0", a2.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), "v2");
+    drop(b);
+}

@@ -76,8 +76,10 @@ async fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         args.store
     );
-    println!("| members | delta of 10 changes: median ms (min–max) | rows |");
-    println!("|---:|---:|---:|");
+    println!(
+        "| members | delta of 10 changes: median ms (min–max) | rows | first sync: median ms (min–max) |"
+    );
+    println!("|---:|---:|---:|---:|");
     let mut medians = Vec::new();
     let largest = args.sizes.iter().copied().max().unwrap_or(0);
     let cluster = (args.store == "postgres").then(davrepl_bench::pg_cluster);
@@ -117,6 +119,19 @@ async fn main() {
         if n == largest {
             first_sync_memory(&client, &url, n).await;
         }
+        // Full first syncs, body streamed and dropped (fewer runs: they are long at 1M).
+        let full_runs = if n >= 1_000_000 { 3 } else { args.runs.min(10) };
+        let full = time_runs(full_runs, || {
+            let (client, url) = (&client, &url);
+            async move {
+                let mut s = search(client, url, None, None).await.bytes_stream();
+                while let Some(c) = s.next().await {
+                    c.expect("chunk");
+                }
+            }
+        })
+        .await;
+        let (fmed, fmin, fmax) = stats(full);
         // A caught-up collblob: the one a full (unranged) first sync returns.
         let text = search(&client, &url, None, None)
             .await
@@ -147,7 +162,15 @@ async fn main() {
         .await;
         let rows = rows.load(Ordering::Relaxed);
         let (med, min, max) = stats(times);
-        println!("| {n} | {} ({}–{}) | {rows} |", ms(med), ms(min), ms(max));
+        println!(
+            "| {n} | {} ({}–{}) | {rows} | {} ({}–{}) |",
+            ms(med),
+            ms(min),
+            ms(max),
+            ms(fmed),
+            ms(fmin),
+            ms(fmax)
+        );
         medians.push((n, med));
     }
     if let (Some(a), Some(b)) = (medians.first(), medians.last()) {

@@ -1,0 +1,540 @@
+#!/usr/bin/env python3
+"""Drives the side-by-side benchmark (run through bench/peers/run.sh).
+
+Every server is started here on a loopback port and stopped afterwards; load comes from wrk.
+Each figure is the median of RUNS runs with min-max. Results go to docs/benchmarks/peers.md
+(tables) and docs/benchmarks/peers.svg (chart), plus peers.json with the raw numbers.
+"""
+
+import argparse
+import datetime
+import http.client
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import tempfile
+import time
+import urllib.parse
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+QUICK = os.environ.get("QUICK") == "1"
+RUNS = 3
+SECONDS = 2 if QUICK else 3
+CONNS = 16
+THREADS = 2
+OUT = os.path.join(ROOT, "docs", "benchmarks")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+class Server:
+    """A server process on a port; stopped on exit of the with-block."""
+
+    def __init__(self, name, argv, port, env=None, cwd=None):
+        self.name, self.port = name, port
+        self.base = f"http://127.0.0.1:{port}"
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     env=env, cwd=cwd, start_new_session=True)
+        wait_port(port)
+
+    def rss_kb(self):
+        try:
+            with open(f"/proc/{self.proc.pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1])
+        except OSError:
+            pass
+        return 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            os.killpg(self.proc.pid, 15)
+        except ProcessLookupError:
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, 9)
+
+
+def request(base, method, path, body=None, headers=None, auth=None):
+    u = urllib.parse.urlparse(base)
+    c = http.client.HTTPConnection(u.hostname, u.port, timeout=600)
+    h = dict(headers or {})
+    if auth:
+        h["Authorization"] = auth
+    c.request(method, path, body=body, headers=h)
+    r = c.getresponse()
+    data = r.read()
+    c.close()
+    return r.status, data
+
+
+def wrk(url, script, seconds=SECONDS, conns=CONNS):
+    out = subprocess.run(["wrk", "-t", str(THREADS), "-c", str(conns), "-d", f"{seconds}s",
+                          "-s", script, url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    if bad:
+        raise RuntimeError(f"{url}: {bad.group(1)} non-2xx responses\n{out}")
+    if errors and re.search(r"(read|write|timeout) [1-9]", errors.group(1)):
+        print(f"   note: {url}: socket errors {errors.group(1)}")
+    return rps
+
+
+def lua(tmp, name, method, body_bytes=0, headers=None, body=None):
+    path = os.path.join(tmp, name + ".lua")
+    lines = [f'wrk.method = "{method}"']
+    if body is not None:
+        lines.append(f"wrk.body = [[{body}]]")
+    elif body_bytes:
+        lines.append(f'wrk.body = string.rep("x", {body_bytes})')
+    for k, v in (headers or {}).items():
+        lines.append(f'wrk.headers["{k}"] = "{v}"')
+    # wrk: a 207 counts as 2xx; anything else >= 300 is reported as non-2xx.
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+def figure(samples):
+    return {"median": statistics.median(samples), "min": min(samples), "max": max(samples),
+            "runs": samples}
+
+
+def measure(url, script, seconds=SECONDS):
+    return figure([wrk(url, script, seconds) for _ in range(RUNS)])
+
+
+# ---------------------------------------------------------------- servers
+
+
+def davrepl(name, store, tmp):
+    port = free_port()
+    argv = [os.path.join(ROOT, "target/release/davrepl-server"), "--listen",
+            f"127.0.0.1:{port}", "--store", store]
+    return Server(name, argv, port, env=dict(os.environ, DAVREPL_LOG="warn"))
+
+
+def dav_server(tmp):
+    root = os.path.join(tmp, "dav-server-root")
+    os.makedirs(root, exist_ok=True)
+    port = free_port()
+    argv = [os.path.join(ROOT, "target/peers/release/dav-server-peer"), f"127.0.0.1:{port}",
+            f"localfs:{root}"]
+    return Server("dav-server (localfs)", argv, port)
+
+
+def apache(tmp):
+    d = os.path.join(tmp, "apache")
+    www, lock = os.path.join(d, "www"), os.path.join(d, "lock")
+    os.makedirs(www, exist_ok=True)
+    os.makedirs(lock, exist_ok=True)
+    port = free_port()
+    mods = "/usr/lib/apache2/modules"
+    conf = f"""
+LoadModule mpm_event_module {mods}/mod_mpm_event.so
+LoadModule authz_core_module {mods}/mod_authz_core.so
+LoadModule dav_module {mods}/mod_dav.so
+LoadModule dav_fs_module {mods}/mod_dav_fs.so
+Listen 127.0.0.1:{port}
+ServerName localhost
+PidFile {d}/httpd.pid
+ErrorLog {d}/error.log
+Mutex file:{d}
+User www-data
+Group www-data
+KeepAlive On
+MaxKeepAliveRequests 0
+DocumentRoot {www}
+DavLockDB {lock}/DavLock
+<Directory {www}>
+    Dav On
+    Require all granted
+</Directory>
+"""
+    path = os.path.join(d, "httpd.conf")
+    with open(path, "w") as f:
+        f.write(conf)
+    subprocess.run(["chown", "-R", "www-data:www-data", www, lock], check=True)
+    return Server("Apache httpd mod_dav", ["apache2", "-f", path, "-DFOREGROUND"], port)
+
+
+# ---------------------------------------------------------------- plain WebDAV
+
+
+def prepare_plain(srv, members):
+    for p in ["/b/", "/b/coll/"]:
+        s, _ = request(srv.base, "MKCOL", p)
+        assert s in (201, 405), (srv.name, p, s)
+    assert request(srv.base, "PUT", "/b/small.bin", b"x" * 1024)[0] in (200, 201, 204)
+    assert request(srv.base, "PUT", "/b/big.bin", b"x" * (1 << 20))[0] in (200, 201, 204)
+    u = urllib.parse.urlparse(srv.base)
+    c = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+    for i in range(members):
+        c.request("PUT", f"/b/coll/m{i:05}.txt", body=b"hello")
+        r = c.getresponse()
+        r.read()
+        assert r.status in (200, 201, 204), (srv.name, r.status)
+    c.close()
+
+
+PROPFIND_BODY = '<?xml version="1.0"?><D:propfind xmlns:D="DAV:"><D:allprop/></D:propfind>'
+
+
+def plain_rows(tmp):
+    return [
+        ("GET 1 KiB", "/b/small.bin", lua(tmp, "get", "GET")),
+        ("GET 1 MiB", "/b/big.bin", lua(tmp, "get", "GET")),
+        ("PUT 1 KiB", "/b/put-small.bin", lua(tmp, "put1k", "PUT", 1024)),
+        ("PUT 1 MiB", "/b/put-big.bin", lua(tmp, "put1m", "PUT", 1 << 20)),
+        ("PROPFIND Depth 1, 1,000 members", "/b/coll/",
+         lua(tmp, "propfind", "PROPFIND", headers={"Depth": "1", "Content-Type": "text/xml"},
+             body=PROPFIND_BODY)),
+    ]
+
+
+def run_plain(tmp, results):
+    starters = [
+        lambda: davrepl("davrepl (memory)", "memory", tmp),
+        lambda: davrepl("davrepl (SQLite)", f"sqlite:{tmp}/davrepl-sqlite/store.db", tmp),
+        lambda: dav_server(tmp),
+        lambda: apache(tmp),
+    ]
+    table = {}
+    for start in starters:
+        with start() as srv:
+            print(f"==> plain WebDAV: {srv.name}")
+            prepare_plain(srv, 1000)
+            for row, path, script in plain_rows(tmp):
+                # A PUT on the same path first, so every server answers overwrites (204).
+                f = measure(srv.base + path, script)
+                table.setdefault(row, {})[srv.name] = f
+                print(f"   {row}: {f['median']:.0f}/s")
+    results["plain"] = table
+
+
+def run_overhead(tmp, results):
+    script = lua(tmp, "hello", "GET")
+    table = {}
+    for mode in ["bare", "layered"]:
+        port = free_port()
+        argv = [os.path.join(ROOT, "target/release/overhead"), mode, f"127.0.0.1:{port}"]
+        with Server(mode, argv, port) as srv:
+            # Interleaved runs would be fairer against drift; the runs are short and many.
+            table[mode] = measure(srv.base + "/hello", script)
+            print(f"==> layer overhead {mode}: {table[mode]['median']:.0f}/s")
+    results["overhead"] = table
+
+
+# ---------------------------------------------------------------- sync cost
+
+
+def run_davrepl_sync(sizes, results):
+    out = subprocess.run([os.path.join(ROOT, "target/release/manifest"), "--sizes",
+                          ",".join(map(str, sizes)), "--runs", "10" if QUICK else "20"],
+                         capture_output=True, text=True, check=True).stdout
+    rows = {}
+    for line in out.splitlines():
+        m = re.match(r"\| (\d+) \| ([\d.]+) \(([\d.]+)–([\d.]+)\) \| \d+ \| ([\d.]+) \(([\d.]+)–([\d.]+)\) \|", line)
+        if m:
+            v = [float(x) for x in m.groups()[1:]]
+            rows[int(m.group(1))] = {"delta_ms": {"median": v[0], "min": v[1], "max": v[2]},
+                                     "full_ms": {"median": v[3], "min": v[4], "max": v[5]}}
+    mem = re.search(r"first sync of (\d+) members: .*?([\d.]+) MB streamed in ([\d.]+) s; RSS idle ([\d.]+) MB, peak ([\d.]+) MB", out)
+    results["sync"] = {"davrepl (memory)": rows}
+    if mem:
+        results["memory"] = {"members": int(mem.group(1)), "mb": float(mem.group(2)),
+                             "seconds": float(mem.group(3)), "idle_mb": float(mem.group(4)),
+                             "peak_mb": float(mem.group(5))}
+    print(out)
+
+
+ICS = """BEGIN:VCALENDAR
+VERSION:2.0
+PRODID:-//davrepl bench//EN
+BEGIN:VEVENT
+UID:{uid}
+DTSTAMP:20260101T000000Z
+DTSTART:20260101T100000Z
+DURATION:PT1H
+SUMMARY:event {uid}
+END:VEVENT
+END:VCALENDAR
+"""
+
+SYNC_REPORT = """<?xml version="1.0" encoding="utf-8"?>
+<D:sync-collection xmlns:D="DAV:"><D:sync-token>{token}</D:sync-token><D:sync-level>1</D:sync-level>
+<D:prop><D:getetag/></D:prop></D:sync-collection>"""
+
+AUTH = "Basic YmVuY2g6YmVuY2g="  # bench:bench (Radicale with auth type none takes any)
+
+
+def radicale_sync(radicale, tmp, n, budget):
+    """Delta of 10 changes and full sync on a calendar of n events; None past the budget."""
+    store = os.path.join(tmp, f"radicale-{n}")
+    cal = os.path.join(store, "collection-root", "bench", "cal")
+    os.makedirs(cal)
+    with open(os.path.join(store, "collection-root", "bench", ".Radicale.props"), "w") as f:
+        f.write("{}")
+    with open(os.path.join(cal, ".Radicale.props"), "w") as f:
+        json.dump({"tag": "VCALENDAR"}, f)
+    # Items written straight into Radicale's storage folder: the same files its PUT writes.
+    for i in range(n):
+        with open(os.path.join(cal, f"e{i:07}.ics"), "w") as f:
+            f.write(ICS.format(uid=f"e{i:07}"))
+    port = free_port()
+    argv = [radicale, "--server-hosts", f"127.0.0.1:{port}", "--storage-filesystem-folder", store,
+            "--auth-type", "none", "--rights-type", "owner_only", "--logging-level", "error"]
+    with Server("Radicale", argv, port) as srv:
+        path = "/bench/cal/"
+        hdr = {"Depth": "1", "Content-Type": "text/xml"}
+
+        def report(token):
+            t = time.perf_counter()
+            s, body = request(srv.base, "REPORT", path, SYNC_REPORT.format(token=token), hdr, AUTH)
+            return s, body, (time.perf_counter() - t) * 1000
+
+        s, body, first = report("")
+        if s != 207:
+            raise RuntimeError(f"Radicale sync-collection: {s} {body[:300]}")
+        if first / 1000 > budget:
+            return {"full_ms": figure([first]), "delta_ms": None, "rss_kb": srv.rss_kb()}
+        fulls = [first] + ([report("")[2] for _ in range(2)] if first < 20_000 else [])
+        token = re.search(rb"<[^>]*sync-token>([^<]+)<", body).group(1).decode()
+        for i in range(10):
+            uid = f"e{i * max(n // 10, 1):07}"
+            s, _ = request(srv.base, "PUT", f"{path}{uid}.ics", ICS.format(uid=uid).replace("event", "changed"),
+                           {"Content-Type": "text/calendar"}, AUTH)
+            assert s in (201, 204), s
+        deltas = []
+        for _ in range(10 if n < 100_000 else 3):
+            s, body, ms = report(token)
+            assert s == 207, body[:300]
+            deltas.append(ms)
+        rows = body.count(b"<response>") + body.count(b":response>") // 2
+        return {"full_ms": figure(fulls), "delta_ms": figure(deltas), "rows": rows,
+                "rss_kb": srv.rss_kb()}
+
+
+def run_radicale(radicale, tmp, sizes, results):
+    table = {}
+    for n in sizes:
+        print(f"==> Radicale sync-collection at {n} events")
+        t = time.time()
+        r = radicale_sync(radicale, tmp, n, budget=120)
+        table[n] = r
+        print(f"   {r.get('delta_ms') and round(r['delta_ms']['median'], 2)} ms delta, "
+              f"{round(r['full_ms']['median'], 1)} ms full ({time.time() - t:.0f} s)")
+        if r["delta_ms"] is None:
+            print("   full sync over the time budget: larger sizes skipped")
+            break
+    results["sync"]["Radicale (filesystem)"] = table
+
+
+# ---------------------------------------------------------------- report
+
+
+def machine():
+    cpu = ""
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = 0
+    with open("/proc/meminfo") as f:
+        mem = int(f.readline().split()[1]) // 1024 // 1024
+    return f"{os.cpu_count()} cores ({cpu}), {mem} GiB RAM, {platform.platform()}"
+
+
+def fmt(f, digits=0):
+    return f"{f['median']:,.{digits}f} ({f['min']:,.{digits}f}–{f['max']:,.{digits}f})"
+
+
+def write_report(results):
+    os.makedirs(OUT, exist_ok=True)
+    with open(os.path.join(OUT, "peers.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    L = []
+    L.append("# davrepl side by side with its peers\n")
+    L.append(f"Generated by `bash bench/peers/run.sh` on {results['date']}.  ")
+    L.append(f"Machine: {results['machine']}. Client (wrk, {THREADS} threads, {CONNS} "
+             f"connections, {SECONDS} s a run) and servers share the machine over loopback. "
+             f"Each figure: median of {RUNS} runs (min–max).\n")
+    ov = results.get("overhead")
+    if ov:
+        loss = 1 - ov["layered"]["median"] / ov["bare"]["median"]
+        L.append("## 1. Layer overhead (pass-through path)\n")
+        L.append("| server | GET /hello req/s |\n|---|---:|")
+        L.append(f"| bare axum router | {fmt(ov['bare'])} |")
+        L.append(f"| same router behind `ReplLayer` (mount `/dav`) | {fmt(ov['layered'])} |")
+        L.append(f"\nLoss: **{loss * 100:.1f}%** of the bare median (target: under 2%).\n")
+    plain = results.get("plain")
+    if plain:
+        servers = list(next(iter(plain.values())).keys())
+        L.append("## 2. Plain WebDAV, requests/s\n")
+        L.append("| request | " + " | ".join(servers) + " | davrepl (memory) ÷ best peer |")
+        L.append("|---|" + "---:|" * len(servers) + "---:|")
+        for row, by in plain.items():
+            peers = [v["median"] for k, v in by.items() if not k.startswith("davrepl")]
+            ratio = by["davrepl (memory)"]["median"] / max(peers) if peers else 0
+            sq = by["davrepl (SQLite)"]["median"] / max(peers) if peers else 0
+            L.append(f"| {row} | " + " | ".join(fmt(by[s]) for s in servers)
+                     + f" | {ratio:.2f}× (SQLite {sq:.2f}×) |")
+        L.append("")
+    sync = results.get("sync")
+    if sync:
+        L.append("## 3. Sync cost against collection size\n")
+        L.append("Delta = a manifest / sync-collection REPORT after 10 changes; full = a first "
+                 "sync of the whole collection. Milliseconds, median (min–max).\n")
+        sizes = sorted({int(n) for t in sync.values() for n in t})
+        L.append("| members | " + " | ".join(f"{s}: delta | {s}: full" for s in sync) + " |")
+        L.append("|---:|" + "---:|---:|" * len(sync))
+        for n in sizes:
+            cells = []
+            for s, t in sync.items():
+                r = t.get(n) or t.get(str(n))
+                if not r:
+                    cells += ["not run", "not run"]
+                    continue
+                cells.append(fmt(r["delta_ms"], 2) if r.get("delta_ms") else "over budget")
+                cells.append(fmt(r["full_ms"], 1))
+            L.append(f"| {n:,} | " + " | ".join(cells) + " |")
+        d = sync.get("davrepl (memory)", {})
+        if d:
+            a, b = d[min(d)], d[max(d)]
+            L.append(f"\ndavrepl delta at {max(d):,} ÷ at {min(d):,} members: "
+                     f"**{b['delta_ms']['median'] / a['delta_ms']['median']:.2f}×** (flat).")
+        rad = sync.get("Radicale (filesystem)", {})
+        done = {n: r for n, r in rad.items() if r.get("delta_ms")}
+        if len(done) >= 2:
+            a, b = done[min(done)], done[max(done)]
+            L.append(f" Radicale delta at {max(done):,} ÷ at {min(done):,}: "
+                     f"**{b['delta_ms']['median'] / a['delta_ms']['median']:.1f}×**.")
+        for n, r in sorted(done.items()):
+            if n in d or str(n) in d:
+                dv = (d.get(n) or d.get(str(n)))["delta_ms"]["median"]
+                L.append(f" At {n:,}: Radicale's delta takes {r['delta_ms']['median'] / dv:.0f}× davrepl's.")
+        L.append("\n![sync cost](peers.svg)\n")
+    mem = results.get("memory")
+    if mem:
+        L.append("## 4. Memory during a 1M-member first sync\n")
+        L.append(f"davrepl (memory store, server and client in one benchmark process): "
+                 f"{mem['members']:,} members, {mem['mb']:.0f} MB streamed in {mem['seconds']:.1f} s; "
+                 f"RSS {mem['idle_mb']:.0f} MB idle (store filled), peak {mem['peak_mb']:.0f} MB — "
+                 f"**{mem['peak_mb'] - mem['idle_mb']:.1f} MB** above idle: the manifest is streamed, "
+                 "never built in memory.")
+        if rad:
+            big = max(int(n) for n in rad)
+            L.append(f" Radicale server peak RSS (VmHWM) after syncing {big:,} events: "
+                     f"{(rad.get(big) or rad.get(str(big)))['rss_kb'] / 1024:.0f} MB.")
+        L.append("")
+    L.append("## Notes\n")
+    L.extend(f"- {n}" for n in results.get("notes", []))
+    with open(os.path.join(OUT, "peers.md"), "w") as f:
+        f.write("\n".join(L) + "\n")
+    write_svg(results)
+
+
+def write_svg(results):
+    """Delta-sync time against collection size, log-log, one line per system."""
+    sync = results.get("sync", {})
+    W, H, ml, mr, mt, mb = 640, 380, 70, 20, 40, 60
+    pts = {s: sorted((int(n), r["delta_ms"]["median"]) for n, r in t.items() if r.get("delta_ms"))
+           for s, t in sync.items()}
+    xs = [n for p in pts.values() for n, _ in p] or [1, 10]
+    ys = [v for p in pts.values() for _, v in p] or [1, 10]
+    import math
+    x0, x1 = math.floor(math.log10(min(xs))), math.ceil(math.log10(max(xs)))
+    y0, y1 = math.floor(math.log10(min(ys))), math.ceil(math.log10(max(ys)))
+    y1 = max(y1, y0 + 1)
+    x1 = max(x1, x0 + 1)
+
+    def X(n):
+        return ml + (math.log10(n) - x0) / (x1 - x0) * (W - ml - mr)
+
+    def Y(v):
+        return H - mb - (math.log10(v) - y0) / (y1 - y0) * (H - mt - mb)
+
+    colors = ["#1f6feb", "#d1242f", "#1a7f37", "#8250df"]
+    s = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
+         f'<rect width="{W}" height="{H}" fill="white"/>',
+         f'<text x="{W / 2}" y="20" text-anchor="middle" font-size="14">Delta sync after 10 changes (ms, log) against collection size (log)</text>']
+    for e in range(x0, x1 + 1):
+        s.append(f'<line x1="{X(10 ** e):.1f}" y1="{mt}" x2="{X(10 ** e):.1f}" y2="{H - mb}" stroke="#ddd"/>')
+        s.append(f'<text x="{X(10 ** e):.1f}" y="{H - mb + 16}" text-anchor="middle">{10 ** e:,}</text>')
+    for e in range(y0, y1 + 1):
+        s.append(f'<line x1="{ml}" y1="{Y(10 ** e):.1f}" x2="{W - mr}" y2="{Y(10 ** e):.1f}" stroke="#ddd"/>')
+        s.append(f'<text x="{ml - 6}" y="{Y(10 ** e) + 4:.1f}" text-anchor="end">{10 ** e:g}</text>')
+    s.append(f'<text x="{W / 2}" y="{H - 18}" text-anchor="middle">members</text>')
+    for i, (name, p) in enumerate(pts.items()):
+        c = colors[i % len(colors)]
+        if p:
+            s.append(f'<polyline fill="none" stroke="{c}" stroke-width="2" points="'
+                     + " ".join(f"{X(n):.1f},{Y(v):.1f}" for n, v in p) + '"/>')
+            for n, v in p:
+                s.append(f'<circle cx="{X(n):.1f}" cy="{Y(v):.1f}" r="3" fill="{c}"/>')
+        s.append(f'<rect x="{ml + 10}" y="{mt + 8 + i * 18}" width="12" height="12" fill="{c}"/>')
+        s.append(f'<text x="{ml + 28}" y="{mt + 18 + i * 18}">{name}</text>')
+    s.append("</svg>")
+    with open(os.path.join(OUT, "peers.svg"), "w") as f:
+        f.write("\n".join(s) + "\n")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--radicale", required=True)
+    ap.add_argument("--only", default="overhead,plain,sync", help="comma-separated parts")
+    args = ap.parse_args()
+    parts = set(args.only.split(","))
+    results = {"date": datetime.date.today().isoformat(), "machine": machine(), "notes": [
+        "dav-server 0.11 (crates.io) on its LocalFs, behind hyper 1 HTTP/1.1, built in release "
+        "mode (bench/peers/dav-server-peer); Apache httpd 2.4 (Debian) with mod_dav_fs, mpm_event, "
+        "unlimited keep-alive; davrepl-server in release mode.",
+        "Radicale from PyPI, filesystem storage; its calendar is filled by writing the .ics files "
+        "into its storage folder (what its PUT writes), then 10 events are changed through HTTP.",
+        "Xandikos is not measured: filling its git-backed store at these sizes through HTTP takes "
+        "longer than the run's budget; left for a later run.",
+    ]}
+    with tempfile.TemporaryDirectory(prefix="davrepl-peers-") as tmp:
+        os.chmod(tmp, 0o755)
+        if "overhead" in parts:
+            run_overhead(tmp, results)
+        if "plain" in parts:
+            run_plain(tmp, results)
+        if "sync" in parts:
+            sizes = [1000, 10000] if QUICK else [1000, 10000, 100000, 1000000]
+            run_davrepl_sync(sizes, results)
+            run_radicale(args.radicale, tmp, [n for n in sizes if n <= 100000], results)
+    write_report(results)
+    print(f"wrote {OUT}/peers.md, peers.svg, peers.json")
+
+
+if __name__ == "__main__":
+    main()

@@ -33,7 +33,7 @@ use davrepl_store::{
     ByteRange, ByteStream, Capabilities, Change, ChangeKind, ChangePage, ChangesQuery, Condition,
     DeadProp, Depth, Entry, ErrorKind, ListOptions, Listing, Meta, PropName, PropPatch,
     PurgeReport, PutOptions, ReplStore, ReplUid, ResourceKind, ResourcePath, Secret, Seq,
-    StoreError, StoreId, StoreResult, Tokens, TransferOptions, WriteOutcome,
+    StoreError, StoreId, StoreResult, TransferOptions, WriteOutcome,
 };
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
 
@@ -1234,10 +1234,4 @@ impl ReplStore for SqliteStore {
         })
         .await
     }
-}
-
-/// Tokens helper kept for symmetry with other backends.
-#[allow(dead_code)]
-fn tokens_of(m: &Meta) -> Tokens {
-    m.tokens()
 }

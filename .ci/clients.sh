@@ -3,6 +3,9 @@
 # replication client. Each step must succeed; figures are printed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+for tool in rclone cadaver python3; do
+    command -v "$tool" >/dev/null || { echo "FAILED: $tool is not installed (.ci/run installs it)"; exit 1; }
+done
 work=$(mktemp -d)
 cargo build --release --locked -q -p davrepl-server
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -54,7 +57,10 @@ cadaver "$base/" <cmds >cadaver.out 2>&1 || true
 cd - >/dev/null
 cat "$work/cadaver.out"
 ok=$(grep -c "succeeded" "$work/cadaver.out" || true)
-if grep -qiE "failed|error|not found" "$work/cadaver.out" || ! cmp -s "$work/c.txt" "$work/got.txt" || ! grep -q "blue" "$work/cadaver.out"; then
+# cadaver echoes each command ("propset ... colour blue"), so look for its answer line only.
+if grep -qiE "failed|error|not found" "$work/cadaver.out" || ! cmp -s "$work/c.txt" "$work/got.txt" \
+    || ! grep -qx "Value of colour is: blue" "$work/cadaver.out" \
+    || [ "$ok" -lt 7 ]; then
     echo "cadaver: a step failed"
     exit 1
 fi

@@ -16,9 +16,15 @@ SQL = ('SELECT "DAV:displayname", "http://schemas.microsoft.com/repl/resourcetag
        '"http://schemas.microsoft.com/repl/repl-uid" FROM SCOPE(\'SHALLOW TRAVERSAL OF "/pyrepl/"\')')
 
 
-def manifest(blob):
+def manifest(blob, acknowledged=()):
+    """SEARCH manifest since `blob`; `acknowledged` resourcetags go in a resourcetaglist (our
+    own uploads, which the server must then leave out)."""
+    taglist = ""
+    if acknowledged:
+        taglist = "<R:resourcetaglist>" + "".join(
+            f"<R:resourcetag>{t}</R:resourcetag>" for t in acknowledged) + "</R:resourcetaglist>"
     body = (f'<?xml version="1.0"?><D:searchrequest xmlns:D="DAV:" xmlns:R="{R}"><R:repl>'
-            f'<R:collblob>{blob}</R:collblob></R:repl><D:sql>{SQL}</D:sql></D:searchrequest>')
+            f'<R:collblob>{blob}</R:collblob>{taglist}</R:repl><D:sql>{SQL}</D:sql></D:searchrequest>')
     r = requests.request("SEARCH", f"{BASE}/pyrepl/", data=body, headers={"Content-Type": "text/xml"})
     assert r.status_code == 207, (r.status_code, r.text)
     root = ET.fromstring(r.content)
@@ -55,9 +61,12 @@ for row in rows:
     g = requests.get(row["href"])
     assert g.status_code == 200
     tag = re.sub(r"^<|>$", "", g.headers["ResourceTag"])
-    check(tag == row["rt"], f"GET {row['href'].rsplit('/', 1)[1]}: ResourceTag matches the manifest") if row is rows[0] else None
+    if tag != row["rt"]:
+        check(False, f"GET {row['href']}: ResourceTag {tag} differs from the manifest's {row['rt']}")
     local[row["href"]] = (g.text, tag)
-check(len(local) == 20, "downloaded every item")
+check(len(local) == 20, "downloaded every item; each ResourceTag matches its manifest row")
+check(sorted(h.rsplit("/", 1)[1] for h in local) == [f"item{i:02}.txt" for i in range(20)],
+      "the first manifest names exactly the 20 items")
 
 # A local change uploaded with conflict detection.
 href = rows[0]["href"]
@@ -72,12 +81,17 @@ r = requests.put(other, data="my stale edit", headers={"If": f"(<{local[other][1
 check(r.status_code == 412, "conflicting PUT with a stale tag gives 412")
 check(requests.get(other).text == "changed by another client", "the other client's change was not overwritten")
 
-# Updated manifest: our own edit (acknowledged via resourcetaglist) is skipped; the other change shows.
-body_blob = blob
-blob2, rows2 = manifest(body_blob)
-changed = {r["href"] for r in rows2}
-check(other in changed, "updated manifest reports the other client's change")
-check(any(r["href"] == href and r["rt"] == new_tag for r in rows2), "updated manifest carries the tag our PUT returned")
+other_tag = re.sub(r"^<|>$", "", requests.head(other).headers["ResourceTag"])
+
+# Updated manifest, exactly: without a resourcetaglist it reports both changes (ours with the
+# tag our PUT returned); with our tag acknowledged in a resourcetaglist, only the other one.
+blob2, rows2 = manifest(blob)
+got = sorted((r["href"], r["changetype"], r["rt"]) for r in rows2)
+want = sorted([(href, "change", new_tag), (other, "change", other_tag)])
+check(got == want, f"updated manifest is exactly our edit and the other change: {got}")
+blob2b, rows2b = manifest(blob, acknowledged=[new_tag])
+got = [(r["href"], r["changetype"], r["rt"]) for r in rows2b]
+check(got == [(other, "change", other_tag)], f"with our tag acknowledged, only the other change: {got}")
 blob3, rows3 = manifest(blob2)
 check(rows3 == [], "manifest after catching up is empty")
 print(f"python replication round trip: 20 items, {len(rows2)} updated rows, {time.time() - t0:.2f} s")

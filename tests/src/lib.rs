@@ -29,11 +29,31 @@ impl Drop for TestServer {
 
 /// Serves `layer` wrapped around `inner` on a fresh loopback port.
 pub async fn serve_with<S: ReplStore>(layer: ReplLayer<S>, inner: axum::Router) -> TestServer {
+    serve_service(layer.layer(inner)).await
+}
+
+/// Serves `inner` alone, with no davrepl layer at all, through the same HTTP server: the
+/// reference a pass-through path is compared with.
+pub async fn serve_plain(inner: axum::Router) -> TestServer {
+    serve_service(inner).await
+}
+
+async fn serve_service<T, B>(service: T) -> TestServer
+where
+    T: tower::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>
+        + Clone
+        + Send
+        + 'static,
+    T::Future: Send + 'static,
+    T::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind loopback");
     let addr = listener.local_addr().expect("local addr");
-    let service = layer.layer(inner);
     let (tx, rx) = oneshot::channel();
     tokio::spawn(async move {
         davrepl_hyper::serve(listener, service, async {

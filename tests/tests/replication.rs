@@ -37,10 +37,14 @@ async fn s01_first_manifest_search() {
     );
     let m = Manifest::parse(&r);
     assert!(!m.blob().is_empty());
+    assert_eq!(m.rows.len(), 2, "exactly the two members, nothing else");
     assert_eq!(
         m.hrefs("change"),
         vec![s.url("/inbox/msg1"), s.url("/inbox/msg4")]
     );
+    for (row, p) in m.rows.iter().zip(["/inbox/msg1", "/inbox/msg4"]) {
+        assert_eq!(row.rt, Some(s.rt(p).await), "{p}: the row carries the current tag");
+    }
     for row in &m.rows {
         assert!(
             row.rt
@@ -377,10 +381,15 @@ async fn s11_client_side_conflict_detection() {
         &s.manifest("/inbox/", Some(&m1.blob()), Some(SHALLOW), &[], None)
             .await,
     );
+    let got: Vec<_> = m2
+        .rows
+        .iter()
+        .map(|r| (r.href.clone(), r.changetype.as_str(), r.rt.clone()))
+        .collect();
     assert_eq!(
-        m2.rows[0].rt.as_deref(),
-        Some(rt.as_str()),
-        "the manifest row carries the tag GET returned"
+        got,
+        vec![(s.url("/inbox/docE"), "change", Some(rt))],
+        "exactly the changed item, with the tag GET returned"
     );
 }
 
@@ -478,7 +487,15 @@ async fn s15_upload_new_item() {
         &s.manifest("/inbox/", Some(&m1.blob()), Some(SHALLOW), &[], None)
             .await,
     );
-    assert_eq!(m2.rows[0].rt.as_deref(), Some(rt.as_str()));
+    let got: Vec<_> = m2
+        .rows
+        .iter()
+        .map(|r| (r.href.clone(), r.changetype.as_str(), r.rt.clone()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![(s.url("/inbox/new.eml"), "change", Some(rt.clone()))]
+    );
     let m3 = Manifest::parse(
         &s.manifest("/inbox/", Some(&m1.blob()), Some(SHALLOW), &[&rt], None)
             .await,
@@ -802,7 +819,14 @@ async fn s25_deep_and_hierarchical_parents_first() {
         .expect(207);
     let m = Manifest::parse(&s.manifest("/root/", None, Some(DEEP), &[], None).await);
     let hrefs = m.hrefs("change");
-    assert_eq!(hrefs.len(), 4);
+    let mut set = hrefs.clone();
+    set.sort();
+    assert_eq!(
+        set,
+        ["/root/p/", "/root/p/child", "/root/p/q/", "/root/p/q/leaf"].map(|p| s.url(p)),
+        "exactly every descendant"
+    );
+    assert_eq!(m.rows.len(), 4);
     for (i, h) in hrefs.iter().enumerate() {
         for later in &hrefs[i + 1..] {
             assert!(
@@ -936,7 +960,15 @@ async fn invariants_i7_replay_and_i8_first_sync() {
             .collect::<Vec<_>>()
     };
     assert_eq!(key(&r1), key(&r2), "I7: replay is idempotent");
-    assert_eq!(r1.rows.len(), 2);
+    let rt_a = s.rt("/inbox/a").await;
+    assert_eq!(
+        key(&r1),
+        vec![
+            (s.url("/inbox/a"), "change".to_owned(), Some(rt_a)),
+            (s.url("/inbox/b"), "delete".to_owned(), None),
+        ],
+        "exactly the change and the delete, in log order"
+    );
 }
 
 #[tokio::test]

@@ -8,9 +8,10 @@
 //! [`Cluster::shared`] gives one cluster per test process. Statics are never dropped, so it is
 //! torn down by a small watchdog process that waits for the test process to exit.
 //!
-//! When the PostgreSQL binaries are absent, [`Cluster::shared`] prints a loud message and
-//! returns `None` so that tests can skip — except when the `CI` environment variable is set,
-//! where a missing PostgreSQL is a failure, not a skip.
+//! When the PostgreSQL binaries are absent, [`Cluster::shared`] panics: a test run without
+//! PostgreSQL must not look like a passing one. To skip deliberately, set
+//! `DAVREPL_SKIP_POSTGRES=1`; then it prints a loud message and returns `None` so that the tests
+//! skip. With the `CI` environment variable set, a missing PostgreSQL is always a failure.
 
 #![allow(clippy::print_stderr)]
 
@@ -51,6 +52,9 @@ pub struct Cluster {
     as_postgres: bool,
     databases: AtomicU32,
 }
+
+/// The environment variable that turns a missing PostgreSQL into a deliberate skip (outside CI).
+pub const SKIP_VAR: &str = "DAVREPL_SKIP_POSTGRES";
 
 /// The superuser the cluster is created with.
 pub const USER: &str = "davrepl";
@@ -174,8 +178,9 @@ impl Cluster {
     }
 
     /// One cluster for the whole test process, started on first use and stopped by a
-    /// watchdog when the process exits. `None` (after a loud message) when PostgreSQL is not
-    /// installed; panics instead when `CI` is set, or when the cluster cannot start.
+    /// watchdog when the process exits. When PostgreSQL is not installed: `None` (after a loud
+    /// message) if `DAVREPL_SKIP_POSTGRES` is set and `CI` is not, otherwise a panic. Panics
+    /// too when the cluster cannot start.
     pub fn shared() -> Option<&'static Self> {
         static SHARED: OnceLock<Option<Cluster>> = OnceLock::new();
         SHARED
@@ -191,10 +196,15 @@ impl Cluster {
                         "PostgreSQL binaries (initdb, pg_ctl) not found and CI is set: install the \
                          `postgresql` package or set DAVREPL_PG_BINDIR"
                     ),
+                    None if std::env::var_os(SKIP_VAR).is_none() => panic!(
+                        "PostgreSQL binaries (initdb, pg_ctl) not found: install the `postgresql` \
+                         package, point DAVREPL_PG_BINDIR at its bin directory, or set \
+                         {SKIP_VAR}=1 to skip the PostgreSQL tests deliberately"
+                    ),
                     None => {
                         eprintln!(
-                            "\n*** SKIPPING PostgreSQL tests: initdb/pg_ctl not found (install the \
-                             `postgresql` package or set DAVREPL_PG_BINDIR) ***\n"
+                            "\n*** SKIPPING PostgreSQL tests ({SKIP_VAR} is set and initdb/pg_ctl \
+                             were not found) ***\n"
                         );
                         None
                     }

@@ -108,21 +108,27 @@ async fn acknowledged_writes_survive_sigkill() {
                     let rt = between(r, "<d:resourcetag>", "</d:resourcetag>")
                         .first()?
                         .to_string();
-                    Some((href.rsplit('/').next()?.to_owned(), rt))
+                    let path = href.split_once("://")?.1.split_once('/')?.1;
+                    Some((format!("/{path}"), rt))
                 })
                 .collect();
+            // Every write of the previous round came after that collblob was issued.
+            let previous = format!("/data/r{}-", round - 1);
+            let mut checked = 0;
             for (path, a) in acked.lock().unwrap().iter() {
-                if a.rt.is_empty() {
+                if a.rt.is_empty() || !path.starts_with(&previous) {
                     continue;
                 }
-                let name = path.rsplit('/').next().unwrap();
-                if let Some(rt) = rows.get(name) {
-                    assert!(
-                        version(rt) >= version(&a.rt),
-                        "{path}: manifest shows an older state than acknowledged"
-                    );
-                }
+                let rt = rows.get(path).unwrap_or_else(|| {
+                    panic!("{path}: acknowledged after the collblob but not in its manifest")
+                });
+                assert!(
+                    version(rt) >= version(&a.rt),
+                    "{path}: manifest shows an older state than acknowledged"
+                );
+                checked += 1;
             }
+            assert!(checked > 0, "round {round}: no acknowledged write to look for");
         }
         let (_, text) = manifest(&client, &base, None).await;
         old_blob = between(&text, "<d:collblob>", "</d:collblob>")
@@ -148,9 +154,10 @@ async fn acknowledged_writes_survive_sigkill() {
                             .body(body.clone())
                             .send()
                             .await;
-                        let Ok(resp) = resp else { return };
+                        // A transport error is the kill; an HTTP error status never is.
+                        let Ok(resp) = resp else { return Ok(i) };
                         if !resp.status().is_success() {
-                            return;
+                            return Err(format!("{path}: PUT answered {}", resp.status()));
                         }
                         let rt = resp
                             .headers()
@@ -168,14 +175,31 @@ async fn acknowledged_writes_survive_sigkill() {
                             },
                         );
                     }
+                    unreachable!("the loop only ends by returning")
                 })
             })
             .collect();
         tokio::time::sleep(Duration::from_millis(400)).await;
+        // The server must be up and answering right before the kill, or the round proves
+        // nothing about a crash in the middle of writes.
+        assert!(
+            server.child.try_wait().unwrap().is_none(),
+            "round {round}: the server exited before the kill"
+        );
+        let alive = client
+            .head(format!("{base}/data/"))
+            .send()
+            .await
+            .expect("server answers before the kill");
+        assert!(alive.status().is_success(), "round {round}: {}", alive.status());
         server.child.kill().expect("SIGKILL the server");
         let _ = server.child.wait();
-        for t in storm {
-            let _ = t.await;
+        for (w, t) in storm.into_iter().enumerate() {
+            let sent = t.await.expect("writer task").unwrap_or_else(|e| panic!("{e}"));
+            assert!(
+                sent >= 3,
+                "round {round}: writer {w} got only {sent} writes through before the kill"
+            );
         }
     }
     let server = start(&db);
@@ -183,11 +207,16 @@ async fn acknowledged_writes_survive_sigkill() {
     verify(&client, &server.base, &snapshot).await;
     drop(server);
     let acked = acked.lock().unwrap();
-    let writes = acked.values().filter(|a| !a.rt.is_empty()).count();
-    assert!(
-        writes >= ROUNDS * WRITERS,
-        "the storm acknowledged too few writes ({writes}) to prove anything"
-    );
+    for round in 0..ROUNDS {
+        let writes = acked
+            .iter()
+            .filter(|(p, a)| p.starts_with(&format!("/data/r{round}-")) && !a.rt.is_empty())
+            .count();
+        assert!(
+            writes >= WRITERS * 3,
+            "round {round}: too few acknowledged files ({writes}) to prove anything"
+        );
+    }
 }
 
 async fn verify(client: &reqwest::Client, base: &str, acked: &HashMap<String, Acked>) {

@@ -1,6 +1,6 @@
 //! The conformance cases. Each takes a fresh, empty store.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use davrepl_store::{
     ByteRange, ByteStream, ChangeKind, ChangesQuery, Condition, DeadProp, Depth, EntityMatch,
-    ErrorKind, IfList, IfResource, IfTerm, ListOptions, PropName, PropPatch, PutOptions, ReplStore,
+    ErrorKind, IfList, IfResource, IfTerm, ListOptions, Meta, PropName, PropPatch, PutOptions, ReplStore,
     StoreError, TransferOptions,
 };
 
@@ -224,19 +224,36 @@ pub async fn delete_tree_leaves_tombstones<S: ReplStore>(store: &S) {
     );
 }
 
-/// The root can be neither deleted nor moved.
+/// The root can be neither deleted, moved, replaced nor re-created, and the attempts leave the
+/// tree and the log as they were.
 pub async fn root_is_immutable<S: ReplStore>(store: &S) {
     let root = davrepl_store::ResourcePath::root();
+    mkcol(store, "/x").await;
+    put(store, "/x/f", "kept").await;
+    let (rows_before, mark) = all_changes(store, "/", 0).await;
     assert_eq!(
         kind_of(store.delete(&root, &Condition::none()).await),
         ErrorKind::RootImmutable
     );
-    mkcol(store, "/x").await;
     let r = store
         .rename(&root, &path("/x/y"), TransferOptions::new())
         .await;
-    assert!(r.is_err());
-    assert!(store.head(&root).await.is_ok());
+    assert_eq!(kind_of(r.map(|o| o.meta)), ErrorKind::RootImmutable);
+    let r = store
+        .put(&root, body("flat"), PutOptions::default())
+        .await;
+    assert!(
+        matches!(kind_of(r.map(|o| o.meta)), ErrorKind::IsCollection | ErrorKind::RootImmutable)
+    );
+    let r = store.create_collection(&root, &Condition::none()).await;
+    assert_eq!(kind_of(r.map(|o| o.meta)), ErrorKind::AlreadyExists);
+    let r = store
+        .copy(&path("/x"), &root, TransferOptions::new())
+        .await;
+    assert!(r.is_err(), "copying onto the root replaced it: {r:?}");
+    assert!(store.head(&root).await.unwrap().is_collection());
+    assert_eq!(read_string(store, "/x/f").await, "kept");
+    assert_eq!(all_changes(store, "/", 0).await, (rows_before, mark));
 }
 
 /// MOVE keeps every repl-uid, changes paths and tags, and logs tombstone-before-upsert.
@@ -354,20 +371,25 @@ pub async fn copy_makes_new_repl_uid<S: ReplStore>(store: &S) {
 }
 
 /// COPY Depth 0 of a collection copies the collection without members.
+///
+/// A store without [`Capabilities::shallow_copy`](davrepl_store::Capabilities) must refuse it
+/// with [`ErrorKind::Unsupported`] and write nothing.
 pub async fn copy_depth_zero<S: ReplStore>(store: &S) {
-    if !store.capabilities().shallow_copy {
-        return;
-    }
     mkcol(store, "/s").await;
     put(store, "/s/i", "x").await;
-    store
+    let r = store
         .copy(
             &path("/s"),
             &path("/t"),
             TransferOptions::new().depth(Depth::Zero),
         )
-        .await
-        .unwrap();
+        .await;
+    if !store.capabilities().shallow_copy {
+        assert_eq!(kind_of(r.map(|o| o.meta)), ErrorKind::Unsupported);
+        assert_eq!(kind_of(store.head(&path("/t")).await), ErrorKind::NotFound);
+        return;
+    }
+    r.unwrap();
     assert!(store.head(&path("/t")).await.unwrap().is_collection());
     assert!(list_all(store, "/t", Depth::Infinity).await.is_empty());
 }
@@ -515,11 +537,11 @@ pub async fn content_tag_follows_membership<S: ReplStore>(store: &S) {
 }
 
 /// Dead properties: set, replace, remove, all-or-nothing, returned by `props`.
+///
+/// A store without [`Capabilities::dead_properties`](davrepl_store::Capabilities) must refuse
+/// every patch with [`ErrorKind::Unsupported`] and report no properties.
 pub async fn dead_properties<S: ReplStore>(store: &S) {
-    if !store.capabilities().dead_properties {
-        return;
-    }
-    put(store, "/p", "x").await;
+    let before = put(store, "/p", "x").await;
     let a = PropName::new("urn:a", "one");
     let b = PropName::new("", "nons");
     let set = |n: &PropName, v: &str| {
@@ -528,6 +550,16 @@ pub async fn dead_properties<S: ReplStore>(store: &S) {
             value: v.into(),
         })
     };
+    if !store.capabilities().dead_properties {
+        let r = store
+            .patch_props(&path("/p"), vec![set(&a, "1")], &Condition::none())
+            .await;
+        assert_eq!(kind_of(r.map(|o| o.meta)), ErrorKind::Unsupported);
+        let e = store.props(&path("/p")).await.unwrap();
+        assert!(e.props.is_empty(), "{:?}", e.props);
+        assert_eq!(e.meta.version, before.version);
+        return;
+    }
     store
         .patch_props(
             &path("/p"),
@@ -734,24 +766,33 @@ pub async fn failed_condition_has_no_side_effect<S: ReplStore>(store: &S) {
     let (rows_before, mark_before) = all_changes(store, "/", 0).await;
     let bad = if_token("rt:nope");
     let opts = || TransferOptions::new().condition(bad.clone());
-    let _ = store
+    let refused = |what: &str, r: Result<Meta, StoreError>| match r {
+        Err(e) if e.kind() == ErrorKind::PreconditionFailed => {}
+        other => panic!("{what} with a false condition: {other:?}"),
+    };
+    let r = store
         .put(
             &path("/c/i"),
             body("2"),
             PutOptions::with_condition(bad.clone()),
         )
         .await;
-    let _ = store.delete(&path("/c"), &bad).await;
-    let _ = store.rename(&path("/c/i"), &path("/j"), opts()).await;
-    let _ = store.copy(&path("/c"), &path("/d"), opts()).await;
-    let _ = store
+    refused("PUT", r.map(|o| o.meta));
+    refused("DELETE", store.delete(&path("/c"), &bad).await);
+    let r = store.rename(&path("/c/i"), &path("/j"), opts()).await;
+    refused("MOVE", r.map(|o| o.meta));
+    let r = store.copy(&path("/c"), &path("/d"), opts()).await;
+    refused("COPY", r.map(|o| o.meta));
+    let r = store
         .patch_props(
             &path("/c/i"),
             vec![PropPatch::Remove(PropName::new("a", "b"))],
             &bad,
         )
         .await;
-    let _ = store.create_collection(&path("/c/n"), &bad).await;
+    refused("PROPPATCH", r.map(|o| o.meta));
+    let r = store.create_collection(&path("/c/n"), &bad).await;
+    refused("MKCOL", r.map(|o| o.meta));
     let (rows_after, mark_after) = all_changes(store, "/", 0).await;
     assert_eq!(rows_before, rows_after);
     assert_eq!(mark_before, mark_after);
@@ -875,11 +916,49 @@ pub async fn secret_is_stable<S: ReplStore>(store: &S) {
 
 const RACERS: usize = 16;
 
-/// N writers conditioned on the same resourcetag: exactly one wins, the rest get 412.
-pub async fn cas_race_single_winner<S: ReplStore>(store: &S) {
+/// Spawned tasks a race runs on; each drives `RACERS / GROUPS` racers concurrently.
+const GROUPS: usize = 4;
+
+/// Runs `RACERS` copies of `task` so that they really overlap, both ways a store can be
+/// raced: [`GROUPS`] spawned tasks run in parallel on the runtime's workers (released together
+/// by a barrier), and within each task its racers are interleaved at every `.await`. A store
+/// that checks and then writes without holding a lock loses to the first kind when it blocks
+/// in between and to the second when it yields in between. Results come back in racer order.
+async fn race<S, F, Fut, T>(store: &S, task: F) -> Vec<T>
+where
+    S: ReplStore + Clone,
+    F: Fn(S, usize) -> Fut,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let barrier = Arc::new(tokio::sync::Barrier::new(GROUPS));
+    let per_group = RACERS / GROUPS;
+    let handles: Vec<_> = (0..GROUPS)
+        .map(|g| {
+            let racers: Vec<Fut> = (0..per_group)
+                .map(|k| task(store.clone(), g * per_group + k))
+                .collect();
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                futures_util::future::join_all(racers).await
+            })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(RACERS);
+    for h in handles {
+        out.extend(h.await.expect("racer task panicked"));
+    }
+    out
+}
+
+/// N writers conditioned on the same resourcetag, running in parallel: exactly one wins, the
+/// rest get 412; the content is the winner's and the resource changed exactly once.
+pub async fn cas_race_single_winner<S: ReplStore + Clone>(store: &S) {
     let m = put(store, "/race", "start").await;
     let rt = m.resource_tag();
-    let results = futures_util::future::join_all((0..RACERS).map(|i| {
+    let (_, mark) = all_changes(store, "/", 0).await;
+    let results = race(store, |store, i| {
         let cond = if_token(&rt);
         async move {
             store
@@ -890,28 +969,46 @@ pub async fn cas_race_single_winner<S: ReplStore>(store: &S) {
                 )
                 .await
         }
-    }))
+    })
     .await;
-    let wins = results.iter().filter(|r| r.is_ok()).count();
+    let winners: Vec<usize> = (0..RACERS).filter(|&i| results[i].is_ok()).collect();
     let lost = results
         .iter()
         .filter(|r| matches!(r, Err(e) if e.kind() == ErrorKind::PreconditionFailed))
         .count();
-    assert_eq!((wins, lost), (1, RACERS - 1), "{results:?}");
+    assert_eq!(
+        (winners.len(), lost),
+        (1, RACERS - 1),
+        "winners {winners:?}: {results:?}"
+    );
+    let won = results[winners[0]].as_ref().expect("the winner");
+    assert_eq!(read_string(store, "/race").await, format!("writer {}", winners[0]));
+    let now = store.head(&path("/race")).await.unwrap();
+    assert_eq!(now.version, won.meta.version, "a loser changed the resource");
+    assert_eq!(now.rid, m.rid);
+    let (rows, _) = all_changes(store, "/", mark).await;
+    let seqs: Vec<_> = rows.iter().map(|c| c.seq).collect();
+    assert_eq!(seqs, vec![won.meta.version], "exactly one change after the race");
 }
 
-/// N tasks each add one to a counter with read-modify-write guarded by `If-Match`, retrying on
-/// 412: the final count is N — no update is lost.
-pub async fn cas_race_no_lost_update<S: ReplStore>(store: &S) {
-    put(store, "/counter", "0").await;
-    futures_util::future::join_all((0..RACERS).map(|_| async move {
+/// N tasks in parallel each add one to a counter with read-modify-write guarded by
+/// `If-Match`, retrying on 412: the final count is N (no update is lost), some attempts were
+/// really refused and retried, and the counter changed exactly N times.
+pub async fn cas_race_no_lost_update<S: ReplStore + Clone>(store: &S) {
+    let first = put(store, "/counter", "0").await;
+    let (_, mark) = all_changes(store, "/", 0).await;
+    let attempts = race(store, |store, _| async move {
+        let mut attempts = 0u32;
         loop {
+            attempts += 1;
             let (meta, mut s) = store.read(&path("/counter"), None).await.unwrap();
             let mut buf = Vec::new();
             while let Some(c) = futures_util::StreamExt::next(&mut s).await {
                 buf.extend_from_slice(&c.unwrap());
             }
             let n: u64 = String::from_utf8(buf).unwrap().parse().unwrap();
+            // Give the other racers a chance to read the same value.
+            tokio::task::yield_now().await;
             let mut cond = Condition::none();
             cond.if_match = Some(EntityMatch::Tags(vec![meta.etag()]));
             match store
@@ -922,16 +1019,32 @@ pub async fn cas_race_no_lost_update<S: ReplStore>(store: &S) {
                 )
                 .await
             {
-                Ok(_) => break,
+                Ok(_) => return attempts,
                 Err(e) if e.kind() == ErrorKind::PreconditionFailed => {
                     tokio::task::yield_now().await;
                 }
                 Err(e) => panic!("unexpected error {e}"),
             }
         }
-    }))
+    })
     .await;
     assert_eq!(read_string(store, "/counter").await, RACERS.to_string());
+    let tries: u32 = attempts.iter().sum();
+    assert!(
+        tries > RACERS as u32,
+        "no attempt was ever refused ({tries} attempts): the racers did not overlap"
+    );
+    let now = store.head(&path("/counter")).await.unwrap();
+    assert_eq!(now.rid, first.rid);
+    let (rows, _) = all_changes(store, "/", mark).await;
+    assert_eq!(rows.len(), 1, "one (superseding) row for the counter");
+    assert_eq!(rows[0].seq, now.version);
+    assert!(
+        now.version >= first.version + RACERS as u64,
+        "{RACERS} successful writes need {RACERS} sequence numbers: {} -> {}",
+        first.version,
+        now.version
+    );
 }
 
 /// Writers and a reader run together: the reader never sees a sequence number below one it has
@@ -956,17 +1069,24 @@ pub async fn gap_free_feed_across<S: ReplStore + Clone>(
         let stop = stop.clone();
         tokio::spawn(async move {
             let mut view: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+            let mut seen: HashSet<u64> = HashSet::new();
             let mut since = 0;
-            let mut max_seen = 0;
-            let mut apply = |rows: Vec<davrepl_store::Change>, max_seen: &mut u64| {
-                for c in rows {
+            loop {
+                let done = stop.load(Ordering::SeqCst);
+                let page = store
+                    .changes(ChangesQuery::new(path("/feed"), Depth::Infinity, since, 50))
+                    .await
+                    .unwrap();
+                let mut last = since;
+                for c in page.changes {
                     assert!(
-                        c.seq > *max_seen,
-                        "seq {} after {} was seen: a gap",
-                        c.seq,
-                        max_seen
+                        c.seq > last,
+                        "row {} is not above {last} (asked since {since})",
+                        c.seq
                     );
-                    *max_seen = c.seq;
+                    assert!(c.seq <= page.watermark, "row above the page's watermark");
+                    last = c.seq;
+                    seen.insert(c.seq);
                     match c.kind {
                         ChangeKind::Upsert(m) => {
                             view.insert(m.path.as_str().to_owned(), (m.version, m.rid.counter()));
@@ -981,18 +1101,10 @@ pub async fn gap_free_feed_across<S: ReplStore + Clone>(
                         }
                     }
                 }
-            };
-            loop {
-                let done = stop.load(Ordering::SeqCst);
-                let page = store
-                    .changes(ChangesQuery::new(path("/feed"), Depth::Infinity, since, 50))
-                    .await
-                    .unwrap();
+                assert!(page.watermark >= since, "the watermark went backwards");
                 since = page.watermark;
-                let more = page.more;
-                apply(page.changes, &mut max_seen);
-                if done && !more {
-                    return view;
+                if done && !page.more {
+                    return (view, seen);
                 }
                 tokio::task::yield_now().await;
             }
@@ -1002,20 +1114,29 @@ pub async fn gap_free_feed_across<S: ReplStore + Clone>(
         .map(|w| {
             let store = writers[w % writers.len()].clone();
             tokio::spawn(async move {
+                // Names are mostly written once, so a change the reader skipped is usually
+                // still the final state of its resource and shows in the comparison below.
                 for i in 0..60 {
-                    let p = format!("/feed/w{w}-{}", i % 7);
+                    let name = |k: usize| format!("/feed/w{w}-{k}");
                     match i % 5 {
-                        0..=2 => {
-                            put(&store, &p, &format!("{w}:{i}")).await;
+                        0 | 1 => {
+                            put(&store, &name(i), &format!("{w}:{i}")).await;
+                        }
+                        2 => {
+                            put(&store, &name(i - 2), &format!("{w}:{i} again")).await;
                         }
                         3 => {
-                            let _ = store.delete(&path(&p), &Condition::none()).await;
+                            store
+                                .delete(&path(&name(i - 3)), &Condition::none())
+                                .await
+                                .unwrap();
                         }
                         _ => {
-                            let to = format!("/feed/w{w}-moved-{}", i % 3);
-                            let _ = store
-                                .rename(&path(&p), &path(&to), TransferOptions::new())
-                                .await;
+                            let to = format!("/feed/w{w}-moved-{i}");
+                            store
+                                .rename(&path(&name(i - 3)), &path(&to), TransferOptions::new())
+                                .await
+                                .unwrap();
                         }
                     }
                 }
@@ -1026,13 +1147,20 @@ pub async fn gap_free_feed_across<S: ReplStore + Clone>(
         w.await.unwrap();
     }
     stop.store(true, Ordering::SeqCst);
-    let view = reader.await.unwrap();
+    let (view, seen) = reader.await.unwrap();
     let truth: BTreeMap<String, (u64, u64)> = list_all(store, "/feed", Depth::Infinity)
         .await
         .into_iter()
         .map(|m| (m.path.as_str().to_owned(), (m.version, m.rid.counter())))
         .collect();
-    assert_eq!(view, truth);
+    assert_eq!(view, truth, "the followed feed differs from the final state");
+    let (rows, _) = all_changes(store, "/feed", 0).await;
+    let missed: Vec<u64> = rows
+        .iter()
+        .map(|c| c.seq)
+        .filter(|s| !seen.contains(s))
+        .collect();
+    assert!(missed.is_empty(), "rows the follower never saw: {missed:?}");
 }
 
 /// Content of several megabytes, arriving in odd-sized pieces, reads back whole and by range.

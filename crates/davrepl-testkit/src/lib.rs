@@ -16,6 +16,7 @@
 //! The expression is evaluated once per case, so every case gets a fresh store. The API of this
 //! crate is not covered by semver: cases are added as the contract grows.
 
+pub mod broken;
 pub mod cases;
 mod helpers;
 

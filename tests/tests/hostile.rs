@@ -145,7 +145,10 @@ async fn malformed_bodies_never_500_and_change_nothing() {
     }
     // MKCOL takes no body at all (extended MKCOL is not supported): 415 whatever it holds,
     // before any XML is looked at, and nothing is created.
-    for body in bodies.iter().chain([&b"<D:mkcol xmlns:D=\"DAV:\"/>".to_vec()]) {
+    for body in bodies
+        .iter()
+        .chain([&b"<D:mkcol xmlns:D=\"DAV:\"/>".to_vec()])
+    {
         let r = s.send(s.req("MKCOL", "/c/new/").body(body.clone())).await;
         assert_eq!(r.status, 415);
     }

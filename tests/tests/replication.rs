@@ -43,7 +43,11 @@ async fn s01_first_manifest_search() {
         vec![s.url("/inbox/msg1"), s.url("/inbox/msg4")]
     );
     for (row, p) in m.rows.iter().zip(["/inbox/msg1", "/inbox/msg4"]) {
-        assert_eq!(row.rt, Some(s.rt(p).await), "{p}: the row carries the current tag");
+        assert_eq!(
+            row.rt,
+            Some(s.rt(p).await),
+            "{p}: the row carries the current tag"
+        );
     }
     for row in &m.rows {
         assert!(

@@ -124,10 +124,8 @@ async fn main() {
         let full = time_runs(full_runs, || {
             let (client, url) = (&client, &url);
             async move {
-                let mut s = search(client, url, None, None).await.bytes_stream();
-                while let Some(c) = s.next().await {
-                    c.expect("chunk");
-                }
+                let (_, rows) = stream_rows(search(client, url, None, None).await).await;
+                assert_eq!(rows, n, "a first sync must list every member");
             }
         })
         .await;
@@ -144,23 +142,22 @@ async fn main() {
             let p = format!("http://{addr}/big/m{:07}", i * (n / 10).max(1));
             client.put(&p).body("changed").send().await.expect("put");
         }
-        let rows = Arc::new(AtomicU64::new(0));
+        // Every timed run must return exactly the 10 changed members (n >= 10).
+        let want = n.min(10);
         let times = time_runs(args.runs, || {
-            let (client, url, blob, rows) = (&client, &url, &blob, rows.clone());
+            let (client, url, blob) = (&client, &url, &blob);
             async move {
                 let text = search(client, url, Some(blob), None)
                     .await
                     .text()
                     .await
                     .expect("text");
-                rows.store(
-                    text.matches("<a:response>").count() as u64,
-                    Ordering::Relaxed,
-                );
+                let rows = text.matches(ROW).count();
+                assert_eq!(rows, want, "a delta run returned the wrong number of rows");
             }
         })
         .await;
-        let rows = rows.load(Ordering::Relaxed);
+        let rows = want;
         let (med, min, max) = stats(times);
         println!(
             "| {n} | {} ({}–{}) | {rows} | {} ({}–{}) |",
@@ -183,6 +180,30 @@ async fn main() {
     }
 }
 
+/// The element that opens one manifest row.
+const ROW: &str = "<a:response>";
+
+/// Streams a response body to its end without keeping it; returns its size and the number of
+/// manifest rows in it. A row tag split across chunks is counted once: only the last
+/// `ROW.len() - 1` bytes are carried over, too few to hold a whole (already counted) tag.
+async fn stream_rows(resp: reqwest::Response) -> (usize, usize) {
+    let mut stream = resp.bytes_stream();
+    let (mut bytes, mut rows) = (0usize, 0usize);
+    let mut tail: Vec<u8> = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.expect("chunk");
+        bytes += chunk.len();
+        tail.extend_from_slice(&chunk);
+        rows += tail
+            .windows(ROW.len())
+            .filter(|w| *w == ROW.as_bytes())
+            .count();
+        let keep = tail.len().saturating_sub(ROW.len() - 1);
+        tail.drain(..keep);
+    }
+    (bytes, rows)
+}
+
 async fn first_sync_memory(client: &reqwest::Client, url: &str, n: usize) {
     let idle = rss_bytes();
     let peak = Arc::new(AtomicU64::new(idle));
@@ -197,18 +218,9 @@ async fn first_sync_memory(client: &reqwest::Client, url: &str, n: usize) {
         })
     };
     let t = Instant::now();
-    let mut stream = search(client, url, None, None).await.bytes_stream();
-    let (mut bytes, mut rows) = (0usize, 0usize);
-    let mut tail = String::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.expect("chunk");
-        bytes += chunk.len();
-        tail.push_str(&String::from_utf8_lossy(&chunk));
-        rows += tail.matches("<a:response>").count();
-        let keep = tail.len().saturating_sub(16);
-        tail.drain(..keep);
-    }
+    let (bytes, rows) = stream_rows(search(client, url, None, None).await).await;
     let elapsed = t.elapsed();
+    assert_eq!(rows, n, "the first sync must list every member");
     done.store(true, Ordering::Relaxed);
     let _ = sampler.join();
     let peak = peak.load(Ordering::Relaxed);

@@ -61,7 +61,9 @@ async fn phase(bases: &[String], method: &str, concurrency: usize, secs: u64) ->
                             .is_ok_and(|r| r.status().is_success())
                     } else {
                         match client.get(&url).send().await {
-                            Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
+                            Ok(r) if r.status().is_success() => {
+                                r.bytes().await.is_ok_and(|b| b.len() == 1024)
+                            }
                             _ => false,
                         }
                     };
@@ -95,16 +97,20 @@ async fn prefill(bases: &[String], concurrency: usize) {
         .await;
 }
 
-fn median(mut v: Vec<f64>) -> (f64, f64, f64) {
+/// "median (min–max)", or "value (1 run)" for a single sample.
+fn figure(mut v: Vec<f64>) -> String {
     v.sort_by(|a, b| a.total_cmp(b));
-    (v[v.len() / 2], v[0], v[v.len() - 1])
+    match v.as_slice() {
+        [one] => format!("{one:.0} (1 run)"),
+        _ => format!("{:.0} ({:.0}–{:.0})", v[v.len() / 2], v[0], v[v.len() - 1]),
+    }
 }
 
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
     println!(
-        "1 KiB files, {} connections, {} s per run, median of {} runs (min–max); client and server share the machine\n",
+        "1 KiB files, {} connections, {} s per run, median of {} run(s) (min–max), PUT and GET runs alternating; client and server share the machine\n",
         args.concurrency, args.seconds, args.runs
     );
     println!("| store | PUT req/s | GET req/s |");
@@ -151,8 +157,6 @@ async fn main() {
             puts.push(phase(&bases, "PUT", args.concurrency, args.seconds).await);
             gets.push(phase(&bases, "GET", args.concurrency, args.seconds).await);
         }
-        let (p, pmin, pmax) = median(puts);
-        let (g, gmin, gmax) = median(gets);
-        println!("| {spec} | {p:.0} ({pmin:.0}–{pmax:.0}) | {g:.0} ({gmin:.0}–{gmax:.0}) |");
+        println!("| {spec} | {} | {} |", figure(puts), figure(gets));
     }
 }

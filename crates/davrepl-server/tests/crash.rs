@@ -128,7 +128,10 @@ async fn acknowledged_writes_survive_sigkill() {
                 );
                 checked += 1;
             }
-            assert!(checked > 0, "round {round}: no acknowledged write to look for");
+            assert!(
+                checked > 0,
+                "round {round}: no acknowledged write to look for"
+            );
         }
         let (_, text) = manifest(&client, &base, None).await;
         old_blob = between(&text, "<d:collblob>", "</d:collblob>")
@@ -191,11 +194,18 @@ async fn acknowledged_writes_survive_sigkill() {
             .send()
             .await
             .expect("server answers before the kill");
-        assert!(alive.status().is_success(), "round {round}: {}", alive.status());
+        assert!(
+            alive.status().is_success(),
+            "round {round}: {}",
+            alive.status()
+        );
         server.child.kill().expect("SIGKILL the server");
         let _ = server.child.wait();
         for (w, t) in storm.into_iter().enumerate() {
-            let sent = t.await.expect("writer task").unwrap_or_else(|e| panic!("{e}"));
+            let sent = t
+                .await
+                .expect("writer task")
+                .unwrap_or_else(|e| panic!("{e}"));
             assert!(
                 sent >= 3,
                 "round {round}: writer {w} got only {sent} writes through before the kill"

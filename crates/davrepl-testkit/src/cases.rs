@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use davrepl_store::{
     ByteRange, ByteStream, ChangeKind, ChangesQuery, Condition, DeadProp, Depth, EntityMatch,
-    ErrorKind, IfList, IfResource, IfTerm, ListOptions, Meta, PropName, PropPatch, PutOptions, ReplStore,
-    StoreError, TransferOptions,
+    ErrorKind, IfList, IfResource, IfTerm, ListOptions, Meta, PropName, PropPatch, PutOptions,
+    ReplStore, StoreError, TransferOptions,
 };
 
 use crate::helpers::*;
@@ -239,17 +239,14 @@ pub async fn root_is_immutable<S: ReplStore>(store: &S) {
         .rename(&root, &path("/x/y"), TransferOptions::new())
         .await;
     assert_eq!(kind_of(r.map(|o| o.meta)), ErrorKind::RootImmutable);
-    let r = store
-        .put(&root, body("flat"), PutOptions::default())
-        .await;
-    assert!(
-        matches!(kind_of(r.map(|o| o.meta)), ErrorKind::IsCollection | ErrorKind::RootImmutable)
-    );
+    let r = store.put(&root, body("flat"), PutOptions::default()).await;
+    assert!(matches!(
+        kind_of(r.map(|o| o.meta)),
+        ErrorKind::IsCollection | ErrorKind::RootImmutable
+    ));
     let r = store.create_collection(&root, &Condition::none()).await;
     assert_eq!(kind_of(r.map(|o| o.meta)), ErrorKind::AlreadyExists);
-    let r = store
-        .copy(&path("/x"), &root, TransferOptions::new())
-        .await;
+    let r = store.copy(&path("/x"), &root, TransferOptions::new()).await;
     assert!(r.is_err(), "copying onto the root replaced it: {r:?}");
     assert!(store.head(&root).await.unwrap().is_collection());
     assert_eq!(read_string(store, "/x/f").await, "kept");
@@ -982,13 +979,23 @@ pub async fn cas_race_single_winner<S: ReplStore + Clone>(store: &S) {
         "winners {winners:?}: {results:?}"
     );
     let won = results[winners[0]].as_ref().expect("the winner");
-    assert_eq!(read_string(store, "/race").await, format!("writer {}", winners[0]));
+    assert_eq!(
+        read_string(store, "/race").await,
+        format!("writer {}", winners[0])
+    );
     let now = store.head(&path("/race")).await.unwrap();
-    assert_eq!(now.version, won.meta.version, "a loser changed the resource");
+    assert_eq!(
+        now.version, won.meta.version,
+        "a loser changed the resource"
+    );
     assert_eq!(now.rid, m.rid);
     let (rows, _) = all_changes(store, "/", mark).await;
     let seqs: Vec<_> = rows.iter().map(|c| c.seq).collect();
-    assert_eq!(seqs, vec![won.meta.version], "exactly one change after the race");
+    assert_eq!(
+        seqs,
+        vec![won.meta.version],
+        "exactly one change after the race"
+    );
 }
 
 /// N tasks in parallel each add one to a counter with read-modify-write guarded by
@@ -1153,7 +1160,10 @@ pub async fn gap_free_feed_across<S: ReplStore + Clone>(
         .into_iter()
         .map(|m| (m.path.as_str().to_owned(), (m.version, m.rid.counter())))
         .collect();
-    assert_eq!(view, truth, "the followed feed differs from the final state");
+    assert_eq!(
+        view, truth,
+        "the followed feed differs from the final state"
+    );
     let (rows, _) = all_changes(store, "/feed", 0).await;
     let missed: Vec<u64> = rows
         .iter()

@@ -91,7 +91,11 @@ async fn out_of_order_log_is_caught() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn lost_member_tombstones_are_caught() {
-    caught_by!(Fault::LosesMemberTombstones, 1, delete_tree_leaves_tombstones);
+    caught_by!(
+        Fault::LosesMemberTombstones,
+        1,
+        delete_tree_leaves_tombstones
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -112,18 +116,31 @@ async fn cases_pass_where_the_fault_does_not_reach() {
         (Fault::LosesMemberTombstones, "cas_race_single_winner"),
         (Fault::OutOfOrderLog, "conditions_if_header"),
         (Fault::UnderstatesCapabilities, "gap_free_feed"),
-        (Fault::CheckThenWriteBlocking, "delete_tree_leaves_tombstones"),
+        (
+            Fault::CheckThenWriteBlocking,
+            "delete_tree_leaves_tombstones",
+        ),
     ];
     for (fault, case) in untouched {
         let store = Broken::new(MemStore::new(), fault);
         let failed = match case {
             "cas_race_single_winner" => {
-                fails(|s| async move { cases::cas_race_single_winner(&s).await }, store).await
+                fails(
+                    |s| async move { cases::cas_race_single_winner(&s).await },
+                    store,
+                )
+                .await
             }
             "conditions_if_header" => {
-                fails(|s| async move { cases::conditions_if_header(&s).await }, store).await
+                fails(
+                    |s| async move { cases::conditions_if_header(&s).await },
+                    store,
+                )
+                .await
             }
-            "gap_free_feed" => fails(|s| async move { cases::gap_free_feed(&s).await }, store).await,
+            "gap_free_feed" => {
+                fails(|s| async move { cases::gap_free_feed(&s).await }, store).await
+            }
             _ => {
                 fails(
                     |s| async move { cases::delete_tree_leaves_tombstones(&s).await },
@@ -132,6 +149,9 @@ async fn cases_pass_where_the_fault_does_not_reach() {
                 .await
             }
         };
-        assert!(!failed, "{case} failed on a store whose fault ({fault:?}) it does not test");
+        assert!(
+            !failed,
+            "{case} failed on a store whose fault ({fault:?}) it does not test"
+        );
     }
 }

@@ -4,7 +4,10 @@ use davrepl_proto::xml::{XmlLimits, parse_propfind, parse_proppatch, parse_searc
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let limits = XmlLimits { max_bytes: 64 * 1024, max_depth: 32, max_elements: 2000 };
+    let mut limits = XmlLimits::default();
+    limits.max_bytes = 64 * 1024;
+    limits.max_depth = 32;
+    limits.max_elements = 2000;
     let _ = parse_propfind(data, &limits);
     let _ = parse_proppatch(data, &limits);
     let _ = parse_search(data, &limits);

@@ -194,11 +194,10 @@ async fn hostile_paths_stay_inside() {
 #[tokio::test]
 async fn limits_answer_with_the_right_status() {
     let mut limits = Limits::default();
-    limits.xml = XmlLimits {
-        max_bytes: 2048,
-        max_depth: 8,
-        max_elements: 50,
-    };
+    limits.xml = XmlLimits::default();
+    limits.xml.max_bytes = 2048;
+    limits.xml.max_depth = 8;
+    limits.xml.max_elements = 50;
     limits.max_put_bytes = 1000;
     limits.max_path_bytes = 200;
     limits.max_path_segments = 5;

@@ -149,6 +149,8 @@ pub struct SqlLimits {
     pub max_len: usize,
     /// Deepest nesting of the `WHERE` expression.
     pub max_depth: usize,
+    /// Longest `LIKE` pattern in characters (matching costs at most text × pattern steps).
+    pub max_like_len: usize,
 }
 
 impl Default for SqlLimits {
@@ -156,6 +158,7 @@ impl Default for SqlLimits {
         Self {
             max_len: 16 * 1024,
             max_depth: 32,
+            max_like_len: 256,
         }
     }
 }
@@ -268,6 +271,7 @@ struct Parser {
     i: usize,
     end: usize,
     max_depth: usize,
+    max_like_len: usize,
 }
 
 impl Parser {
@@ -497,6 +501,12 @@ impl Parser {
         let not = self.eat_kw("NOT");
         if self.eat_kw("LIKE") {
             return match self.peek().cloned() {
+                Some(Tok::Sq(p)) if p.chars().count() > self.max_like_len => {
+                    Err(SqlError::TooComplex(format!(
+                        "LIKE pattern longer than {} characters",
+                        self.max_like_len
+                    )))
+                }
                 Some(Tok::Sq(p)) => {
                     self.i += 1;
                     Ok(Expr::Like(left, p, not))
@@ -617,6 +627,7 @@ pub fn parse(text: &str, limits: &SqlLimits) -> Result<Query, SqlError> {
         i: 0,
         end: text.len(),
         max_depth: limits.max_depth,
+        max_like_len: limits.max_like_len,
     };
     p.query()
 }
@@ -817,20 +828,101 @@ fn compare(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
     }
 }
 
-fn like(text: &str, pattern: &str) -> bool {
-    fn go(t: &[char], p: &[char]) -> bool {
-        match p.split_first() {
-            None => t.is_empty(),
-            Some(('%', rest)) => (0..=t.len()).any(|i| go(&t[i..], rest)),
-            Some(('_', rest)) => !t.is_empty() && go(&t[1..], rest),
-            Some((c, rest)) => {
-                t.first().is_some_and(|x| x.eq_ignore_ascii_case(c)) && go(&t[1..], rest)
-            }
+/// SQL `LIKE` (`%` any run, `_` one character, ASCII case-insensitive), without recursion
+/// or exponential backtracking: runs of `%` collapse into one, and the matcher only ever
+/// returns to the last `%` seen, one text position further each time. The work is at most
+/// (text length + 1) × (pattern length + 1) steps, never more, whatever the pattern.
+pub fn like(text: &str, pattern: &str) -> bool {
+    let t: Vec<char> = text.chars().collect();
+    let mut p: Vec<char> = Vec::with_capacity(pattern.len());
+    for c in pattern.chars() {
+        if !(c == '%' && p.last() == Some(&'%')) {
+            p.push(c);
         }
     }
-    let t: Vec<char> = text.chars().collect();
-    let p: Vec<char> = pattern.chars().collect();
-    go(&t, &p)
+    let (mut ti, mut pi) = (0, 0);
+    // The last `%` (its index in p) and the text position it currently stands for.
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        match p.get(pi) {
+            Some('%') => {
+                star = Some((pi, ti));
+                pi += 1;
+            }
+            Some(&c) if c == '_' || c.eq_ignore_ascii_case(&t[ti]) => {
+                ti += 1;
+                pi += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    // Let the last `%` swallow one more character and retry after it.
+                    star = Some((sp, st + 1));
+                    pi = sp + 1;
+                    ti = st + 1;
+                }
+                None => return false,
+            },
+        }
+    }
+    p[pi..].iter().all(|&c| c == '%')
+}
+
+/// A sort key with a total order, for `ORDER BY` over values of mixed kinds: absent values
+/// first, then booleans, then numbers (including text that parses as a number, NaN last among
+/// them), then other text.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SortKey {
+    /// No value.
+    Absent,
+    /// A boolean.
+    Bool(bool),
+    /// A number.
+    Num(f64),
+    /// Text that is not a number.
+    Text(String),
+}
+
+impl SortKey {
+    /// The key of a (possibly absent) value.
+    pub fn of(v: Option<Value>) -> Self {
+        match v {
+            None => Self::Absent,
+            Some(Value::Bool(b)) => Self::Bool(b),
+            Some(Value::Num(n)) => Self::Num(n),
+            Some(Value::Str(s)) => match s.trim().parse::<f64>() {
+                Ok(n) => Self::Num(n),
+                Err(_) => Self::Text(s),
+            },
+        }
+    }
+
+    fn rank(&self) -> u8 {
+        match self {
+            Self::Absent => 0,
+            Self::Bool(_) => 1,
+            Self::Num(_) => 2,
+            Self::Text(_) => 3,
+        }
+    }
+}
+
+impl Eq for SortKey {}
+
+impl PartialOrd for SortKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for SortKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        match (self, other) {
+            (Self::Bool(a), Self::Bool(b)) => a.cmp(b),
+            (Self::Num(a), Self::Num(b)) => a.total_cmp(b),
+            (Self::Text(a), Self::Text(b)) => a.cmp(b),
+            _ => self.rank().cmp(&other.rank()),
+        }
+    }
 }
 
 /// Evaluates a `WHERE` condition; `lookup` gives a property's value (`None` = absent). A
@@ -874,6 +966,36 @@ pub fn split_prop(full: &str) -> (&str, &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn like_is_linear_and_correct() {
+        assert!(like("Hello", "h%O"));
+        assert!(like("abc", "a_c"));
+        assert!(like("", "%%"));
+        assert!(!like("abc", "a_"));
+        assert!(like("mississippi", "%iss%ppi"));
+        assert!(!like("mississippi", "%iss%ppa"));
+        // The pattern that backtracked exponentially: now a bounded number of steps.
+        let pattern = format!("{}x", "%".repeat(40));
+        let text = "a".repeat(10_000);
+        assert!(!like(&text, &pattern));
+        let pattern = format!("{}b", "%a".repeat(100));
+        assert!(!like(&text, &pattern));
+    }
+
+    #[test]
+    fn sort_keys_are_a_total_order() {
+        let mut v: Vec<SortKey> = ["2", "10", "1a", "", "x", "NaN", "-1", "1e3"]
+            .iter()
+            .map(|s| SortKey::of(Some(Value::Str((*s).into()))))
+            .chain([SortKey::of(None), SortKey::of(Some(Value::Bool(true)))])
+            .collect();
+        v.sort();
+        assert_eq!(v[0], SortKey::Absent);
+        assert_eq!(v[1], SortKey::Bool(true));
+        assert_eq!(v[2], SortKey::Num(-1.0));
+        assert!(matches!(v.last(), Some(SortKey::Text(t)) if t == "x"));
+    }
 
     fn p(s: &str) -> Result<Query, SqlError> {
         parse(s, &SqlLimits::default())

@@ -1223,31 +1223,32 @@ async fn plain_search<S: ReplStore>(ctx: &Ctx<S>, text: &str) -> DavResult<Respo
         }
     }
     if !query.order_by.is_empty() {
-        let key = |e: &Entry, prop: &str| {
-            let (ns, local) = sql::split_prop(prop);
-            live::lookup(&e.meta, &e.props, ns, local).map(live::sql_value)
-        };
-        results.sort_by(|x, y| {
-            for (prop, asc) in &query.order_by {
-                let (a, b) = (key(x, prop), key(y, prop));
-                let ord = match (a, b) {
-                    (Some(sql::Value::Str(a)), Some(sql::Value::Str(b))) => {
-                        match (a.parse::<f64>(), b.parse::<f64>()) {
-                            (Ok(x), Ok(y)) => {
-                                x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal)
-                            }
-                            _ => a.cmp(&b),
-                        }
-                    }
-                    (a, b) => a.is_some().cmp(&b.is_some()),
-                };
-                let ord = if *asc { ord } else { ord.reverse() };
+        // Keys computed once per result, compared under a total order (mixed numbers and
+        // text never make the sort inconsistent).
+        let mut keyed: Vec<(Vec<sql::SortKey>, Entry)> = results
+            .into_iter()
+            .map(|e| {
+                let keys = query
+                    .order_by
+                    .iter()
+                    .map(|(prop, _)| {
+                        let (ns, local) = sql::split_prop(prop);
+                        sql::SortKey::of(live::lookup(&e.meta, &e.props, ns, local).map(live::sql_value))
+                    })
+                    .collect();
+                (keys, e)
+            })
+            .collect();
+        keyed.sort_by(|(x, _), (y, _)| {
+            for ((a, b), (_, asc)) in x.iter().zip(y).zip(&query.order_by) {
+                let ord = if *asc { a.cmp(b) } else { b.cmp(a) };
                 if ord.is_ne() {
                     return ord;
                 }
             }
             std::cmp::Ordering::Equal
         });
+        results = keyed.into_iter().map(|(_, e)| e).collect();
     }
     let total = results.len() as u64;
     let (selected, content_range) = match row_specs(ctx)? {

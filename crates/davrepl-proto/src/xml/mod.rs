@@ -1,24 +1,35 @@
-//! XML request parsing (on `xmltree`) and the escaping response writer.
+//! XML request parsing and the escaping response writer.
 //!
-//! Requests are parsed whole (they are small and size-limited); before parsing, any document
-//! type declaration is refused, so no entity is ever defined, expanded or fetched. Responses
-//! are written through [`XmlWriter`], never with `format!`, so escaping is structural.
+//! Requests are read by [`parse_document`] (module `reader`): a streaming reader that checks
+//! every limit event by event and builds a small element tree only from what passed. Any
+//! document type declaration is refused, so no entity is ever defined, expanded or fetched.
+//! Responses are written through [`XmlWriter`], never with `format!`, so escaping is
+//! structural.
+
+mod reader;
 
 use bytes::{Bytes, BytesMut};
 use davrepl_store::PropName;
-use xmltree::{Element, XMLNode};
+
+pub use reader::{Element, Node, parse_document};
 
 use crate::DAV_NS;
 
-/// Limits applied while parsing a request body.
+/// Limits applied while reading a request body; each is checked as the body is read, before
+/// the part that breaks it is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct XmlLimits {
-    /// Largest body in bytes.
+    /// Largest body in bytes (this also bounds every text node).
     pub max_bytes: usize,
     /// Deepest element nesting.
     pub max_depth: usize,
     /// Most elements in one document.
     pub max_elements: usize,
+    /// Most attributes (namespace declarations included) on one element.
+    pub max_attributes: usize,
+    /// Most namespace bindings in scope at once.
+    pub max_namespaces: usize,
 }
 
 impl Default for XmlLimits {
@@ -27,6 +38,8 @@ impl Default for XmlLimits {
             max_bytes: 1 << 20,
             max_depth: 64,
             max_elements: 10_000,
+            max_attributes: 64,
+            max_namespaces: 256,
         }
     }
 }
@@ -57,81 +70,12 @@ fn is_dav(e: &Element, local: &str) -> bool {
 }
 
 fn child_elements(e: &Element) -> impl Iterator<Item = &Element> {
-    e.children.iter().filter_map(XMLNode::as_element)
+    e.child_elements()
 }
 
 /// The name of an element as a property name.
 pub fn prop_name(e: &Element) -> PropName {
     PropName::new(e.namespace.clone().unwrap_or_default(), e.name.clone())
-}
-
-/// Parses a request body into its root element, enforcing `limits`.
-pub fn parse_document(body: &[u8], limits: &XmlLimits) -> Result<Element, XmlError> {
-    if body.len() > limits.max_bytes {
-        return Err(XmlError::TooLarge(limits.max_bytes));
-    }
-    if body
-        .windows(9)
-        .any(|w| w.eq_ignore_ascii_case(b"<!DOCTYPE"))
-        || body.windows(8).any(|w| w == b"<!ENTITY")
-    {
-        return Err(XmlError::Doctype);
-    }
-    std::str::from_utf8(body).map_err(|e| XmlError::Malformed(format!("invalid UTF-8: {e}")))?;
-    let mut config = xmltree::ParserConfig::new()
-        .trim_whitespace(false)
-        .whitespace_to_characters(true);
-    config.max_entity_expansion_length = 0;
-    let nodes = Element::parse_all_with_config(body, config)
-        .map_err(|e| XmlError::Malformed(e.to_string()))?;
-    let root = nodes
-        .into_iter()
-        .find_map(|n| match n {
-            XMLNode::Element(e) => Some(e),
-            _ => None,
-        })
-        .ok_or_else(|| XmlError::Malformed("no root element".into()))?;
-    let mut count = 0;
-    check_shape(&root, 1, limits, &mut count)?;
-    Ok(root)
-}
-
-fn check_shape(
-    e: &Element,
-    depth: usize,
-    limits: &XmlLimits,
-    count: &mut usize,
-) -> Result<(), XmlError> {
-    *count += 1;
-    if depth > limits.max_depth {
-        return Err(XmlError::TooComplex(format!(
-            "nesting deeper than {}",
-            limits.max_depth
-        )));
-    }
-    if *count > limits.max_elements {
-        return Err(XmlError::TooComplex(format!(
-            "more than {} elements",
-            limits.max_elements
-        )));
-    }
-    if let Some(ns) = &e.namespaces {
-        // `xmlns:p=""` is not namespace-well-formed (Namespaces in XML 1.0, NSC: No Prefix
-        // Undeclaring); refuse it rather than guess.
-        if ns
-            .0
-            .iter()
-            .any(|(p, uri)| !p.is_empty() && uri.is_empty() && p != "xmlns" && p != "xml")
-        {
-            return Err(XmlError::Malformed(
-                "a namespace prefix is bound to the empty URI".into(),
-            ));
-        }
-    }
-    for c in child_elements(e) {
-        check_shape(c, depth + 1, limits, count)?;
-    }
-    Ok(())
 }
 
 /// What a PROPFIND asks for.
@@ -232,14 +176,14 @@ pub fn repl_of(root: &Element) -> Option<ReplRequest> {
         }
         if c.name.eq_ignore_ascii_case("collblob") {
             out.collblob = Some(
-                c.get_text()
+                c.text()
                     .map(|t| t.trim().to_owned())
                     .unwrap_or_default(),
             );
         } else if c.name.eq_ignore_ascii_case("resourcetaglist") {
             out.resource_tags = child_elements(c)
                 .filter(|t| t.name.eq_ignore_ascii_case("resourcetag"))
-                .filter_map(|t| t.get_text())
+                .filter_map(|t| t.text())
                 .map(|t| normalise_tag(&t))
                 .filter(|t| t.len() > 3)
                 .collect();
@@ -282,7 +226,7 @@ pub fn parse_search(body: &[u8], limits: &XmlLimits) -> Result<SearchRequest, Xm
         ));
     }
     let sql = child_elements(&root).find(|e| is_dav(e, "sql")).map(|e| {
-        e.get_text()
+        e.text()
             .map(|t| t.trim().to_owned())
             .unwrap_or_default()
     });
@@ -352,9 +296,8 @@ pub fn parse_proppatch(body: &[u8], limits: &XmlLimits) -> Result<Vec<PatchInstr
 fn write_children(out: &mut String, e: &Element) {
     for node in &e.children {
         match node {
-            XMLNode::Element(c) => write_element(out, c, None),
-            XMLNode::Text(t) | XMLNode::CData(t) => escape_into(out, t, false),
-            _ => {}
+            Node::Element(c) => write_element(out, c, None),
+            Node::Text(t) => escape_into(out, t, false),
         }
     }
 }
@@ -384,9 +327,8 @@ fn write_element(out: &mut String, e: &Element, parent_ns: Option<&str>) {
     out.push('>');
     for node in &e.children {
         match node {
-            XMLNode::Element(c) => write_element(out, c, Some(ns)),
-            XMLNode::Text(t) | XMLNode::CData(t) => escape_into(out, t, false),
-            _ => {}
+            Node::Element(c) => write_element(out, c, Some(ns)),
+            Node::Text(t) => escape_into(out, t, false),
         }
     }
     out.push_str("</");
@@ -538,6 +480,8 @@ mod tests {
         max_bytes: 4096,
         max_depth: 8,
         max_elements: 50,
+        max_attributes: 8,
+        max_namespaces: 16,
     };
 
     #[test]

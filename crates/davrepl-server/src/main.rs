@@ -44,6 +44,15 @@ struct Args {
     /// purge get `475` (the client does a first sync). 0 keeps them forever.
     #[arg(long, default_value_t = 30)]
     retention_days: u64,
+    /// Seconds a client may take to send a request's headers.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    header_timeout: u64,
+    /// Seconds without a byte read or written after which a connection is closed.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    idle_timeout: u64,
+    /// Most connections open at once (more wait in the listen backlog).
+    #[arg(long, default_value_t = 1024)]
+    max_connections: usize,
 }
 
 /// A parsed `--store` value.
@@ -170,7 +179,11 @@ async fn run<S: ReplStore + Clone>(args: &Args, store: S) -> Result<(), String> 
         println!("listening on http://{addr}/{prefix}");
     }
     tracing::info!(%addr, prefix = %args.prefix, "listening");
-    davrepl_hyper::serve(listener, service, shutdown_signal())
+    let mut opts = davrepl_hyper::ServeOptions::default();
+    opts.header_read_timeout = std::time::Duration::from_secs(args.header_timeout.max(1));
+    opts.idle_timeout = std::time::Duration::from_secs(args.idle_timeout.max(1));
+    opts.max_connections = args.max_connections.max(1);
+    davrepl_hyper::serve_with(listener, service, shutdown_signal(), opts)
         .await
         .map_err(|e| format!("server failed: {e}"))
 }

@@ -665,6 +665,20 @@ fn check_blob<S: ReplStore>(
 }
 
 /// Resolves the scope URL of a query against the request.
+/// The scope of a SEARCH (manifest or plain): it must lie inside the Request-URI, and the
+/// principal must be allowed to read it, like any path the request touches.
+fn checked_scope<S: ReplStore>(ctx: &Ctx<S>, url: &str) -> DavResult<ResourcePath> {
+    let scope = resolve_scope(ctx, url)?;
+    if !scope.is_within(&ctx.path) {
+        return Err(DavError::new(
+            StatusCode::FORBIDDEN,
+            "the scope lies outside the Request-URI",
+        ));
+    }
+    ctx.authorize(crate::layer::Access::Read, &scope)?;
+    Ok(scope)
+}
+
 fn resolve_scope<S: ReplStore>(ctx: &Ctx<S>, url: &str) -> DavResult<ResourcePath> {
     if url.is_empty() {
         return Ok(ctx.path.clone());
@@ -810,13 +824,7 @@ async fn search_manifest<S: ReplStore>(
         (None, _) => invalid_collblob("its stored query no longer parses"),
         (Some(_), e) => e.into(),
     })?;
-    let scope = resolve_scope(ctx, &query.scope.url)?;
-    if !scope.is_within(&ctx.path) {
-        return Err(DavError::new(
-            StatusCode::FORBIDDEN,
-            "the scope lies outside the Request-URI",
-        ));
-    }
+    let scope = checked_scope(ctx, &query.scope.url)?;
     let scope_meta = ctx.store().head(&scope).await?;
     if !scope_meta.is_collection() {
         return Err(DavError::bad_request("the scope is not a collection"));
@@ -964,6 +972,15 @@ fn manifest_response(body: DavBody, content_range: Option<String>) -> Response<D
 /// Computes and sends the manifest: streamed when unranged, two passes when ranged.
 async fn respond<S: ReplStore>(ctx: &Ctx<S>, m: Manifest) -> DavResult<Response<DavBody>> {
     let upper = ctx.store().watermark().await?;
+    // A collblob that has seen changes the store does not have comes from the store's future:
+    // the store was restored from a backup or lost its last writes. Its sequence numbers will
+    // be handed out again to other changes, so the client must start over, never skip them.
+    let max_seen = m.plan.seen.iter().map(|&(_, v)| v).max().unwrap_or(0);
+    if m.plan.watermark.max(max_seen) > upper {
+        return Err(invalid_collblob(
+            "it is newer than the store (was the store restored from a backup?)",
+        ));
+    }
     let specs = row_specs(ctx)?;
     let plan = Arc::new(m.plan);
     let mut engine = Engine::new(ctx.shared.clone(), plan.clone(), upper);
@@ -1169,7 +1186,7 @@ fn stream_error(e: StoreError) -> BoxError {
 async fn plain_search<S: ReplStore>(ctx: &Ctx<S>, text: &str) -> DavResult<Response<DavBody>> {
     let limits = ctx.shared.config.limits;
     let query = sql::parse(text, &limits.sql)?;
-    let scope = resolve_scope(ctx, &query.scope.url)?;
+    let scope = checked_scope(ctx, &query.scope.url)?;
     let scope_meta = ctx.store().head(&scope).await?;
     if !scope_meta.is_collection() {
         return Err(DavError::bad_request("the scope is not a collection"));

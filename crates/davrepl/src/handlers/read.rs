@@ -111,6 +111,7 @@ fn file_response(
         header::CONTENT_TYPE,
         HeaderValue::from_str(ct).unwrap_or(HeaderValue::from_static("application/octet-stream")),
     );
+    stored_content_is_inert(h);
     if let Some(r) = range {
         *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
         if let Ok(v) = HeaderValue::from_str(&format!("bytes {}-{}/{}", r.start, r.end, meta.len)) {
@@ -118,6 +119,21 @@ fn file_response(
         }
     }
     resp
+}
+
+/// Stored content is whatever a client uploaded, served from the embedding application's own
+/// origin: a browser must never run it (stored XSS). The type a client declared is still sent,
+/// so downloads and sync clients see it, but browsers may not sniff a more active type, and
+/// any HTML or SVG opened directly runs in a sandbox with no scripts and a unique origin.
+fn stored_content_is_inert(h: &mut http::HeaderMap) {
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("sandbox; default-src 'none'"),
+    );
 }
 
 fn not_modified(meta: &Meta) -> Response<DavBody> {

@@ -1,0 +1,164 @@
+//! Requests that used to take the whole process down, stall it or cross a boundary (issue
+//! "No request may take the server down"): each gets a clear 4xx (or a correct answer) quickly,
+//! and the server keeps serving.
+
+use std::time::{Duration, Instant};
+
+use davrepl::{MemStore, ReplLayer};
+use davrepl_tests::{TestServer, serve};
+
+async fn server() -> TestServer {
+    let s = serve(ReplLayer::new(MemStore::new())).await;
+    s.mkcol("/c/").await.expect(201);
+    s.put("/c/f", "x").await.expect(201);
+    s
+}
+
+async fn still_serving(s: &TestServer) {
+    let r = s.send(s.req("GET", "/c/f")).await;
+    r.expect(200);
+    assert_eq!(r.text(), "x");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deeply_nested_bodies_are_refused_not_a_stack_overflow() {
+    let s = server().await;
+    for (method, root, close) in [
+        ("PROPFIND", r#"<D:propfind xmlns:D="DAV:">"#, "</D:propfind>"),
+        ("PROPPATCH", r#"<D:propertyupdate xmlns:D="DAV:">"#, "</D:propertyupdate>"),
+        ("SEARCH", r#"<D:searchrequest xmlns:D="DAV:">"#, "</D:searchrequest>"),
+    ] {
+        for closed in [false, true] {
+            let inner = if closed {
+                format!("{}{}", "<a>".repeat(20_000), "</a>".repeat(20_000))
+            } else {
+                "<a>".repeat(20_000)
+            };
+            let r = s
+                .send(s.req(method, "/c/").body(format!("{root}{inner}{close}")))
+                .await;
+            r.expect(400);
+        }
+    }
+    still_serving(&s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespace_declaration_blow_up_is_refused() {
+    let s = server().await;
+    let decls: String = (0..500).map(|i| format!(" xmlns:p{i}=\"urn:x:{i}\"")).collect();
+    let body = format!(
+        "<D:propfind xmlns:D=\"DAV:\"{decls}><D:prop>{}</D:prop></D:propfind>",
+        "<D:getetag/>".repeat(5000)
+    );
+    let t = Instant::now();
+    let r = s.send(s.req("PROPFIND", "/c/").body(body)).await;
+    assert!((400..500).contains(&r.status), "{}", r.status);
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    still_serving(&s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_after_the_root_element_is_malformed() {
+    let s = server().await;
+    let r = s
+        .send(
+            s.req("PROPFIND", "/c/")
+                .body(r#"<D:propfind xmlns:D="DAV:"><D:allprop/></D:propfind>trailing"#),
+        )
+        .await;
+    r.expect(400);
+}
+
+fn search(scope: &str, tail: &str) -> String {
+    format!(
+        r#"<D:searchrequest xmlns:D="DAV:"><D:sql>SELECT "DAV:displayname" FROM SCOPE('SHALLOW TRAVERSAL OF "{scope}"') {tail}</D:sql></D:searchrequest>"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pathological_like_patterns_finish() {
+    let s = server().await;
+    for i in 0..50 {
+        s.put(&format!("/c/{}", "a".repeat(30 + i)), "x").await.expect(201);
+    }
+    let pattern = format!("{}x", "%".repeat(40));
+    let t = Instant::now();
+    let r = s
+        .send(s.req("SEARCH", "/c/").body(search(
+            "/c/",
+            &format!(r#"WHERE "DAV:displayname" LIKE '{pattern}'"#),
+        )))
+        .await;
+    r.expect(207);
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    let long = "%a".repeat(300);
+    let r = s
+        .send(s.req("SEARCH", "/c/").body(search(
+            "/c/",
+            &format!(r#"WHERE "DAV:displayname" LIKE '{long}'"#),
+        )))
+        .await;
+    r.expect(422);
+    still_serving(&s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn order_by_over_mixed_numbers_and_text_does_not_panic() {
+    let s = server().await;
+    let mut names: Vec<String> = (0..200)
+        .map(|i| match i % 4 {
+            0 => i.to_string(),
+            1 => format!("{i}a"),
+            2 => format!("{}.5", i),
+            _ => format!("x{i}"),
+        })
+        .collect();
+    names.push("NaN".into());
+    for n in &names {
+        s.put(&format!("/c/{n}"), "x").await.expect(201);
+    }
+    let r = s
+        .send(s.req("SEARCH", "/c/").body(search("/c/", r#"ORDER BY "DAV:displayname""#)))
+        .await;
+    r.expect(207);
+    // Numbers (by value) come before other text (by text), whatever the input order.
+    let text = r.text();
+    let pos = |name: &str| text.find(&format!("/c/{name}<")).unwrap_or_else(|| panic!("{name}"));
+    assert!(pos("4") < pos("40"));
+    assert!(pos("40") < pos("100"));
+    assert!(pos("196") < pos("1a"));
+    still_serving(&s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_search_scope_must_lie_inside_the_request_uri() {
+    let s = server().await;
+    s.mkcol("/alice/").await.expect(201);
+    s.put("/alice/secret", "x").await.expect(201);
+    s.mkcol("/bob/").await.expect(201);
+    let r = s
+        .send(s.req("SEARCH", "/bob/").body(search("/alice/", "")))
+        .await;
+    r.expect(403);
+    assert!(!r.text().contains("secret"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_html_is_served_inert() {
+    let s = server().await;
+    s.send(
+        s.req("PUT", "/c/page.html")
+            .header("Content-Type", "text/html")
+            .body("<script>alert(document.cookie)</script>"),
+    )
+    .await
+    .expect(201);
+    let r = s.send(s.req("GET", "/c/page.html")).await;
+    r.expect(200);
+    assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+    assert!(
+        r.header("content-security-policy")
+            .is_some_and(|v| v.contains("sandbox"))
+    );
+}

@@ -24,9 +24,21 @@ async fn still_serving(s: &TestServer) {
 async fn deeply_nested_bodies_are_refused_not_a_stack_overflow() {
     let s = server().await;
     for (method, root, close) in [
-        ("PROPFIND", r#"<D:propfind xmlns:D="DAV:">"#, "</D:propfind>"),
-        ("PROPPATCH", r#"<D:propertyupdate xmlns:D="DAV:">"#, "</D:propertyupdate>"),
-        ("SEARCH", r#"<D:searchrequest xmlns:D="DAV:">"#, "</D:searchrequest>"),
+        (
+            "PROPFIND",
+            r#"<D:propfind xmlns:D="DAV:">"#,
+            "</D:propfind>",
+        ),
+        (
+            "PROPPATCH",
+            r#"<D:propertyupdate xmlns:D="DAV:">"#,
+            "</D:propertyupdate>",
+        ),
+        (
+            "SEARCH",
+            r#"<D:searchrequest xmlns:D="DAV:">"#,
+            "</D:searchrequest>",
+        ),
     ] {
         for closed in [false, true] {
             let inner = if closed {
@@ -46,7 +58,9 @@ async fn deeply_nested_bodies_are_refused_not_a_stack_overflow() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn namespace_declaration_blow_up_is_refused() {
     let s = server().await;
-    let decls: String = (0..500).map(|i| format!(" xmlns:p{i}=\"urn:x:{i}\"")).collect();
+    let decls: String = (0..500)
+        .map(|i| format!(" xmlns:p{i}=\"urn:x:{i}\""))
+        .collect();
     let body = format!(
         "<D:propfind xmlns:D=\"DAV:\"{decls}><D:prop>{}</D:prop></D:propfind>",
         "<D:getetag/>".repeat(5000)
@@ -80,7 +94,9 @@ fn search(scope: &str, tail: &str) -> String {
 async fn pathological_like_patterns_finish() {
     let s = server().await;
     for i in 0..50 {
-        s.put(&format!("/c/{}", "a".repeat(30 + i)), "x").await.expect(201);
+        s.put(&format!("/c/{}", "a".repeat(30 + i)), "x")
+            .await
+            .expect(201);
     }
     let pattern = format!("{}x", "%".repeat(40));
     let t = Instant::now();
@@ -119,12 +135,18 @@ async fn order_by_over_mixed_numbers_and_text_does_not_panic() {
         s.put(&format!("/c/{n}"), "x").await.expect(201);
     }
     let r = s
-        .send(s.req("SEARCH", "/c/").body(search("/c/", r#"ORDER BY "DAV:displayname""#)))
+        .send(
+            s.req("SEARCH", "/c/")
+                .body(search("/c/", r#"ORDER BY "DAV:displayname""#)),
+        )
         .await;
     r.expect(207);
     // Numbers (by value) come before other text (by text), whatever the input order.
     let text = r.text();
-    let pos = |name: &str| text.find(&format!("/c/{name}<")).unwrap_or_else(|| panic!("{name}"));
+    let pos = |name: &str| {
+        text.find(&format!("/c/{name}<"))
+            .unwrap_or_else(|| panic!("{name}"))
+    };
     assert!(pos("4") < pos("40"));
     assert!(pos("40") < pos("100"));
     assert!(pos("196") < pos("1a"));

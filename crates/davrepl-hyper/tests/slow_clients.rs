@@ -55,9 +55,15 @@ async fn headers_that_never_finish_are_cut_off() {
 async fn idle_connections_are_closed() {
     let addr = start(opts(10_000, 300, 16)).await;
     let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
     let (got, after) = until_closed(&mut s, Duration::from_secs(5)).await;
-    assert!(got.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&got));
+    assert!(
+        got.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
     assert!(after < Duration::from_secs(3), "{after:?}");
     // A body that stops arriving half-way is cut off too.
     let mut s = TcpStream::connect(addr).await.unwrap();

@@ -47,7 +47,10 @@ async fn manifest(client: &reqwest::Client, base: &str, blob: Option<&str>) -> (
         r#"<D:searchrequest xmlns:D="DAV:" xmlns:R="http://schemas.microsoft.com/repl/"><R:repl>{cb}</R:repl><D:sql>{SQL}</D:sql></D:searchrequest>"#
     );
     let r = client
-        .request(reqwest::Method::from_bytes(b"SEARCH").unwrap(), format!("{base}/data/"))
+        .request(
+            reqwest::Method::from_bytes(b"SEARCH").unwrap(),
+            format!("{base}/data/"),
+        )
         .body(body)
         .send()
         .await
@@ -81,7 +84,10 @@ async fn collblobs_from_after_a_restored_backup_get_475() {
 
     let server = start(&db);
     let r = client
-        .request(reqwest::Method::from_bytes(b"MKCOL").unwrap(), format!("{}/data/", server.base))
+        .request(
+            reqwest::Method::from_bytes(b"MKCOL").unwrap(),
+            format!("{}/data/", server.base),
+        )
         .send()
         .await
         .unwrap();
@@ -104,7 +110,13 @@ async fn collblobs_from_after_a_restored_backup_get_475() {
     copy_db(&backup, &db);
     let server = start(&db);
     let (status, text) = manifest(&client, &server.base, Some(&after_backup)).await;
-    assert_eq!(status, 475, "a collblob from the store's future was accepted: {text}");
+    assert_eq!(
+        status, 475,
+        "a collblob from the store's future was accepted: {text}"
+    );
     let (status, text) = manifest(&client, &server.base, Some(&before_backup)).await;
-    assert_eq!(status, 207, "a collblob from before the backup still works: {text}");
+    assert_eq!(
+        status, 207,
+        "a collblob from before the backup still works: {text}"
+    );
 }

@@ -175,11 +175,7 @@ pub fn repl_of(root: &Element) -> Option<ReplRequest> {
             continue;
         }
         if c.name.eq_ignore_ascii_case("collblob") {
-            out.collblob = Some(
-                c.text()
-                    .map(|t| t.trim().to_owned())
-                    .unwrap_or_default(),
-            );
+            out.collblob = Some(c.text().map(|t| t.trim().to_owned()).unwrap_or_default());
         } else if c.name.eq_ignore_ascii_case("resourcetaglist") {
             out.resource_tags = child_elements(c)
                 .filter(|t| t.name.eq_ignore_ascii_case("resourcetag"))
@@ -225,11 +221,9 @@ pub fn parse_search(body: &[u8], limits: &XmlLimits) -> Result<SearchRequest, Xm
             "root element must be DAV:searchrequest".into(),
         ));
     }
-    let sql = child_elements(&root).find(|e| is_dav(e, "sql")).map(|e| {
-        e.text()
-            .map(|t| t.trim().to_owned())
-            .unwrap_or_default()
-    });
+    let sql = child_elements(&root)
+        .find(|e| is_dav(e, "sql"))
+        .map(|e| e.text().map(|t| t.trim().to_owned()).unwrap_or_default());
     let basicsearch = child_elements(&root).any(|e| is_dav(e, "basicsearch"));
     Ok(SearchRequest {
         repl: repl_of(&root),

@@ -86,8 +86,7 @@ pub fn parse_document(body: &[u8], limits: &XmlLimits) -> Result<Element, XmlErr
     if body.len() > limits.max_bytes {
         return Err(XmlError::TooLarge(limits.max_bytes));
     }
-    let text =
-        std::str::from_utf8(body).map_err(|e| malformed(format!("invalid UTF-8: {e}")))?;
+    let text = std::str::from_utf8(body).map_err(|e| malformed(format!("invalid UTF-8: {e}")))?;
     let mut reader = NsReader::from_str(text);
     let config = reader.config_mut();
     config.check_end_names = true;
@@ -288,7 +287,9 @@ mod tests {
         }
         let wide = format!("<r>{}</r>", "<a/>".repeat(20_000));
         assert!(matches!(parse(&wide), Err(XmlError::TooComplex(_))));
-        let decls: String = (0..500).map(|i| format!(" xmlns:p{i}=\"urn:{i}\"")).collect();
+        let decls: String = (0..500)
+            .map(|i| format!(" xmlns:p{i}=\"urn:{i}\""))
+            .collect();
         let blowup = format!("<r{decls}>{}</r>", "<a/>".repeat(5000));
         assert!(matches!(parse(&blowup), Err(XmlError::TooComplex(_))));
         let attrs: String = (0..100).map(|i| format!(" a{i}=\"v\"")).collect();

@@ -1250,7 +1250,9 @@ async fn plain_search<S: ReplStore>(ctx: &Ctx<S>, text: &str) -> DavResult<Respo
                     .iter()
                     .map(|(prop, _)| {
                         let (ns, local) = sql::split_prop(prop);
-                        sql::SortKey::of(live::lookup(&e.meta, &e.props, ns, local).map(live::sql_value))
+                        sql::SortKey::of(
+                            live::lookup(&e.meta, &e.props, ns, local).map(live::sql_value),
+                        )
                     })
                     .collect();
                 (keys, e)

@@ -126,7 +126,7 @@ async fn order_by_over_mixed_numbers_and_text_does_not_panic() {
         .map(|i| match i % 4 {
             0 => i.to_string(),
             1 => format!("{i}a"),
-            2 => format!("{}.5", i),
+            2 => format!("{i}.5"),
             _ => format!("x{i}"),
         })
         .collect();

@@ -39,14 +39,14 @@ pub enum Fault {
 }
 
 /// A store that delegates to `inner` except for one injected [`Fault`].
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Broken<S> {
     inner: S,
     fault: Fault,
     state: Arc<Mutex<FaultState>>,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct FaultState {
     /// [`Fault::OutOfOrderLog`]: when each withheld sequence number was first asked for.
     first_seen: HashMap<u64, Instant>,

@@ -297,8 +297,10 @@ mod tests {
             parse(&format!("<r{attrs}/>")),
             Err(XmlError::TooComplex(_))
         ));
-        let mut l = XmlLimits::default();
-        l.max_bytes = 10;
+        let l = XmlLimits {
+            max_bytes: 10,
+            ..XmlLimits::default()
+        };
         assert_eq!(
             parse_document(b"<a>0123456789</a>", &l),
             Err(XmlError::TooLarge(10))

@@ -417,3 +417,55 @@ pub fn spawn_listening(mut cmd: std::process::Command) -> Running {
     running.base = url[..authority_end].to_owned();
     running
 }
+
+/// Manifest helpers for tests that talk to a server process with a plain `reqwest` client and
+/// read its answers as text (the crash, restore and multi-node tests).
+pub mod remote {
+    /// The SEARCH body of a manifest request: `sql` since `blob` (`None`: first sync).
+    pub fn manifest_body(sql: &str, blob: Option<&str>) -> String {
+        let cb = blob.map_or("<R:collblob/>".to_owned(), |b| {
+            format!("<R:collblob>{b}</R:collblob>")
+        });
+        let sql = sql.replace('&', "&amp;").replace('<', "&lt;");
+        format!(
+            r#"<D:searchrequest xmlns:D="DAV:" xmlns:R="http://schemas.microsoft.com/repl/"><R:repl>{cb}</R:repl><D:sql>{sql}</D:sql></D:searchrequest>"#
+        )
+    }
+
+    /// Sends a manifest SEARCH to `url`; returns the status and the body text.
+    pub async fn manifest(
+        client: &reqwest::Client,
+        url: &str,
+        sql: &str,
+        blob: Option<&str>,
+    ) -> (u16, String) {
+        let r = client
+            .request(reqwest::Method::from_bytes(b"SEARCH").expect("method"), url)
+            .body(manifest_body(sql, blob))
+            .send()
+            .await
+            .expect("search");
+        (r.status().as_u16(), r.text().await.expect("body"))
+    }
+
+    /// Every piece of `s` between `a` and the next `b`.
+    pub fn between<'a>(s: &'a str, a: &str, b: &str) -> Vec<&'a str> {
+        s.split(a)
+            .skip(1)
+            .filter_map(|x| x.split(b).next())
+            .collect()
+    }
+
+    /// The collblob of a manifest; panics when there is none.
+    pub fn blob_of(text: &str) -> String {
+        between(text, "<d:collblob>", "</d:collblob>")
+            .first()
+            .expect("collblob")
+            .to_string()
+    }
+
+    /// The change sequence number inside a resourcetag (its last 12 hex digits).
+    pub fn version(rt: &str) -> u64 {
+        u64::from_str_radix(&rt[rt.len() - 12..], 16).expect("hex")
+    }
+}

@@ -6,6 +6,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use davrepl_tests::remote::{self, between, version};
 use davrepl_tests::{Running, spawn_listening};
 
 const ROUNDS: usize = 4;
@@ -24,11 +25,6 @@ fn start(db: &std::path::Path) -> Running {
     spawn_listening(cmd)
 }
 
-/// The change sequence number inside a resourcetag (its last 12 hex digits).
-fn version(rt: &str) -> u64 {
-    u64::from_str_radix(&rt[rt.len() - 12..], 16).expect("hex")
-}
-
 #[derive(Debug, Clone, Default)]
 struct Acked {
     rt: String,
@@ -38,33 +34,8 @@ struct Acked {
 
 const SQL: &str = r#"SELECT "http://schemas.microsoft.com/repl/resourcetag" FROM SCOPE('DEEP TRAVERSAL OF "/data/"')"#;
 
-fn manifest_body(blob: Option<&str>) -> String {
-    let cb = blob.map_or("<R:collblob/>".to_owned(), |b| {
-        format!("<R:collblob>{b}</R:collblob>")
-    });
-    format!(
-        r#"<D:searchrequest xmlns:D="DAV:" xmlns:R="http://schemas.microsoft.com/repl/"><R:repl>{cb}</R:repl><D:sql>{SQL}</D:sql></D:searchrequest>"#
-    )
-}
-
-fn between<'a>(s: &'a str, a: &str, b: &str) -> Vec<&'a str> {
-    s.split(a)
-        .skip(1)
-        .filter_map(|x| x.split(b).next())
-        .collect()
-}
-
 async fn manifest(client: &reqwest::Client, base: &str, blob: Option<&str>) -> (u16, String) {
-    let r = client
-        .request(
-            reqwest::Method::from_bytes(b"SEARCH").unwrap(),
-            format!("{base}/data/"),
-        )
-        .body(manifest_body(blob))
-        .send()
-        .await
-        .expect("search");
-    (r.status().as_u16(), r.text().await.expect("body"))
+    remote::manifest(client, &format!("{base}/data/"), SQL, blob).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -134,9 +105,7 @@ async fn acknowledged_writes_survive_sigkill() {
             );
         }
         let (_, text) = manifest(&client, &base, None).await;
-        old_blob = between(&text, "<d:collblob>", "</d:collblob>")
-            .first()
-            .map(|s| s.to_string());
+        old_blob = Some(remote::blob_of(&text));
 
         // The storm: each writer owns its files, so the expected state is unambiguous.
         let storm: Vec<_> = (0..WRITERS)

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use davrepl_postgres::throwaway::Cluster;
+use davrepl_tests::remote::{self, between, blob_of, version};
 use davrepl_tests::{Running, spawn_listening};
 
 fn node(url: &str) -> Running {
@@ -34,26 +35,7 @@ fn rt_of(r: &reqwest::Response) -> String {
 const SQL: &str = r#"SELECT "http://schemas.microsoft.com/repl/resourcetag" FROM SCOPE('SHALLOW TRAVERSAL OF "/data/"')"#;
 
 async fn manifest(client: &reqwest::Client, base: &str, blob: Option<&str>) -> (u16, String) {
-    let cb = blob.map_or("<R:collblob/>".to_owned(), |b| {
-        format!("<R:collblob>{b}</R:collblob>")
-    });
-    let body = format!(
-        r#"<D:searchrequest xmlns:D="DAV:" xmlns:R="http://schemas.microsoft.com/repl/"><R:repl>{cb}</R:repl><D:sql>{SQL}</D:sql></D:searchrequest>"#
-    );
-    let r = client
-        .request(method("SEARCH"), format!("{base}/data/"))
-        .body(body)
-        .send()
-        .await
-        .expect("search");
-    (r.status().as_u16(), r.text().await.expect("body"))
-}
-
-fn between<'a>(s: &'a str, a: &str, b: &str) -> Vec<&'a str> {
-    s.split(a)
-        .skip(1)
-        .filter_map(|x| x.split(b).next())
-        .collect()
+    remote::manifest(client, &format!("{base}/data/"), SQL, blob).await
 }
 
 /// (file name → changetype) of a manifest.
@@ -68,18 +50,6 @@ fn rows(text: &str) -> HashMap<String, String> {
             Some((href.rsplit('/').next()?.to_owned(), ct))
         })
         .collect()
-}
-
-/// The change sequence number inside a resourcetag (its last 12 hex digits).
-fn version(rt: &str) -> u64 {
-    u64::from_str_radix(&rt[rt.len() - 12..], 16).expect("hex")
-}
-
-fn blob_of(text: &str) -> String {
-    between(text, "<d:collblob>", "</d:collblob>")
-        .first()
-        .expect("collblob")
-        .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -6,6 +6,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use davrepl_tests::remote::{self, blob_of};
 use davrepl_tests::{Running, spawn_listening};
 
 fn start(db: &std::path::Path) -> Running {
@@ -40,27 +41,7 @@ fn copy_db(from: &std::path::Path, to: &std::path::Path) {
 const SQL: &str = r#"SELECT "http://schemas.microsoft.com/repl/resourcetag" FROM SCOPE('SHALLOW TRAVERSAL OF "/data/"')"#;
 
 async fn manifest(client: &reqwest::Client, base: &str, blob: Option<&str>) -> (u16, String) {
-    let cb = blob.map_or("<R:collblob/>".to_owned(), |b| {
-        format!("<R:collblob>{b}</R:collblob>")
-    });
-    let body = format!(
-        r#"<D:searchrequest xmlns:D="DAV:" xmlns:R="http://schemas.microsoft.com/repl/"><R:repl>{cb}</R:repl><D:sql>{SQL}</D:sql></D:searchrequest>"#
-    );
-    let r = client
-        .request(
-            reqwest::Method::from_bytes(b"SEARCH").unwrap(),
-            format!("{base}/data/"),
-        )
-        .body(body)
-        .send()
-        .await
-        .expect("search");
-    (r.status().as_u16(), r.text().await.unwrap())
-}
-
-fn blob_of(xml: &str) -> String {
-    let start = xml.find("<d:collblob>").expect("collblob") + "<d:collblob>".len();
-    xml[start..start + xml[start..].find("</d:collblob>").unwrap()].to_owned()
+    remote::manifest(client, &format!("{base}/data/"), SQL, blob).await
 }
 
 async fn put(client: &reqwest::Client, base: &str, name: &str) {

@@ -184,3 +184,60 @@ async fn stored_html_is_served_inert() {
             .is_some_and(|v| v.contains("sandbox"))
     );
 }
+
+/// An authorizer that hides `/alice` from everyone (reads and writes), allows the rest.
+fn hide_alice(
+    _: Option<&davrepl::Principal>,
+    access: davrepl::Access,
+    p: &davrepl::ResourcePath,
+) -> bool {
+    let first = p.segments().next();
+    match first {
+        Some("alice") => false,
+        // The root's subtree contains /alice: recursive access to it is refused too.
+        None => !access.is_tree(),
+        _ => true,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recursive_requests_and_if_headers_respect_the_authorizer() {
+    let store = MemStore::new();
+    let admin = serve(ReplLayer::new(store.clone())).await;
+    admin.mkcol("/alice/").await.expect(201);
+    admin.put("/alice/secret", "s").await.expect(201);
+    admin.mkcol("/bob/").await.expect(201);
+    let rt = admin.rt("/alice/secret").await;
+    let s = serve(ReplLayer::new(store).authorize(hide_alice)).await;
+    // A tagged If list naming a hidden resource is never looked up: it cannot match, so its
+    // resourcetag cannot be confirmed by probing.
+    let secret_url = s.url("/alice/secret");
+    s.send(
+        s.req("PUT", "/bob/probe")
+            .header("If", format!("<{secret_url}> (<{rt}>)"))
+            .body("x"),
+    )
+    .await
+    .expect(412);
+    // Recursive reads and writes of the root reach /alice: refused; one resource is fine.
+    s.send(s.req("PROPFIND", "/").header("Depth", "1"))
+        .await
+        .expect(403);
+    s.send(s.req("PROPFIND", "/").header("Depth", "0"))
+        .await
+        .expect(207);
+    s.send(s.req("DELETE", "/")).await.expect(403);
+    s.send(
+        s.req("COPY", "/bob/")
+            .header("Destination", s.url("/alice/bob-copy/")),
+    )
+    .await
+    .expect(403);
+    s.send(s.req("SEARCH", "/").body(search("/", "")))
+        .await
+        .expect(403);
+    admin
+        .send(admin.req("GET", "/alice/secret"))
+        .await
+        .expect(200);
+}

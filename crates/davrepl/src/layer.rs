@@ -10,17 +10,41 @@ use tower_layer::Layer;
 use crate::service::ReplService;
 
 /// What a request wants to do to a resource, as an authorizer sees it.
+///
+/// The `…Tree` variants ask about a path **and everything below it**: a recursive request acts
+/// on every descendant, so allowing it must mean the principal may act on each of them (an
+/// authorizer that keeps users in `/users/<name>/` must refuse `WriteTree` on `/users/`, or bob
+/// could delete alice's home with `DELETE /users/`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Access {
-    /// GET, HEAD, OPTIONS, PROPFIND, SEARCH and manifests; the source of COPY.
+    /// One resource is read: GET, HEAD, OPTIONS, PROPFIND `Depth: 0`, the Request-URI of a
+    /// SEARCH, COPY `Depth: 0` of its source, a resource named in a tagged `If` list.
     Read,
-    /// PUT, POST, DELETE, MKCOL, PROPPATCH, MOVE (both ends) and the destination of COPY.
+    /// One resource is written: PUT, POST, MKCOL, PROPPATCH.
     Write,
+    /// The path and everything below it are read: PROPFIND `Depth: 1`/`infinity`, the scope of
+    /// a SEARCH or manifest, the source of a recursive COPY.
+    ReadTree,
+    /// The path and everything below it are written or removed: DELETE, the source of MOVE,
+    /// the destination of COPY and MOVE (an existing tree there may be replaced).
+    WriteTree,
+}
+
+impl Access {
+    /// Whether this access writes.
+    pub fn is_write(self) -> bool {
+        matches!(self, Self::Write | Self::WriteTree)
+    }
+
+    /// Whether this access covers everything below the path too.
+    pub fn is_tree(self) -> bool {
+        matches!(self, Self::ReadTree | Self::WriteTree)
+    }
 }
 
 /// Decides whether a principal (`None` = anonymous) may access a path. Denied requests get
-/// `403 Forbidden` and touch nothing.
+/// `403 Forbidden` and touch nothing. See [`Access`] for what each request asks.
 pub type Authorizer = Arc<dyn Fn(Option<&Principal>, Access, &ResourcePath) -> bool + Send + Sync>;
 
 /// The authenticated principal of a request. An application's auth layer inserts it into the

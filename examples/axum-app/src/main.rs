@@ -27,20 +27,22 @@ async fn add_note(State(s): State<AppState>, Json(note): Json<String>) -> Json<u
     Json(notes.len())
 }
 
-/// Users may write only in their own home collection; everyone may read.
+/// Users may write only in their own home collection; everyone may read. Creating `/users`
+/// itself is a single-resource write anyone may make; anything recursive that reaches above a
+/// home (`DELETE /dav/users/`, a MOVE or COPY onto it) would touch other users' homes and is
+/// refused.
 fn home_only(
     principal: Option<&davrepl::Principal>,
     access: Access,
     path: &davrepl::ResourcePath,
 ) -> bool {
-    match access {
-        Access::Read => true,
-        _ => {
-            let Some(user) = principal else { return false };
-            let segs: Vec<&str> = path.segments().collect();
-            matches!(segs.as_slice(), ["users", name, ..] if *name == user.0) || segs == ["users"]
-        }
+    if !access.is_write() {
+        return true;
     }
+    let Some(user) = principal else { return false };
+    let segs: Vec<&str> = path.segments().collect();
+    let in_own_home = matches!(segs.as_slice(), ["users", name, ..] if *name == user.0);
+    in_own_home || (access == Access::Write && segs == ["users"])
 }
 
 fn app() -> Router {

@@ -140,5 +140,54 @@ async fn the_example_works() {
     };
     assert_eq!(status("alice").send().await.unwrap().status().as_u16(), 207);
     assert_eq!(status("bob").send().await.unwrap().status().as_u16(), 475);
+
+    // Recursive requests are authorized for everything below their target: bob cannot reach
+    // alice's home through a parent collection, a MOVE, a COPY destination or an If header.
+    let code = |rb: reqwest::RequestBuilder| async move {
+        bob(rb).send().await.unwrap().status().as_u16()
+    };
+    assert_eq!(
+        code(c.request(m("MKCOL"), format!("{base}/dav/users/bob/"))).await,
+        201
+    );
+    assert_eq!(
+        code(c.put(format!("{base}/dav/users/bob/b.txt")).body("mine")).await,
+        201
+    );
+    assert_eq!(
+        code(c.delete(format!("{base}/dav/users/"))).await,
+        403,
+        "DELETE of the parent of alice's home"
+    );
+    assert_eq!(
+        code(
+            c.request(m("MOVE"), format!("{base}/dav/users/alice/a.txt"))
+                .header("Destination", format!("{base}/dav/users/bob/stolen.txt"))
+        )
+        .await,
+        403
+    );
+    assert_eq!(
+        code(
+            c.request(m("COPY"), format!("{base}/dav/users/bob/b.txt"))
+                .header("Destination", format!("{base}/dav/users/alice/a.txt"))
+        )
+        .await,
+        403
+    );
+    assert_eq!(
+        code(
+            c.request(m("MOVE"), format!("{base}/dav/users/bob/"))
+                .header("Destination", format!("{base}/dav/users/"))
+        )
+        .await,
+        403
+    );
+    let r = alice(c.get(format!("{base}/dav/users/alice/a.txt")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200, "alice's file survived: {r:?}");
+    assert_eq!(r.text().await.unwrap(), "A");
     drop(child);
 }

@@ -85,7 +85,16 @@ impl<S: ReplStore> Ctx<S> {
                 .map(|l| IfList {
                     resource: match l.resource {
                         None => IfResource::Target,
-                        Some(uri) => self.resolve_tagged(&uri),
+                        Some(uri) => match self.resolve_tagged(&uri) {
+                            // A resource the principal may not read is never looked up: its
+                            // list behaves like one naming another server (never matches).
+                            IfResource::Path(p)
+                                if p != self.path && !self.allowed(Access::Read, &p) =>
+                            {
+                                IfResource::Foreign
+                            }
+                            r => r,
+                        },
                     },
                     conditions: l.conditions,
                 })
@@ -154,12 +163,18 @@ impl<S: ReplStore> Ctx<S> {
         }
     }
 
+    /// Whether the authorizer (if any) allows `access` to `path`.
+    pub(crate) fn allowed(&self, access: Access, path: &ResourcePath) -> bool {
+        self.shared
+            .config
+            .authorizer
+            .as_ref()
+            .is_none_or(|auth| auth(self.parts.extensions.get::<Principal>(), access, path))
+    }
+
     /// Refuses the request with 403 unless the authorizer allows `access` to `path`.
     pub(crate) fn authorize(&self, access: Access, path: &ResourcePath) -> DavResult<()> {
-        let Some(auth) = &self.shared.config.authorizer else {
-            return Ok(());
-        };
-        if auth(self.parts.extensions.get::<Principal>(), access, path) {
+        if self.allowed(access, path) {
             Ok(())
         } else {
             Err(DavError::new(StatusCode::FORBIDDEN, "access denied"))
@@ -263,8 +278,12 @@ where
         parts,
         path,
     };
+    let shallow = matches!(ctx.depth()?, Some(headers::Depth::Zero));
     let access = match ctx.parts.method.as_str() {
-        "GET" | "HEAD" | "OPTIONS" | "PROPFIND" | "SEARCH" | "COPY" => Access::Read,
+        "GET" | "HEAD" | "OPTIONS" | "SEARCH" => Access::Read,
+        "PROPFIND" | "COPY" if shallow => Access::Read,
+        "PROPFIND" | "COPY" => Access::ReadTree,
+        "DELETE" | "MOVE" => Access::WriteTree,
         _ => Access::Write,
     };
     ctx.authorize(access, &ctx.path)?;

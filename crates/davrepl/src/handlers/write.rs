@@ -160,7 +160,7 @@ pub(crate) async fn copy_move<S: ReplStore>(
     moving: bool,
 ) -> DavResult<Response<DavBody>> {
     let to = destination(ctx)?;
-    ctx.authorize(crate::layer::Access::Write, &to)?;
+    ctx.authorize(crate::layer::Access::WriteTree, &to)?;
     let overwrite = parse_overwrite(ctx.header("overwrite")?)?;
     let depth = match (ctx.depth()?, moving) {
         (None | Some(Depth::Infinity), _) => store::Depth::Infinity,

@@ -10,7 +10,7 @@
 mod activity;
 mod auth;
 
-pub use auth::BasicAuth;
+pub use auth::{BasicAuth, hash_password};
 
 use std::future::Future;
 use std::sync::Arc;

@@ -2,6 +2,8 @@
 //!
 //! ```text
 //! davrepl-server --listen 127.0.0.1:8080 --store memory --prefix /
+//! davrepl-server --hash-password < pw.txt        # prints an Argon2 hash for a users file
+//! davrepl-server --users-file users.txt --homes --listen 0.0.0.0:8080
 //! ```
 
 use std::convert::Infallible;
@@ -33,10 +35,22 @@ struct Args {
     /// URL path prefix the WebDAV namespace is mounted at.
     #[arg(long, default_value = "/")]
     prefix: String,
-    /// A user allowed in, as NAME:PASSWORD (repeatable). With at least one, HTTP Basic
-    /// authentication is required and each user's collblobs are bound to them.
-    #[arg(long = "user", value_name = "NAME:PASSWORD", value_parser = parse_user)]
-    users: Vec<(String, String)>,
+    /// A password file: one `NAME:HASH` per line, HASH an Argon2 hash from `--hash-password`.
+    /// With it, HTTP Basic authentication is required and each user's collblobs are bound to
+    /// them.
+    #[arg(long, value_name = "FILE")]
+    users_file: Option<std::path::PathBuf>,
+    /// Give each user of `--users-file` a home `/<name>/` under the prefix (created at start):
+    /// they read and write only there; anything else is 403.
+    #[arg(long, requires = "users_file")]
+    homes: bool,
+    /// Serve without authentication on an address other than loopback (refused otherwise:
+    /// anyone who can connect could read and change everything).
+    #[arg(long)]
+    allow_anonymous: bool,
+    /// Read a password from standard input, print its Argon2 hash for `--users-file`, and exit.
+    #[arg(long, exclusive = true)]
+    hash_password: bool,
     /// Refuse PROPFIND with `Depth: infinity` (403).
     #[arg(long)]
     no_depth_infinity: bool,
@@ -86,8 +100,63 @@ impl std::str::FromStr for StoreSpec {
     }
 }
 
-fn parse_user(s: &str) -> Result<(String, String), String> {
-    davrepl_hyper::BasicAuth::<()>::parse_user(s)
+/// The `--homes` rule: a user reads and writes only in `/<name>/` and below; the root itself
+/// may be looked at (a client opening the server), not listed.
+fn home_only(
+    principal: Option<&davrepl::Principal>,
+    access: davrepl::Access,
+    path: &davrepl::ResourcePath,
+) -> bool {
+    let Some(user) = principal else { return false };
+    match path.segments().next() {
+        Some(first) => first == user.0,
+        None => access == davrepl::Access::Read,
+    }
+}
+
+/// Whether a `Host` header names this machine's loopback interface (with or without a port).
+/// An anonymous server on loopback answers only those, so a web page cannot reach it through
+/// a DNS name rebound to 127.0.0.1.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Refuses (403) a request to an anonymous loopback server whose `Host` is not loopback.
+/// (The error type is tower-http's: the whole response.)
+#[allow(clippy::result_large_err)]
+fn loopback_host_only(
+    req: &mut Request<davrepl_hyper::Incoming>,
+) -> Result<(), Response<davrepl::ReplBody<Full<Bytes>>>> {
+    let host = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()));
+    if host.is_some_and(is_loopback_host) {
+        return Ok(());
+    }
+    let mut r = Response::new(davrepl::ReplBody::default());
+    *r.status_mut() = StatusCode::FORBIDDEN;
+    Err(r)
+}
+
+fn read_password_from_stdin() -> Result<String, String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| format!("cannot read the password: {e}"))?;
+    let pw = line.trim_end_matches(['\r', '\n']);
+    if pw.is_empty() {
+        return Err("the password is empty".into());
+    }
+    davrepl_hyper::hash_password(pw)
 }
 
 fn not_found() -> Response<Full<Bytes>> {
@@ -152,26 +221,81 @@ fn spawn_retention<S: ReplStore + Clone>(store: &S, days: u64) {
     });
 }
 
+/// The users of `--users-file`, if given.
+fn users(
+    args: &Args,
+) -> Result<Option<davrepl_hyper::BasicAuth<davrepl::ReplBody<Full<Bytes>>>>, String> {
+    let Some(file) = &args.users_file else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("cannot read the users file {}: {e}", file.display()))?;
+    davrepl_hyper::BasicAuth::from_password_file(&text)
+        .map(Some)
+        .map_err(|e| format!("users file {}: {e}", file.display()))
+}
+
+/// Creates `/<name>/` for every user that has none yet.
+async fn make_homes<S: ReplStore>(store: &S, names: &[String]) -> Result<(), String> {
+    for name in names {
+        let home = davrepl::ResourcePath::root()
+            .join(name)
+            .map_err(|e| format!("user name {name:?} cannot be a home collection: {e}"))?;
+        match store
+            .create_collection(&home, &davrepl::Condition::none())
+            .await
+        {
+            Ok(_) => tracing::info!(%home, "created home collection"),
+            Err(e) if e.kind() == davrepl::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(format!("cannot create the home of {name}: {e}")),
+        }
+    }
+    Ok(())
+}
+
 async fn run<S: ReplStore + Clone>(args: &Args, store: S) -> Result<(), String> {
+    let auth = users(args)?;
+    if auth.is_none() && !args.listen.ip().is_loopback() && !args.allow_anonymous {
+        return Err(format!(
+            "refusing to serve {} without users: anyone who can connect could read and change \
+             everything. Give --users-file, listen on 127.0.0.1, or pass --allow-anonymous",
+            args.listen
+        ));
+    }
+    let mut layer = ReplLayer::new(store.clone())
+        .mount(&args.prefix)
+        .allow_depth_infinity(!args.no_depth_infinity);
+    if args.homes {
+        let mut names: Vec<String> = auth
+            .iter()
+            .flat_map(|a| a.user_names().map(str::to_owned))
+            .collect();
+        names.sort();
+        make_homes(&store, &names).await?;
+        layer = layer.authorize(home_only);
+    }
     spawn_retention(&store, args.retention_days);
     let listener = TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let layer = ReplLayer::new(store)
-        .mount(&args.prefix)
-        .allow_depth_infinity(!args.no_depth_infinity);
     let fallback = tower::service_fn(|_req: Request<davrepl_hyper::Incoming>| async {
         Ok::<_, Infallible>(not_found())
     });
     let service = layer.layer(fallback);
-    let service = if args.users.is_empty() {
-        tower::util::Either::Left(service)
-    } else {
-        let auth = davrepl_hyper::BasicAuth::new(args.users.iter().cloned());
-        tower::util::Either::Right(
+    let service = match auth {
+        Some(auth) => tower::util::Either::Left(
             tower_http::auth::AsyncRequireAuthorizationLayer::new(auth).layer(service),
-        )
+        ),
+        None if args.listen.ip().is_loopback() => {
+            tower::util::Either::Right(tower::util::Either::Left(
+                tower_http::validate_request::ValidateRequestHeaderLayer::custom(
+                    loopback_host_only,
+                )
+                .layer(service),
+            ))
+        }
+        None => tower::util::Either::Right(tower::util::Either::Right(service)),
     };
     let prefix = args.prefix.trim_matches('/');
     #[allow(clippy::print_stdout)]
@@ -199,6 +323,21 @@ async fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = Args::parse();
+    if args.hash_password {
+        return match read_password_from_stdin() {
+            Ok(hash) => {
+                #[allow(clippy::print_stdout)]
+                {
+                    println!("{hash}");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("davrepl-server: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let result = match &args.store {
         StoreSpec::Memory => run(&args, MemStore::new()).await,
         StoreSpec::Sqlite(path) => match davrepl_sqlite::SqliteStore::open(path).await {

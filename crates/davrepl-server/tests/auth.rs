@@ -1,4 +1,6 @@
-//! `--user`: Basic authentication in front of the namespace; collblobs are bound to the user.
+//! `--users-file`: Basic authentication with Argon2-hashed passwords in front of the namespace;
+//! collblobs are bound to the user. `--homes`, the refusal to serve anonymously beyond
+//! loopback, and the `Host` check of an anonymous loopback server.
 
 use std::process::{Command, Stdio};
 
@@ -12,6 +14,18 @@ fn start(args: &[&str]) -> Running {
     spawn_listening(cmd)
 }
 
+/// A users file for alice (pw-a) and bob (pw-b), hashed as `--hash-password` would.
+fn users_file(dir: &tempfile::TempDir) -> String {
+    let path = dir.path().join("users");
+    let text = format!(
+        "# test users\nalice:{}\nbob:{}\n",
+        davrepl_hyper::hash_password("pw-a").unwrap(),
+        davrepl_hyper::hash_password("pw-b").unwrap()
+    );
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
 const SQL: &str = r#"SELECT "DAV:displayname" FROM SCOPE('SHALLOW TRAVERSAL OF "/"')"#;
 
 fn body(blob: &str) -> String {
@@ -22,7 +36,9 @@ fn body(blob: &str) -> String {
 
 #[tokio::test]
 async fn users_and_collblob_binding() {
-    let s = start(&["--user", "alice:pw-a", "--user", "bob:pw-b"]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = users_file(&dir);
+    let s = start(&["--users-file", &file]);
     let c = reqwest::Client::new();
     let url = format!("{}/x.txt", s.base);
     let r = c.put(&url).body("x").send().await.unwrap();
@@ -115,10 +131,125 @@ async fn clear_start_up_errors() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown store"));
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("plain");
+    std::fs::write(&plain, "alice:secret\n").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_davrepl-server"))
-        .args(["--user", "nopassword"])
+        .args(["--store", "memory", "--users-file"])
+        .arg(&plain)
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("NAME:PASSWORD"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not an Argon2 hash"),
+        "plain passwords are refused"
+    );
+    // Anonymous beyond loopback only when asked for explicitly.
+    let out = Command::new(env!("CARGO_BIN_EXE_davrepl-server"))
+        .args(["--store", "memory", "--listen", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("without users"));
+}
+
+#[tokio::test]
+async fn hash_password_prints_a_usable_hash() {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_davrepl-server"))
+        .arg("--hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"pw-c\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let hash = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("users");
+    std::fs::write(&file, format!("carol:{hash}\n")).unwrap();
+    let s = start(&["--users-file", &file.display().to_string()]);
+    let c = reqwest::Client::new();
+    let put = |pw: &'static str| {
+        c.put(format!("{}/c.txt", s.base))
+            .basic_auth("carol", Some(pw))
+            .body("c")
+    };
+    assert_eq!(put("wrong").send().await.unwrap().status().as_u16(), 401);
+    assert_eq!(put("pw-c").send().await.unwrap().status().as_u16(), 201);
+}
+
+#[tokio::test]
+async fn homes_keep_users_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = users_file(&dir);
+    let s = start(&["--users-file", &file, "--homes"]);
+    let c = reqwest::Client::new();
+    let m = |x: &str| reqwest::Method::from_bytes(x.as_bytes()).unwrap();
+    let status =
+        |rb: reqwest::RequestBuilder| async move { rb.send().await.unwrap().status().as_u16() };
+    let alice = |rb: reqwest::RequestBuilder| rb.basic_auth("alice", Some("pw-a"));
+    let bob = |rb: reqwest::RequestBuilder| rb.basic_auth("bob", Some("pw-b"));
+    let url = |p: &str| format!("{}{p}", s.base);
+    // Homes exist from the start.
+    assert_eq!(
+        status(alice(c.put(url("/alice/a.txt")).body("A"))).await,
+        201
+    );
+    assert_eq!(status(bob(c.get(url("/alice/a.txt")))).await, 403);
+    assert_eq!(status(bob(c.put(url("/alice/a.txt")).body("B"))).await, 403);
+    assert_eq!(status(bob(c.put(url("/top.txt")).body("B"))).await, 403);
+    assert_eq!(
+        status(bob(c.request(m("PROPFIND"), url("/")).header("Depth", "1"))).await,
+        403,
+        "listing the root would show every home"
+    );
+    assert_eq!(
+        status(bob(c.request(m("PROPFIND"), url("/")).header("Depth", "0"))).await,
+        207
+    );
+    assert_eq!(
+        status(bob(c
+            .request(m("MOVE"), url("/bob/"))
+            .header("Destination", url("/alice/bob/"))))
+        .await,
+        403
+    );
+    assert_eq!(status(bob(c.put(url("/bob/b.txt")).body("B"))).await, 201);
+    let r = alice(c.get(url("/alice/a.txt"))).send().await.unwrap();
+    assert_eq!(r.text().await.unwrap(), "A");
+}
+
+#[tokio::test]
+async fn anonymous_loopback_server_checks_host() {
+    let s = start(&[]);
+    let c = reqwest::Client::new();
+    let url = format!("{}/x.txt", s.base);
+    assert_eq!(
+        c.put(&url)
+            .body("x")
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        201
+    );
+    // A page on another site that rebinds its name to 127.0.0.1 sends its own Host.
+    let r = c
+        .get(&url)
+        .header("Host", "attacker.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    let r = c
+        .get(&url)
+        .header("Host", "localhost:1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
 }

@@ -102,22 +102,37 @@ impl TestServer {
     /// Sends `method raw_target` exactly as given over a raw TCP connection (no client-side
     /// URL normalisation) and returns the status code.
     pub async fn raw_status(&self, method: &str, raw_target: &str, extra_headers: &str) -> u16 {
+        self.raw_status_line(method, raw_target, extra_headers, "")
+            .await
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Sends a request as raw bytes (target, extra header lines ending in CRLF, and a body);
+    /// returns the response's status line as sent (`HTTP/1.1 475 Invalid collblob`).
+    pub async fn raw_status_line(
+        &self,
+        method: &str,
+        raw_target: &str,
+        extra_headers: &str,
+        body: &str,
+    ) -> String {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut s = tokio::net::TcpStream::connect(self.addr)
             .await
             .expect("connect");
         let req = format!(
-            "{method} {raw_target} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: 0\r\n{extra_headers}\r\n",
-            self.addr
+            "{method} {raw_target} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n{extra_headers}\r\n{body}",
+            self.addr,
+            body.len()
         );
         s.write_all(req.as_bytes()).await.expect("write");
         let mut buf = Vec::new();
         s.read_to_end(&mut buf).await.expect("read");
         let text = String::from_utf8_lossy(&buf);
-        text.split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0)
+        text.lines().next().unwrap_or("").to_owned()
     }
 
     /// PUT `data` at `path`.

@@ -241,3 +241,33 @@ async fn recursive_requests_and_if_headers_respect_the_authorizer() {
         .await
         .expect(200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smaller_hardening() {
+    let s = server().await;
+    // Column names and aliases become element names: anything that is not an XML name is 400.
+    for tail in [r#"'x><y attr="1"/>'"#, r#""bad name""#] {
+        let sql = format!(
+            r#"<D:searchrequest xmlns:D="DAV:"><D:sql>SELECT "DAV:displayname" AS {} FROM SCOPE('SHALLOW TRAVERSAL OF "/c/"')</D:sql></D:searchrequest>"#,
+            tail.replace('<', "&lt;")
+        );
+        let r = s.send(s.req("SEARCH", "/c/").body(sql)).await;
+        assert!(matches!(r.status, 400 | 422), "{tail}: {}", r.status);
+        assert!(
+            r.header("content-type")
+                .is_some_and(|c| c.starts_with("text/plain")),
+            "the refusal is plain text; the alias never reaches XML output"
+        );
+    }
+    let sql = r#"<D:searchrequest xmlns:D="DAV:"><D:sql>SELECT "urn:x:a&lt;b" FROM SCOPE('SHALLOW TRAVERSAL OF "/c/"')</D:sql></D:searchrequest>"#;
+    s.send(s.req("SEARCH", "/c/").body(sql)).await.expect(400);
+    // Destination obeys the path limits of the Request-URI.
+    let long = format!("/c/{}", "d/".repeat(100));
+    s.send(s.req("COPY", "/c/f").header("Destination", s.url(&long)))
+        .await
+        .expect(414);
+    // 475 goes out with its reason phrase.
+    let body = r#"<D:searchrequest xmlns:D="DAV:" xmlns:R="http://schemas.microsoft.com/repl/"><R:repl><R:collblob>garbled</R:collblob></R:repl><D:sql>SELECT "DAV:displayname" FROM SCOPE('SHALLOW TRAVERSAL OF "/c/"')</D:sql></D:searchrequest>"#;
+    let line = s.raw_status_line("SEARCH", "/c/", "", body).await;
+    assert_eq!(line, "HTTP/1.1 475 Invalid collblob");
+}

@@ -71,9 +71,15 @@ pub fn digest(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()
 }
 
-/// The principal hash bound into collblobs.
-pub fn principal_hash(principal: Option<&str>) -> [u8; 32] {
-    principal.map_or([0u8; 32], |p| digest(format!("principal:{p}").as_bytes()))
+/// The principal hash bound into collblobs: keyed with the store's secret, so a collblob (which
+/// a client may log or share) does not let anyone confirm a guessed user name offline.
+pub fn principal_hash(secret: &[u8], principal: Option<&str>) -> [u8; 32] {
+    principal.map_or([0u8; 32], |p| {
+        let mut m = mac(secret);
+        m.update(b"principal:");
+        m.update(p.as_bytes());
+        m.finalize().into_bytes().into()
+    })
 }
 
 fn put48(out: &mut Vec<u8>, v: u64) {
@@ -203,7 +209,7 @@ mod tests {
             kind: BlobKind::Search,
             scope_rid: [2; 22],
             binding: digest(b"SHALLOW /x"),
-            principal: principal_hash(Some("alice")),
+            principal: principal_hash(b"k", Some("alice")),
             watermark: 42,
             issued: 1_700_000_000,
             query: "SELECT \"DAV:displayname\" FROM \"/x\"".into(),
@@ -226,8 +232,17 @@ mod tests {
             Err(CollBlobError::Garbled)
         );
         assert_eq!(CollBlob::decode("", &key), Err(CollBlobError::Garbled));
-        assert_ne!(principal_hash(Some("a")), principal_hash(Some("b")));
-        assert_eq!(principal_hash(None), [0; 32]);
+        assert_ne!(
+            principal_hash(b"k", Some("a")),
+            principal_hash(b"k", Some("b"))
+        );
+        assert_ne!(
+            principal_hash(b"k", Some("a")),
+            principal_hash(b"other store", Some("a")),
+            "keyed per store"
+        );
+        assert_ne!(principal_hash(b"k", Some("a")), digest(b"principal:a"));
+        assert_eq!(principal_hash(b"k", None), [0; 32]);
     }
 
     proptest! {

@@ -118,6 +118,25 @@ fn db_err(e: rusqlite::Error) -> StoreError {
     StoreError::internal(e)
 }
 
+/// Creates the database file readable and writable by its owner only (it holds the collblob
+/// secret and everyone's content); SQLite gives its `-wal` and `-shm` files the same mode. An
+/// existing file keeps the mode its owner chose.
+fn create_private(path: &Path) -> StoreResult<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    match opts.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::new(
+            ErrorKind::Internal,
+            format!("cannot create {}", path.display()),
+        )
+        .with_source(e)),
+    }
+}
+
 fn join_err(e: tokio::task::JoinError) -> StoreError {
     StoreError::internal(e)
 }
@@ -168,6 +187,7 @@ impl SqliteStore {
                 .with_source(e)
             })?;
         }
+        create_private(path)?;
         let mut writer = open_conn(path, opts.synchronous, true).map_err(|e| {
             StoreError::new(
                 ErrorKind::Internal,
@@ -209,7 +229,7 @@ impl SqliteStore {
             .map_err(db_err)?;
         Ok(Self {
             inner: Arc::new(Inner {
-                writer: spawn_writer(writer, id),
+                writer: spawn_writer(writer, id)?,
                 readers,
                 next_reader: AtomicUsize::new(0),
                 id,
@@ -243,6 +263,9 @@ impl SqliteStore {
             (ok, finish)
         });
         self.inner.writer.send(job).map_err(|_| {
+            tracing::error!(
+                "the SQLite writer thread has stopped: every write fails until restart"
+            );
             StoreError::new(ErrorKind::Unavailable, "the store's writer has stopped")
         })?;
         rx.await.map_err(|_| {
@@ -287,7 +310,7 @@ type Job = Box<dyn FnOnce(&mut Tx<'_>) -> (bool, Finish) + Send>;
 const MAX_GROUP: usize = 64;
 
 /// The writer thread: owns the write connection and commits groups of writes.
-fn spawn_writer(mut conn: Connection, id: StoreId) -> std::sync::mpsc::Sender<Job> {
+fn spawn_writer(mut conn: Connection, id: StoreId) -> StoreResult<std::sync::mpsc::Sender<Job>> {
     let (tx, rx) = std::sync::mpsc::channel::<Job>();
     let spawned = std::thread::Builder::new()
         .name("davrepl-sqlite-writer".into())
@@ -303,10 +326,10 @@ fn spawn_writer(mut conn: Connection, id: StoreId) -> std::sync::mpsc::Sender<Jo
                 run_group(&mut conn, id, jobs);
             }
         });
-    if let Err(e) = spawned {
-        tracing::error!(error = %e, "cannot start the SQLite writer thread");
-    }
-    tx
+    spawned.map_err(|e| {
+        StoreError::new(ErrorKind::Internal, "cannot start the SQLite writer thread").with_source(e)
+    })?;
+    Ok(tx)
 }
 
 fn run_group(conn: &mut Connection, id: StoreId, jobs: Vec<Job>) {
@@ -323,7 +346,15 @@ fn run_group(conn: &mut Connection, id: StoreId, jobs: Vec<Job>) {
                 c: counters,
                 id,
             };
-            let (ok, finish) = job(&mut t);
+            // A panic in one write (a bug) must not take the writer thread, and with it every
+            // later write, down: that write is rolled back and its caller gets an error.
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut t)));
+            let Ok((ok, finish)) = ran else {
+                tracing::error!("a write panicked; it was rolled back and the writer goes on");
+                tx.execute_batch("ROLLBACK TO job; RELEASE job")
+                    .map_err(db_err)?;
+                continue;
+            };
             if ok {
                 counters = t.c;
                 tx.execute_batch("RELEASE job").map_err(db_err)?;

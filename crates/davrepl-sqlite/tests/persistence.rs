@@ -114,3 +114,26 @@ async fn interrupted_uploads_leave_nothing() {
         .unwrap();
     assert_eq!(chunks, 0);
 }
+
+/// The database holds the collblob secret and every user's content: only its owner may read it,
+/// and its WAL and shared-memory files too.
+#[cfg(unix)]
+#[tokio::test]
+async fn database_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("store.db");
+    let s = SqliteStore::open(&file).await.unwrap();
+    s.put(&path("/x"), body("secret"), PutOptions::default())
+        .await
+        .unwrap();
+    let mut checked = 0;
+    for ext in ["", "-wal", "-shm"] {
+        let f = dir.path().join(format!("store.db{ext}"));
+        if let Ok(m) = std::fs::metadata(&f) {
+            assert_eq!(m.permissions().mode() & 0o777, 0o600, "{}", f.display());
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2, "the database and its WAL exist while open");
+}

@@ -66,6 +66,11 @@ impl DavError {
             body::full(body)
         });
         *resp.status_mut() = self.status;
+        if self.status.as_u16() == 475 {
+            // Not a registered status: without this, hyper would send "475 " with no phrase.
+            resp.extensions_mut()
+                .insert(hyper::ext::ReasonPhrase::from_static(b"Invalid collblob"));
+        }
         if !ct.is_empty() {
             resp.headers_mut()
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
@@ -92,10 +97,17 @@ impl From<StoreError> for DavError {
             ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        let reason = if status.is_server_error() {
-            e.to_string()
+        if !status.is_server_error() {
+            return Self::new(status, e.message().to_owned());
+        }
+        // The store's own words (database errors, file paths) stay in the server log; the
+        // client learns only what it can act on.
+        tracing::error!(error = %e, kind = ?e.kind(), "store error");
+        let reason = if status == StatusCode::SERVICE_UNAVAILABLE {
+            "the store is temporarily unavailable; retry later (a write sent just before may \
+             or may not have been applied: check its result first)"
         } else {
-            e.message().to_owned()
+            "the store failed to complete the request; the server log has the details"
         };
         Self::new(status, reason)
     }

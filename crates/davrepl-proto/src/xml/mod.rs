@@ -330,6 +330,15 @@ fn write_element(out: &mut String, e: &Element, parent_ns: Option<&str>) {
     out.push('>');
 }
 
+/// Whether `s` can stand as an element's local name in a response (an XML `NCName`: a letter
+/// or `_`, then letters, digits, `-`, `.`, `_`; no `:`). Names taken from a request (SQL column
+/// names and aliases) are checked with this before they become tags.
+pub fn is_ncname(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c == '_' || c.is_alphabetic())
+        && chars.all(|c| c.is_alphanumeric() || matches!(c, '-' | '.' | '_' | '\u{b7}'))
+}
+
 /// Appends `s` escaped for text (or, with `attr`, for a double-quoted attribute).
 pub fn escape_into(out: &mut String, s: &str, attr: bool) {
     for c in s.chars() {

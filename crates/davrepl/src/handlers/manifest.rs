@@ -588,7 +588,7 @@ impl BlobBase {
             kind,
             scope_rid: scope_rid.0,
             binding,
-            principal: principal_of(ctx),
+            principal: principal_of(ctx, &secret),
             query,
             secret,
         }
@@ -635,8 +635,9 @@ fn origin<S: ReplStore>(ctx: &Ctx<S>) -> String {
     format!("{scheme}://{host}")
 }
 
-fn principal_of<S: ReplStore>(ctx: &Ctx<S>) -> [u8; 32] {
+fn principal_of<S: ReplStore>(ctx: &Ctx<S>, secret: &[u8]) -> [u8; 32] {
     collblob::principal_hash(
+        secret,
         ctx.parts
             .extensions
             .get::<Principal>()
@@ -658,7 +659,7 @@ fn check_blob<S: ReplStore>(
     if blob.kind != kind {
         return Err(invalid_collblob("issued for another kind of request"));
     }
-    if blob.principal != principal_of(ctx) {
+    if blob.principal != principal_of(ctx, secret) {
         return Err(invalid_collblob("issued to another user"));
     }
     Ok(blob)
@@ -721,26 +722,37 @@ fn ack_keys(store_id: store::StoreId, tags_in: &[String]) -> HashSet<(u64, u64)>
         .collect()
 }
 
-fn sql_columns(query: &Query, prefixes: &mut Prefixes) -> Columns {
-    match &query.columns {
-        None => Columns::All,
-        Some(cols) => Columns::Named(
-            cols.iter()
-                .map(|c| {
-                    let (ns, local) = sql::split_prop(&c.prop);
-                    let tag = match &c.alias {
-                        Some(a) => a.clone(),
-                        None => prefixes.tag(ns, local),
-                    };
-                    OutCol {
-                        ns: ns.to_owned(),
-                        local: local.to_owned(),
-                        tag,
-                    }
-                })
-                .collect(),
-        ),
+/// The response columns of a SQL query. Column names and aliases come from the client and
+/// become element names, so each must be a valid XML name (400 otherwise).
+fn sql_columns(query: &Query, prefixes: &mut Prefixes) -> DavResult<Columns> {
+    let Some(cols) = &query.columns else {
+        return Ok(Columns::All);
+    };
+    let mut out = Vec::with_capacity(cols.len());
+    for c in cols {
+        let (ns, local) = sql::split_prop(&c.prop);
+        if !davrepl_proto::xml::is_ncname(local) {
+            return Err(DavError::bad_request(format!(
+                "column {:?} does not end in a valid XML name",
+                c.prop
+            )));
+        }
+        let tag = match &c.alias {
+            Some(a) if davrepl_proto::xml::is_ncname(a) => a.clone(),
+            Some(a) => {
+                return Err(DavError::bad_request(format!(
+                    "alias {a:?} is not a valid XML name"
+                )));
+            }
+            None => prefixes.tag(ns, local),
+        };
+        out.push(OutCol {
+            ns: ns.to_owned(),
+            local: local.to_owned(),
+            tag,
+        });
     }
+    Ok(Columns::Named(out))
 }
 
 fn needs_props(columns: &Columns, filter: Option<&Expr>) -> bool {
@@ -843,7 +855,7 @@ async fn search_manifest<S: ReplStore>(
         }
     }
     let mut prefixes = Prefixes::new(&repl.ns);
-    let columns = sql_columns(&query, &mut prefixes);
+    let columns = sql_columns(&query, &mut prefixes)?;
     let (depth, collections_only) = traversal_depth(query.scope.traversal);
     let needs = needs_props(&columns, query.filter.as_ref());
     let client = ClientState::new(ctx.store().store_id(), blob.as_ref(), &repl);
@@ -1192,7 +1204,7 @@ async fn plain_search<S: ReplStore>(ctx: &Ctx<S>, text: &str) -> DavResult<Respo
         return Err(DavError::bad_request("the scope is not a collection"));
     }
     let mut prefixes = Prefixes::new(REPL_NS);
-    let columns = sql_columns(&query, &mut prefixes);
+    let columns = sql_columns(&query, &mut prefixes)?;
     let (depth, collections_only) = traversal_depth(query.scope.traversal);
     let with_props = needs_props(&columns, query.filter.as_ref()) || !query.order_by.is_empty();
     let plan = Plan {

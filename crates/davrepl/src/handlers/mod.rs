@@ -255,6 +255,19 @@ where
     fut.instrument(span).await
 }
 
+/// Refuses (414) a path over the length or segment limits; `what` names it in the answer.
+pub(crate) fn check_path_limits(limits: &crate::Limits, raw: &str, what: &str) -> DavResult<()> {
+    if raw.len() > limits.max_path_bytes
+        || raw.split('/').filter(|s| !s.is_empty()).count() > limits.max_path_segments
+    {
+        return Err(DavError::new(
+            StatusCode::URI_TOO_LONG,
+            format!("{what} is too long"),
+        ));
+    }
+    Ok(())
+}
+
 async fn dispatch<S, B>(shared: Arc<Shared<S>>, req: Request<B>) -> DavResult<Response<DavBody>>
 where
     S: ReplStore,
@@ -264,14 +277,7 @@ where
 {
     let (parts, body) = req.into_parts();
     let raw = parts.uri.path();
-    if raw.len() > shared.config.limits.max_path_bytes
-        || raw.split('/').filter(|s| !s.is_empty()).count() > shared.config.limits.max_path_segments
-    {
-        return Err(DavError::new(
-            StatusCode::URI_TOO_LONG,
-            "request path is too long",
-        ));
-    }
+    check_path_limits(&shared.config.limits, raw, "request path")?;
     let path = shared.config.mount.resolve(raw)?;
     let ctx = Ctx {
         shared,

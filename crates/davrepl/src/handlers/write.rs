@@ -146,6 +146,7 @@ fn destination<S: ReplStore>(ctx: &Ctx<S>) -> DavResult<ResourcePath> {
         }
     };
     let path_part = path_part.split(['?', '#']).next().unwrap_or("/");
+    super::check_path_limits(&ctx.shared.config.limits, path_part, "Destination")?;
     if !ctx.shared.config.mount.contains_public(path_part) {
         return Err(DavError::new(
             StatusCode::BAD_GATEWAY,

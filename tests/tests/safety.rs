@@ -271,3 +271,39 @@ async fn smaller_hardening() {
     let line = s.raw_status_line("SEARCH", "/c/", "", body).await;
     assert_eq!(line, "HTTP/1.1 475 Invalid collblob");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filter_work_is_budgeted_per_request() {
+    let mut limits = davrepl::Limits::default();
+    limits.sql.max_eval_steps = 5_000_000;
+    let s = serve(ReplLayer::new(MemStore::new()).limits(limits)).await;
+    s.mkcol("/c/").await.expect(201);
+    let value = "a".repeat(100_000);
+    for i in 0..5 {
+        let p = format!("/c/{i}");
+        s.put(&p, "x").await.expect(201);
+        let body = format!(
+            r#"<D:propertyupdate xmlns:D="DAV:" xmlns:Z="urn:z:"><D:set><D:prop><Z:v>{value}</Z:v></D:prop></D:set></D:propertyupdate>"#
+        );
+        s.send(s.req("PROPPATCH", &p).body(body)).await.expect(207);
+    }
+    // One `%` and a long literal: each row costs ~100,000 × 200 comparisons.
+    let pattern = format!("%{}b", "a".repeat(200));
+    let t = Instant::now();
+    let r = s
+        .send(s.req("SEARCH", "/c/").body(search(
+            "/c/",
+            &format!(r#"WHERE "urn:z:v" LIKE '{pattern}'"#),
+        )))
+        .await;
+    r.expect(422);
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    // A cheap filter over the same rows is fine.
+    let r = s
+        .send(
+            s.req("SEARCH", "/c/")
+                .body(search("/c/", r#"WHERE "urn:z:v" LIKE 'a%'"#)),
+        )
+        .await;
+    r.expect(207);
+}

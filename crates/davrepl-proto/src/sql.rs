@@ -151,6 +151,9 @@ pub struct SqlLimits {
     pub max_depth: usize,
     /// Longest `LIKE` pattern in characters (matching costs at most text × pattern steps).
     pub max_like_len: usize,
+    /// Most evaluation steps one request may spend on its `WHERE` filter over all rows (see
+    /// [`Budget`]); past it the request ends with an error.
+    pub max_eval_steps: u64,
 }
 
 impl Default for SqlLimits {
@@ -159,6 +162,7 @@ impl Default for SqlLimits {
             max_len: 16 * 1024,
             max_depth: 32,
             max_like_len: 256,
+            max_eval_steps: 200_000_000,
         }
     }
 }
@@ -833,6 +837,54 @@ fn compare(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
 /// returns to the last `%` seen, one text position further each time. The work is at most
 /// (text length + 1) × (pattern length + 1) steps, never more, whatever the pattern.
 pub fn like(text: &str, pattern: &str) -> bool {
+    like_within(text, pattern, &Budget::unlimited()).unwrap_or(false)
+}
+
+/// The work a request may spend evaluating `WHERE` conditions, in matcher steps (one step is
+/// one character comparison); shared by every row the request evaluates, so a pathological
+/// pattern over long values ends the request with an error instead of occupying a runtime
+/// thread. Thread-safe, so one budget can live in a shared plan.
+#[derive(Debug)]
+pub struct Budget {
+    left: std::sync::atomic::AtomicU64,
+}
+
+/// A [`Budget`] ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the query needs more work than one request may do; narrow it")]
+pub struct BudgetExceeded;
+
+impl Budget {
+    /// A budget of `steps`.
+    pub fn new(steps: u64) -> Self {
+        Self {
+            left: std::sync::atomic::AtomicU64::new(steps),
+        }
+    }
+
+    /// A budget that never runs out.
+    pub fn unlimited() -> Self {
+        Self::new(u64::MAX)
+    }
+
+    /// Takes `steps` from the budget.
+    pub fn charge(&self, steps: u64) -> Result<(), BudgetExceeded> {
+        use std::sync::atomic::Ordering;
+        self.left
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| {
+                l.checked_sub(steps)
+            })
+            .map(|_| ())
+            .map_err(|_| BudgetExceeded)
+    }
+}
+
+/// Steps charged to the budget at a time inside the matcher.
+const CHARGE_EVERY: u64 = 4096;
+
+/// [`like`], charging its steps to `budget`.
+pub fn like_within(text: &str, pattern: &str, budget: &Budget) -> Result<bool, BudgetExceeded> {
+    budget.charge((text.len() + pattern.len()) as u64)?;
     let t: Vec<char> = text.chars().collect();
     let mut p: Vec<char> = Vec::with_capacity(pattern.len());
     for c in pattern.chars() {
@@ -843,7 +895,13 @@ pub fn like(text: &str, pattern: &str) -> bool {
     let (mut ti, mut pi) = (0, 0);
     // The last `%` (its index in p) and the text position it currently stands for.
     let mut star: Option<(usize, usize)> = None;
+    let mut steps = 0u64;
     while ti < t.len() {
+        steps += 1;
+        if steps == CHARGE_EVERY {
+            budget.charge(steps)?;
+            steps = 0;
+        }
         match p.get(pi) {
             Some('%') => {
                 star = Some((pi, ti));
@@ -860,11 +918,11 @@ pub fn like(text: &str, pattern: &str) -> bool {
                     pi = sp + 1;
                     ti = st + 1;
                 }
-                None => return false,
+                None => return Ok(false),
             },
         }
     }
-    p[pi..].iter().all(|&c| c == '%')
+    Ok(p[pi..].iter().all(|&c| c == '%'))
 }
 
 /// A sort key with a total order, for `ORDER BY` over values of mixed kinds: absent values
@@ -928,16 +986,41 @@ impl Ord for SortKey {
 /// Evaluates a `WHERE` condition; `lookup` gives a property's value (`None` = absent). A
 /// comparison involving an absent value is false (SQL's unknown).
 pub fn eval(e: &Expr, lookup: &dyn Fn(&str) -> Option<Value>) -> bool {
-    match e {
-        Expr::Or(v) => v.iter().any(|x| eval(x, lookup)),
-        Expr::And(v) => v.iter().all(|x| eval(x, lookup)),
-        Expr::Not(x) => !eval(x, lookup),
+    eval_within(e, lookup, &Budget::unlimited()).unwrap_or(false)
+}
+
+/// [`eval`], charging the work to `budget`: each node of the expression costs a step, `LIKE`
+/// one per character comparison.
+pub fn eval_within(
+    e: &Expr,
+    lookup: &dyn Fn(&str) -> Option<Value>,
+    budget: &Budget,
+) -> Result<bool, BudgetExceeded> {
+    budget.charge(1)?;
+    Ok(match e {
+        Expr::Or(v) => {
+            for x in v {
+                if eval_within(x, lookup, budget)? {
+                    return Ok(true);
+                }
+            }
+            false
+        }
+        Expr::And(v) => {
+            for x in v {
+                if !eval_within(x, lookup, budget)? {
+                    return Ok(false);
+                }
+            }
+            true
+        }
+        Expr::Not(x) => !eval_within(x, lookup, budget)?,
         Expr::Cmp(a, op, b) => {
             let (Some(a), Some(b)) = (operand_value(a, lookup), operand_value(b, lookup)) else {
-                return false;
+                return Ok(false);
             };
             let Some(ord) = compare(&a, &b) else {
-                return false;
+                return Ok(false);
             };
             match op {
                 CmpOp::Eq => ord.is_eq(),
@@ -950,9 +1033,13 @@ pub fn eval(e: &Expr, lookup: &dyn Fn(&str) -> Option<Value>) -> bool {
         }
         Expr::IsNull(a, not) => operand_value(a, lookup).is_none() != *not,
         Expr::Like(a, p, not) => {
-            operand_value(a, lookup).is_some_and(|v| like(&v.text(), p)) != *not
+            let matched = match operand_value(a, lookup) {
+                Some(v) => like_within(&v.text(), p, budget)?,
+                None => false,
+            };
+            matched != *not
         }
-    }
+    })
 }
 
 /// Splits a full property name into (namespace, local name) after the last `/` or `:`.
@@ -981,6 +1068,18 @@ mod tests {
         assert!(!like(&text, &pattern));
         let pattern = format!("{}b", "%a".repeat(100));
         assert!(!like(&text, &pattern));
+    }
+
+    #[test]
+    fn budgets_stop_expensive_evaluation() {
+        let text = "a".repeat(100_000);
+        // One `%` then a long literal: every shift of the `%` re-compares up to 200 characters.
+        let pattern = format!("%{}b", "a".repeat(200));
+        let small = Budget::new(1_000_000);
+        assert_eq!(like_within(&text, &pattern, &small), Err(BudgetExceeded));
+        let cheap = Budget::new(1_000_000);
+        assert_eq!(like_within("abc", "a%c", &cheap), Ok(true));
+        assert!(cheap.charge(999_000).is_ok());
     }
 
     #[test]

@@ -318,15 +318,26 @@ struct Plan {
     watermark: Seq,
     seen: HashSet<(u64, u64)>,
     acks: HashSet<(u64, u64)>,
+    /// The work the filter may still do for this request.
+    budget: sql::Budget,
 }
 
 impl Plan {
-    fn matches(&self, meta: &Meta, props: &[DeadProp]) -> bool {
-        let Some(f) = &self.filter else { return true };
-        sql::eval(f, &|full: &str| {
-            let (ns, local) = sql::split_prop(full);
-            live::lookup(meta, props, ns, local).map(live::sql_value)
-        })
+    /// Whether a resource passes the filter; an error once the request's evaluation budget is
+    /// spent (the request ends instead of occupying a runtime thread).
+    fn matches(&self, meta: &Meta, props: &[DeadProp]) -> Result<bool, StoreError> {
+        let Some(f) = &self.filter else {
+            return Ok(true);
+        };
+        sql::eval_within(
+            f,
+            &|full: &str| {
+                let (ns, local) = sql::split_prop(full);
+                live::lookup(meta, props, ns, local).map(live::sql_value)
+            },
+            &self.budget,
+        )
+        .map_err(|e| StoreError::new(ErrorKind::InvalidInput, e.to_string()))
     }
 }
 
@@ -415,7 +426,7 @@ impl<S: ReplStore> Engine<S> {
                 if plan.collections_only && !meta.is_collection() {
                     return Ok(());
                 }
-                if !plan.matches(&meta, &c.props) {
+                if !plan.matches(&meta, &c.props)? {
                     if !plan.first_sync {
                         let collection = meta.is_collection();
                         self.pending.push_back(Row::Delete {
@@ -495,7 +506,7 @@ impl<S: ReplStore> Engine<S> {
                 && !plan.seen.contains(&key)
                 && !self.pulled.contains(&key)
                 && !plan.acks.contains(&key)
-                && plan.matches(&e.meta, &e.props)
+                && plan.matches(&e.meta, &e.props)?
             {
                 self.pulled.insert(key);
                 self.pending.push_back(Row::Change {
@@ -538,8 +549,10 @@ impl ClientState {
         collections_only: bool,
         filter: Option<Expr>,
         needs_props: bool,
+        budget: u64,
     ) -> Plan {
         Plan {
+            budget: sql::Budget::new(budget),
             scope,
             depth,
             include_scope,
@@ -552,6 +565,20 @@ impl ClientState {
             acks: self.acks,
         }
     }
+}
+
+/// Gives other tasks a turn once (runtime-agnostic: the layer does not depend on tokio).
+async fn yield_now() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            return std::task::Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    })
+    .await;
 }
 
 /// The store depth of a SQL traversal, and whether only collections count.
@@ -867,6 +894,7 @@ async fn search_manifest<S: ReplStore>(
             collections_only,
             query.filter.clone(),
             needs,
+            ctx.shared.config.limits.sql.max_eval_steps,
         ),
         base: BlobBase::new(
             ctx,
@@ -951,6 +979,7 @@ pub(crate) async fn propfind_manifest<S: ReplStore>(
             false,
             None,
             needs,
+            ctx.shared.config.limits.sql.max_eval_steps,
         ),
         base: BlobBase::new(
             ctx,
@@ -1218,6 +1247,7 @@ async fn plain_search<S: ReplStore>(ctx: &Ctx<S>, text: &str) -> DavResult<Respo
         watermark: 0,
         seen: HashSet::new(),
         acks: HashSet::new(),
+        budget: sql::Budget::new(limits.sql.max_eval_steps),
     };
     let mut results: Vec<Entry> = Vec::new();
     let mut after = None;
@@ -1232,7 +1262,13 @@ async fn plain_search<S: ReplStore>(ctx: &Ctx<S>, text: &str) -> DavResult<Respo
             )
             .await?;
         for e in page.entries {
-            if (collections_only && !e.meta.is_collection()) || !plan.matches(&e.meta, &e.props) {
+            if collections_only && !e.meta.is_collection() {
+                continue;
+            }
+            let passes = plan.matches(&e.meta, &e.props).map_err(|e| {
+                DavError::new(StatusCode::UNPROCESSABLE_ENTITY, e.message().to_owned())
+            })?;
+            if !passes {
                 continue;
             }
             if results.len() == limits.max_search_results {
@@ -1246,6 +1282,8 @@ async fn plain_search<S: ReplStore>(ctx: &Ctx<S>, text: &str) -> DavResult<Respo
             }
             results.push(e);
         }
+        // Filtering is CPU work: let other requests run between pages.
+        yield_now().await;
         match page.next {
             Some(n) => after = Some(n),
             None => break,

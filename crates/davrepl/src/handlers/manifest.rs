@@ -312,21 +312,34 @@ struct Plan {
     depth: store::Depth,
     include_scope: bool,
     collections_only: bool,
-    filter: Option<Expr>,
+    filter: Filter,
     needs_props: bool,
     first_sync: bool,
     watermark: Seq,
     seen: HashSet<(u64, u64)>,
     acks: HashSet<(u64, u64)>,
-    /// The work the filter may still do for this request.
+}
+
+/// A request's `WHERE` condition with the work it may still do.
+struct Filter {
+    expr: Option<Expr>,
     budget: sql::Budget,
+}
+
+impl Filter {
+    fn new(expr: Option<Expr>, limits: &crate::Limits) -> Self {
+        Self {
+            expr,
+            budget: sql::Budget::new(limits.sql.max_eval_steps),
+        }
+    }
 }
 
 impl Plan {
     /// Whether a resource passes the filter; an error once the request's evaluation budget is
     /// spent (the request ends instead of occupying a runtime thread).
     fn matches(&self, meta: &Meta, props: &[DeadProp]) -> Result<bool, StoreError> {
-        let Some(f) = &self.filter else {
+        let Some(f) = &self.filter.expr else {
             return Ok(true);
         };
         sql::eval_within(
@@ -335,7 +348,7 @@ impl Plan {
                 let (ns, local) = sql::split_prop(full);
                 live::lookup(meta, props, ns, local).map(live::sql_value)
             },
-            &self.budget,
+            &self.filter.budget,
         )
         .map_err(|e| StoreError::new(ErrorKind::InvalidInput, e.to_string()))
     }
@@ -547,12 +560,10 @@ impl ClientState {
         depth: store::Depth,
         include_scope: bool,
         collections_only: bool,
-        filter: Option<Expr>,
+        filter: Filter,
         needs_props: bool,
-        budget: u64,
     ) -> Plan {
         Plan {
-            budget: sql::Budget::new(budget),
             scope,
             depth,
             include_scope,
@@ -892,9 +903,8 @@ async fn search_manifest<S: ReplStore>(
             depth,
             false,
             collections_only,
-            query.filter.clone(),
+            Filter::new(query.filter.clone(), &ctx.shared.config.limits),
             needs,
-            ctx.shared.config.limits.sql.max_eval_steps,
         ),
         base: BlobBase::new(
             ctx,
@@ -977,9 +987,8 @@ pub(crate) async fn propfind_manifest<S: ReplStore>(
             store_depth,
             include_scope,
             false,
-            None,
+            Filter::new(None, &ctx.shared.config.limits),
             needs,
-            ctx.shared.config.limits.sql.max_eval_steps,
         ),
         base: BlobBase::new(
             ctx,
@@ -1242,12 +1251,11 @@ async fn plain_search<S: ReplStore>(ctx: &Ctx<S>, text: &str) -> DavResult<Respo
         include_scope: false,
         collections_only,
         needs_props: with_props,
-        filter: query.filter.clone(),
+        filter: Filter::new(query.filter.clone(), &limits),
         first_sync: true,
         watermark: 0,
         seen: HashSet::new(),
         acks: HashSet::new(),
-        budget: sql::Budget::new(limits.sql.max_eval_steps),
     };
     let mut results: Vec<Entry> = Vec::new();
     let mut after = None;

@@ -3,6 +3,8 @@
 //! 64 MiB, whatever the hostile bodies (each within the request limits) hold. Figures are
 //! printed (`cargo test -p davrepl-server --test hostile_load -- --nocapture`).
 
+#![allow(clippy::print_stdout)]
+
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -52,6 +52,32 @@ pub const CHUNK: usize = 256 * 1024;
 /// Reads up to this size are fetched with one query.
 const INLINE_READ: u64 = 8 * 1024 * 1024;
 
+/// Reads the store id and secret, first replacing the secret with `fresh` when a new
+/// generation is asked for.
+async fn load_identity(
+    client: &tokio_postgres::Client,
+    new_generation: bool,
+    fresh: &Secret,
+) -> StoreResult<tokio_postgres::Row> {
+    if new_generation {
+        client
+            .execute(
+                "UPDATE davrepl_store SET secret = $1 WHERE id = 1",
+                &[&&fresh[..]],
+            )
+            .await
+            .map_err(pg_err)?;
+        tracing::warn!("new store generation: every earlier collblob is refused");
+    }
+    client
+        .query_one(
+            "SELECT store_id, secret FROM davrepl_store WHERE id = 1",
+            &[],
+        )
+        .await
+        .map_err(pg_err)
+}
+
 /// How to connect.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -65,6 +91,10 @@ pub struct PgOptions {
     /// Staged content of uploads older than this, with no resource pointing at it, is removed
     /// when a node starts (the node that staged it died). Must exceed the longest upload.
     pub stale_upload_after: Duration,
+    /// Start a new generation at connect: the shared collblob secret is replaced, so every
+    /// collblob issued before is refused (`475`). Do this on one node, with all others stopped,
+    /// after restoring the database from a backup; then start the others.
+    pub new_generation: bool,
 }
 
 impl Default for PgOptions {
@@ -74,6 +104,7 @@ impl Default for PgOptions {
             wait_timeout: Duration::from_secs(30),
             retries: 5,
             stale_upload_after: Duration::from_secs(24 * 3600),
+            new_generation: false,
         }
     }
 }
@@ -271,13 +302,7 @@ impl PgStore {
             .map_err(|e| StoreError::new(ErrorKind::Internal, format!("no randomness: {e}")))?;
         let migrated = schema::migrate(&mut client, StoreId::random().0, secret).await;
         let loaded = match migrated {
-            Ok(()) => client
-                .query_one(
-                    "SELECT store_id, secret FROM davrepl_store WHERE id = 1",
-                    &[],
-                )
-                .await
-                .map_err(pg_err),
+            Ok(()) => load_identity(&client, opts.new_generation, &secret).await,
             Err(e) => Err(StoreError::new(
                 ErrorKind::Internal,
                 format!("{target}: {e}"),

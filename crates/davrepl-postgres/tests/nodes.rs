@@ -178,3 +178,23 @@ async fn bad_url_is_a_clear_error() {
         .expect_err("nothing listens on port 1");
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
 }
+
+/// After a restore, one node starts a new generation: a new shared secret (earlier collblobs
+/// no longer verify) with the same store id and data; nodes started after it share the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_generation_replaces_the_shared_secret() {
+    let Some((n, url)) = nodes(1).await else {
+        return;
+    };
+    put(&n[0], "/kept", "data").await;
+    let old = n[0].secret().await.unwrap();
+    let mut opts = PgOptions::default();
+    opts.new_generation = true;
+    let renewed = PgStore::connect_with(&url, opts).await.expect("connect");
+    let new = renewed.secret().await.unwrap();
+    assert_ne!(old, new);
+    assert_eq!(renewed.store_id(), n[0].store_id());
+    assert_eq!(read_string(&renewed, "/kept").await, "data");
+    let later = PgStore::connect(&url).await.expect("connect");
+    assert_eq!(later.secret().await.unwrap(), new);
+}

@@ -48,6 +48,11 @@ struct Args {
     /// anyone who can connect could read and change everything).
     #[arg(long)]
     allow_anonymous: bool,
+    /// Start a new store generation (SQLite or PostgreSQL): every collblob issued before is
+    /// refused with 475 and clients resynchronise. Give it once, on the first start after
+    /// restoring the store from a backup (with PostgreSQL: on one node, the others stopped).
+    #[arg(long)]
+    after_restore: bool,
     /// Read a password from standard input, print its Argon2 hash for `--users-file`, and exit.
     #[arg(long, exclusive = true)]
     hash_password: bool,
@@ -339,15 +344,30 @@ async fn main() -> ExitCode {
         };
     }
     let result = match &args.store {
+        StoreSpec::Memory if args.after_restore => {
+            Err("--after-restore: a memory store has nothing to restore".to_owned())
+        }
         StoreSpec::Memory => run(&args, MemStore::new()).await,
-        StoreSpec::Sqlite(path) => match davrepl_sqlite::SqliteStore::open(path).await {
+        StoreSpec::Sqlite(path) => match davrepl_sqlite::SqliteStore::open_with(path, {
+            let mut o = davrepl_sqlite::SqliteOptions::default();
+            o.new_generation = args.after_restore;
+            o
+        })
+        .await
+        {
             Ok(store) => {
                 tracing::info!(path = %path, "opened SQLite store");
                 run(&args, store).await
             }
             Err(e) => Err(format!("cannot open the SQLite store at {path}: {e}")),
         },
-        StoreSpec::Postgres(url) => match davrepl_postgres::PgStore::connect(url).await {
+        StoreSpec::Postgres(url) => match davrepl_postgres::PgStore::connect_with(url, {
+            let mut o = davrepl_postgres::PgOptions::default();
+            o.new_generation = args.after_restore;
+            o
+        })
+        .await
+        {
             Ok(store) => {
                 tracing::info!(store = ?store, "connected to the PostgreSQL store");
                 run(&args, store).await

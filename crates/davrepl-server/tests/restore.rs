@@ -1,7 +1,7 @@
 //! A store restored from a backup: collblobs issued after the backup come from the store's
 //! future and must get 475 (their sequence numbers will be reused), while older ones still work.
-//! (Once new writes after the restore pass the future collblob's watermark, only a store
-//! generation can tell them apart; see docs/durability.md.)
+//! Once new writes carry the restored store past a future collblob's watermark only a new store
+//! generation tells them apart: the first start after a restore uses `--after-restore`.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -10,9 +10,14 @@ use davrepl_tests::remote::{self, blob_of};
 use davrepl_tests::{Running, spawn_listening};
 
 fn start(db: &std::path::Path) -> Running {
+    start_with(db, &[])
+}
+
+fn start_with(db: &std::path::Path, extra: &[&str]) -> Running {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_davrepl-server"));
     cmd.args(["--listen", "127.0.0.1:0", "--store"])
         .arg(format!("sqlite:{}", db.display()))
+        .args(extra)
         .env("DAVREPL_LOG", "warn")
         .stderr(Stdio::null());
     spawn_listening(cmd)
@@ -100,4 +105,29 @@ async fn collblobs_from_after_a_restored_backup_get_475() {
         status, 207,
         "a collblob from before the backup still works: {text}"
     );
+    stop(server);
+
+    // Without a new generation, writes after the restore reuse the future collblob's sequence
+    // numbers and it would look current again; the documented first start after a restore
+    // starts a new generation, which refuses every earlier collblob for good.
+    let server = start_with(&db, &["--after-restore"]);
+    for n in ["d", "e", "f"] {
+        put(&client, &server.base, n).await;
+    }
+    for (name, blob) in [("after", &after_backup), ("before", &before_backup)] {
+        let (status, _) = manifest(&client, &server.base, Some(blob)).await;
+        assert_eq!(
+            status, 475,
+            "the {name}-backup collblob outlived the new generation"
+        );
+    }
+    let (status, text) = manifest(&client, &server.base, None).await;
+    assert_eq!(status, 207, "a first sync works: {text}");
+    let fresh = blob_of(&text);
+    stop(server);
+    let server = start(&db);
+    let (status, _) = manifest(&client, &server.base, Some(&fresh)).await;
+    assert_eq!(status, 207, "the generation persists across restarts");
+    let (status, _) = manifest(&client, &server.base, Some(&after_backup)).await;
+    assert_eq!(status, 475);
 }

@@ -61,6 +61,11 @@ pub struct SqliteOptions {
     pub synchronous: Synchronous,
     /// Reader connections (readers never block the writer in WAL mode).
     pub readers: usize,
+    /// Start a new generation at open: the collblob secret is replaced, so every collblob
+    /// issued before is refused (`475`) and clients resynchronise. Do this once after restoring
+    /// the database from a backup (or after a power loss under `synchronous=NORMAL`): the
+    /// restored store hands out sequence numbers again that clients may already have seen.
+    pub new_generation: bool,
 }
 
 impl Default for SqliteOptions {
@@ -68,6 +73,7 @@ impl Default for SqliteOptions {
         Self {
             synchronous: Synchronous::Full,
             readers: 4,
+            new_generation: false,
         }
     }
 }
@@ -201,6 +207,16 @@ impl SqliteStore {
         schema::migrate(&mut writer, StoreId::random().0, secret).map_err(|e| {
             StoreError::new(ErrorKind::Internal, format!("{}: {e}", path.display()))
         })?;
+        if opts.new_generation {
+            // `secret` is fresh randomness (unused if the store already existed).
+            writer
+                .execute(
+                    "UPDATE store SET secret = ?1 WHERE id = 1",
+                    params![&secret[..]],
+                )
+                .map_err(db_err)?;
+            tracing::warn!(path = %path.display(), "new store generation: every earlier collblob is refused");
+        }
         let (id, secret): (Vec<u8>, Vec<u8>) = writer
             .query_row("SELECT store_id, secret FROM store WHERE id = 1", [], |r| {
                 Ok((r.get(0)?, r.get(1)?))

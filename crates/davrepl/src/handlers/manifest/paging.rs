@@ -1,0 +1,240 @@
+//! Sending a manifest: streamed when unranged, two passes for `Range: rows=`.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use davrepl_proto::rows::{self};
+use davrepl_proto::xml::XmlWriter;
+use davrepl_store::{ReplStore, Seq, StoreError};
+use futures_util::stream;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body::Frame;
+use http_body_util::{BodyExt, StreamBody};
+
+use super::*;
+use crate::BoxError;
+use crate::body::{self, DavBody};
+use crate::error::DavResult;
+use crate::handlers::Ctx;
+use crate::layer::Shared;
+
+pub(super) fn manifest_response(body: DavBody, content_range: Option<String>) -> Response<DavBody> {
+    let mut r = Response::new(body);
+    *r.status_mut() = StatusCode::MULTI_STATUS;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/xml; charset=\"utf-8\""),
+    );
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("rows"));
+    if let Some(cr) = content_range.and_then(|v| HeaderValue::from_str(&v).ok()) {
+        h.insert(header::CONTENT_RANGE, cr);
+    }
+    r
+}
+
+/// Computes and sends the manifest: streamed when unranged, two passes when ranged.
+pub(super) async fn respond<S: ReplStore>(
+    ctx: &Ctx<S>,
+    m: Manifest,
+) -> DavResult<Response<DavBody>> {
+    let upper = ctx.store().watermark().await?;
+    // A collblob that has seen changes the store does not have comes from the store's future:
+    // the store was restored from a backup or lost its last writes. Its sequence numbers will
+    // be handed out again to other changes, so the client must start over, never skip them.
+    let max_seen = m.plan.seen.iter().map(|&(_, v)| v).max().unwrap_or(0);
+    if m.plan.watermark.max(max_seen) > upper {
+        return Err(invalid_collblob(
+            "it is newer than the store (was the store restored from a backup?)",
+        ));
+    }
+    let specs = row_specs(ctx)?;
+    let plan = Arc::new(m.plan);
+    let mut engine = Engine::new(ctx.shared.clone(), plan.clone(), upper);
+    engine.fetch().await?;
+    if !plan.first_sync && plan.watermark < engine.low_water {
+        return Err(invalid_collblob(
+            "it is older than the retained change history",
+        ));
+    }
+    let Some(specs) = specs else {
+        // Unranged: every row up to `upper` is delivered, so the new collblob is known before
+        // the first byte is written and the rows can stream.
+        let acks_above: Vec<(u64, u64)> = Vec::new();
+        let blob = m.base.issue(upper, acks_above);
+        return Ok(manifest_response(
+            stream_rows(
+                ctx.shared.clone(),
+                engine,
+                m.output,
+                blob,
+                ctx.shared.config.strict_empty_repl,
+            ),
+            None,
+        ));
+    };
+    // Pass 1: count.
+    let mut total: u64 = 0;
+    while engine.next().await?.is_some() {
+        total += 1;
+    }
+    let Ok(mut ranges) = rows::resolve(&specs, total) else {
+        return Ok(crate::handlers::range_not_satisfiable("rows", total));
+    };
+    cap_ranges(&mut ranges, ctx.shared.config.limits.max_rows_per_response);
+    let in_range = |i: u64| ranges.iter().any(|(a, b)| (*a..=*b).contains(&i));
+    let blob = if ranges.is_empty() {
+        // Count-only (`rows=-0`) or nothing to deliver: nothing is marked seen.
+        match &m.input_blob {
+            Some(t) if !plan.first_sync => t.clone(),
+            _ => m
+                .base
+                .issue(plan.watermark, plan.seen.iter().copied().collect()),
+        }
+    } else {
+        String::new()
+    };
+    // Pass 2: collect the delivered rows (bounded by the per-response cap).
+    let mut delivered = Vec::new();
+    let mut first_undelivered: Option<Seq> = None;
+    if !ranges.is_empty() {
+        let mut engine = Engine::new(ctx.shared.clone(), plan.clone(), upper);
+        let mut i = 0u64;
+        while let Some(row) = engine.next().await? {
+            if in_range(i) {
+                delivered.push(row);
+            } else {
+                let s = row.seq();
+                first_undelivered = Some(first_undelivered.map_or(s, |f| f.min(s)));
+            }
+            i += 1;
+        }
+    }
+    let blob = if ranges.is_empty() {
+        blob
+    } else {
+        let new_mark = first_undelivered
+            .map_or(upper, |f| upper.min(f.saturating_sub(1)))
+            .max(plan.watermark);
+        let mut seen: Vec<(u64, u64)> = plan
+            .seen
+            .iter()
+            .copied()
+            .chain(plan.acks.iter().copied())
+            .chain(delivered.iter().map(Row::key))
+            .filter(|(_, v)| *v > new_mark)
+            .collect();
+        seen.sort_unstable();
+        seen.dedup();
+        m.base.issue(new_mark, seen)
+    };
+    let mut w = XmlWriter::new();
+    m.output.open_root(&mut w);
+    write_repl(
+        &mut w,
+        &blob,
+        delivered.is_empty() && ctx.shared.config.strict_empty_repl,
+    );
+    for row in &delivered {
+        m.output.write_row(&ctx.shared, &mut w, row, true);
+    }
+    w.end("a:multistatus");
+    let cr = rows::content_range(&ranges, total);
+    Ok(manifest_response(body::full(w.finish()), Some(cr)))
+}
+
+pub(super) fn cap_ranges(ranges: &mut Vec<(u64, u64)>, cap: u64) {
+    let mut left = cap;
+    ranges.retain_mut(|(a, b)| {
+        if left == 0 {
+            return false;
+        }
+        let n = *b - *a + 1;
+        if n > left {
+            *b = *a + left - 1;
+            left = 0;
+        } else {
+            left -= n;
+        }
+        true
+    });
+}
+
+pub(super) enum Phase {
+    Head,
+    Rows,
+    Done,
+}
+
+/// Streams an unranged manifest: the collblob first, then the rows a chunk at a time.
+pub(super) fn stream_rows<S: ReplStore>(
+    shared: Arc<Shared<S>>,
+    engine: Engine<S>,
+    output: Output,
+    blob: String,
+    strict_empty: bool,
+) -> DavBody {
+    let state = (Phase::Head, engine, output, shared, blob);
+    let chunks = stream::unfold(
+        state,
+        move |(phase, mut engine, output, shared, blob)| async move {
+            match phase {
+                Phase::Head => {
+                    let mut w = XmlWriter::new();
+                    output.open_root(&mut w);
+                    // With the strict switch, an empty repl is sent only when there are no rows.
+                    let first = match engine.next().await {
+                        Ok(r) => r,
+                        Err(e) => {
+                            return Some((
+                                Err(stream_error(e)),
+                                (Phase::Done, engine, output, shared, blob),
+                            ));
+                        }
+                    };
+                    write_repl(&mut w, &blob, strict_empty && first.is_none());
+                    if let Some(row) = &first {
+                        output.write_row(&shared, &mut w, row, true);
+                        Some((Ok(w.take()), (Phase::Rows, engine, output, shared, blob)))
+                    } else {
+                        w.end("a:multistatus");
+                        Some((Ok(w.take()), (Phase::Done, engine, output, shared, blob)))
+                    }
+                }
+                Phase::Rows => {
+                    let mut w = XmlWriter::new();
+                    for _ in 0..ROWS_PER_CHUNK {
+                        match engine.next().await {
+                            Ok(Some(row)) => output.write_row(&shared, &mut w, &row, true),
+                            Ok(None) => {
+                                w.end("a:multistatus");
+                                return Some((
+                                    Ok(w.take()),
+                                    (Phase::Done, engine, output, shared, blob),
+                                ));
+                            }
+                            Err(e) => {
+                                return Some((
+                                    Err(stream_error(e)),
+                                    (Phase::Done, engine, output, shared, blob),
+                                ));
+                            }
+                        }
+                    }
+                    Some((Ok(w.take()), (Phase::Rows, engine, output, shared, blob)))
+                }
+                Phase::Done => None,
+            }
+        },
+    );
+    StreamBody::new(futures_util::StreamExt::map(
+        chunks,
+        |r: Result<Bytes, BoxError>| r.map(Frame::data),
+    ))
+    .boxed_unsync()
+}
+
+pub(super) fn stream_error(e: StoreError) -> BoxError {
+    tracing::error!(error = %e, "store failed while streaming a manifest");
+    Box::new(e)
+}

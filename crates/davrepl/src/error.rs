@@ -134,3 +134,54 @@ impl From<HrefError> for DavError {
         Self::bad_request(format!("bad path: {e}"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every store error kind has a deliberate status; only the last two are server errors,
+    /// and their bodies never carry the store's own text.
+    #[test]
+    fn store_errors_map_to_statuses() {
+        use ErrorKind as K;
+        let table = [
+            (K::NotFound, 404),
+            (K::AlreadyExists, 405),
+            (K::IsCollection, 405),
+            (K::ParentMissing, 409),
+            (K::NotCollection, 409),
+            (K::PreconditionFailed, 412),
+            (K::DestinationExists, 412),
+            (K::SameResource, 403),
+            (K::DestinationInsideSource, 403),
+            (K::RootImmutable, 403),
+            (K::TooLarge, 413),
+            (K::BodyAborted, 400),
+            (K::InvalidInput, 400),
+            (K::Unsupported, 501),
+            (K::Unavailable, 503),
+            (K::Internal, 500),
+        ];
+        for (kind, status) in table {
+            let e = DavError::from(StoreError::new(kind, "secret table name davrepl_x"));
+            assert_eq!(e.status.as_u16(), status, "{kind:?}");
+            if status >= 500 {
+                assert!(
+                    !e.reason.contains("davrepl_x"),
+                    "{kind:?} leaks: {}",
+                    e.reason
+                );
+            } else {
+                assert_eq!(e.reason, "secret table name davrepl_x");
+            }
+        }
+    }
+
+    #[test]
+    fn invalid_collblob_has_its_reason_phrase() {
+        let resp = DavError::new(StatusCode::from_u16(475).unwrap(), "garbled").into_response();
+        assert_eq!(resp.status().as_u16(), 475);
+        let phrase = resp.extensions().get::<hyper::ext::ReasonPhrase>();
+        assert_eq!(phrase.map(|p| p.as_bytes()), Some(&b"Invalid collblob"[..]));
+    }
+}

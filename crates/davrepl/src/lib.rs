@@ -24,6 +24,7 @@
 //! the same resourcetag get exactly one success and one `412`.
 
 mod body;
+mod config;
 mod error;
 mod handlers;
 mod layer;
@@ -31,12 +32,13 @@ mod live;
 mod service;
 
 pub use body::ReplBody;
+pub use config::{Access, Authorizer, Limits, Principal};
 pub use davrepl_proto::xml::XmlLimits;
 pub use davrepl_store::{
     ByteStream, Condition, ErrorKind, MemStore, Meta, PutOptions, ReplStore, ResourcePath,
     StoreError, StoreId,
 };
-pub use layer::{Access, Authorizer, Limits, Principal, ReplLayer};
+pub use layer::ReplLayer;
 pub use service::{ReplService, ResponseFuture};
 
 /// The boxed error type of [`ReplBody`].

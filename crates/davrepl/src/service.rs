@@ -12,7 +12,7 @@ use tower_service::Service;
 
 use crate::BoxError;
 use crate::body::ReplBody;
-use crate::layer::Shared;
+use crate::config::Shared;
 
 /// The service made by [`ReplLayer`](crate::ReplLayer).
 ///

@@ -1,6 +1,7 @@
 //! The request handlers, one module per group of methods, and what they share.
 
 mod manifest;
+mod method;
 mod props;
 mod read;
 mod write;
@@ -22,12 +23,12 @@ use tracing::Instrument;
 
 use crate::BoxError;
 use crate::body::DavBody;
+use crate::config::{Access, Principal, Shared};
 use crate::error::{DavError, DavResult};
-use crate::layer::{Access, Principal, Shared};
+use method::DavMethod;
 
 /// Methods served under the mount, for `Allow`.
-pub(crate) const ALLOW: &str =
-    "OPTIONS, GET, HEAD, PUT, POST, DELETE, MKCOL, COPY, MOVE, PROPFIND, PROPPATCH, SEARCH";
+pub(crate) const ALLOW: &str = DavMethod::ALLOW;
 
 pub(crate) static RESOURCE_TAG: HeaderName = HeaderName::from_static("resourcetag");
 pub(crate) static REPL_UID: HeaderName = HeaderName::from_static("repl-uid");
@@ -284,42 +285,34 @@ where
         parts,
         path,
     };
-    let shallow = matches!(ctx.depth()?, Some(headers::Depth::Zero));
-    let access = match ctx.parts.method.as_str() {
-        "GET" | "HEAD" | "OPTIONS" | "SEARCH" => Access::Read,
-        "PROPFIND" | "COPY" if shallow => Access::Read,
-        "PROPFIND" | "COPY" => Access::ReadTree,
-        "DELETE" | "MOVE" => Access::WriteTree,
-        _ => Access::Write,
-    };
-    ctx.authorize(access, &ctx.path)?;
+    let method = DavMethod::parse(&ctx.parts.method);
+    ctx.authorize(DavMethod::access(method, ctx.depth()?), &ctx.path)?;
     // Malformed request headers are refused for every method, before anything is touched,
     // even where a method would not use them.
     ctx.condition()?;
-    ctx.depth()?;
     headers::parse_overwrite(ctx.header("overwrite")?)?;
-    match ctx.parts.method.as_str() {
-        "OPTIONS" => Ok(read::options()),
-        "GET" | "HEAD" => read::get(&ctx).await,
-        "PUT" => write::put(&ctx, body).await,
-        "POST" => write::post(&ctx, body).await,
-        "SEARCH" => manifest::search(&ctx, body).await,
-        "DELETE" => write::delete(&ctx).await,
-        "MKCOL" => write::mkcol(&ctx, body).await,
-        "COPY" => write::copy_move(&ctx, false).await,
-        "MOVE" => write::copy_move(&ctx, true).await,
-        "PROPFIND" => props::propfind(&ctx, body).await,
-        "PROPPATCH" => props::proppatch(&ctx, body).await,
-        other => {
-            let mut resp = DavError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                format!("method {other} is not supported here"),
-            )
-            .into_response();
-            resp.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static(ALLOW));
-            Ok(resp)
-        }
+    let Some(method) = method else {
+        let mut resp = DavError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("method {} is not supported here", ctx.parts.method),
+        )
+        .into_response();
+        resp.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(ALLOW));
+        return Ok(resp);
+    };
+    match method {
+        DavMethod::Options => Ok(read::options()),
+        DavMethod::Get | DavMethod::Head => read::get(&ctx).await,
+        DavMethod::Put => write::put(&ctx, body).await,
+        DavMethod::Post => write::post(&ctx, body).await,
+        DavMethod::Search => manifest::search(&ctx, body).await,
+        DavMethod::Delete => write::delete(&ctx).await,
+        DavMethod::Mkcol => write::mkcol(&ctx, body).await,
+        DavMethod::Copy => write::copy_move(&ctx, false).await,
+        DavMethod::Move => write::copy_move(&ctx, true).await,
+        DavMethod::Propfind => props::propfind(&ctx, body).await,
+        DavMethod::Proppatch => props::proppatch(&ctx, body).await,
     }
 }
 

@@ -19,8 +19,8 @@ use http_body_util::{BodyExt, StreamBody};
 use super::{Ctx, read_small_body, set_etag, set_repl_uid, set_resource_tag};
 use crate::BoxError;
 use crate::body::{self, DavBody};
+use crate::config::Shared;
 use crate::error::{DavError, DavResult};
-use crate::layer::Shared;
 use crate::live;
 
 const MULTISTATUS_OPEN: &str = "<D:multistatus xmlns:D=\"DAV:\">";

@@ -161,7 +161,7 @@ pub(crate) async fn copy_move<S: ReplStore>(
     moving: bool,
 ) -> DavResult<Response<DavBody>> {
     let to = destination(ctx)?;
-    ctx.authorize(crate::layer::Access::WriteTree, &to)?;
+    ctx.authorize(crate::config::Access::WriteTree, &to)?;
     let overwrite = parse_overwrite(ctx.header("overwrite")?)?;
     let depth = match (ctx.depth()?, moving) {
         (None | Some(Depth::Infinity), _) => store::Depth::Infinity,

@@ -10,9 +10,9 @@ use davrepl_store::{self as store, ReplStore, ReplUid, ResourcePath, Seq, tags};
 use http::{StatusCode, header};
 
 use super::*;
+use crate::config::Principal;
 use crate::error::{DavError, DavResult};
 use crate::handlers::Ctx;
-use crate::layer::Principal;
 
 pub(super) fn invalid_collblob(why: &str) -> DavError {
     DavError::new(

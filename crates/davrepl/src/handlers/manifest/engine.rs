@@ -10,7 +10,7 @@ use davrepl_store::{
 };
 
 use super::*;
-use crate::layer::Shared;
+use crate::config::Shared;
 use crate::live;
 
 /// Rows fetched from the store per page while computing a manifest.

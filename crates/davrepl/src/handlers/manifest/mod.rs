@@ -72,7 +72,7 @@ fn checked_scope<S: ReplStore>(ctx: &Ctx<S>, url: &str) -> DavResult<ResourcePat
             "the scope lies outside the Request-URI",
         ));
     }
-    ctx.authorize(crate::layer::Access::ReadTree, &scope)?;
+    ctx.authorize(crate::config::Access::ReadTree, &scope)?;
     Ok(scope)
 }
 

@@ -5,9 +5,9 @@ use davrepl_proto::xml::XmlWriter;
 use davrepl_store::{DeadProp, Meta, ReplStore, ReplUid, ResourcePath, Seq};
 
 use super::*;
+use crate::config::Shared;
 use crate::error::{DavError, DavResult};
 use crate::handlers::Ctx;
-use crate::layer::Shared;
 use crate::live;
 
 /// Exchange's datatypes namespace, declared on every multistatus root (prefix `b`).

@@ -14,9 +14,9 @@ use http_body_util::{BodyExt, StreamBody};
 use super::*;
 use crate::BoxError;
 use crate::body::{self, DavBody};
+use crate::config::Shared;
 use crate::error::DavResult;
 use crate::handlers::Ctx;
-use crate::layer::Shared;
 
 pub(super) fn manifest_response(body: DavBody, content_range: Option<String>) -> Response<DavBody> {
     let mut r = Response::new(body);

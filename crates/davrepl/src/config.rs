@@ -1,0 +1,133 @@
+//! What a layer is configured with: limits, the authorizer and its vocabulary ([`Access`],
+//! [`Principal`]), and the state every request of one layer shares.
+
+use std::sync::Arc;
+
+use davrepl_proto::href::Mount;
+use davrepl_proto::xml::XmlLimits;
+use davrepl_store::ResourcePath;
+
+/// What a request wants to do to a resource, as an authorizer sees it.
+///
+/// The `…Tree` variants ask about a path **and everything below it**: a recursive request acts
+/// on every descendant, so allowing it must mean the principal may act on each of them (an
+/// authorizer that keeps users in `/users/<name>/` must refuse `WriteTree` on `/users/`, or bob
+/// could delete alice's home with `DELETE /users/`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Access {
+    /// One resource is read: GET, HEAD, OPTIONS, PROPFIND `Depth: 0`, the Request-URI of a
+    /// SEARCH, COPY `Depth: 0` of its source, a resource named in a tagged `If` list.
+    Read,
+    /// One resource is written: PUT, POST, MKCOL, PROPPATCH.
+    Write,
+    /// The path and everything below it are read: PROPFIND `Depth: 1`/`infinity`, the scope of
+    /// a SEARCH or manifest, the source of a recursive COPY.
+    ReadTree,
+    /// The path and everything below it are written or removed: DELETE, the source of MOVE,
+    /// the destination of COPY and MOVE (an existing tree there may be replaced).
+    WriteTree,
+}
+
+impl Access {
+    /// Whether this access writes.
+    pub fn is_write(self) -> bool {
+        matches!(self, Self::Write | Self::WriteTree)
+    }
+
+    /// Whether this access covers everything below the path too.
+    pub fn is_tree(self) -> bool {
+        matches!(self, Self::ReadTree | Self::WriteTree)
+    }
+}
+
+/// Decides whether a principal (`None` = anonymous) may access a path. Denied requests get
+/// `403 Forbidden` and touch nothing. See [`Access`] for what each request asks.
+pub type Authorizer = Arc<dyn Fn(Option<&Principal>, Access, &ResourcePath) -> bool + Send + Sync>;
+
+/// The authenticated principal of a request. An application's auth layer inserts it into the
+/// request extensions; the layer binds it into collblobs and hands it to the store. Absent
+/// means anonymous.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Principal(pub String);
+
+/// Request limits. Every limit has a safe default; exceeding one gives a 4xx with a reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Limits {
+    /// XML request bodies (PROPFIND, PROPPATCH): size, depth and element count.
+    pub xml: XmlLimits,
+    /// Largest PUT body in bytes (`413` above it). Default 1 GiB.
+    pub max_put_bytes: u64,
+    /// Longest request path in bytes (`414` above it). Default 4096.
+    pub max_path_bytes: usize,
+    /// Most segments in a request path (`414` above it). Default 64.
+    pub max_path_segments: usize,
+    /// Longest `If` header in bytes (`400` above it). Default 8192.
+    pub max_if_bytes: usize,
+    /// Most conditions in one `If` header. Default 64.
+    pub max_if_conditions: usize,
+    /// Most properties named in one PROPFIND or PROPPATCH. Default 1000.
+    pub max_props: usize,
+    /// Whether PROPFIND `Depth: infinity` is served (`403 propfind-finite-depth` if not).
+    /// Default true.
+    pub allow_depth_infinity: bool,
+    /// Resources listed per store page while streaming a multistatus. Default 256.
+    pub page_size: usize,
+    /// Most rows in one ranged manifest or SEARCH response (`Range: rows=` asking for more is
+    /// cut to this; `Content-Range` says what was sent). Default 10,000.
+    pub max_rows_per_response: u64,
+    /// Most results a plain (non-replication) SEARCH materialises for sorting and ranges
+    /// (`422` above it). Default 100,000.
+    pub max_search_results: usize,
+    /// Most row ranges in one `Range: rows=` header. Default 16.
+    pub max_row_ranges: usize,
+    /// SQL text length and expression depth.
+    pub sql: davrepl_proto::sql::SqlLimits,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            xml: XmlLimits::default(),
+            max_put_bytes: 1 << 30,
+            max_path_bytes: 4096,
+            max_path_segments: 64,
+            max_if_bytes: 8192,
+            max_if_conditions: 64,
+            max_props: 1000,
+            allow_depth_infinity: true,
+            page_size: 256,
+            max_rows_per_response: 10_000,
+            max_search_results: 100_000,
+            max_row_ranges: 16,
+            sql: davrepl_proto::sql::SqlLimits::default(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub(crate) mount: Mount,
+    pub(crate) limits: Limits,
+    /// Answer a manifest with no changes with a literal empty `repl` element (the SDK's
+    /// wording) instead of `repl` holding an equivalent collblob (spec A5).
+    pub(crate) strict_empty_repl: bool,
+    pub(crate) authorizer: Option<Authorizer>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("mount", &self.mount)
+            .field("limits", &self.limits)
+            .field("strict_empty_repl", &self.strict_empty_repl)
+            .field("authorizer", &self.authorizer.is_some())
+            .finish()
+    }
+}
+
+pub(crate) struct Shared<S> {
+    pub(crate) store: Arc<S>,
+    pub(crate) config: Config,
+}

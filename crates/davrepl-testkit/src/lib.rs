@@ -18,6 +18,7 @@
 
 pub mod broken;
 pub mod cases;
+pub mod faulty;
 mod helpers;
 
 pub use helpers::*;

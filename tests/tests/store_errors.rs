@@ -8,11 +8,11 @@ use davrepl_tests::{REPL, TestServer, serve};
 
 const SQL: &str = r#"SELECT "DAV:displayname" FROM SCOPE('SHALLOW TRAVERSAL OF "/c/"')"#;
 
-/// (method, path, headers, body) of one request of every kind the layer serves.
-fn requests(
-    s: &TestServer,
-    blob: &str,
-) -> Vec<(&'static str, String, Vec<(&'static str, String)>, String)> {
+/// One request: method, path, headers, body.
+type Request = (&'static str, String, Vec<(&'static str, String)>, String);
+
+/// One request of every kind the layer serves.
+fn requests(s: &TestServer, blob: &str) -> Vec<Request> {
     let search = |repl: &str| {
         format!(
             r#"<D:searchrequest xmlns:D="DAV:" xmlns:R="{REPL}">{repl}<D:sql>{SQL}</D:sql></D:searchrequest>"#

@@ -8,9 +8,6 @@
 //! [`davrepl`]: https://docs.rs/davrepl
 
 mod activity;
-mod auth;
-
-pub use auth::{BasicAuth, hash_password};
 
 use std::future::Future;
 use std::sync::Arc;

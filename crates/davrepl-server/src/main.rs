@@ -161,7 +161,7 @@ fn read_password_from_stdin() -> Result<String, String> {
     if pw.is_empty() {
         return Err("the password is empty".into());
     }
-    davrepl_hyper::hash_password(pw)
+    davrepl_auth::hash_password(pw)
 }
 
 fn not_found() -> Response<Full<Bytes>> {
@@ -229,13 +229,13 @@ fn spawn_retention<S: ReplStore + Clone>(store: &S, days: u64) {
 /// The users of `--users-file`, if given.
 fn users(
     args: &Args,
-) -> Result<Option<davrepl_hyper::BasicAuth<davrepl::ReplBody<Full<Bytes>>>>, String> {
+) -> Result<Option<davrepl_auth::BasicAuth<davrepl::ReplBody<Full<Bytes>>>>, String> {
     let Some(file) = &args.users_file else {
         return Ok(None);
     };
     let text = std::fs::read_to_string(file)
         .map_err(|e| format!("cannot read the users file {}: {e}", file.display()))?;
-    davrepl_hyper::BasicAuth::from_password_file(&text)
+    davrepl_auth::BasicAuth::from_password_file(&text)
         .map(Some)
         .map_err(|e| format!("users file {}: {e}", file.display()))
 }

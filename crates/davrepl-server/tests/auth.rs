@@ -19,8 +19,8 @@ fn users_file(dir: &tempfile::TempDir) -> String {
     let path = dir.path().join("users");
     let text = format!(
         "# test users\nalice:{}\nbob:{}\n",
-        davrepl_hyper::hash_password("pw-a").unwrap(),
-        davrepl_hyper::hash_password("pw-b").unwrap()
+        davrepl_auth::hash_password("pw-a").unwrap(),
+        davrepl_auth::hash_password("pw-b").unwrap()
     );
     std::fs::write(&path, text).unwrap();
     path.display().to_string()

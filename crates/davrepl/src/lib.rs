@@ -9,15 +9,17 @@
 //! use axum::{Router, routing::get};
 //! use davrepl::{MemStore, ReplLayer};
 //!
-//! let app: Router = Router::new()
-//!     .route("/health", get(|| async { "ok" }))
-//!     .layer(ReplLayer::new(MemStore::new()).mount("/dav"));
+//! let router: Router = Router::new().route("/health", get(|| async { "ok" }));
+//! // Wrap the whole router, outside its routing: WebDAV methods never match an axum route.
+//! let app = ReplLayer::new(MemStore::new()).mount("/dav").service(router);
 //! # let _ = app;
 //! ```
 //!
-//! (Wrap the whole router, as above, or the service handed to the server: axum's
-//! `Router::layer` only sees requests that matched a route, and WebDAV methods match none.)
-//!
+//! Serve `app` with `davrepl_hyper::serve`, or with `axum::serve` through the
+//! `davrepl-axum` helpers (`wrap`, `nest`, `nested`), which also cover nesting under
+//! `Router::nest_service`. Do not use `Router::layer` or `Router::route_layer`: they run after
+//! routing, so they miss unknown paths or blur the mount boundary (see `docs/mounting.md`).
+
 //! The store decides where data lives: [`MemStore`] here, `davrepl-sqlite` for an embedded
 //! database. Every write is compare-and-swap in the store: a request's `If`, `If-Match` and
 //! `If-None-Match` headers are evaluated atomically with the write, so two clients racing on

@@ -55,7 +55,7 @@ fn app() -> Router {
         ("bob".to_owned(), "bob-pw".to_owned()),
     ];
     let dav = davrepl_axum::nested("/dav", ReplLayer::new(MemStore::new()).authorize(home_only));
-    let dav = AsyncRequireAuthorizationLayer::new(davrepl_hyper::BasicAuth::new(users)).layer(dav);
+    let dav = AsyncRequireAuthorizationLayer::new(davrepl_auth::BasicAuth::new(users)).layer(dav);
     // Slow and abusive clients are the host server's job: cap request time and body size for
     // the whole application (davrepl itself never buffers an unbounded body).
     api.nest_service("/dav", dav)

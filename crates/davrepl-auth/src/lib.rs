@@ -1,5 +1,14 @@
-//! HTTP Basic authentication for tower-http's `AsyncRequireAuthorizationLayer`, putting the
-//! user's name in the request as a davrepl [`Principal`].
+//! HTTP Basic authentication for davrepl: [`BasicAuth`] is an authorizer for tower-http's
+//! `AsyncRequireAuthorizationLayer` that puts the user's name in the request as a davrepl
+//! [`Principal`], so it works the same under axum, hyper or any tower stack.
+//!
+//! ```
+//! use tower_http::auth::AsyncRequireAuthorizationLayer;
+//! let users = [("alice".to_owned(), "a long passphrase".to_owned())];
+//! let layer = AsyncRequireAuthorizationLayer::new(davrepl_auth::BasicAuth::<axum_body::Body>::new(users));
+//! # mod axum_body { pub type Body = String; }
+//! # let _ = layer;
+//! ```
 //!
 //! Passwords are checked without revealing, by timing, which user names exist or how long a
 //! password is: plain passwords are compared as SHA-256 digests in constant time, unknown users

@@ -258,6 +258,34 @@ async fn make_homes<S: ReplStore>(store: &S, names: &[String]) -> Result<(), Str
     Ok(())
 }
 
+/// Opens the store `--store` names.
+async fn open_store(args: &Args) -> Result<davrepl::DynStore, String> {
+    match &args.store {
+        StoreSpec::Memory if args.after_restore => {
+            Err("--after-restore: a memory store has nothing to restore".to_owned())
+        }
+        StoreSpec::Memory => Ok(davrepl::DynStore::new(MemStore::new())),
+        StoreSpec::Sqlite(path) => {
+            let mut o = davrepl_sqlite::SqliteOptions::default();
+            o.new_generation = args.after_restore;
+            let store = davrepl_sqlite::SqliteStore::open_with(path, o)
+                .await
+                .map_err(|e| format!("cannot open the SQLite store at {path}: {e}"))?;
+            tracing::info!(path = %path, "opened SQLite store");
+            Ok(davrepl::DynStore::new(store))
+        }
+        StoreSpec::Postgres(url) => {
+            let mut o = davrepl_postgres::PgOptions::default();
+            o.new_generation = args.after_restore;
+            let store = davrepl_postgres::PgStore::connect_with(url, o)
+                .await
+                .map_err(|e| format!("cannot open the PostgreSQL store: {e}"))?;
+            tracing::info!(store = ?store, "connected to the PostgreSQL store");
+            Ok(davrepl::DynStore::new(store))
+        }
+    }
+}
+
 async fn run<S: ReplStore + Clone>(args: &Args, store: S) -> Result<(), String> {
     let auth = users(args)?;
     if auth.is_none() && !args.listen.ip().is_loopback() && !args.allow_anonymous {
@@ -343,37 +371,10 @@ async fn main() -> ExitCode {
             }
         };
     }
-    let result = match &args.store {
-        StoreSpec::Memory if args.after_restore => {
-            Err("--after-restore: a memory store has nothing to restore".to_owned())
-        }
-        StoreSpec::Memory => run(&args, MemStore::new()).await,
-        StoreSpec::Sqlite(path) => match davrepl_sqlite::SqliteStore::open_with(path, {
-            let mut o = davrepl_sqlite::SqliteOptions::default();
-            o.new_generation = args.after_restore;
-            o
-        })
-        .await
-        {
-            Ok(store) => {
-                tracing::info!(path = %path, "opened SQLite store");
-                run(&args, store).await
-            }
-            Err(e) => Err(format!("cannot open the SQLite store at {path}: {e}")),
-        },
-        StoreSpec::Postgres(url) => match davrepl_postgres::PgStore::connect_with(url, {
-            let mut o = davrepl_postgres::PgOptions::default();
-            o.new_generation = args.after_restore;
-            o
-        })
-        .await
-        {
-            Ok(store) => {
-                tracing::info!(store = ?store, "connected to the PostgreSQL store");
-                run(&args, store).await
-            }
-            Err(e) => Err(format!("cannot open the PostgreSQL store: {e}")),
-        },
+    // One request path for every backend: the store's type is erased once, here.
+    let result = match open_store(&args).await {
+        Ok(store) => run(&args, store).await,
+        Err(e) => Err(e),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -81,6 +81,13 @@ impl StoreError {
         &self.message
     }
 
+    /// Whether the same request may succeed if tried again later ([`ErrorKind::Unavailable`]:
+    /// a lost connection, a full pool, a transaction that kept conflicting). Everything else
+    /// fails the same way on a retry.
+    pub fn is_temporary(&self) -> bool {
+        self.kind == ErrorKind::Unavailable
+    }
+
     /// Shorthand for [`ErrorKind::NotFound`].
     pub fn not_found(what: impl fmt::Display) -> Self {
         Self::new(ErrorKind::NotFound, format!("{what} does not exist"))

@@ -36,6 +36,7 @@
 
 pub mod chunks;
 mod condition;
+mod erased;
 mod error;
 mod memory;
 mod path;
@@ -46,6 +47,7 @@ use std::future::Future;
 use std::time::SystemTime;
 
 pub use condition::{Condition, EntityMatch, IfCondition, IfList, IfResource, IfTerm, Tokens};
+pub use erased::{BoxFuture, DynReplStore, DynStore};
 pub use error::{BoxError, ErrorKind, StoreError, StoreResult};
 pub use memory::{MemStore, Transform};
 pub use path::{PathError, ResourcePath};

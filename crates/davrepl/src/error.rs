@@ -4,6 +4,7 @@ use std::borrow::Cow;
 
 use davrepl_proto::headers::HeaderError;
 use davrepl_proto::href::HrefError;
+use davrepl_proto::sql::SqlError;
 use davrepl_proto::xml::{XmlError, XmlWriter};
 use davrepl_store::{ErrorKind, StoreError};
 use http::{HeaderValue, Response, StatusCode, header};
@@ -110,6 +111,17 @@ impl From<StoreError> for DavError {
             "the store failed to complete the request; the server log has the details"
         };
         Self::new(status, reason)
+    }
+}
+
+impl From<SqlError> for DavError {
+    fn from(e: SqlError) -> Self {
+        match e {
+            SqlError::Unsupported(_) | SqlError::TooComplex(_) => {
+                DavError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+            }
+            SqlError::Syntax { .. } => DavError::bad_request(e.to_string()),
+        }
     }
 }
 

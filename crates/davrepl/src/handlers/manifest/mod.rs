@@ -21,7 +21,7 @@ use davrepl_proto::collblob::{self, BlobKind};
 use davrepl_proto::href::split_absolute;
 use davrepl_proto::is_repl_ns;
 use davrepl_proto::rows::{self, RowSpec};
-use davrepl_proto::sql::{self, SqlError};
+use davrepl_proto::sql;
 use davrepl_proto::xml::{PropfindKind, ReplRequest, parse_search};
 use davrepl_store::{self as store, Meta, ReplStore, ResourcePath};
 use http::{Response, StatusCode};
@@ -38,19 +38,6 @@ use output::*;
 use paging::*;
 use search::*;
 
-impl From<SqlError> for DavError {
-    fn from(e: SqlError) -> Self {
-        match e {
-            SqlError::Unsupported(_) => {
-                DavError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
-            }
-            SqlError::TooComplex(_) => {
-                DavError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
-            }
-            SqlError::Syntax { .. } => DavError::bad_request(e.to_string()),
-        }
-    }
-}
 
 /// A manifest request after parsing, before the rows are computed.
 struct Manifest {

@@ -2,6 +2,7 @@
 
 mod manifest;
 mod method;
+mod multistatus;
 mod props;
 mod read;
 mod write;

@@ -3,19 +3,18 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use davrepl_proto::headers::Depth;
 use davrepl_proto::xml::{
     PatchInstruction, PropfindKind, XmlWriter, parse_propfind, parse_proppatch,
 };
 use davrepl_store::{
-    self as store, DeadProp, Entry, ListOptions, Meta, PropName, PropPatch, ReplStore, ResourcePath,
+    self as store, DeadProp, Entry, ListOptions, Meta, PropName, PropPatch, ReplStore,
+    ResourcePath, StoreError,
 };
-use futures_util::stream;
 use http::{HeaderValue, Response, StatusCode, header};
-use http_body::{Body, Frame};
-use http_body_util::{BodyExt, StreamBody};
+use http_body::Body;
 
+use super::multistatus::{self, Rows};
 use super::{Ctx, read_small_body, set_etag, set_repl_uid, set_resource_tag};
 use crate::BoxError;
 use crate::body::{self, DavBody};
@@ -201,59 +200,43 @@ where
             body::full(all),
         ));
     };
-    let body = members_stream(ctx.shared.clone(), ctx.path.clone(), list_depth, req, head);
+    let members = Members {
+        shared: ctx.shared.clone(),
+        path: ctx.path.clone(),
+        depth: list_depth,
+        req,
+        after: None,
+    };
+    let body = multistatus::stream(head, members, "D:multistatus");
     Ok(multistatus_response(StatusCode::MULTI_STATUS, body))
 }
 
-enum Phase {
-    Head(Bytes),
-    Page(Option<ResourcePath>),
-    Done,
-}
-
-/// Streams the members of `path`, one store page per chunk, so memory stays bounded whatever
-/// the size of the tree.
-fn members_stream<S: ReplStore>(
+/// The members of a collection, one store page per chunk.
+struct Members<S> {
     shared: Arc<Shared<S>>,
     path: ResourcePath,
     depth: store::Depth,
     req: PropRequest,
-    head: Bytes,
-) -> DavBody {
-    let state = (Phase::Head(head), shared, path, req);
-    let chunks = stream::unfold(state, move |(phase, shared, path, req)| async move {
-        match phase {
-            Phase::Head(bytes) => Some((Ok(bytes), (Phase::Page(None), shared, path, req))),
-            Phase::Page(after) => {
-                let opts = ListOptions::new(depth, shared.config.limits.page_size)
-                    .after(after)
-                    .with_props(req.needs_dead());
-                let listing = match shared.store.list(&path, opts).await {
-                    Ok(l) => l,
-                    Err(e) => {
-                        tracing::error!(error = %e, "listing failed while streaming a multistatus");
-                        let err: BoxError = Box::new(e);
-                        return Some((Err(err), (Phase::Done, shared, path, req)));
-                    }
-                };
-                let mut w = XmlWriter::new();
-                for Entry { meta, props } in &listing.entries {
-                    let href = shared.config.mount.href(&meta.path, meta.is_collection());
-                    req.write(&mut w, &href, meta, props);
-                }
-                let next = match listing.next {
-                    Some(n) => Phase::Page(Some(n)),
-                    None => {
-                        w.end("D:multistatus");
-                        Phase::Done
-                    }
-                };
-                Some((Ok(w.take()), (next, shared, path, req)))
-            }
-            Phase::Done => None,
+    after: Option<ResourcePath>,
+}
+
+impl<S: ReplStore> Rows for Members<S> {
+    async fn next_chunk(&mut self, w: &mut XmlWriter) -> Result<bool, StoreError> {
+        let opts = ListOptions::new(self.depth, self.shared.config.limits.page_size)
+            .after(self.after.take())
+            .with_props(self.req.needs_dead());
+        let listing = self.shared.store.list(&self.path, opts).await?;
+        for Entry { meta, props } in &listing.entries {
+            let href = self
+                .shared
+                .config
+                .mount
+                .href(&meta.path, meta.is_collection());
+            self.req.write(w, &href, meta, props);
         }
-    });
-    StreamBody::new(futures_util::StreamExt::map(chunks, |r| r.map(Frame::data))).boxed_unsync()
+        self.after = listing.next;
+        Ok(self.after.is_none())
+    }
 }
 
 pub(crate) async fn proppatch<S, B>(ctx: &Ctx<S>, body: B) -> DavResult<Response<DavBody>>

@@ -38,7 +38,6 @@ use output::*;
 use paging::*;
 use search::*;
 
-
 /// A manifest request after parsing, before the rows are computed.
 struct Manifest {
     plan: Plan,

@@ -6,17 +6,14 @@ use bytes::Bytes;
 use davrepl_proto::rows::{self};
 use davrepl_proto::xml::XmlWriter;
 use davrepl_store::{ReplStore, Seq, StoreError};
-use futures_util::stream;
 use http::{HeaderValue, Response, StatusCode, header};
-use http_body::Frame;
-use http_body_util::{BodyExt, StreamBody};
 
 use super::*;
-use crate::BoxError;
 use crate::body::{self, DavBody};
 use crate::config::Shared;
 use crate::error::DavResult;
 use crate::handlers::Ctx;
+use crate::handlers::multistatus::{self, Rows};
 
 pub(super) fn manifest_response(body: DavBody, content_range: Option<String>) -> Response<DavBody> {
     let mut r = Response::new(body);
@@ -160,13 +157,42 @@ pub(super) fn cap_ranges(ranges: &mut Vec<(u64, u64)>, cap: u64) {
     });
 }
 
-pub(super) enum Phase {
-    Head,
-    Rows,
-    Done,
+/// The rows of an unranged manifest: the root and the collblob first (with the strict switch,
+/// an empty `repl` only when there are no rows at all), then rows a chunk at a time.
+struct ManifestRows<S> {
+    shared: Arc<Shared<S>>,
+    engine: Engine<S>,
+    output: Output,
+    /// The collblob, until the opening chunk is written.
+    blob: Option<String>,
+    strict_empty: bool,
 }
 
-/// Streams an unranged manifest: the collblob first, then the rows a chunk at a time.
+impl<S: ReplStore> Rows for ManifestRows<S> {
+    async fn next_chunk(&mut self, w: &mut XmlWriter) -> Result<bool, StoreError> {
+        if let Some(blob) = self.blob.take() {
+            self.output.open_root(w);
+            let first = self.engine.next().await?;
+            write_repl(w, &blob, self.strict_empty && first.is_none());
+            return Ok(match first {
+                Some(row) => {
+                    self.output.write_row(&self.shared, w, &row, true);
+                    false
+                }
+                None => true,
+            });
+        }
+        for _ in 0..ROWS_PER_CHUNK {
+            match self.engine.next().await? {
+                Some(row) => self.output.write_row(&self.shared, w, &row, true),
+                None => return Ok(true),
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// Streams an unranged manifest.
 pub(super) fn stream_rows<S: ReplStore>(
     shared: Arc<Shared<S>>,
     engine: Engine<S>,
@@ -174,67 +200,12 @@ pub(super) fn stream_rows<S: ReplStore>(
     blob: String,
     strict_empty: bool,
 ) -> DavBody {
-    let state = (Phase::Head, engine, output, shared, blob);
-    let chunks = stream::unfold(
-        state,
-        move |(phase, mut engine, output, shared, blob)| async move {
-            match phase {
-                Phase::Head => {
-                    let mut w = XmlWriter::new();
-                    output.open_root(&mut w);
-                    // With the strict switch, an empty repl is sent only when there are no rows.
-                    let first = match engine.next().await {
-                        Ok(r) => r,
-                        Err(e) => {
-                            return Some((
-                                Err(stream_error(e)),
-                                (Phase::Done, engine, output, shared, blob),
-                            ));
-                        }
-                    };
-                    write_repl(&mut w, &blob, strict_empty && first.is_none());
-                    if let Some(row) = &first {
-                        output.write_row(&shared, &mut w, row, true);
-                        Some((Ok(w.take()), (Phase::Rows, engine, output, shared, blob)))
-                    } else {
-                        w.end("a:multistatus");
-                        Some((Ok(w.take()), (Phase::Done, engine, output, shared, blob)))
-                    }
-                }
-                Phase::Rows => {
-                    let mut w = XmlWriter::new();
-                    for _ in 0..ROWS_PER_CHUNK {
-                        match engine.next().await {
-                            Ok(Some(row)) => output.write_row(&shared, &mut w, &row, true),
-                            Ok(None) => {
-                                w.end("a:multistatus");
-                                return Some((
-                                    Ok(w.take()),
-                                    (Phase::Done, engine, output, shared, blob),
-                                ));
-                            }
-                            Err(e) => {
-                                return Some((
-                                    Err(stream_error(e)),
-                                    (Phase::Done, engine, output, shared, blob),
-                                ));
-                            }
-                        }
-                    }
-                    Some((Ok(w.take()), (Phase::Rows, engine, output, shared, blob)))
-                }
-                Phase::Done => None,
-            }
-        },
-    );
-    StreamBody::new(futures_util::StreamExt::map(
-        chunks,
-        |r: Result<Bytes, BoxError>| r.map(Frame::data),
-    ))
-    .boxed_unsync()
-}
-
-pub(super) fn stream_error(e: StoreError) -> BoxError {
-    tracing::error!(error = %e, "store failed while streaming a manifest");
-    Box::new(e)
+    let rows = ManifestRows {
+        shared,
+        engine,
+        output,
+        blob: Some(blob),
+        strict_empty,
+    };
+    multistatus::stream(Bytes::new(), rows, "a:multistatus")
 }

@@ -39,6 +39,20 @@ pub(crate) struct Ctx<S> {
     pub(crate) shared: Arc<Shared<S>>,
     pub(crate) parts: Parts,
     pub(crate) path: ResourcePath,
+    /// The request headers every method may use, parsed once by the dispatcher.
+    pub(crate) head: Head,
+}
+
+/// The request headers every method may use, parsed and checked once, before any handler runs
+/// (a malformed one is refused for every method).
+#[derive(Debug, Default)]
+pub(crate) struct Head {
+    /// `Depth`, if sent.
+    pub(crate) depth: Option<headers::Depth>,
+    /// `If`, `If-Match` and `If-None-Match` together.
+    pub(crate) condition: Condition,
+    /// `Overwrite` (true when absent).
+    pub(crate) overwrite: bool,
 }
 
 impl<S: ReplStore> Ctx<S> {
@@ -58,7 +72,7 @@ impl<S: ReplStore> Ctx<S> {
     }
 
     /// The `Depth` header, if any.
-    pub(crate) fn depth(&self) -> DavResult<Option<headers::Depth>> {
+    fn depth(&self) -> DavResult<Option<headers::Depth>> {
         Ok(match self.header("depth")? {
             Some(v) => Some(headers::Depth::parse(v)?),
             None => None,
@@ -66,7 +80,7 @@ impl<S: ReplStore> Ctx<S> {
     }
 
     /// The combined precondition of `If`, `If-Match` and `If-None-Match`.
-    pub(crate) fn condition(&self) -> DavResult<Condition> {
+    fn condition(&self) -> DavResult<Condition> {
         let mut c = Condition::none();
         if let Some(v) = self.header("if-match")? {
             c.if_match = Some(parse_entity_match("If-Match", v)?);
@@ -281,17 +295,20 @@ where
     let raw = parts.uri.path();
     check_path_limits(&shared.config.limits, raw, "request path")?;
     let path = shared.config.mount.resolve(raw)?;
-    let ctx = Ctx {
+    let mut ctx = Ctx {
         shared,
         parts,
         path,
+        head: Head::default(),
     };
     let method = DavMethod::parse(&ctx.parts.method);
-    ctx.authorize(DavMethod::access(method, ctx.depth()?), &ctx.path)?;
+    ctx.head.depth = ctx.depth()?;
+    ctx.authorize(DavMethod::access(method, ctx.head.depth), &ctx.path)?;
     // Malformed request headers are refused for every method, before anything is touched,
-    // even where a method would not use them.
-    ctx.condition()?;
-    headers::parse_overwrite(ctx.header("overwrite")?)?;
+    // even where a method would not use them. (Tagged `If` lists are resolved after the
+    // authorizer has seen the request: they ask it about the resources they name.)
+    ctx.head.condition = ctx.condition()?;
+    ctx.head.overwrite = headers::parse_overwrite(ctx.header("overwrite")?)?;
     let Some(method) = method else {
         let mut resp = DavError::new(
             StatusCode::METHOD_NOT_ALLOWED,

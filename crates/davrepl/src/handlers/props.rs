@@ -156,7 +156,7 @@ where
             format!("more than {} properties requested", limits.max_props),
         ));
     }
-    let depth = ctx.depth()?.unwrap_or(Depth::Infinity);
+    let depth = ctx.head.depth.unwrap_or(Depth::Infinity);
     if matches!(depth, Depth::Infinity | Depth::InfinityNoRoot) && !limits.allow_depth_infinity {
         return Err(DavError::new(
             StatusCode::FORBIDDEN,
@@ -178,7 +178,7 @@ where
         brief: brief(ctx)?,
     };
     let root = ctx.store().props(&ctx.path).await?;
-    ctx.check_read(&ctx.condition()?, &root.meta).await?;
+    ctx.check_read(&ctx.head.condition, &root.meta).await?;
     let mut w = XmlWriter::new();
     w.declaration().fragment(MULTISTATUS_OPEN);
     if !matches!(depth, Depth::OneNoRoot | Depth::InfinityNoRoot) {
@@ -254,7 +254,7 @@ where
             format!("more than {} properties in one PROPPATCH", limits.max_props),
         ));
     }
-    let cond = ctx.condition()?;
+    let cond = ctx.head.condition.clone();
     let name_of = |op: &PatchInstruction| match op {
         PatchInstruction::Set { name, .. } | PatchInstruction::Remove(name) => name.clone(),
     };

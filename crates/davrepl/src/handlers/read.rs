@@ -143,7 +143,7 @@ fn not_modified(meta: &Meta) -> Response<DavBody> {
 }
 
 pub(crate) async fn get<S: ReplStore>(ctx: &Ctx<S>) -> DavResult<Response<DavBody>> {
-    let cond = ctx.condition()?;
+    let cond = ctx.head.condition.clone();
     let is_head = ctx.parts.method == Method::HEAD;
     let range_spec = match ctx.header("range")? {
         Some(v) => ByteRangeSpec::parse(v)?,

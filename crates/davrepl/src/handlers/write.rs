@@ -1,6 +1,6 @@
 //! PUT, DELETE, MKCOL, COPY and MOVE.
 
-use davrepl_proto::headers::{Depth, parse_overwrite};
+use davrepl_proto::headers::Depth;
 use davrepl_proto::href::split_absolute;
 use davrepl_store::{
     self as store, ErrorKind, PutOptions, ReplStore, ResourcePath, TransferOptions,
@@ -54,7 +54,8 @@ where
         ));
     }
     let content_type = ctx.header("content-type")?.map(str::to_owned);
-    let mut opts = PutOptions::with_condition(ctx.condition()?).content_type(content_type);
+    let mut opts =
+        PutOptions::with_condition(ctx.head.condition.clone()).content_type(content_type);
     opts.max_len = Some(max);
     let out = ctx.store().put(&ctx.path, body_stream(body), opts).await?;
     let mut resp = status_only(write_status(out.transformed, out.created));
@@ -65,7 +66,7 @@ where
 }
 
 pub(crate) async fn delete<S: ReplStore>(ctx: &Ctx<S>) -> DavResult<Response<DavBody>> {
-    if matches!(ctx.depth()?, Some(d) if d != Depth::Infinity) {
+    if matches!(ctx.head.depth, Some(d) if d != Depth::Infinity) {
         // Only infinity is meaningful; refuse 0 and 1 rather than delete more than asked.
         let meta = ctx.store().head(&ctx.path).await?;
         if meta.is_collection() {
@@ -74,7 +75,7 @@ pub(crate) async fn delete<S: ReplStore>(ctx: &Ctx<S>) -> DavResult<Response<Dav
             ));
         }
     }
-    let cond = ctx.condition()?;
+    let cond = ctx.head.condition.clone();
     let old = ctx.store().delete(&ctx.path, &cond).await?;
     let mut resp = status_only(StatusCode::NO_CONTENT);
     set_resource_tag(&mut resp, &old);
@@ -94,7 +95,7 @@ where
             "MKCOL with a body is not supported",
         ));
     }
-    let cond = ctx.condition()?;
+    let cond = ctx.head.condition.clone();
     match ctx.store().create_collection(&ctx.path, &cond).await {
         Ok(out) => {
             let mut resp = status_only(StatusCode::CREATED);
@@ -162,8 +163,8 @@ pub(crate) async fn copy_move<S: ReplStore>(
 ) -> DavResult<Response<DavBody>> {
     let to = destination(ctx)?;
     ctx.authorize(crate::config::Access::WriteTree, &to)?;
-    let overwrite = parse_overwrite(ctx.header("overwrite")?)?;
-    let depth = match (ctx.depth()?, moving) {
+    let overwrite = ctx.head.overwrite;
+    let depth = match (ctx.head.depth, moving) {
         (None | Some(Depth::Infinity), _) => store::Depth::Infinity,
         (Some(Depth::Zero), false) => store::Depth::Zero,
         (Some(d), _) => {
@@ -176,7 +177,7 @@ pub(crate) async fn copy_move<S: ReplStore>(
     let opts = TransferOptions::new()
         .depth(depth)
         .overwrite(overwrite)
-        .condition(ctx.condition()?);
+        .condition(ctx.head.condition.clone());
     let out = if moving {
         ctx.store().rename(&ctx.path, &to, opts).await?
     } else {
@@ -201,7 +202,7 @@ where
             "POST creates members of a collection; the target is not one",
         ));
     }
-    let mut cond = ctx.condition()?;
+    let mut cond = ctx.head.condition.clone();
     let mut entity = cond.clone();
     entity.if_lists.clear();
     if !entity.evaluate(&ctx.path, |_| Some(coll.tokens())) {

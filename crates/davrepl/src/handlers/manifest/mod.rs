@@ -96,7 +96,7 @@ fn resolve_scope<S: ReplStore>(ctx: &Ctx<S>, url: &str) -> DavResult<ResourcePat
 /// Evaluates `If` against the request collection (SEARCH and PROPFIND manifests read state,
 /// so a false condition is `412` with nothing issued).
 async fn check_if<S: ReplStore>(ctx: &Ctx<S>, meta: &Meta) -> DavResult<()> {
-    ctx.check_read(&ctx.condition()?, meta).await
+    ctx.check_read(&ctx.head.condition, meta).await
 }
 
 fn brief<S: ReplStore>(ctx: &Ctx<S>) -> DavResult<bool> {

@@ -36,6 +36,7 @@
 
 pub mod chunks;
 mod condition;
+pub mod engine;
 mod erased;
 mod error;
 mod memory;

@@ -9,7 +9,7 @@
 //! (design.md asked for dashmap here; a sharded map cannot give atomic multi-key tree moves or an
 //! ordered index for listings and the change log, so it was not used — see docs/design-notes.md.)
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::SystemTime;
@@ -17,14 +17,15 @@ use std::time::SystemTime;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 
-use crate::condition::{Condition, Tokens};
+use crate::condition::Condition;
+use crate::engine::{self, Record, Rows};
 use crate::error::{ErrorKind, StoreError, StoreResult};
 use crate::path::ResourcePath;
 use crate::tags::{ReplUid, Seq, StoreId};
 use crate::types::{
     ByteRange, ByteStream, Capabilities, Change, ChangeKind, ChangePage, ChangesQuery, DeadProp,
-    Depth, Entry, ListOptions, Listing, Meta, PropName, PropPatch, PurgeReport, PutOptions,
-    ResourceKind, TransferOptions, WriteOutcome,
+    Depth, Entry, ListOptions, Listing, Meta, PropPatch, PurgeReport, PutOptions, ResourceKind,
+    TransferOptions, WriteOutcome,
 };
 use crate::{ReplStore, Secret};
 
@@ -32,18 +33,8 @@ use crate::{ReplStore, Secret};
 /// write report `transformed` (the layer answers `210 Content Different`).
 pub type Transform = Arc<dyn Fn(&ResourcePath, &Bytes) -> Option<Bytes> + Send + Sync>;
 
-#[derive(Clone)]
-struct Node {
-    rid: ReplUid,
-    kind: ResourceKind,
-    version: Seq,
-    content_version: Seq,
-    content: Bytes,
-    content_type: Option<String>,
-    props: BTreeMap<PropName, String>,
-    created: SystemTime,
-    modified: SystemTime,
-}
+/// A resource: the engine's record, with the content itself as payload.
+type Node = Record<Bytes>;
 
 #[derive(Clone)]
 enum LogRow {
@@ -58,6 +49,8 @@ enum LogRow {
 
 struct State {
     nodes: BTreeMap<ResourcePath, Node>,
+    /// Dead properties by repl-uid counter.
+    props: HashMap<u64, Vec<DeadProp>>,
     log: BTreeMap<Seq, LogRow>,
     seq: Seq,
     rid_counter: u64,
@@ -115,15 +108,16 @@ impl MemStore {
                 kind: ResourceKind::Collection,
                 version: 0,
                 content_version: 0,
-                content: Bytes::new(),
+                len: 0,
                 content_type: None,
-                props: BTreeMap::new(),
                 created: now,
                 modified: now,
+                payload: Bytes::new(),
             },
         );
         let state = State {
             nodes,
+            props: HashMap::new(),
             log: BTreeMap::new(),
             seq: 0,
             rid_counter: 0,
@@ -151,174 +145,139 @@ impl MemStore {
 }
 
 fn meta_of(store: StoreId, path: &ResourcePath, n: &Node) -> Meta {
-    Meta {
-        path: path.clone(),
-        kind: n.kind,
-        store,
-        rid: n.rid,
-        version: n.version,
-        content_version: n.content_version,
-        len: n.content.len() as u64,
-        content_type: n.content_type.clone(),
-        created: n.created,
-        modified: n.modified,
-    }
-}
-
-fn props_of(n: &Node) -> Vec<DeadProp> {
-    n.props
-        .iter()
-        .map(|(k, v)| DeadProp {
-            name: k.clone(),
-            value: v.clone(),
-        })
-        .collect()
+    n.meta(store, path)
 }
 
 impl State {
-    fn tokens(&self, store: StoreId, path: &ResourcePath) -> Option<Tokens> {
-        self.nodes
-            .get(path)
-            .map(|n| meta_of(store, path, n).tokens())
-    }
-
-    fn check(&self, store: StoreId, target: &ResourcePath, cond: &Condition) -> StoreResult<()> {
-        if cond.is_empty() || cond.evaluate(target, |p| self.tokens(store, p)) {
-            Ok(())
-        } else {
-            Err(StoreError::precondition_failed())
-        }
-    }
-
     fn get(&self, path: &ResourcePath) -> StoreResult<&Node> {
         self.nodes
             .get(path)
             .ok_or_else(|| StoreError::not_found(path))
     }
 
-    fn check_parent(&self, path: &ResourcePath) -> StoreResult<ResourcePath> {
-        let parent = path.parent().ok_or_else(|| {
-            StoreError::new(ErrorKind::RootImmutable, "the root cannot be replaced")
-        })?;
-        match self.nodes.get(&parent) {
-            Some(n) if n.kind == ResourceKind::Collection => Ok(parent),
-            _ => Err(StoreError::new(
-                ErrorKind::ParentMissing,
-                format!("parent collection {parent} does not exist"),
-            )),
-        }
+    fn props_of(&self, n: &Node) -> Vec<DeadProp> {
+        self.props
+            .get(&n.rid.counter())
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// The engine's view of the state while the write lock is held.
+struct Tx<'a> {
+    st: &'a mut State,
+    id: StoreId,
+}
+
+impl Rows for Tx<'_> {
+    type Payload = Bytes;
+
+    fn store_id(&self) -> StoreId {
+        self.id
     }
 
-    fn next_seq(&mut self) -> Seq {
-        self.seq += 1;
-        self.seq
+    fn get(&mut self, path: &ResourcePath) -> StoreResult<Option<Node>> {
+        Ok(self.st.nodes.get(path).cloned())
     }
 
-    fn next_rid(&mut self, store: StoreId) -> ReplUid {
-        self.rid_counter += 1;
-        ReplUid::new(store, self.rid_counter)
-    }
-
-    /// Paths of `root` and everything below it, in path order.
-    fn subtree(&self, root: &ResourcePath) -> Vec<ResourcePath> {
+    fn descendants(&mut self, root: &ResourcePath) -> StoreResult<Vec<(ResourcePath, Node)>> {
         let prefix = root.descendant_prefix();
-        let mut out = vec![root.clone()];
-        out.extend(
-            self.nodes
-                .range::<str, _>((Bound::Included(prefix.as_str()), Bound::Unbounded))
-                .map(|(p, _)| p)
-                .take_while(|p| p.as_str().starts_with(&prefix))
-                .filter(|p| *p != root)
-                .cloned(),
-        );
-        out
+        Ok(self
+            .st
+            .nodes
+            .range::<str, _>((Bound::Included(prefix.as_str()), Bound::Unbounded))
+            .take_while(|(p, _)| p.as_str().starts_with(&prefix))
+            .filter(|(p, _)| *p != root)
+            .map(|(p, n)| (p.clone(), n.clone()))
+            .collect())
     }
 
-    /// Marks `parent`'s membership as changed at `seq`.
-    fn touch_parent(&mut self, parent: &ResourcePath, seq: Seq) {
-        if let Some(p) = self.nodes.get_mut(parent) {
-            p.content_version = seq;
+    fn put(&mut self, path: &ResourcePath, record: &Node) -> StoreResult<()> {
+        if let Some(old) = self.st.nodes.insert(path.clone(), record.clone()) {
+            self.st.log.remove(&old.version);
         }
+        self.st
+            .log
+            .insert(record.version, LogRow::Live(path.clone()));
+        Ok(())
     }
 
-    /// Removes the subtree at `root`, leaving tombstones. Returns the root's old state.
-    fn remove_tree(&mut self, store: StoreId, root: &ResourcePath) -> Option<Meta> {
-        let paths = self.subtree(root);
-        let now = SystemTime::now();
-        let mut first = None;
-        for p in paths {
-            let Some(node) = self.nodes.remove(&p) else {
-                continue;
-            };
-            if first.is_none() {
-                first = Some(meta_of(store, &p, &node));
-            }
-            self.log.remove(&node.version);
-            let seq = self.next_seq();
-            self.log.insert(
-                seq,
-                LogRow::Removed {
-                    rid: node.rid,
-                    path: p,
-                    kind: node.kind,
-                    at: now,
-                },
-            );
+    fn remove(&mut self, path: &ResourcePath) -> StoreResult<()> {
+        if let Some(old) = self.st.nodes.remove(path) {
+            self.st.log.remove(&old.version);
         }
-        if let Some(parent) = root.parent() {
-            let seq = self.seq;
-            self.touch_parent(&parent, seq);
-        }
-        first
+        Ok(())
     }
 
-    /// Stores `node` at `path` with a fresh sequence number and logs the upsert.
-    fn upsert(&mut self, path: ResourcePath, mut node: Node) -> Seq {
-        if let Some(old) = self.nodes.get(&path) {
-            self.log.remove(&old.version);
-        }
-        let seq = self.next_seq();
-        node.version = seq;
-        if node.kind == ResourceKind::Item || node.content_version == 0 {
-            node.content_version = seq;
-        }
-        node.modified = SystemTime::now();
-        self.log.insert(seq, LogRow::Live(path.clone()));
-        self.nodes.insert(path, node);
-        seq
-    }
-
-    /// Validates a COPY or MOVE and clears the destination if allowed. Returns whether the
-    /// destination existed.
-    fn prepare_transfer(
+    fn tombstone(
         &mut self,
-        store: StoreId,
-        from: &ResourcePath,
-        to: &ResourcePath,
-        opts: &TransferOptions,
-        moving: bool,
-    ) -> StoreResult<bool> {
-        crate::types::check_transfer_paths(from, to, moving)?;
-        self.get(from)?;
-        self.check(store, from, &opts.condition)?;
-        self.check_parent(to)?;
-        let exists = self.nodes.contains_key(to);
-        if exists {
-            if !opts.overwrite {
-                return Err(StoreError::new(
-                    ErrorKind::DestinationExists,
-                    "the destination exists and Overwrite is F",
-                ));
-            }
-            if from.is_within(to) {
-                return Err(StoreError::new(
-                    ErrorKind::DestinationInsideSource,
-                    "the destination is an ancestor of the source",
-                ));
-            }
-            self.remove_tree(store, to);
+        seq: Seq,
+        rid: ReplUid,
+        path: &ResourcePath,
+        kind: ResourceKind,
+        at: SystemTime,
+    ) -> StoreResult<()> {
+        self.st.log.insert(
+            seq,
+            LogRow::Removed {
+                rid,
+                path: path.clone(),
+                kind,
+                at,
+            },
+        );
+        Ok(())
+    }
+
+    fn next_seq(&mut self) -> StoreResult<Seq> {
+        self.st.seq += 1;
+        Ok(self.st.seq)
+    }
+
+    fn current_seq(&mut self) -> StoreResult<Seq> {
+        Ok(self.st.seq)
+    }
+
+    fn next_rid(&mut self) -> StoreResult<u64> {
+        self.st.rid_counter += 1;
+        Ok(self.st.rid_counter)
+    }
+
+    fn props(&mut self, rid: ReplUid) -> StoreResult<Vec<DeadProp>> {
+        Ok(self
+            .st
+            .props
+            .get(&rid.counter())
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    fn set_props(&mut self, rid: ReplUid, props: &[DeadProp]) -> StoreResult<()> {
+        if props.is_empty() {
+            self.st.props.remove(&rid.counter());
+        } else {
+            self.st.props.insert(rid.counter(), props.to_vec());
         }
-        Ok(exists)
+        Ok(())
+    }
+
+    fn duplicate(&mut self, payload: &Bytes) -> StoreResult<Bytes> {
+        Ok(payload.clone())
+    }
+
+    fn release(&mut self, _payload: Bytes) -> StoreResult<()> {
+        Ok(())
+    }
+}
+
+impl MemStore {
+    /// Runs one engine operation under the write lock.
+    fn write<T>(&self, f: impl FnOnce(&mut Tx<'_>) -> StoreResult<T>) -> StoreResult<T> {
+        let mut st = self.write_state();
+        f(&mut Tx {
+            st: &mut st,
+            id: self.shared.id,
+        })
     }
 }
 
@@ -362,7 +321,7 @@ impl ReplStore for MemStore {
         let n = st.get(path)?;
         Ok(Entry {
             meta: meta_of(self.shared.id, path, n),
-            props: props_of(n),
+            props: st.props_of(n),
         })
     }
 
@@ -414,7 +373,7 @@ impl ReplStore for MemStore {
                     return Ok(Listing { entries, next });
                 }
                 let props = if opts.with_props {
-                    props_of(n)
+                    st.props_of(n)
                 } else {
                     Vec::new()
                 };
@@ -445,7 +404,7 @@ impl ReplStore for MemStore {
                     format!("{path} is a collection"),
                 ));
             }
-            (meta_of(self.shared.id, path, n), n.content.clone())
+            (meta_of(self.shared.id, path, n), n.payload.clone())
         };
         if let Some(r) = range {
             if r.start > r.end || r.end >= bytes.len() as u64 {
@@ -476,47 +435,17 @@ impl ReplStore for MemStore {
             content = new;
             transformed = true;
         }
-        let id = self.shared.id;
-        let mut st = self.write_state();
-        let parent = st.check_parent(path)?;
-        st.check(id, path, &opts.condition)?;
-        let now = SystemTime::now();
-        let (node, created) = match st.nodes.get(path) {
-            Some(n) if n.kind == ResourceKind::Collection => {
-                return Err(StoreError::new(
-                    ErrorKind::IsCollection,
-                    format!("{path} is a collection"),
-                ));
-            }
-            Some(n) => {
-                let mut n = n.clone();
-                n.content = content;
-                n.content_type = opts.content_type;
-                (n, false)
-            }
-            None => {
-                let rid = st.next_rid(id);
-                let node = Node {
-                    rid,
-                    kind: ResourceKind::Item,
-                    version: 0,
-                    content_version: 0,
-                    content,
-                    content_type: opts.content_type,
-                    props: BTreeMap::new(),
-                    created: now,
-                    modified: now,
-                };
-                (node, true)
-            }
-        };
-        let seq = st.upsert(path.clone(), node);
-        st.touch_parent(&parent, seq);
-        let meta = meta_of(id, path, st.get(path)?);
-        Ok(WriteOutcome {
-            meta,
-            created,
-            transformed,
+        let len = content.len() as u64;
+        self.write(|tx| {
+            engine::put(
+                tx,
+                path,
+                content,
+                len,
+                opts.content_type,
+                &opts.condition,
+                transformed,
+            )
         })
     }
 
@@ -525,52 +454,11 @@ impl ReplStore for MemStore {
         path: &ResourcePath,
         cond: &Condition,
     ) -> StoreResult<WriteOutcome> {
-        let id = self.shared.id;
-        let mut st = self.write_state();
-        if st.nodes.contains_key(path) {
-            return Err(StoreError::new(
-                ErrorKind::AlreadyExists,
-                format!("{path} already exists"),
-            ));
-        }
-        let parent = st.check_parent(path)?;
-        st.check(id, path, cond)?;
-        let now = SystemTime::now();
-        let rid = st.next_rid(id);
-        let node = Node {
-            rid,
-            kind: ResourceKind::Collection,
-            version: 0,
-            content_version: 0,
-            content: Bytes::new(),
-            content_type: None,
-            props: BTreeMap::new(),
-            created: now,
-            modified: now,
-        };
-        let seq = st.upsert(path.clone(), node);
-        st.touch_parent(&parent, seq);
-        let meta = meta_of(id, path, st.get(path)?);
-        Ok(WriteOutcome {
-            meta,
-            created: true,
-            transformed: false,
-        })
+        self.write(|tx| engine::create_collection(tx, path, cond, Bytes::new()))
     }
 
     async fn delete(&self, path: &ResourcePath, cond: &Condition) -> StoreResult<Meta> {
-        if path.is_root() {
-            return Err(StoreError::new(
-                ErrorKind::RootImmutable,
-                "the root cannot be deleted",
-            ));
-        }
-        let id = self.shared.id;
-        let mut st = self.write_state();
-        st.get(path)?;
-        st.check(id, path, cond)?;
-        st.remove_tree(id, path)
-            .ok_or_else(|| StoreError::not_found(path))
+        self.write(|tx| engine::delete(tx, path, cond))
     }
 
     async fn copy(
@@ -579,41 +467,7 @@ impl ReplStore for MemStore {
         to: &ResourcePath,
         opts: TransferOptions,
     ) -> StoreResult<WriteOutcome> {
-        let id = self.shared.id;
-        let mut st = self.write_state();
-        let existed = st.prepare_transfer(id, from, to, &opts, false)?;
-        let sources: Vec<ResourcePath> = match opts.depth {
-            Depth::Infinity => st.subtree(from),
-            Depth::Zero | Depth::One => vec![from.clone()],
-        };
-        let now = SystemTime::now();
-        for src in sources {
-            let Some(node) = st.nodes.get(&src).cloned() else {
-                continue;
-            };
-            let Some(dst) = src.rebase(from, to) else {
-                continue;
-            };
-            let rid = st.next_rid(id);
-            let copy = Node {
-                rid,
-                version: 0,
-                content_version: 0,
-                created: now,
-                ..node
-            };
-            st.upsert(dst, copy);
-        }
-        let seq = st.seq;
-        if let Some(parent) = to.parent() {
-            st.touch_parent(&parent, seq);
-        }
-        let meta = meta_of(id, to, st.get(to)?);
-        Ok(WriteOutcome {
-            meta,
-            created: !existed,
-            transformed: false,
-        })
+        self.write(|tx| engine::copy(tx, from, to, &opts))
     }
 
     async fn rename(
@@ -622,40 +476,7 @@ impl ReplStore for MemStore {
         to: &ResourcePath,
         opts: TransferOptions,
     ) -> StoreResult<WriteOutcome> {
-        let id = self.shared.id;
-        let mut st = self.write_state();
-        let existed = st.prepare_transfer(id, from, to, &opts, true)?;
-        let now = SystemTime::now();
-        for src in st.subtree(from) {
-            let Some(node) = st.nodes.remove(&src) else {
-                continue;
-            };
-            let Some(dst) = src.rebase(from, to) else {
-                continue;
-            };
-            st.log.remove(&node.version);
-            let seq = st.next_seq();
-            st.log.insert(
-                seq,
-                LogRow::Removed {
-                    rid: node.rid,
-                    path: src,
-                    kind: node.kind,
-                    at: now,
-                },
-            );
-            st.upsert(dst, node);
-        }
-        let seq = st.seq;
-        for parent in [from.parent(), to.parent()].into_iter().flatten() {
-            st.touch_parent(&parent, seq);
-        }
-        let meta = meta_of(id, to, st.get(to)?);
-        Ok(WriteOutcome {
-            meta,
-            created: !existed,
-            transformed: false,
-        })
+        self.write(|tx| engine::rename(tx, from, to, &opts))
     }
 
     async fn patch_props(
@@ -664,30 +485,7 @@ impl ReplStore for MemStore {
         patch: Vec<PropPatch>,
         cond: &Condition,
     ) -> StoreResult<WriteOutcome> {
-        let id = self.shared.id;
-        let mut st = self.write_state();
-        let mut node = st.get(path)?.clone();
-        st.check(id, path, cond)?;
-        for op in patch {
-            match op {
-                PropPatch::Set(p) => {
-                    node.props.insert(p.name, p.value);
-                }
-                PropPatch::Remove(name) => {
-                    node.props.remove(&name);
-                }
-            }
-        }
-        let seq = st.upsert(path.clone(), node);
-        if let Some(parent) = path.parent() {
-            st.touch_parent(&parent, seq);
-        }
-        let meta = meta_of(id, path, st.get(path)?);
-        Ok(WriteOutcome {
-            meta,
-            created: false,
-            transformed: false,
-        })
+        self.write(|tx| engine::patch_props(tx, path, patch, cond))
     }
 
     async fn watermark(&self) -> StoreResult<Seq> {
@@ -708,7 +506,7 @@ impl ReplStore for MemStore {
                 LogRow::Live(p) if in_scope(p) => {
                     let n = st.get(p)?;
                     let props = if q.with_props {
-                        props_of(n)
+                        st.props_of(n)
                     } else {
                         Vec::new()
                     };

@@ -106,6 +106,22 @@ pub trait Rows {
     fn duplicate(&mut self, payload: &Self::Payload) -> StoreResult<Self::Payload>;
     /// The content behind `payload` is no longer referenced.
     fn release(&mut self, payload: Self::Payload) -> StoreResult<()>;
+
+    /// The kind of the resource at `path`, if any. Provided; a backend may answer it without
+    /// loading the whole record.
+    fn kind(&mut self, path: &ResourcePath) -> StoreResult<Option<ResourceKind>> {
+        Ok(self.get(path)?.map(|r| r.kind))
+    }
+
+    /// Sets the content version of the collection at `path` (if it exists), nothing else.
+    /// Provided as read-then-put; a backend may do it in place.
+    fn set_content_version(&mut self, path: &ResourcePath, seq: Seq) -> StoreResult<()> {
+        if let Some(mut r) = self.get(path)? {
+            r.content_version = seq;
+            self.put(path, &r)?;
+        }
+        Ok(())
+    }
 }
 
 /// Evaluates `cond` for a request on `target` against the current rows.
@@ -137,8 +153,8 @@ fn check_parent<R: Rows>(rows: &mut R, path: &ResourcePath) -> StoreResult<Resou
     let parent = path
         .parent()
         .ok_or_else(|| StoreError::new(ErrorKind::RootImmutable, "the root cannot be replaced"))?;
-    match rows.get(&parent)? {
-        Some(r) if r.kind == ResourceKind::Collection => Ok(parent),
+    match rows.kind(&parent)? {
+        Some(ResourceKind::Collection) => Ok(parent),
         _ => Err(StoreError::new(
             ErrorKind::ParentMissing,
             format!("parent collection {parent} does not exist"),
@@ -171,11 +187,7 @@ fn upsert<R: Rows>(
 /// Marks the membership of `parent` as changed at `seq` (its contenttag moves; it is not a
 /// change of the parent itself).
 fn touch<R: Rows>(rows: &mut R, parent: &ResourcePath, seq: Seq) -> StoreResult<()> {
-    if let Some(mut r) = rows.get(parent)? {
-        r.content_version = seq;
-        rows.put(parent, &r)?;
-    }
-    Ok(())
+    rows.set_content_version(parent, seq)
 }
 
 /// `root` (if it exists) and everything below it, root first.
@@ -300,7 +312,7 @@ pub fn create_collection<R: Rows>(
     cond: &Condition,
     empty: R::Payload,
 ) -> StoreResult<WriteOutcome> {
-    if rows.get(path)?.is_some() {
+    if rows.kind(path)?.is_some() {
         return Err(StoreError::new(
             ErrorKind::AlreadyExists,
             format!("{path} already exists"),
@@ -352,7 +364,7 @@ fn prepare_transfer<R: Rows>(
     get(rows, from)?;
     check(rows, from, &opts.condition)?;
     check_parent(rows, to)?;
-    let exists = rows.get(to)?.is_some();
+    let exists = rows.kind(to)?.is_some();
     if exists {
         if !opts.overwrite {
             return Err(StoreError::new(

@@ -268,6 +268,17 @@ impl Rows for Tx<'_> {
     fn release(&mut self, _payload: Bytes) -> StoreResult<()> {
         Ok(())
     }
+
+    fn kind(&mut self, path: &ResourcePath) -> StoreResult<Option<ResourceKind>> {
+        Ok(self.st.nodes.get(path).map(|n| n.kind))
+    }
+
+    fn set_content_version(&mut self, path: &ResourcePath, seq: Seq) -> StoreResult<()> {
+        if let Some(n) = self.st.nodes.get_mut(path) {
+            n.content_version = seq;
+        }
+        Ok(())
+    }
 }
 
 impl MemStore {

@@ -53,6 +53,8 @@ pub(crate) struct Head {
     pub(crate) condition: Condition,
     /// `Overwrite` (true when absent).
     pub(crate) overwrite: bool,
+    /// `Brief: t` (leave 404 property stats out of a multistatus).
+    pub(crate) brief: bool,
 }
 
 impl<S: ReplStore> Ctx<S> {
@@ -309,6 +311,9 @@ where
     // authorizer has seen the request: they ask it about the resources they name.)
     ctx.head.condition = ctx.condition()?;
     ctx.head.overwrite = headers::parse_overwrite(ctx.header("overwrite")?)?;
+    ctx.head.brief = ctx
+        .header("brief")?
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("t"));
     let Some(method) = method else {
         let mut resp = DavError::new(
             StatusCode::METHOD_NOT_ALLOWED,

@@ -131,12 +131,6 @@ fn write_dead(w: &mut XmlWriter, d: &DeadProp) {
     }
 }
 
-fn brief<S: ReplStore>(ctx: &Ctx<S>) -> DavResult<bool> {
-    Ok(ctx
-        .header("brief")?
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("t")))
-}
-
 pub(crate) async fn propfind<S, B>(ctx: &Ctx<S>, body: B) -> DavResult<Response<DavBody>>
 where
     S: ReplStore,
@@ -175,7 +169,7 @@ where
     }
     let req = PropRequest {
         kind: request.kind,
-        brief: brief(ctx)?,
+        brief: ctx.head.brief,
     };
     let root = ctx.store().props(&ctx.path).await?;
     ctx.check_read(&ctx.head.condition, &root.meta).await?;

@@ -99,12 +99,6 @@ async fn check_if<S: ReplStore>(ctx: &Ctx<S>, meta: &Meta) -> DavResult<()> {
     ctx.check_read(&ctx.head.condition, meta).await
 }
 
-fn brief<S: ReplStore>(ctx: &Ctx<S>) -> DavResult<bool> {
-    Ok(ctx
-        .header("brief")?
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("t")))
-}
-
 fn row_specs<S: ReplStore>(ctx: &Ctx<S>) -> DavResult<Option<Vec<RowSpec>>> {
     match ctx.header("range")? {
         Some(v) => Ok(rows::parse(v, ctx.shared.config.limits.max_row_ranges)?),

@@ -136,7 +136,7 @@ impl Output {
         Ok(Self {
             columns,
             prefixes,
-            brief: brief(ctx)?,
+            brief: ctx.head.brief,
             origin: origin(ctx),
         })
     }

@@ -6,8 +6,8 @@
 //! ```
 //!
 //! Times PUT of new 1 KiB items, PUT replacing them, HEAD and full reads, each over `--ops`
-//! distinct paths in one collection, on a fresh `MemStore` per run; prints the median rate
-//! (operations per second) with min–max.
+//! distinct paths in one collection, on a fresh store per run (`--store memory` or
+//! `--store sqlite:DIR`); prints the median rate (operations per second) with min–max.
 
 #![allow(clippy::print_stdout)]
 
@@ -26,6 +26,36 @@ struct Args {
     /// Runs per figure.
     #[arg(long, default_value_t = 5)]
     runs: usize,
+    /// `memory`, `sqlite:DIR` (a fresh database per run in DIR, synchronous=FULL) or
+    /// `sqlite-normal:DIR` (synchronous=NORMAL: no fsync per commit, so the CPU cost shows).
+    #[arg(long, default_value = "memory")]
+    store: String,
+}
+
+async fn fresh(spec: &str, run: usize) -> davrepl::DynStore {
+    let (normal, rest) = match spec.strip_prefix("sqlite-normal:") {
+        Some(dir) => (true, Some(dir)),
+        None => (false, spec.strip_prefix("sqlite:")),
+    };
+    match rest {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).expect("bench dir");
+            let file = std::path::Path::new(dir).join(format!("store_ops-{run}.db"));
+            for ext in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{ext}", file.display()));
+            }
+            let mut opts = davrepl_sqlite::SqliteOptions::default();
+            if normal {
+                opts.synchronous = davrepl_sqlite::Synchronous::Normal;
+            }
+            davrepl::DynStore::new(
+                davrepl_sqlite::SqliteStore::open_with(&file, opts)
+                    .await
+                    .expect("open sqlite"),
+            )
+        }
+        None => davrepl::DynStore::new(MemStore::new()),
+    }
 }
 
 fn body() -> davrepl::ByteStream {
@@ -52,8 +82,8 @@ fn figure(mut v: Vec<f64>) -> String {
 async fn main() {
     let args = Args::parse();
     let mut rates: [Vec<f64>; 4] = Default::default();
-    for _ in 0..args.runs {
-        let store = MemStore::new();
+    for run in 0..args.runs {
+        let store = fresh(&args.store, run).await;
         let dir = ResourcePath::parse("/c").expect("path");
         store
             .create_collection(&dir, &Condition::none())
@@ -99,8 +129,8 @@ async fn main() {
         phase(3, t);
     }
     println!(
-        "MemStore, {} ops per phase, {} run(s), median (min–max):",
-        args.ops, args.runs
+        "{}, {} ops per phase (one at a time), {} run(s), median (min–max):",
+        args.store, args.ops, args.runs
     );
     for (name, r) in ["PUT new", "PUT replace", "HEAD", "GET"].iter().zip(rates) {
         println!("| {name} | {} |", figure(r));

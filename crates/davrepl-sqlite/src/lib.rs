@@ -29,6 +29,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use davrepl_store::chunks::{Chunker, slice_chunk};
+use davrepl_store::engine::{self, Record, Rows};
 use davrepl_store::{
     ByteRange, ByteStream, Capabilities, Change, ChangeKind, ChangePage, ChangesQuery, Condition,
     DeadProp, Depth, Entry, ErrorKind, ListOptions, Listing, Meta, PropName, PropPatch,
@@ -106,6 +107,11 @@ pub(crate) fn now_nanos() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as i64)
+}
+
+fn nanos(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
 fn to_time(n: i64) -> SystemTime {
@@ -507,7 +513,7 @@ impl Tx<'_> {
         })
     }
 
-    fn get(&self, path: &ResourcePath) -> StoreResult<Option<Node>> {
+    fn node(&self, path: &ResourcePath) -> StoreResult<Option<Node>> {
         self.tx
             .query_row(
                 &format!("SELECT {COLS} FROM resources WHERE path = ?1"),
@@ -519,10 +525,10 @@ impl Tx<'_> {
     }
 
     fn must(&self, path: &ResourcePath) -> StoreResult<Node> {
-        self.get(path)?.ok_or_else(|| StoreError::not_found(path))
+        self.node(path)?.ok_or_else(|| StoreError::not_found(path))
     }
 
-    fn props(&self, rid: i64) -> StoreResult<Vec<DeadProp>> {
+    fn dead_props(&self, rid: i64) -> StoreResult<Vec<DeadProp>> {
         let mut st = self
             .tx
             .prepare_cached("SELECT ns, local, value FROM props WHERE rid = ?1 ORDER BY ns, local")
@@ -536,42 +542,6 @@ impl Tx<'_> {
             })
             .map_err(db_err)?;
         rows.collect::<Result<_, _>>().map_err(db_err)
-    }
-
-    fn check(&self, target: &ResourcePath, cond: &Condition) -> StoreResult<()> {
-        if cond.is_empty() {
-            return Ok(());
-        }
-        let mut failed = None;
-        let ok = cond.evaluate(target, |p| match self.get(p) {
-            Ok(Some(n)) => self.meta(&n).ok().map(|m| m.tokens()),
-            Ok(None) => None,
-            Err(e) => {
-                failed = Some(e);
-                None
-            }
-        });
-        if let Some(e) = failed {
-            return Err(e);
-        }
-        if ok {
-            Ok(())
-        } else {
-            Err(StoreError::precondition_failed())
-        }
-    }
-
-    fn check_parent(&self, path: &ResourcePath) -> StoreResult<ResourcePath> {
-        let parent = path.parent().ok_or_else(|| {
-            StoreError::new(ErrorKind::RootImmutable, "the root cannot be replaced")
-        })?;
-        match self.get(&parent)? {
-            Some(n) if n.is_collection() => Ok(parent),
-            _ => Err(StoreError::new(
-                ErrorKind::ParentMissing,
-                format!("parent collection {parent} does not exist"),
-            )),
-        }
     }
 
     fn next_seq(&mut self) -> i64 {
@@ -589,123 +559,19 @@ impl Tx<'_> {
         self.c.blob
     }
 
-    fn subtree(&self, root: &ResourcePath) -> StoreResult<Vec<Node>> {
-        let (start, end) = root.descendant_range();
-        let mut out: Vec<Node> = self.get(root)?.into_iter().collect();
-        let mut st = self
-            .tx
-            .prepare_cached(&format!("SELECT {COLS} FROM resources WHERE path >= ?1 AND path < ?2 AND path <> ?3 ORDER BY path"))
-            .map_err(db_err)?;
-        let rows = st
-            .query_map(params![start, end, root.as_str()], Node::from_row)
-            .map_err(db_err)?;
-        for r in rows {
-            out.push(r.map_err(db_err)?);
+    /// A row as the engine sees it.
+    fn record(&self, n: Node) -> Record<Option<i64>> {
+        Record {
+            rid: ReplUid::new(self.id, n.rid as u64),
+            kind: kind_of(n.kind),
+            version: n.version as u64,
+            content_version: n.content_version as u64,
+            len: n.len as u64,
+            content_type: n.content_type,
+            created: to_time(n.created),
+            modified: to_time(n.modified),
+            payload: n.blob,
         }
-        Ok(out)
-    }
-
-    fn touch_parent(&self, parent: &ResourcePath, seq: i64) -> StoreResult<()> {
-        self.tx
-            .execute(
-                "UPDATE resources SET content_version = ?1 WHERE path = ?2",
-                params![seq, parent.as_str()],
-            )
-            .map_err(db_err)?;
-        Ok(())
-    }
-
-    fn tombstone(&mut self, n: &Node, now: i64) -> StoreResult<i64> {
-        let seq = self.next_seq();
-        let parent = rpath(&n.path)?.parent().map(|p| p.as_str().to_owned());
-        self.tx
-            .execute(
-                "INSERT INTO tombstones (seq, rid, path, parent, kind, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![seq, n.rid, n.path, parent, n.kind, now],
-            )
-            .map_err(db_err)?;
-        Ok(seq)
-    }
-
-    fn drop_blob(&self, blob: Option<i64>) -> StoreResult<()> {
-        if let Some(b) = blob {
-            self.tx
-                .execute("DELETE FROM chunks WHERE blob = ?1", [b])
-                .map_err(db_err)?;
-        }
-        Ok(())
-    }
-
-    /// Removes `root` and its subtree, leaving tombstones; returns the root's old state.
-    fn remove_tree(&mut self, root: &ResourcePath) -> StoreResult<Option<Meta>> {
-        let nodes = self.subtree(root)?;
-        let now = now_nanos();
-        let first = nodes.first().map(|n| self.meta(n)).transpose()?;
-        for n in &nodes {
-            self.tx
-                .execute("DELETE FROM resources WHERE path = ?1", [&n.path])
-                .map_err(db_err)?;
-            self.tx
-                .execute("DELETE FROM props WHERE rid = ?1", [n.rid])
-                .map_err(db_err)?;
-            self.drop_blob(n.blob)?;
-            self.tombstone(n, now)?;
-        }
-        if let Some(parent) = root.parent() {
-            self.touch_parent(&parent, self.c.seq)?;
-        }
-        Ok(first)
-    }
-
-    fn insert(&mut self, path: &ResourcePath, n: &Node) -> StoreResult<()> {
-        let parent = path.parent().map(|p| p.as_str().to_owned());
-        self.tx
-            .execute(
-                "INSERT INTO resources (path, parent, rid, kind, version, content_version, len, content_type, created, modified, blob)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                params![path.as_str(), parent, n.rid, n.kind, n.version, n.content_version, n.len, n.content_type, n.created, n.modified, n.blob],
-            )
-            .map_err(db_err)?;
-        Ok(())
-    }
-
-    fn outcome(&self, path: &ResourcePath, created: bool) -> StoreResult<WriteOutcome> {
-        let meta = self.meta(&self.must(path)?)?;
-        Ok(WriteOutcome {
-            meta,
-            created,
-            transformed: false,
-        })
-    }
-
-    fn prepare_transfer(
-        &mut self,
-        from: &ResourcePath,
-        to: &ResourcePath,
-        opts: &TransferOptions,
-        moving: bool,
-    ) -> StoreResult<bool> {
-        davrepl_store::check_transfer_paths(from, to, moving)?;
-        self.must(from)?;
-        self.check(from, &opts.condition)?;
-        self.check_parent(to)?;
-        let exists = self.get(to)?.is_some();
-        if exists {
-            if !opts.overwrite {
-                return Err(StoreError::new(
-                    ErrorKind::DestinationExists,
-                    "the destination exists and Overwrite is F",
-                ));
-            }
-            if from.is_within(to) {
-                return Err(StoreError::new(
-                    ErrorKind::DestinationInsideSource,
-                    "the destination is an ancestor of the source",
-                ));
-            }
-            self.remove_tree(to)?;
-        }
-        Ok(exists)
     }
 
     fn change_rows(&self, q: &ChangesQuery) -> StoreResult<ChangePage> {
@@ -719,7 +585,7 @@ impl Tx<'_> {
             Ok(())
         };
         if (q.depth == Depth::Zero || q.include_scope)
-            && let Some(n) = self.get(&q.scope)?.filter(|n| n.version > since)
+            && let Some(n) = self.node(&q.scope)?.filter(|n| n.version > since)
         {
             push_live(&mut rows, n)?;
         }
@@ -794,7 +660,7 @@ impl Tx<'_> {
         let mut changes = Vec::with_capacity(rows.len());
         for (seq, kind, rid) in rows {
             let props = if q.with_props && rid >= 0 {
-                self.props(rid)?
+                self.dead_props(rid)?
             } else {
                 Vec::new()
             };
@@ -815,6 +681,172 @@ impl Tx<'_> {
 
 /// Collects `body` into chunks; small bodies stay in memory, larger ones are staged in the
 /// database under a fresh blob id. Returns (blob id if staged, in-memory rest, total length).
+/// The engine's rows are the `resources`, `props`, `tombstones` and `chunks` tables inside the
+/// group transaction of the writer thread. The payload of a record is its blob id.
+impl Rows for Tx<'_> {
+    type Payload = Option<i64>;
+
+    fn store_id(&self) -> StoreId {
+        self.id
+    }
+
+    fn get(&mut self, path: &ResourcePath) -> StoreResult<Option<Record<Option<i64>>>> {
+        Ok(Tx::node(self, path)?.map(|n| self.record(n)))
+    }
+
+    fn descendants(
+        &mut self,
+        root: &ResourcePath,
+    ) -> StoreResult<Vec<(ResourcePath, Record<Option<i64>>)>> {
+        let (start, end) = root.descendant_range();
+        let mut st = self
+            .tx
+            .prepare_cached(&format!(
+                "SELECT {COLS} FROM resources WHERE path >= ?1 AND path < ?2 ORDER BY path"
+            ))
+            .map_err(db_err)?;
+        let rows = st
+            .query_map(params![start, end], Node::from_row)
+            .map_err(db_err)?;
+        let mut out = Vec::new();
+        for r in rows {
+            let n = r.map_err(db_err)?;
+            let path = rpath(&n.path)?;
+            if path != *root {
+                out.push((path, self.record(n)));
+            }
+        }
+        Ok(out)
+    }
+
+    fn put(&mut self, path: &ResourcePath, r: &Record<Option<i64>>) -> StoreResult<()> {
+        let parent = path.parent().map(|p| p.as_str().to_owned());
+        self.tx
+            .prepare_cached(
+                "INSERT INTO resources (path, parent, rid, kind, version, content_version, len, content_type, created, modified, blob)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                 ON CONFLICT(path) DO UPDATE SET rid = ?3, kind = ?4, version = ?5, content_version = ?6,
+                   len = ?7, content_type = ?8, created = ?9, modified = ?10, blob = ?11",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    path.as_str(),
+                    parent,
+                    r.rid.counter() as i64,
+                    kind_code(r.kind),
+                    r.version as i64,
+                    r.content_version as i64,
+                    r.len as i64,
+                    r.content_type,
+                    nanos(r.created),
+                    nanos(r.modified),
+                    r.payload
+                ])
+            })
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn remove(&mut self, path: &ResourcePath) -> StoreResult<()> {
+        self.tx
+            .execute("DELETE FROM resources WHERE path = ?1", [path.as_str()])
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn tombstone(
+        &mut self,
+        seq: Seq,
+        rid: ReplUid,
+        path: &ResourcePath,
+        kind: ResourceKind,
+        at: SystemTime,
+    ) -> StoreResult<()> {
+        let parent = path.parent().map(|p| p.as_str().to_owned());
+        self.tx
+            .execute(
+                "INSERT INTO tombstones (seq, rid, path, parent, kind, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![seq as i64, rid.counter() as i64, path.as_str(), parent, kind_code(kind), nanos(at)],
+            )
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn next_seq(&mut self) -> StoreResult<Seq> {
+        Ok(Tx::next_seq(self) as u64)
+    }
+
+    fn current_seq(&mut self) -> StoreResult<Seq> {
+        Ok(self.c.seq as u64)
+    }
+
+    fn next_rid(&mut self) -> StoreResult<u64> {
+        Ok(Tx::next_rid(self) as u64)
+    }
+
+    fn props(&mut self, rid: ReplUid) -> StoreResult<Vec<DeadProp>> {
+        Tx::dead_props(self, rid.counter() as i64)
+    }
+
+    fn set_props(&mut self, rid: ReplUid, props: &[DeadProp]) -> StoreResult<()> {
+        let rid = rid.counter() as i64;
+        self.tx
+            .execute("DELETE FROM props WHERE rid = ?1", [rid])
+            .map_err(db_err)?;
+        for p in props {
+            self.tx
+                .execute(
+                    "INSERT INTO props (rid, ns, local, value) VALUES (?1, ?2, ?3, ?4)",
+                    params![rid, p.name.ns, p.name.local, p.value],
+                )
+                .map_err(db_err)?;
+        }
+        Ok(())
+    }
+
+    fn duplicate(&mut self, payload: &Option<i64>) -> StoreResult<Option<i64>> {
+        let Some(old) = *payload else { return Ok(None) };
+        let b = self.next_blob();
+        self.tx
+            .execute(
+                "INSERT INTO chunks (blob, n, data) SELECT ?1, n, data FROM chunks WHERE blob = ?2",
+                params![b, old],
+            )
+            .map_err(db_err)?;
+        Ok(Some(b))
+    }
+
+    fn release(&mut self, payload: Option<i64>) -> StoreResult<()> {
+        if let Some(b) = payload {
+            self.tx
+                .execute("DELETE FROM chunks WHERE blob = ?1", [b])
+                .map_err(db_err)?;
+        }
+        Ok(())
+    }
+
+    fn kind(&mut self, path: &ResourcePath) -> StoreResult<Option<ResourceKind>> {
+        self.tx
+            .prepare_cached("SELECT kind FROM resources WHERE path = ?1")
+            .and_then(|mut st| {
+                st.query_row([path.as_str()], |r| r.get::<_, i64>(0))
+                    .optional()
+            })
+            .map(|k| k.map(kind_of))
+            .map_err(db_err)
+    }
+
+    fn set_content_version(&mut self, path: &ResourcePath, seq: Seq) -> StoreResult<()> {
+        self.tx
+            .execute(
+                "UPDATE resources SET content_version = ?1 WHERE path = ?2",
+                params![seq as i64, path.as_str()],
+            )
+            .map_err(db_err)?;
+        Ok(())
+    }
+}
+
 async fn stage(
     store: &SqliteStore,
     body: ByteStream,
@@ -898,7 +930,7 @@ impl ReplStore for SqliteStore {
             let n = t.must(&path)?;
             Ok(Entry {
                 meta: t.meta(&n)?,
-                props: t.props(n.rid)?,
+                props: t.dead_props(n.rid)?,
             })
         })
         .await
@@ -930,7 +962,7 @@ impl ReplStore for SqliteStore {
             let more = found.len() > opts.limit;
             let mut entries = Vec::with_capacity(found.len().min(opts.limit));
             for n in found.into_iter().take(opts.limit) {
-                let props = if opts.with_props { t.props(n.rid)? } else { Vec::new() };
+                let props = if opts.with_props { t.dead_props(n.rid)? } else { Vec::new() };
                 entries.push(Entry { meta: t.meta(&n)?, props });
             }
             let next = if more { entries.last().map(|e| e.meta.path.clone()) } else { None };
@@ -1001,7 +1033,7 @@ impl ReplStore for SqliteStore {
                 }
                 let res = store
                     .read(move |t| {
-                        let cur = t.get(&path)?.and_then(|x| x.blob);
+                        let cur = t.node(&path)?.and_then(|x| x.blob);
                         if cur != blob {
                             return Err(StoreError::new(
                                 ErrorKind::Unavailable,
@@ -1033,51 +1065,31 @@ impl ReplStore for SqliteStore {
         let path2 = path.clone();
         let result = self
             .write(move |t| {
-                let parent = t.check_parent(&path2)?;
-                t.check(&path2, &opts.condition)?;
-                let existing = t.get(&path2)?;
-                if existing.as_ref().is_some_and(Node::is_collection) {
-                    return Err(StoreError::new(ErrorKind::IsCollection, format!("{path2} is a collection")));
-                }
                 let blob = match staged {
                     Some(b) => b,
                     None => t.next_blob(),
                 };
-                let base: i64 = t.tx.query_row("SELECT count(*) FROM chunks WHERE blob = ?1", [blob], |r| r.get(0)).map_err(db_err)?;
+                let base: i64 =
+                    t.tx.query_row("SELECT count(*) FROM chunks WHERE blob = ?1", [blob], |r| {
+                        r.get(0)
+                    })
+                    .map_err(db_err)?;
                 for (i, piece) in rest.iter().enumerate() {
-                    t.tx.execute("INSERT INTO chunks (blob, n, data) VALUES (?1, ?2, ?3)", params![blob, base + i as i64, &piece[..]]).map_err(db_err)?;
+                    t.tx.execute(
+                        "INSERT INTO chunks (blob, n, data) VALUES (?1, ?2, ?3)",
+                        params![blob, base + i as i64, &piece[..]],
+                    )
+                    .map_err(db_err)?;
                 }
-                let seq = t.next_seq();
-                let now = now_nanos();
-                let created = existing.is_none();
-                match existing {
-                    Some(old) => {
-                        t.drop_blob(old.blob)?;
-                        t.tx.execute(
-                            "UPDATE resources SET version = ?1, content_version = ?1, len = ?2, content_type = ?3, modified = ?4, blob = ?5 WHERE path = ?6",
-                            params![seq, total as i64, opts.content_type, now, blob, path2.as_str()],
-                        )
-                        .map_err(db_err)?;
-                    }
-                    None => {
-                        let rid = t.next_rid();
-                        let n = Node {
-                            path: path2.as_str().to_owned(),
-                            rid,
-                            kind: kind_code(ResourceKind::Item),
-                            version: seq,
-                            content_version: seq,
-                            len: total as i64,
-                            content_type: opts.content_type,
-                            created: now,
-                            modified: now,
-                            blob: Some(blob),
-                        };
-                        t.insert(&path2, &n)?;
-                    }
-                }
-                t.touch_parent(&parent, seq)?;
-                t.outcome(&path2, created)
+                engine::put(
+                    t,
+                    &path2,
+                    Some(blob),
+                    total,
+                    opts.content_type,
+                    &opts.condition,
+                    false,
+                )
             })
             .await;
         if result.is_err()
@@ -1094,52 +1106,13 @@ impl ReplStore for SqliteStore {
         cond: &Condition,
     ) -> StoreResult<WriteOutcome> {
         let (path, cond) = (path.clone(), cond.clone());
-        self.write(move |t| {
-            if t.get(&path)?.is_some() {
-                return Err(StoreError::new(
-                    ErrorKind::AlreadyExists,
-                    format!("{path} already exists"),
-                ));
-            }
-            let parent = t.check_parent(&path)?;
-            t.check(&path, &cond)?;
-            let seq = t.next_seq();
-            let rid = t.next_rid();
-            let now = now_nanos();
-            let n = Node {
-                path: path.as_str().to_owned(),
-                rid,
-                kind: kind_code(ResourceKind::Collection),
-                version: seq,
-                content_version: seq,
-                len: 0,
-                content_type: None,
-                created: now,
-                modified: now,
-                blob: None,
-            };
-            t.insert(&path, &n)?;
-            t.touch_parent(&parent, seq)?;
-            t.outcome(&path, true)
-        })
-        .await
+        self.write(move |t| engine::create_collection(t, &path, &cond, None))
+            .await
     }
 
     async fn delete(&self, path: &ResourcePath, cond: &Condition) -> StoreResult<Meta> {
-        if path.is_root() {
-            return Err(StoreError::new(
-                ErrorKind::RootImmutable,
-                "the root cannot be deleted",
-            ));
-        }
         let (path, cond) = (path.clone(), cond.clone());
-        self.write(move |t| {
-            t.must(&path)?;
-            t.check(&path, &cond)?;
-            t.remove_tree(&path)?
-                .ok_or_else(|| StoreError::not_found(&path))
-        })
-        .await
+        self.write(move |t| engine::delete(t, &path, &cond)).await
     }
 
     async fn copy(
@@ -1149,35 +1122,8 @@ impl ReplStore for SqliteStore {
         opts: TransferOptions,
     ) -> StoreResult<WriteOutcome> {
         let (from, to) = (from.clone(), to.clone());
-        self.write(move |t| {
-            let existed = t.prepare_transfer(&from, &to, &opts, false)?;
-            let sources = match opts.depth {
-                Depth::Infinity => t.subtree(&from)?,
-                Depth::Zero | Depth::One => vec![t.must(&from)?],
-            };
-            let now = now_nanos();
-            for src in sources {
-                let Some(dst) = rpath(&src.path)?.rebase(&from, &to) else { continue };
-                let seq = t.next_seq();
-                let rid = t.next_rid();
-                let blob = match src.blob {
-                    Some(old) => {
-                        let b = t.next_blob();
-                        t.tx.execute("INSERT INTO chunks (blob, n, data) SELECT ?1, n, data FROM chunks WHERE blob = ?2", params![b, old]).map_err(db_err)?;
-                        Some(b)
-                    }
-                    None => None,
-                };
-                t.tx.execute("INSERT INTO props (rid, ns, local, value) SELECT ?1, ns, local, value FROM props WHERE rid = ?2", params![rid, src.rid]).map_err(db_err)?;
-                let n = Node { path: dst.as_str().to_owned(), rid, version: seq, content_version: seq, created: now, modified: now, blob, ..src };
-                t.insert(&dst, &n)?;
-            }
-            if let Some(parent) = to.parent() {
-                t.touch_parent(&parent, t.c.seq)?;
-            }
-            t.outcome(&to, !existed)
-        })
-        .await
+        self.write(move |t| engine::copy(t, &from, &to, &opts))
+            .await
     }
 
     async fn rename(
@@ -1187,28 +1133,8 @@ impl ReplStore for SqliteStore {
         opts: TransferOptions,
     ) -> StoreResult<WriteOutcome> {
         let (from, to) = (from.clone(), to.clone());
-        self.write(move |t| {
-            let existed = t.prepare_transfer(&from, &to, &opts, true)?;
-            let now = now_nanos();
-            for src in t.subtree(&from)? {
-                let old = rpath(&src.path)?;
-                let Some(dst) = old.rebase(&from, &to) else { continue };
-                t.tombstone(&src, now)?;
-                let seq = t.next_seq();
-                let parent = dst.parent().map(|p| p.as_str().to_owned());
-                t.tx.execute(
-                    "UPDATE resources SET path = ?1, parent = ?2, version = ?3, content_version = CASE WHEN kind = 0 THEN content_version ELSE ?3 END, modified = ?4 WHERE path = ?5",
-                    params![dst.as_str(), parent, seq, now, src.path],
-                )
-                .map_err(db_err)?;
-            }
-            let seq = t.c.seq;
-            for parent in [from.parent(), to.parent()].into_iter().flatten() {
-                t.touch_parent(&parent, seq)?;
-            }
-            t.outcome(&to, !existed)
-        })
-        .await
+        self.write(move |t| engine::rename(t, &from, &to, &opts))
+            .await
     }
 
     async fn patch_props(
@@ -1218,35 +1144,8 @@ impl ReplStore for SqliteStore {
         cond: &Condition,
     ) -> StoreResult<WriteOutcome> {
         let (path, cond) = (path.clone(), cond.clone());
-        self.write(move |t| {
-            let n = t.must(&path)?;
-            t.check(&path, &cond)?;
-            for op in patch {
-                match op {
-                    PropPatch::Set(p) => {
-                        t.tx.execute(
-                            "INSERT OR REPLACE INTO props (rid, ns, local, value) VALUES (?1, ?2, ?3, ?4)",
-                            params![n.rid, p.name.ns, p.name.local, p.value],
-                        )
-                        .map_err(db_err)?;
-                    }
-                    PropPatch::Remove(name) => {
-                        t.tx.execute("DELETE FROM props WHERE rid = ?1 AND ns = ?2 AND local = ?3", params![n.rid, name.ns, name.local]).map_err(db_err)?;
-                    }
-                }
-            }
-            let seq = t.next_seq();
-            t.tx.execute(
-                "UPDATE resources SET version = ?1, content_version = CASE WHEN kind = 0 THEN content_version ELSE ?1 END, modified = ?2 WHERE path = ?3",
-                params![seq, now_nanos(), path.as_str()],
-            )
-            .map_err(db_err)?;
-            if let Some(parent) = path.parent() {
-                t.touch_parent(&parent, seq)?;
-            }
-            t.outcome(&path, false)
-        })
-        .await
+        self.write(move |t| engine::patch_props(t, &path, patch, &cond))
+            .await
     }
 
     async fn watermark(&self) -> StoreResult<Seq> {

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use davrepl::{Condition, ReplLayer, ReplStore, ResourcePath};
+use davrepl::{ReplLayer, ReplStore, ResourcePath};
 use futures_util::StreamExt;
 use tokio::net::TcpListener;
 
@@ -29,7 +29,7 @@ pub async fn start<S: ReplStore>(store: S) -> SocketAddr {
 pub async fn fill<S: ReplStore>(store: &S, n: usize) {
     let big = ResourcePath::parse("/big").expect("path");
     store
-        .create_collection(&big, &Condition::none())
+        .create_collection(&big, Default::default())
         .await
         .expect("mkcol");
     // Concurrent puts let stores that group commits (SQLite) fill quickly.

@@ -92,7 +92,7 @@ async fn main() {
             davrepl::ReplStore::create_collection(
                 &store,
                 &davrepl::ResourcePath::parse("/big").expect("path"),
-                &davrepl::Condition::none(),
+                Default::default(),
             )
             .await
             .expect("mkcol");

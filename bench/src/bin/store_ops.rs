@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use clap::Parser;
-use davrepl::{Condition, MemStore, PutOptions, ReplStore, ResourcePath};
+use davrepl::{MemStore, PutOptions, ReplStore, ResourcePath};
 use futures_util::StreamExt;
 
 #[derive(Parser)]
@@ -86,7 +86,7 @@ async fn main() {
         let store = fresh(&args.store, run).await;
         let dir = ResourcePath::parse("/c").expect("path");
         store
-            .create_collection(&dir, &Condition::none())
+            .create_collection(&dir, Default::default())
             .await
             .expect("mkcol");
         let paths: Vec<ResourcePath> = (0..args.ops)
@@ -119,7 +119,7 @@ async fn main() {
         phase(2, t);
         let t = Instant::now();
         for p in &paths {
-            let (_, mut s) = store.read(p, None).await.expect("read");
+            let (_, mut s) = store.read(p, Default::default()).await.expect("read");
             let mut n = 0;
             while let Some(c) = s.next().await {
                 n += c.expect("chunk").len();

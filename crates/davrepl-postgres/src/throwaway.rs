@@ -307,8 +307,13 @@ impl Cluster {
 
     /// A [`PgStore`] on a new empty database.
     pub async fn fresh_store(&self) -> PgStore {
+        self.fresh_store_with(crate::PgOptions::default()).await
+    }
+
+    /// A [`PgStore`] with `opts` on a new empty database.
+    pub async fn fresh_store_with(&self, opts: crate::PgOptions) -> PgStore {
         let url = self.create_database().await.expect("create database");
-        PgStore::connect(&url).await.expect("connect")
+        PgStore::connect_with(&url, opts).await.expect("connect")
     }
 }
 

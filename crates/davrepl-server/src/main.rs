@@ -246,10 +246,7 @@ async fn make_homes<S: ReplStore>(store: &S, names: &[String]) -> Result<(), Str
         let home = davrepl::ResourcePath::root()
             .join(name)
             .map_err(|e| format!("user name {name:?} cannot be a home collection: {e}"))?;
-        match store
-            .create_collection(&home, &davrepl::Condition::none())
-            .await
-        {
+        match store.create_collection(&home, Default::default()).await {
             Ok(_) => tracing::info!(%home, "created home collection"),
             Err(e) if e.kind() == davrepl::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(format!("cannot create the home of {name}: {e}")),

@@ -3,7 +3,7 @@
 use rusqlite::{Connection, params};
 
 /// The schema version this build writes.
-pub(crate) const CURRENT: i64 = 1;
+pub(crate) const CURRENT: i64 = 2;
 
 const V1: &str = r"
 CREATE TABLE store (
@@ -53,6 +53,13 @@ CREATE TABLE chunks (
     data  BLOB NOT NULL,
     PRIMARY KEY (blob, n)
 ) WITHOUT ROWID;
+";
+
+const V2: &str = r"
+ALTER TABLE resources RENAME TO davrepl_resources;
+ALTER TABLE props RENAME TO davrepl_props;
+ALTER TABLE tombstones RENAME TO davrepl_tombstones;
+ALTER TABLE chunks RENAME TO davrepl_chunks;
 ";
 
 /// Brings the database to [`CURRENT`], creating it if empty. Refuses a database written by a
@@ -108,6 +115,9 @@ pub(crate) fn migrate(
                 )
                 .map_err(|e| e.to_string())?;
             }
+            // Version 2: the tables the SQL backends share carry PostgreSQL's names, so the
+            // queries in `davrepl_store::engine::sql` serve both.
+            1 => tx.execute_batch(V2).map_err(|e| e.to_string())?,
             other => return Err(format!("no migration from schema version {other}")),
         }
         v += 1;

@@ -2,7 +2,7 @@
 //! clean up after an interrupted upload.
 
 use davrepl_sqlite::SqliteStore;
-use davrepl_store::{ChangesQuery, Condition, Depth, PutOptions, ReplStore, ResourcePath};
+use davrepl_store::{ChangesQuery, Depth, PutOptions, ReplStore, ResourcePath};
 use davrepl_testkit::{body, path, read_string};
 
 #[tokio::test]
@@ -11,7 +11,7 @@ async fn reopening_keeps_everything() {
     let file = dir.path().join("nested/dir/store.db");
     let (id, secret, meta, mark) = {
         let s = SqliteStore::open(&file).await.unwrap();
-        s.create_collection(&path("/c"), &Condition::none())
+        s.create_collection(&path("/c"), Default::default())
             .await
             .unwrap();
         let m = s
@@ -19,7 +19,7 @@ async fn reopening_keeps_everything() {
             .await
             .unwrap()
             .meta;
-        s.delete(&path("/c/x"), &Condition::none()).await.unwrap();
+        s.delete(&path("/c/x"), Default::default()).await.unwrap();
         let m2 = s
             .put(&path("/c/y"), body("world"), PutOptions::default())
             .await
@@ -110,7 +110,7 @@ async fn interrupted_uploads_leave_nothing() {
     drop(s);
     let c = rusqlite::Connection::open(&file).unwrap();
     let chunks: i64 = c
-        .query_row("SELECT count(*) FROM chunks", [], |r| r.get(0))
+        .query_row("SELECT count(*) FROM davrepl_chunks", [], |r| r.get(0))
         .unwrap();
     assert_eq!(chunks, 0);
 }
@@ -136,4 +136,51 @@ async fn database_files_are_private() {
         }
     }
     assert!(checked >= 2, "the database and its WAL exist while open");
+}
+
+/// A store written by schema version 1 (tables without the `davrepl_` prefix) opens with all
+/// its content, tombstones and counters, and is upgraded in place.
+#[tokio::test]
+async fn version_1_files_are_upgraded() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("store.db");
+    let (meta, mark) = {
+        let s = SqliteStore::open(&file).await.unwrap();
+        s.put(&path("/gone"), body("x"), PutOptions::default())
+            .await
+            .unwrap();
+        s.delete(&path("/gone"), Default::default()).await.unwrap();
+        let m = s
+            .put(&path("/kept"), body("hello"), PutOptions::default())
+            .await
+            .unwrap()
+            .meta;
+        (m, s.watermark().await.unwrap())
+    };
+    // Turn the file back into what version 1 wrote.
+    let c = rusqlite::Connection::open(&file).unwrap();
+    c.execute_batch(
+        "ALTER TABLE davrepl_resources RENAME TO resources;
+         ALTER TABLE davrepl_props RENAME TO props;
+         ALTER TABLE davrepl_tombstones RENAME TO tombstones;
+         ALTER TABLE davrepl_chunks RENAME TO chunks;
+         PRAGMA user_version = 1;",
+    )
+    .unwrap();
+    drop(c);
+    let s = SqliteStore::open(&file).await.unwrap();
+    assert_eq!(s.head(&path("/kept")).await.unwrap(), meta);
+    assert_eq!(read_string(&s, "/kept").await, "hello");
+    assert_eq!(s.watermark().await.unwrap(), mark);
+    let page = s
+        .changes(ChangesQuery::new(ResourcePath::root(), Depth::One, 0, 10))
+        .await
+        .unwrap();
+    assert_eq!(page.changes.len(), 2, "the tombstone and the kept item");
+    drop(s);
+    let c = rusqlite::Connection::open(&file).unwrap();
+    let v: i64 = c
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, 2);
 }

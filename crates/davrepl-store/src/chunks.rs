@@ -1,6 +1,8 @@
 //! Helpers for stores that keep content in fixed-size chunks (the SQLite and PostgreSQL
 //! stores): cutting an incoming body into chunks, and slicing stored chunks for a byte range.
 
+use std::future::Future;
+
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 
@@ -84,6 +86,67 @@ impl Chunker {
     }
 }
 
+/// An upload cut into chunks by [`stage`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Staged {
+    /// The blob the whole chunks were written under (chunks `0..chunks`), if there were any.
+    pub blob: Option<i64>,
+    /// How many whole chunks were written.
+    pub chunks: i64,
+    /// The final partial chunk, still in memory (it becomes chunk number `chunks`).
+    pub rest: Option<Bytes>,
+    /// Bytes in all.
+    pub total: u64,
+}
+
+/// Reads `body`, writing each whole chunk of `size` bytes through `append(blob, n, bytes)` as
+/// soon as it is complete, under one blob id that `begin` gives at the first whole chunk; a
+/// body shorter than one chunk is never written. When reading or writing fails (or the body
+/// exceeds `max_len`), what was written is handed to `discard` and the error returned.
+/// At most one chunk is in memory at a time.
+pub async fn stage<B, A, D>(
+    body: ByteStream,
+    size: usize,
+    max_len: Option<u64>,
+    mut begin: impl FnMut() -> B,
+    mut append: impl FnMut(i64, i64, Bytes) -> A,
+    discard: impl FnOnce(i64) -> D,
+) -> StoreResult<Staged>
+where
+    B: Future<Output = StoreResult<i64>>,
+    A: Future<Output = StoreResult<()>>,
+    D: Future<Output = ()>,
+{
+    let mut chunker = Chunker::new(body, size, max_len);
+    let mut blob = None;
+    let mut chunks = 0;
+    let result: StoreResult<()> = async {
+        while let Some(piece) = chunker.full_chunk().await? {
+            let b = match blob {
+                Some(b) => b,
+                None => *blob.insert(begin().await?),
+            };
+            append(b, chunks, piece).await?;
+            chunks += 1;
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        if let Some(b) = blob {
+            discard(b).await;
+        }
+        return Err(e);
+    }
+    Ok(Staged {
+        blob,
+        chunks,
+        total: chunker.total(),
+        rest: chunker.into_rest(),
+    })
+}
+
 /// The part of chunk number `n` (of `size`-byte chunks) that lies within the inclusive byte
 /// range `start..=end` of the whole content.
 pub fn slice_chunk(n: u64, size: usize, data: Vec<u8>, start: u64, end: u64) -> Bytes {
@@ -117,6 +180,62 @@ mod tests {
         let mut c = Chunker::new(body(&[b"abc", b"def"]), 100, Some(5));
         let e = c.full_chunk().await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::TooLarge);
+    }
+
+    #[tokio::test]
+    async fn stage_writes_whole_chunks_under_one_blob() {
+        let written = std::cell::RefCell::new(Vec::new());
+        let staged = stage(
+            body(&[b"abc", b"defgh", b"ij"]),
+            4,
+            None,
+            || async { Ok(7) },
+            |b, n, data| {
+                written.borrow_mut().push((b, n, data));
+                async { Ok(()) }
+            },
+            |_| async { panic!("nothing failed") },
+        )
+        .await
+        .unwrap();
+        assert_eq!((staged.blob, staged.chunks, staged.total), (Some(7), 2, 10));
+        assert_eq!(staged.rest.unwrap(), "ij");
+        let w = written.into_inner();
+        assert_eq!(
+            w,
+            [(7, 0, Bytes::from("abcd")), (7, 1, Bytes::from("efgh"))]
+        );
+    }
+
+    #[tokio::test]
+    async fn stage_discards_on_failure_and_skips_small_bodies() {
+        let discarded = std::cell::Cell::new(None);
+        let e = stage(
+            body(&[b"abcd", b"efgh"]),
+            4,
+            Some(6),
+            || async { Ok(3) },
+            |_, _, _| async { Ok(()) },
+            |b| {
+                discarded.set(Some(b));
+                async {}
+            },
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::TooLarge);
+        assert_eq!(discarded.get(), Some(3));
+        let small = stage(
+            body(&[b"ab"]),
+            4,
+            None,
+            || async { panic!("a short body needs no blob") },
+            |_, _, _| async { Ok(()) },
+            |_| async {},
+        )
+        .await
+        .unwrap();
+        assert_eq!((small.blob, small.chunks, small.total), (None, 0, 2));
     }
 
     #[test]

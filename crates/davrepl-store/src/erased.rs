@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::{
-    ByteRange, ByteStream, Capabilities, ChangePage, ChangesQuery, Condition, Entry, ListOptions,
-    Listing, Meta, PropPatch, PurgeReport, PutOptions, ReplStore, ResourcePath, Secret, Seq,
-    StoreId, StoreResult, TransferOptions, WriteOutcome,
+    ByteStream, Capabilities, ChangePage, ChangesQuery, CreateOptions, DeleteOptions, Entry,
+    GetOptions, ListOptions, Listing, Meta, PatchOptions, PropPatch, PurgeReport, PutOptions,
+    ReplStore, ResourcePath, Secret, Seq, StoreId, StoreResult, TransferOptions, WriteOutcome,
 };
 
 /// A boxed, sendable future.
@@ -39,7 +39,7 @@ pub trait DynReplStore: Send + Sync + 'static {
     fn read<'a>(
         &'a self,
         path: &'a ResourcePath,
-        range: Option<ByteRange>,
+        opts: GetOptions,
     ) -> BoxFuture<'a, StoreResult<(Meta, ByteStream)>>;
     /// See [`ReplStore::put`].
     fn put<'a>(
@@ -52,13 +52,13 @@ pub trait DynReplStore: Send + Sync + 'static {
     fn create_collection<'a>(
         &'a self,
         path: &'a ResourcePath,
-        cond: &'a Condition,
+        opts: CreateOptions,
     ) -> BoxFuture<'a, StoreResult<WriteOutcome>>;
     /// See [`ReplStore::delete`].
     fn delete<'a>(
         &'a self,
         path: &'a ResourcePath,
-        cond: &'a Condition,
+        opts: DeleteOptions,
     ) -> BoxFuture<'a, StoreResult<Meta>>;
     /// See [`ReplStore::copy`].
     fn copy<'a>(
@@ -79,7 +79,7 @@ pub trait DynReplStore: Send + Sync + 'static {
         &'a self,
         path: &'a ResourcePath,
         patch: Vec<PropPatch>,
-        cond: &'a Condition,
+        opts: PatchOptions,
     ) -> BoxFuture<'a, StoreResult<WriteOutcome>>;
     /// See [`ReplStore::watermark`].
     fn watermark(&self) -> BoxFuture<'_, StoreResult<Seq>>;
@@ -115,9 +115,9 @@ impl<T: ReplStore> DynReplStore for T {
     fn read<'a>(
         &'a self,
         path: &'a ResourcePath,
-        range: Option<ByteRange>,
+        opts: GetOptions,
     ) -> BoxFuture<'a, StoreResult<(Meta, ByteStream)>> {
-        Box::pin(ReplStore::read(self, path, range))
+        Box::pin(ReplStore::read(self, path, opts))
     }
     fn put<'a>(
         &'a self,
@@ -130,16 +130,16 @@ impl<T: ReplStore> DynReplStore for T {
     fn create_collection<'a>(
         &'a self,
         path: &'a ResourcePath,
-        cond: &'a Condition,
+        opts: CreateOptions,
     ) -> BoxFuture<'a, StoreResult<WriteOutcome>> {
-        Box::pin(ReplStore::create_collection(self, path, cond))
+        Box::pin(ReplStore::create_collection(self, path, opts))
     }
     fn delete<'a>(
         &'a self,
         path: &'a ResourcePath,
-        cond: &'a Condition,
+        opts: DeleteOptions,
     ) -> BoxFuture<'a, StoreResult<Meta>> {
-        Box::pin(ReplStore::delete(self, path, cond))
+        Box::pin(ReplStore::delete(self, path, opts))
     }
     fn copy<'a>(
         &'a self,
@@ -161,9 +161,9 @@ impl<T: ReplStore> DynReplStore for T {
         &'a self,
         path: &'a ResourcePath,
         patch: Vec<PropPatch>,
-        cond: &'a Condition,
+        opts: PatchOptions,
     ) -> BoxFuture<'a, StoreResult<WriteOutcome>> {
-        Box::pin(ReplStore::patch_props(self, path, patch, cond))
+        Box::pin(ReplStore::patch_props(self, path, patch, opts))
     }
     fn watermark(&self) -> BoxFuture<'_, StoreResult<Seq>> {
         Box::pin(ReplStore::watermark(self))
@@ -227,10 +227,10 @@ macro_rules! forward {
             async fn read(
                 &self,
                 path: &ResourcePath,
-                range: Option<ByteRange>,
+                opts: GetOptions,
             ) -> StoreResult<(Meta, ByteStream)> {
                 let $s = self;
-                $inner.read(path, range).await
+                $inner.read(path, opts).await
             }
             async fn put(
                 &self,
@@ -244,14 +244,14 @@ macro_rules! forward {
             async fn create_collection(
                 &self,
                 path: &ResourcePath,
-                cond: &Condition,
+                opts: CreateOptions,
             ) -> StoreResult<WriteOutcome> {
                 let $s = self;
-                $inner.create_collection(path, cond).await
+                $inner.create_collection(path, opts).await
             }
-            async fn delete(&self, path: &ResourcePath, cond: &Condition) -> StoreResult<Meta> {
+            async fn delete(&self, path: &ResourcePath, opts: DeleteOptions) -> StoreResult<Meta> {
                 let $s = self;
-                $inner.delete(path, cond).await
+                $inner.delete(path, opts).await
             }
             async fn copy(
                 &self,
@@ -275,10 +275,10 @@ macro_rules! forward {
                 &self,
                 path: &ResourcePath,
                 patch: Vec<PropPatch>,
-                cond: &Condition,
+                opts: PatchOptions,
             ) -> StoreResult<WriteOutcome> {
                 let $s = self;
-                $inner.patch_props(path, patch, cond).await
+                $inner.patch_props(path, patch, opts).await
             }
             async fn watermark(&self) -> StoreResult<Seq> {
                 let $s = self;

@@ -21,11 +21,11 @@
 //! `davrepl-testkit` crate holds the conformance cases every store must pass.
 //!
 //! ```
-//! use davrepl_store::{MemStore, ReplStore, ResourcePath, Condition};
+//! use davrepl_store::{CreateOptions, MemStore, ReplStore, ResourcePath};
 //! # tokio_test_block(async {
 //! let store = MemStore::new();
 //! let docs = ResourcePath::parse("/docs").unwrap();
-//! let made = store.create_collection(&docs, &Condition::none()).await.unwrap();
+//! let made = store.create_collection(&docs, CreateOptions::default()).await.unwrap();
 //! assert!(made.meta.is_collection());
 //! assert!(made.meta.resource_tag().starts_with("rt:"));
 //! # });
@@ -54,9 +54,10 @@ pub use memory::{MemStore, Transform};
 pub use path::{PathError, ResourcePath};
 pub use tags::{ReplUid, Seq, StoreId};
 pub use types::{
-    ByteRange, ByteStream, Capabilities, Change, ChangeKind, ChangePage, ChangesQuery, DeadProp,
-    Depth, Entry, ListOptions, Listing, Meta, PropName, PropPatch, PurgeReport, PutOptions,
-    ResourceKind, TransferOptions, WriteOutcome, check_transfer_paths,
+    ByteRange, ByteStream, Capabilities, Change, ChangeKind, ChangePage, ChangesQuery,
+    CreateOptions, DeadProp, DeleteOptions, Depth, Entry, GetOptions, ListOptions, Listing, Meta,
+    PatchOptions, PropName, PropPatch, PurgeReport, PutOptions, ResourceKind, TransferOptions,
+    WriteOutcome, check_transfer_paths,
 };
 
 /// A secret shared by every node that serves one store (collblob signatures).
@@ -68,9 +69,12 @@ pub type Secret = [u8; 32];
 /// `tokio::spawn`; implementations may use `async fn`. Blocking backends must move their work
 /// off the async runtime (e.g. `spawn_blocking`).
 ///
-/// Mutating methods take a [`Condition`] and must evaluate it **inside the same atomic step**
-/// as the write, failing with [`ErrorKind::PreconditionFailed`] and no side effect when it is
-/// false. The root collection `/` always exists.
+/// Every method that changes or reads content takes an options struct in the style of
+/// `object_store` (`#[non_exhaustive]`, `Default`, `From<Condition>`), so options can grow
+/// without breaking implementations or callers. A [`Condition`] must be evaluated **inside the
+/// same atomic step** as the write (or the read), failing with
+/// [`ErrorKind::PreconditionFailed`] and no side effect when it is false. The root collection
+/// `/` always exists.
 pub trait ReplStore: Send + Sync + 'static {
     /// The store's identity (part of every repl-uid and resourcetag).
     fn store_id(&self) -> StoreId;
@@ -97,11 +101,12 @@ pub trait ReplStore: Send + Sync + 'static {
     ) -> impl Future<Output = StoreResult<Listing>> + Send;
 
     /// Content of an item (optionally one byte range), with the metadata of the very state the
-    /// bytes belong to. [`ErrorKind::IsCollection`] on a collection.
+    /// bytes belong to. [`ErrorKind::IsCollection`] on a collection; the condition is evaluated
+    /// against that same state.
     fn read(
         &self,
         path: &ResourcePath,
-        range: Option<ByteRange>,
+        opts: GetOptions,
     ) -> impl Future<Output = StoreResult<(Meta, ByteStream)>> + Send;
 
     /// Creates or replaces an item with the content of `body`. If reading `body` fails or it
@@ -117,7 +122,7 @@ pub trait ReplStore: Send + Sync + 'static {
     fn create_collection(
         &self,
         path: &ResourcePath,
-        cond: &Condition,
+        opts: CreateOptions,
     ) -> impl Future<Output = StoreResult<WriteOutcome>> + Send;
 
     /// Deletes a resource and, for a collection, everything below it, leaving a tombstone for
@@ -125,7 +130,7 @@ pub trait ReplStore: Send + Sync + 'static {
     fn delete(
         &self,
         path: &ResourcePath,
-        cond: &Condition,
+        opts: DeleteOptions,
     ) -> impl Future<Output = StoreResult<Meta>> + Send;
 
     /// Copies `from` to `to` (new repl-uids for every copy). With `overwrite`, an existing
@@ -151,7 +156,7 @@ pub trait ReplStore: Send + Sync + 'static {
         &self,
         path: &ResourcePath,
         patch: Vec<PropPatch>,
-        cond: &Condition,
+        opts: PatchOptions,
     ) -> impl Future<Output = StoreResult<WriteOutcome>> + Send;
 
     /// The highest change sequence number visible now. Every change at or below it is

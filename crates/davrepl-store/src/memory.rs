@@ -17,15 +17,14 @@ use std::time::SystemTime;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 
-use crate::condition::Condition;
-use crate::engine::{self, Record, Rows};
+use crate::engine::{self, Record, Rows, Tombstone};
 use crate::error::{ErrorKind, StoreError, StoreResult};
 use crate::path::ResourcePath;
 use crate::tags::{ReplUid, Seq, StoreId};
 use crate::types::{
-    ByteRange, ByteStream, Capabilities, Change, ChangeKind, ChangePage, ChangesQuery, DeadProp,
-    Depth, Entry, ListOptions, Listing, Meta, PropPatch, PurgeReport, PutOptions, ResourceKind,
-    TransferOptions, WriteOutcome,
+    ByteStream, Capabilities, Change, ChangeKind, ChangePage, ChangesQuery, CreateOptions,
+    DeadProp, DeleteOptions, Depth, Entry, GetOptions, ListOptions, Listing, Meta, PatchOptions,
+    PropPatch, PurgeReport, PutOptions, ResourceKind, TransferOptions, WriteOutcome,
 };
 use crate::{ReplStore, Secret};
 
@@ -39,12 +38,7 @@ type Node = Record<Bytes>;
 #[derive(Clone)]
 enum LogRow {
     Live(ResourcePath),
-    Removed {
-        rid: ReplUid,
-        path: ResourcePath,
-        kind: ResourceKind,
-        at: SystemTime,
-    },
+    Removed(Tombstone),
 }
 
 struct State {
@@ -209,23 +203,8 @@ impl Rows for Tx<'_> {
         Ok(())
     }
 
-    fn tombstone(
-        &mut self,
-        seq: Seq,
-        rid: ReplUid,
-        path: &ResourcePath,
-        kind: ResourceKind,
-        at: SystemTime,
-    ) -> StoreResult<()> {
-        self.st.log.insert(
-            seq,
-            LogRow::Removed {
-                rid,
-                path: path.clone(),
-                kind,
-                at,
-            },
-        );
+    fn tombstone(&mut self, t: Tombstone) -> StoreResult<()> {
+        self.st.log.insert(t.seq, LogRow::Removed(t));
         Ok(())
     }
 
@@ -338,20 +317,10 @@ impl ReplStore for MemStore {
 
     async fn list(&self, path: &ResourcePath, opts: ListOptions) -> StoreResult<Listing> {
         let st = self.read_state();
-        let node = st.get(path)?;
-        if node.kind != ResourceKind::Collection {
-            return Err(StoreError::new(
-                ErrorKind::NotCollection,
-                format!("{path} is not a collection"),
-            ));
+        if !engine::listable(st.get(path)?.kind, path, &opts)? {
+            return Ok(Listing::default());
         }
         let mut entries = Vec::new();
-        if opts.depth == Depth::Zero || opts.limit == 0 {
-            return Ok(Listing {
-                entries,
-                next: None,
-            });
-        }
         let want_depth = path.depth() + 1;
         let prefix = path.descendant_prefix();
         let mut cursor: (Bound<String>, Bound<String>) = match &opts.after {
@@ -401,11 +370,7 @@ impl ReplStore for MemStore {
         })
     }
 
-    async fn read(
-        &self,
-        path: &ResourcePath,
-        range: Option<ByteRange>,
-    ) -> StoreResult<(Meta, ByteStream)> {
+    async fn read(&self, path: &ResourcePath, opts: GetOptions) -> StoreResult<(Meta, ByteStream)> {
         let (meta, mut bytes) = {
             let st = self.read_state();
             let n = st.get(path)?;
@@ -415,16 +380,17 @@ impl ReplStore for MemStore {
                     format!("{path} is a collection"),
                 ));
             }
+            engine::evaluate(path, &opts.condition, |p| {
+                Ok(st
+                    .nodes
+                    .get(p)
+                    .map(|n| meta_of(self.shared.id, p, n).tokens()))
+            })?;
             (meta_of(self.shared.id, path, n), n.payload.clone())
         };
-        if let Some(r) = range {
-            if r.start > r.end || r.end >= bytes.len() as u64 {
-                return Err(StoreError::new(
-                    ErrorKind::InvalidInput,
-                    "byte range out of bounds",
-                ));
-            }
-            bytes = bytes.slice(r.start as usize..=r.end as usize);
+        if opts.range.is_some() {
+            let (start, end) = engine::resolve_range(bytes.len() as u64, opts.range)?;
+            bytes = bytes.slice(start as usize..=end as usize);
         }
         let stream: ByteStream = Box::pin(futures_util::stream::iter(
             (!bytes.is_empty()).then_some(Ok(bytes)),
@@ -463,13 +429,13 @@ impl ReplStore for MemStore {
     async fn create_collection(
         &self,
         path: &ResourcePath,
-        cond: &Condition,
+        opts: CreateOptions,
     ) -> StoreResult<WriteOutcome> {
-        self.write(|tx| engine::create_collection(tx, path, cond, Bytes::new()))
+        self.write(|tx| engine::create_collection(tx, path, &opts.condition, Bytes::new()))
     }
 
-    async fn delete(&self, path: &ResourcePath, cond: &Condition) -> StoreResult<Meta> {
-        self.write(|tx| engine::delete(tx, path, cond))
+    async fn delete(&self, path: &ResourcePath, opts: DeleteOptions) -> StoreResult<Meta> {
+        self.write(|tx| engine::delete(tx, path, &opts.condition))
     }
 
     async fn copy(
@@ -494,9 +460,9 @@ impl ReplStore for MemStore {
         &self,
         path: &ResourcePath,
         patch: Vec<PropPatch>,
-        cond: &Condition,
+        opts: PatchOptions,
     ) -> StoreResult<WriteOutcome> {
-        self.write(|tx| engine::patch_props(tx, path, patch, cond))
+        self.write(|tx| engine::patch_props(tx, path, patch, &opts.condition))
     }
 
     async fn watermark(&self) -> StoreResult<Seq> {
@@ -523,15 +489,8 @@ impl ReplStore for MemStore {
                     };
                     (ChangeKind::Upsert(meta_of(self.shared.id, p, n)), props)
                 }
-                LogRow::Removed {
-                    rid, path, kind, ..
-                } if q.include_removed && in_scope(path) => {
-                    let kind = ChangeKind::Removed {
-                        rid: *rid,
-                        path: path.clone(),
-                        kind: *kind,
-                    };
-                    (kind, Vec::new())
+                LogRow::Removed(t) if q.include_removed && in_scope(&t.path) => {
+                    (t.change(), Vec::new())
                 }
                 _ => continue,
             };
@@ -563,7 +522,7 @@ impl ReplStore for MemStore {
         let doomed: Vec<Seq> = st
             .log
             .iter()
-            .filter(|(_, r)| matches!(r, LogRow::Removed { at, .. } if *at < before))
+            .filter(|(_, r)| matches!(r, LogRow::Removed(t) if t.at < before))
             .map(|(s, _)| *s)
             .collect();
         for s in &doomed {

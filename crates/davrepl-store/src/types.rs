@@ -199,7 +199,7 @@ pub struct Entry {
 }
 
 /// A page of a listing.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Listing {
     /// Entries in path order.
     pub entries: Vec<Entry>,
@@ -234,6 +234,75 @@ impl PutOptions {
         self.content_type = ct;
         self
     }
+}
+
+impl From<Condition> for PutOptions {
+    fn from(condition: Condition) -> Self {
+        Self::with_condition(condition)
+    }
+}
+
+/// Options of [`ReplStore::read`](crate::ReplStore::read).
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct GetOptions {
+    /// Read only this byte range.
+    pub range: Option<ByteRange>,
+    /// Precondition, evaluated against the very state whose bytes are returned
+    /// ([`ErrorKind::PreconditionFailed`](crate::ErrorKind) when false).
+    pub condition: Condition,
+}
+
+impl GetOptions {
+    /// Reads `range` (or everything) with no condition.
+    pub fn range(range: Option<ByteRange>) -> Self {
+        Self {
+            range,
+            ..Self::default()
+        }
+    }
+}
+
+impl From<Condition> for GetOptions {
+    fn from(condition: Condition) -> Self {
+        Self {
+            condition,
+            ..Self::default()
+        }
+    }
+}
+
+impl From<Option<ByteRange>> for GetOptions {
+    fn from(range: Option<ByteRange>) -> Self {
+        Self::range(range)
+    }
+}
+
+macro_rules! condition_options {
+    ($($(#[$doc:meta])* $name:ident;)*) => {$(
+        $(#[$doc])*
+        #[derive(Debug, Clone, Default)]
+        #[non_exhaustive]
+        pub struct $name {
+            /// Precondition, evaluated atomically with the write.
+            pub condition: Condition,
+        }
+
+        impl From<Condition> for $name {
+            fn from(condition: Condition) -> Self {
+                Self { condition }
+            }
+        }
+    )*};
+}
+
+condition_options! {
+    /// Options of [`ReplStore::create_collection`](crate::ReplStore::create_collection).
+    CreateOptions;
+    /// Options of [`ReplStore::delete`](crate::ReplStore::delete).
+    DeleteOptions;
+    /// Options of [`ReplStore::patch_props`](crate::ReplStore::patch_props).
+    PatchOptions;
 }
 
 /// Options of [`ReplStore::copy`](crate::ReplStore::copy) and

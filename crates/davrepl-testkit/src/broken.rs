@@ -11,9 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use davrepl_store::{
-    ByteRange, ByteStream, Capabilities, ChangeKind, ChangePage, ChangesQuery, Condition, Depth,
-    Entry, ErrorKind, ListOptions, Listing, Meta, PropPatch, PurgeReport, PutOptions, ReplStore,
-    ResourcePath, Secret, StoreError, StoreId, StoreResult, Tokens, TransferOptions, WriteOutcome,
+    ByteStream, Capabilities, ChangeKind, ChangePage, ChangesQuery, Condition, CreateOptions,
+    DeleteOptions, Depth, Entry, ErrorKind, GetOptions, ListOptions, Listing, Meta, PatchOptions,
+    PropPatch, PurgeReport, PutOptions, ReplStore, ResourcePath, Secret, StoreError, StoreId,
+    StoreResult, Tokens, TransferOptions, WriteOutcome,
 };
 
 /// The fault a [`Broken`] store injects.
@@ -134,12 +135,8 @@ impl<S: ReplStore> ReplStore for Broken<S> {
         self.inner.list(path, opts).await
     }
 
-    async fn read(
-        &self,
-        path: &ResourcePath,
-        range: Option<ByteRange>,
-    ) -> StoreResult<(Meta, ByteStream)> {
-        self.inner.read(path, range).await
+    async fn read(&self, path: &ResourcePath, opts: GetOptions) -> StoreResult<(Meta, ByteStream)> {
+        self.inner.read(path, opts).await
     }
 
     async fn put(
@@ -155,14 +152,14 @@ impl<S: ReplStore> ReplStore for Broken<S> {
     async fn create_collection(
         &self,
         path: &ResourcePath,
-        cond: &Condition,
+        mut opts: CreateOptions,
     ) -> StoreResult<WriteOutcome> {
-        let cond = self.condition(cond, path).await?;
-        self.inner.create_collection(path, &cond).await
+        opts.condition = self.condition(&opts.condition, path).await?;
+        self.inner.create_collection(path, opts).await
     }
 
-    async fn delete(&self, path: &ResourcePath, cond: &Condition) -> StoreResult<Meta> {
-        let cond = self.condition(cond, path).await?;
+    async fn delete(&self, path: &ResourcePath, mut opts: DeleteOptions) -> StoreResult<Meta> {
+        opts.condition = self.condition(&opts.condition, path).await?;
         if self.fault == Fault::LosesMemberTombstones {
             let below = self
                 .inner
@@ -174,7 +171,7 @@ impl<S: ReplStore> ReplStore for Broken<S> {
                     .extend(listing.entries.iter().map(|e| e.meta.rid.counter()));
             }
         }
-        self.inner.delete(path, &cond).await
+        self.inner.delete(path, opts).await
     }
 
     async fn copy(
@@ -201,10 +198,10 @@ impl<S: ReplStore> ReplStore for Broken<S> {
         &self,
         path: &ResourcePath,
         patch: Vec<PropPatch>,
-        cond: &Condition,
+        mut opts: PatchOptions,
     ) -> StoreResult<WriteOutcome> {
-        let cond = self.condition(cond, path).await?;
-        self.inner.patch_props(path, patch, &cond).await
+        opts.condition = self.condition(&opts.condition, path).await?;
+        self.inner.patch_props(path, patch, opts).await
     }
 
     async fn watermark(&self) -> StoreResult<u64> {

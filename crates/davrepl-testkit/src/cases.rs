@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use davrepl_store::{
     ByteRange, ByteStream, ChangeKind, ChangesQuery, Condition, DeadProp, Depth, EntityMatch,
-    ErrorKind, IfList, IfResource, IfTerm, ListOptions, Meta, PropName, PropPatch, PutOptions,
-    ReplStore, StoreError, TransferOptions,
+    ErrorKind, GetOptions, IfList, IfResource, IfTerm, ListOptions, Meta, PropName, PropPatch,
+    PutOptions, ReplStore, StoreError, TransferOptions,
 };
 
 use crate::helpers::*;
@@ -48,15 +48,15 @@ pub async fn crud_item<S: ReplStore>(store: &S) {
     assert_eq!(again.meta.content_type.as_deref(), Some("text/plain"));
     assert_eq!(read_string(store, "/a.txt").await, "second");
 
-    let gone = store.delete(&p, &Condition::none()).await.unwrap();
+    let gone = store.delete(&p, Default::default()).await.unwrap();
     assert_eq!(gone.rid, made.meta.rid);
     assert_eq!(kind_of(store.head(&p).await), ErrorKind::NotFound);
     assert_eq!(
-        kind_of(store.delete(&p, &Condition::none()).await),
+        kind_of(store.delete(&p, Default::default()).await),
         ErrorKind::NotFound
     );
     assert_eq!(
-        kind_of(store.read(&p, None).await.map(|(m, _)| m)),
+        kind_of(store.read(&p, Default::default()).await.map(|(m, _)| m)),
         ErrorKind::NotFound
     );
 }
@@ -84,7 +84,12 @@ pub async fn put_onto_collection_fails<S: ReplStore>(store: &S) {
     assert_eq!(kind_of(r.map(|o| o.meta)), ErrorKind::IsCollection);
     assert_eq!(store.head(&path("/c")).await.unwrap(), c);
     assert_eq!(
-        kind_of(store.read(&path("/c"), None).await.map(|(m, _)| m)),
+        kind_of(
+            store
+                .read(&path("/c"), Default::default())
+                .await
+                .map(|(m, _)| m)
+        ),
         ErrorKind::IsCollection
     );
 }
@@ -95,16 +100,16 @@ pub async fn mkcol_rules<S: ReplStore>(store: &S) {
     assert!(c.is_collection());
     assert!(c.content_tag().is_some());
     let again = store
-        .create_collection(&path("/c"), &Condition::none())
+        .create_collection(&path("/c"), Default::default())
         .await;
     assert_eq!(kind_of(again.map(|o| o.meta)), ErrorKind::AlreadyExists);
     put(store, "/f", "x").await;
     let over = store
-        .create_collection(&path("/f"), &Condition::none())
+        .create_collection(&path("/f"), Default::default())
         .await;
     assert_eq!(kind_of(over.map(|o| o.meta)), ErrorKind::AlreadyExists);
     let orphan = store
-        .create_collection(&path("/x/y"), &Condition::none())
+        .create_collection(&path("/x/y"), Default::default())
         .await;
     assert_eq!(kind_of(orphan.map(|o| o.meta)), ErrorKind::ParentMissing);
     let root = store
@@ -118,7 +123,10 @@ pub async fn mkcol_rules<S: ReplStore>(store: &S) {
 pub async fn read_range<S: ReplStore>(store: &S) {
     put(store, "/r", "0123456789").await;
     let (meta, mut s) = store
-        .read(&path("/r"), Some(ByteRange { start: 2, end: 5 }))
+        .read(
+            &path("/r"),
+            GetOptions::range(Some(ByteRange { start: 2, end: 5 })),
+        )
         .await
         .unwrap();
     assert_eq!(meta.len, 10);
@@ -128,7 +136,10 @@ pub async fn read_range<S: ReplStore>(store: &S) {
     }
     assert_eq!(got, b"2345");
     let bad = store
-        .read(&path("/r"), Some(ByteRange { start: 5, end: 10 }))
+        .read(
+            &path("/r"),
+            GetOptions::range(Some(ByteRange { start: 5, end: 10 })),
+        )
         .await;
     assert_eq!(kind_of(bad.map(|(m, _)| m)), ErrorKind::InvalidInput);
 }
@@ -198,7 +209,7 @@ pub async fn delete_tree_leaves_tombstones<S: ReplStore>(store: &S) {
     let f = put(store, "/t/a/f", "x").await;
     let g = put(store, "/t/g", "x").await;
     let (_, mark) = all_changes(store, "/", 0).await;
-    let gone = store.delete(&path("/t"), &Condition::none()).await.unwrap();
+    let gone = store.delete(&path("/t"), Default::default()).await.unwrap();
     assert_eq!(gone.path, path("/t"));
     for p in ["/t", "/t/a", "/t/a/f", "/t/g"] {
         assert_eq!(
@@ -232,7 +243,7 @@ pub async fn root_is_immutable<S: ReplStore>(store: &S) {
     put(store, "/x/f", "kept").await;
     let (rows_before, mark) = all_changes(store, "/", 0).await;
     assert_eq!(
-        kind_of(store.delete(&root, &Condition::none()).await),
+        kind_of(store.delete(&root, Default::default()).await),
         ErrorKind::RootImmutable
     );
     let r = store
@@ -244,7 +255,7 @@ pub async fn root_is_immutable<S: ReplStore>(store: &S) {
         kind_of(r.map(|o| o.meta)),
         ErrorKind::IsCollection | ErrorKind::RootImmutable
     ));
-    let r = store.create_collection(&root, &Condition::none()).await;
+    let r = store.create_collection(&root, Default::default()).await;
     assert_eq!(kind_of(r.map(|o| o.meta)), ErrorKind::AlreadyExists);
     let r = store.copy(&path("/x"), &root, TransferOptions::new()).await;
     assert!(r.is_err(), "copying onto the root replaced it: {r:?}");
@@ -352,7 +363,7 @@ pub async fn copy_makes_new_repl_uid<S: ReplStore>(store: &S) {
         value: "v".into(),
     })];
     store
-        .patch_props(&path("/s/i"), props, &Condition::none())
+        .patch_props(&path("/s/i"), props, Default::default())
         .await
         .unwrap();
     let out = store
@@ -418,13 +429,13 @@ pub async fn transfer_onto_itself_fails<S: ReplStore>(store: &S) {
 /// Delete + re-create at the same path gives a different repl-uid and resourcetag.
 pub async fn recreate_gets_new_repl_uid<S: ReplStore>(store: &S) {
     let a = put(store, "/x", "same").await;
-    store.delete(&path("/x"), &Condition::none()).await.unwrap();
+    store.delete(&path("/x"), Default::default()).await.unwrap();
     let b = put(store, "/x", "same").await;
     assert_ne!(a.rid, b.rid);
     assert_ne!(a.resource_tag(), b.resource_tag());
     let c1 = mkcol(store, "/col").await;
     store
-        .delete(&path("/col"), &Condition::none())
+        .delete(&path("/col"), Default::default())
         .await
         .unwrap();
     let c2 = mkcol(store, "/col").await;
@@ -454,7 +465,7 @@ pub async fn every_mutation_bumps_version_and_logs<S: ReplStore>(store: &S) {
         value: "v".into(),
     })];
     let m = store
-        .patch_props(&path("/c/i"), patch, &Condition::none())
+        .patch_props(&path("/c/i"), patch, Default::default())
         .await
         .unwrap()
         .meta;
@@ -472,7 +483,7 @@ pub async fn every_mutation_bumps_version_and_logs<S: ReplStore>(store: &S) {
         .meta;
     step("copy", m.version, &all_changes(store, "/", 0).await.0);
     store
-        .delete(&path("/c/k"), &Condition::none())
+        .delete(&path("/c/k"), Default::default())
         .await
         .unwrap();
     let (rows, mark) = all_changes(store, "/", 0).await;
@@ -515,7 +526,7 @@ pub async fn content_tag_follows_membership<S: ReplStore>(store: &S) {
         .unwrap();
     seen.push(ct(store.head(&path("/c")).await.unwrap()));
     store
-        .delete(&path("/c/x"), &Condition::none())
+        .delete(&path("/c/x"), Default::default())
         .await
         .unwrap();
     seen.push(ct(store.head(&path("/c")).await.unwrap()));
@@ -549,7 +560,7 @@ pub async fn dead_properties<S: ReplStore>(store: &S) {
     };
     if !store.capabilities().dead_properties {
         let r = store
-            .patch_props(&path("/p"), vec![set(&a, "1")], &Condition::none())
+            .patch_props(&path("/p"), vec![set(&a, "1")], Default::default())
             .await;
         assert_eq!(kind_of(r.map(|o| o.meta)), ErrorKind::Unsupported);
         let e = store.props(&path("/p")).await.unwrap();
@@ -561,7 +572,7 @@ pub async fn dead_properties<S: ReplStore>(store: &S) {
         .patch_props(
             &path("/p"),
             vec![set(&a, "1"), set(&b, "<x xmlns=\"urn:q\">t</x>")],
-            &Condition::none(),
+            (Condition::none()).clone().into(),
         )
         .await
         .unwrap();
@@ -580,7 +591,7 @@ pub async fn dead_properties<S: ReplStore>(store: &S) {
         .patch_props(
             &path("/p"),
             vec![set(&a, "2"), PropPatch::Remove(b.clone()), set(&a, "3")],
-            &Condition::none(),
+            (Condition::none()).clone().into(),
         )
         .await
         .unwrap();
@@ -588,7 +599,7 @@ pub async fn dead_properties<S: ReplStore>(store: &S) {
     assert_eq!(e.props.len(), 1);
     assert_eq!(e.props[0].value, "3");
     let bad = store
-        .patch_props(&path("/nope"), vec![set(&a, "1")], &Condition::none())
+        .patch_props(&path("/nope"), vec![set(&a, "1")], Default::default())
         .await;
     assert_eq!(kind_of(bad.map(|o| o.meta)), ErrorKind::NotFound);
 }
@@ -597,7 +608,7 @@ pub async fn dead_properties<S: ReplStore>(store: &S) {
 pub async fn low_water_mark<S: ReplStore>(store: &S) {
     put(store, "/a", "x").await;
     put(store, "/b", "x").await;
-    store.delete(&path("/a"), &Condition::none()).await.unwrap();
+    store.delete(&path("/a"), Default::default()).await.unwrap();
     let (rows, _) = all_changes(store, "/", 0).await;
     let tomb_seq = rows
         .iter()
@@ -687,19 +698,26 @@ pub async fn conditions_if_header<S: ReplStore>(store: &S) {
         }],
     }];
     store
-        .create_collection(&path("/c/new"), &tagged)
+        .create_collection(&path("/c/new"), (tagged).clone().into())
         .await
         .unwrap();
-    let r = store.create_collection(&path("/c/new2"), &tagged).await;
+    let r = store
+        .create_collection(&path("/c/new2"), (tagged).clone().into())
+        .await;
     assert_eq!(kind_of(r.map(|o| o.meta)), ErrorKind::PreconditionFailed);
     // Untagged tokens on a missing target are false.
     let r = store
-        .create_collection(&path("/c/new3"), &if_token(&c.resource_tag()))
+        .create_collection(
+            &path("/c/new3"),
+            (if_token(&c.resource_tag())).clone().into(),
+        )
         .await;
     assert_eq!(kind_of(r.map(|o| o.meta)), ErrorKind::PreconditionFailed);
     // DELETE of a collection guarded by its contenttag.
     let stale_ct = c.content_tag().unwrap();
-    let r = store.delete(&path("/c"), &if_token(&stale_ct)).await;
+    let r = store
+        .delete(&path("/c"), (if_token(&stale_ct)).clone().into())
+        .await;
     assert_eq!(kind_of(r), ErrorKind::PreconditionFailed);
     let cur = store
         .head(&path("/c"))
@@ -707,7 +725,10 @@ pub async fn conditions_if_header<S: ReplStore>(store: &S) {
         .unwrap()
         .content_tag()
         .unwrap();
-    store.delete(&path("/c"), &if_token(&cur)).await.unwrap();
+    store
+        .delete(&path("/c"), (if_token(&cur)).clone().into())
+        .await
+        .unwrap();
 }
 
 /// `If-Match` and `If-None-Match` (create-only and update-only writes).
@@ -775,7 +796,10 @@ pub async fn failed_condition_has_no_side_effect<S: ReplStore>(store: &S) {
         )
         .await;
     refused("PUT", r.map(|o| o.meta));
-    refused("DELETE", store.delete(&path("/c"), &bad).await);
+    refused(
+        "DELETE",
+        store.delete(&path("/c"), (bad).clone().into()).await,
+    );
     let r = store.rename(&path("/c/i"), &path("/j"), opts()).await;
     refused("MOVE", r.map(|o| o.meta));
     let r = store.copy(&path("/c"), &path("/d"), opts()).await;
@@ -784,11 +808,13 @@ pub async fn failed_condition_has_no_side_effect<S: ReplStore>(store: &S) {
         .patch_props(
             &path("/c/i"),
             vec![PropPatch::Remove(PropName::new("a", "b"))],
-            &bad,
+            (bad).clone().into(),
         )
         .await;
     refused("PROPPATCH", r.map(|o| o.meta));
-    let r = store.create_collection(&path("/c/n"), &bad).await;
+    let r = store
+        .create_collection(&path("/c/n"), (bad).clone().into())
+        .await;
     refused("MKCOL", r.map(|o| o.meta));
     let (rows_after, mark_after) = all_changes(store, "/", 0).await;
     assert_eq!(rows_before, rows_after);
@@ -840,7 +866,7 @@ pub async fn changes_scope_and_paging<S: ReplStore>(store: &S) {
     let mut first_sync = q(Depth::Infinity, 0, 100);
     first_sync.include_removed = false;
     store
-        .delete(&path("/s/f4"), &Condition::none())
+        .delete(&path("/s/f4"), Default::default())
         .await
         .unwrap();
     let fs = store.changes(first_sync).await.unwrap();
@@ -1008,7 +1034,10 @@ pub async fn cas_race_no_lost_update<S: ReplStore + Clone>(store: &S) {
         let mut attempts = 0u32;
         loop {
             attempts += 1;
-            let (meta, mut s) = store.read(&path("/counter"), None).await.unwrap();
+            let (meta, mut s) = store
+                .read(&path("/counter"), Default::default())
+                .await
+                .unwrap();
             let mut buf = Vec::new();
             while let Some(c) = futures_util::StreamExt::next(&mut s).await {
                 buf.extend_from_slice(&c.unwrap());
@@ -1134,7 +1163,7 @@ pub async fn gap_free_feed_across<S: ReplStore + Clone>(
                         }
                         3 => {
                             store
-                                .delete(&path(&name(i - 3)), &Condition::none())
+                                .delete(&path(&name(i - 3)), Default::default())
                                 .await
                                 .unwrap();
                         }
@@ -1188,8 +1217,11 @@ pub async fn large_content_round_trip<S: ReplStore>(store: &S) {
         .await
         .unwrap();
     assert_eq!(out.meta.len, data.len() as u64);
-    let read_all = |range| async move {
-        let (_, mut s) = store.read(&path("/big.bin"), range).await.unwrap();
+    let read_all = |range: Option<ByteRange>| async move {
+        let (_, mut s) = store
+            .read(&path("/big.bin"), GetOptions::range(range))
+            .await
+            .unwrap();
         let mut got = Vec::new();
         while let Some(c) = futures_util::StreamExt::next(&mut s).await {
             got.extend_from_slice(&c.unwrap());
@@ -1220,7 +1252,10 @@ pub async fn large_content_round_trip<S: ReplStore>(store: &S) {
         .unwrap();
     assert_eq!(read_string(store, "/big.bin").await, "small");
     let (_, mut s) = store
-        .read(&path("/copy.bin"), Some(ByteRange { start: 0, end: 9 }))
+        .read(
+            &path("/copy.bin"),
+            GetOptions::range(Some(ByteRange { start: 0, end: 9 })),
+        )
         .await
         .unwrap();
     let first = futures_util::StreamExt::next(&mut s)

@@ -6,9 +6,10 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use davrepl_store::{
-    ByteRange, ByteStream, Capabilities, ChangePage, ChangesQuery, Condition, Entry, ErrorKind,
-    ListOptions, Listing, Meta, PropPatch, PurgeReport, PutOptions, ReplStore, ResourcePath,
-    Secret, StoreError, StoreId, StoreResult, TransferOptions, WriteOutcome,
+    ByteStream, Capabilities, ChangePage, ChangesQuery, CreateOptions, DeleteOptions, Entry,
+    ErrorKind, GetOptions, ListOptions, Listing, Meta, PatchOptions, PropPatch, PurgeReport,
+    PutOptions, ReplStore, ResourcePath, Secret, StoreError, StoreId, StoreResult, TransferOptions,
+    WriteOutcome,
 };
 
 /// How a [`FaultyStore`] fails.
@@ -91,13 +92,9 @@ impl<S: ReplStore> ReplStore for FaultyStore<S> {
         self.inner.list(path, opts).await
     }
 
-    async fn read(
-        &self,
-        path: &ResourcePath,
-        range: Option<ByteRange>,
-    ) -> StoreResult<(Meta, ByteStream)> {
+    async fn read(&self, path: &ResourcePath, opts: GetOptions) -> StoreResult<(Meta, ByteStream)> {
         self.check("read")?;
-        let (meta, stream) = self.inner.read(path, range).await?;
+        let (meta, stream) = self.inner.read(path, opts).await?;
         if !self.mid_stream() {
             return Ok((meta, stream));
         }
@@ -125,15 +122,15 @@ impl<S: ReplStore> ReplStore for FaultyStore<S> {
     async fn create_collection(
         &self,
         path: &ResourcePath,
-        cond: &Condition,
+        opts: CreateOptions,
     ) -> StoreResult<WriteOutcome> {
         self.check("create_collection")?;
-        self.inner.create_collection(path, cond).await
+        self.inner.create_collection(path, opts).await
     }
 
-    async fn delete(&self, path: &ResourcePath, cond: &Condition) -> StoreResult<Meta> {
+    async fn delete(&self, path: &ResourcePath, opts: DeleteOptions) -> StoreResult<Meta> {
         self.check("delete")?;
-        self.inner.delete(path, cond).await
+        self.inner.delete(path, opts).await
     }
 
     async fn copy(
@@ -160,10 +157,10 @@ impl<S: ReplStore> ReplStore for FaultyStore<S> {
         &self,
         path: &ResourcePath,
         patch: Vec<PropPatch>,
-        cond: &Condition,
+        opts: PatchOptions,
     ) -> StoreResult<WriteOutcome> {
         self.check("patch_props")?;
-        self.inner.patch_props(path, patch, cond).await
+        self.inner.patch_props(path, patch, opts).await
     }
 
     async fn watermark(&self) -> StoreResult<u64> {

@@ -30,7 +30,7 @@ pub async fn put<S: ReplStore>(store: &S, p: &str, data: &str) -> Meta {
 /// MKCOL without condition; panics on failure.
 pub async fn mkcol<S: ReplStore>(store: &S, p: &str) -> Meta {
     store
-        .create_collection(&path(p), &Condition::none())
+        .create_collection(&path(p), Default::default())
         .await
         .unwrap_or_else(|e| panic!("mkcol {p}: {e}"))
         .meta
@@ -39,7 +39,7 @@ pub async fn mkcol<S: ReplStore>(store: &S, p: &str) -> Meta {
 /// Reads a whole item as a string.
 pub async fn read_string<S: ReplStore>(store: &S, p: &str) -> String {
     let (_, mut stream) = store
-        .read(&path(p), None)
+        .read(&path(p), Default::default())
         .await
         .unwrap_or_else(|e| panic!("read {p}: {e}"));
     let mut out = Vec::new();

@@ -37,8 +37,8 @@ pub use body::ReplBody;
 pub use config::{Access, Authorizer, Limits, Principal};
 pub use davrepl_proto::xml::XmlLimits;
 pub use davrepl_store::{
-    ByteStream, Condition, DynStore, ErrorKind, MemStore, Meta, PutOptions, ReplStore,
-    ResourcePath, StoreError, StoreId,
+    ByteStream, Condition, CreateOptions, DeleteOptions, DynStore, ErrorKind, GetOptions, MemStore,
+    Meta, PatchOptions, PutOptions, ReplStore, ResourcePath, StoreError, StoreId,
 };
 pub use layer::ReplLayer;
 pub use service::{ReplService, ResponseFuture};

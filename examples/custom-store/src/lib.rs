@@ -6,9 +6,10 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use davrepl_store::{
-    ByteRange, ByteStream, Capabilities, ChangeKind, ChangePage, ChangesQuery, Condition, Depth,
-    Entry, ListOptions, Listing, MemStore, Meta, PropPatch, PurgeReport, PutOptions, ReplStore,
-    ResourcePath, Secret, Seq, StoreId, StoreResult, TransferOptions, WriteOutcome,
+    ByteStream, Capabilities, ChangeKind, ChangePage, ChangesQuery, CreateOptions, DeleteOptions,
+    Depth, Entry, GetOptions, ListOptions, Listing, MemStore, Meta, PatchOptions, PropPatch,
+    PurgeReport, PutOptions, ReplStore, ResourcePath, Secret, Seq, StoreId, StoreResult,
+    TransferOptions, WriteOutcome,
 };
 use futures_util::StreamExt;
 
@@ -64,7 +65,7 @@ impl NotesStore {
             for c in &page.changes {
                 match &c.kind {
                     ChangeKind::Upsert(m) if !m.is_collection() => {
-                        let text = match self.inner.read(&m.path, None).await {
+                        let text = match self.inner.read(&m.path, Default::default()).await {
                             Ok((_, mut s)) => {
                                 let mut buf = Vec::new();
                                 while let Some(chunk) = s.next().await {
@@ -126,12 +127,8 @@ impl ReplStore for NotesStore {
     async fn list(&self, path: &ResourcePath, opts: ListOptions) -> StoreResult<Listing> {
         self.inner.list(path, opts).await
     }
-    async fn read(
-        &self,
-        path: &ResourcePath,
-        range: Option<ByteRange>,
-    ) -> StoreResult<(Meta, ByteStream)> {
-        self.inner.read(path, range).await
+    async fn read(&self, path: &ResourcePath, opts: GetOptions) -> StoreResult<(Meta, ByteStream)> {
+        self.inner.read(path, opts).await
     }
     async fn put(
         &self,
@@ -145,13 +142,13 @@ impl ReplStore for NotesStore {
     async fn create_collection(
         &self,
         path: &ResourcePath,
-        cond: &Condition,
+        opts: CreateOptions,
     ) -> StoreResult<WriteOutcome> {
-        let r = self.inner.create_collection(path, cond).await;
+        let r = self.inner.create_collection(path, opts).await;
         self.after(r).await
     }
-    async fn delete(&self, path: &ResourcePath, cond: &Condition) -> StoreResult<Meta> {
-        let r = self.inner.delete(path, cond).await;
+    async fn delete(&self, path: &ResourcePath, opts: DeleteOptions) -> StoreResult<Meta> {
+        let r = self.inner.delete(path, opts).await;
         self.after(r).await
     }
     async fn copy(
@@ -176,9 +173,9 @@ impl ReplStore for NotesStore {
         &self,
         path: &ResourcePath,
         patch: Vec<PropPatch>,
-        cond: &Condition,
+        opts: PatchOptions,
     ) -> StoreResult<WriteOutcome> {
-        let r = self.inner.patch_props(path, patch, cond).await;
+        let r = self.inner.patch_props(path, patch, opts).await;
         self.after(r).await
     }
     async fn watermark(&self) -> StoreResult<Seq> {

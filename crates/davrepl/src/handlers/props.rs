@@ -303,7 +303,10 @@ where
             PatchInstruction::Remove(name) => PropPatch::Remove(name),
         })
         .collect();
-    let out = ctx.store().patch_props(&ctx.path, patch, &cond).await?;
+    let out = ctx
+        .store()
+        .patch_props(&ctx.path, patch, cond.into())
+        .await?;
     let _ = href;
     w.text_element(
         "D:href",

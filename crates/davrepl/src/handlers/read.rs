@@ -152,7 +152,7 @@ pub(crate) async fn get<S: ReplStore>(ctx: &Ctx<S>) -> DavResult<Response<DavBod
     if range_spec.is_none() {
         // The common case: one store call gives the bytes and the very state they belong to;
         // the preconditions are checked against that state.
-        match ctx.store().read(&ctx.path, None).await {
+        match ctx.store().read(&ctx.path, Default::default()).await {
             Ok((meta, stream)) => {
                 return Ok(match read_preconditions(ctx, &cond, &meta).await? {
                     Verdict::NotModified => not_modified(&meta),
@@ -192,7 +192,7 @@ pub(crate) async fn get<S: ReplStore>(ctx: &Ctx<S>) -> DavResult<Response<DavBod
                 None => return Ok(super::range_not_satisfiable("bytes", meta.len)),
             },
         };
-        let (read_meta, stream) = ctx.store().read(&ctx.path, resolved).await?;
+        let (read_meta, stream) = ctx.store().read(&ctx.path, resolved.into()).await?;
         if read_meta.version != meta.version {
             continue;
         }

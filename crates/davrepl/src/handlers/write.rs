@@ -76,7 +76,7 @@ pub(crate) async fn delete<S: ReplStore>(ctx: &Ctx<S>) -> DavResult<Response<Dav
         }
     }
     let cond = ctx.head.condition.clone();
-    let old = ctx.store().delete(&ctx.path, &cond).await?;
+    let old = ctx.store().delete(&ctx.path, cond.into()).await?;
     let mut resp = status_only(StatusCode::NO_CONTENT);
     set_resource_tag(&mut resp, &old);
     Ok(resp)
@@ -96,7 +96,7 @@ where
         ));
     }
     let cond = ctx.head.condition.clone();
-    match ctx.store().create_collection(&ctx.path, &cond).await {
+    match ctx.store().create_collection(&ctx.path, cond.into()).await {
         Ok(out) => {
             let mut resp = status_only(StatusCode::CREATED);
             set_resource_tag(&mut resp, &out.meta);

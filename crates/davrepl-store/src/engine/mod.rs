@@ -13,13 +13,18 @@
 //! needs first ([`Condition::paths`], the target, its parent and the subtrees involved), runs
 //! the engine on that view and applies the recorded changes in one round trip.
 
+pub mod sql;
+
 use std::time::SystemTime;
 
-use crate::condition::Condition;
+use crate::condition::{Condition, Tokens};
 use crate::error::{ErrorKind, StoreError, StoreResult};
 use crate::path::ResourcePath;
 use crate::tags::{ReplUid, Seq, StoreId};
-use crate::types::{DeadProp, Depth, Meta, PropPatch, ResourceKind, TransferOptions, WriteOutcome};
+use crate::types::{
+    ByteRange, ChangeKind, DeadProp, Depth, ListOptions, Meta, PropPatch, ResourceKind,
+    TransferOptions, WriteOutcome,
+};
 
 /// One resource as a backend stores it. `payload` is the backend's handle on the content (the
 /// bytes themselves, a blob id, a file name); the engine only moves it around, duplicates it
@@ -64,6 +69,32 @@ impl<P> Record<P> {
     }
 }
 
+/// A resource leaving a path (deleted, or moved away): its row in the change log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tombstone {
+    /// Its sequence number.
+    pub seq: Seq,
+    /// The repl-uid of the resource that left.
+    pub rid: ReplUid,
+    /// The path it left.
+    pub path: ResourcePath,
+    /// Whether it was a collection.
+    pub kind: ResourceKind,
+    /// When.
+    pub at: SystemTime,
+}
+
+impl Tombstone {
+    /// The change this row reports.
+    pub fn change(&self) -> ChangeKind {
+        ChangeKind::Removed {
+            rid: self.rid,
+            path: self.path.clone(),
+            kind: self.kind,
+        }
+    }
+}
+
 /// Row-level access inside one atomic step. Implementations do I/O only; they make no decision
 /// the contract cares about.
 pub trait Rows {
@@ -83,15 +114,8 @@ pub trait Rows {
     fn put(&mut self, path: &ResourcePath, record: &Record<Self::Payload>) -> StoreResult<()>;
     /// Removes the resource row at `path` (its log row goes with it).
     fn remove(&mut self, path: &ResourcePath) -> StoreResult<()>;
-    /// Records that `rid` left `path` at `seq`.
-    fn tombstone(
-        &mut self,
-        seq: Seq,
-        rid: ReplUid,
-        path: &ResourcePath,
-        kind: ResourceKind,
-        at: SystemTime,
-    ) -> StoreResult<()>;
+    /// Records that a resource left a path.
+    fn tombstone(&mut self, t: Tombstone) -> StoreResult<()>;
     /// The next change sequence number (one more than every number handed out before).
     fn next_seq(&mut self) -> StoreResult<Seq>;
     /// The last sequence number handed out.
@@ -124,27 +148,65 @@ pub trait Rows {
     }
 }
 
-/// Evaluates `cond` for a request on `target` against the current rows.
-pub fn check<R: Rows>(rows: &mut R, target: &ResourcePath, cond: &Condition) -> StoreResult<()> {
+/// Evaluates `cond` for a request on `target`, looking up the tokens of each path it names
+/// (`None` for a path with no resource). For reads, which do not run on [`Rows`]; writes use
+/// [`check`].
+pub fn evaluate(
+    target: &ResourcePath,
+    cond: &Condition,
+    mut lookup: impl FnMut(&ResourcePath) -> StoreResult<Option<Tokens>>,
+) -> StoreResult<()> {
     if cond.is_empty() {
         return Ok(());
     }
-    let store = rows.store_id();
     let mut states = Vec::new();
     for p in cond.paths(target) {
-        let tokens = rows.get(&p)?.map(|r| r.meta(store, &p).tokens());
+        let tokens = lookup(&p)?;
         states.push((p, tokens));
     }
-    let lookup = |p: &ResourcePath| {
+    let found = |p: &ResourcePath| {
         states
             .iter()
             .find(|(q, _)| q == p)
             .and_then(|(_, t)| t.clone())
     };
-    if cond.evaluate(target, lookup) {
+    if cond.evaluate(target, found) {
         Ok(())
     } else {
         Err(StoreError::precondition_failed())
+    }
+}
+
+/// Evaluates `cond` for a request on `target` against the current rows.
+pub fn check<R: Rows>(rows: &mut R, target: &ResourcePath, cond: &Condition) -> StoreResult<()> {
+    let store = rows.store_id();
+    evaluate(target, cond, |p| {
+        Ok(rows.get(p)?.map(|r| r.meta(store, p).tokens()))
+    })
+}
+
+/// Whether a listing of the resource at `path` (of `kind`) with `opts` has anything to look
+/// at: [`ErrorKind::NotCollection`] for an item, `false` for depth 0 or a limit of 0.
+pub fn listable(kind: ResourceKind, path: &ResourcePath, opts: &ListOptions) -> StoreResult<bool> {
+    if kind != ResourceKind::Collection {
+        return Err(StoreError::new(
+            ErrorKind::NotCollection,
+            format!("{path} is not a collection"),
+        ));
+    }
+    Ok(opts.depth != Depth::Zero && opts.limit > 0)
+}
+
+/// Checks a byte range against a content length: the inclusive `(start, end)` to read, or
+/// [`ErrorKind::InvalidInput`] when the range does not fit.
+pub fn resolve_range(len: u64, range: Option<ByteRange>) -> StoreResult<(u64, u64)> {
+    match range {
+        None => Ok((0, len.saturating_sub(1))),
+        Some(r) if r.start <= r.end && r.end < len => Ok((r.start, r.end)),
+        Some(_) => Err(StoreError::new(
+            ErrorKind::InvalidInput,
+            "byte range out of bounds",
+        )),
     }
 }
 
@@ -219,7 +281,13 @@ fn remove_tree<R: Rows>(
         rows.remove(&p)?;
         rows.set_props(r.rid, &[])?;
         let seq = rows.next_seq()?;
-        rows.tombstone(seq, r.rid, &p, r.kind, now)?;
+        rows.tombstone(Tombstone {
+            seq,
+            rid: r.rid,
+            path: p,
+            kind: r.kind,
+            at: now,
+        })?;
         rows.release(r.payload)?;
     }
     if let Some(parent) = root.parent() {
@@ -435,7 +503,13 @@ pub fn rename<R: Rows>(
         };
         rows.remove(&src)?;
         let seq = rows.next_seq()?;
-        rows.tombstone(seq, record.rid, &src, record.kind, now)?;
+        rows.tombstone(Tombstone {
+            seq,
+            rid: record.rid,
+            path: src,
+            kind: record.kind,
+            at: now,
+        })?;
         upsert(rows, &dst, record, now)?;
     }
     let seq = rows.current_seq()?;

@@ -1,0 +1,549 @@
+//! The engine's rows on PostgreSQL: the rows a write needs, fetched in one pipelined round
+//! trip (right after the counters lock), and the changes the engine made to them, written back
+//! as one pipelined batch.
+//!
+//! The engine is synchronous; the database is not. So a write runs in three steps:
+//!
+//! 1. **Fetch** what the operation will touch, known from the request alone: the target, its
+//!    parent, the paths its condition names, the subtrees of a DELETE/COPY/MOVE, the dead
+//!    properties a PROPPATCH or COPY reads, blob ids for copies ([`Wants`]).
+//! 2. **Run** the engine on a [`View`] of those rows. Every change stays in the view. If the
+//!    engine asks for a row nobody fetched, the view records the miss and fails the run; the
+//!    missing rows are fetched and the run starts again on a fresh view (the engine has no
+//!    other side effects, so a rerun is exact). The prefetch makes this rare.
+//! 3. **Flush** the difference: deleted rows, upserted rows, tombstones, dead properties,
+//!    copied and released content and the counters, as a handful of set-based statements sent
+//!    together.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
+
+use bytes::Bytes;
+use davrepl_store::engine::sql::{self, Columns};
+use davrepl_store::engine::{Record, Rows, Tombstone};
+use davrepl_store::{
+    DeadProp, ErrorKind, PropName, ReplUid, ResourcePath, Seq, StoreError, StoreId, StoreResult,
+};
+use deadpool_postgres::Transaction;
+use futures_util::future::try_join_all;
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+
+use crate::{Counters, pg_err};
+
+type Rec = Record<Option<i64>>;
+
+/// What to fetch before (or, after a miss, while) running the engine.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Wants {
+    /// Single rows (absent ones become known as absent).
+    pub(crate) paths: Vec<ResourcePath>,
+    /// Whole subtrees (the root's row included).
+    pub(crate) trees: Vec<ResourcePath>,
+    /// Dead properties of these rows.
+    pub(crate) props_of: Vec<ResourcePath>,
+    /// Dead properties of every row in these subtrees.
+    pub(crate) props_below: Vec<ResourcePath>,
+    /// Fresh blob ids for copies of the content in this subtree.
+    pub(crate) blobs_for: Option<ResourcePath>,
+    /// Fresh blob ids, this many.
+    pub(crate) blobs: i64,
+}
+
+impl Wants {
+    /// The rows a condition on `target` names, plus `paths`.
+    pub(crate) fn paths(paths: impl IntoIterator<Item = ResourcePath>) -> Self {
+        Self {
+            paths: paths.into_iter().collect(),
+            ..Self::default()
+        }
+    }
+}
+
+/// Rows fetched so far: what every run of the engine starts from.
+#[derive(Debug, Default)]
+pub(crate) struct Known {
+    rows: BTreeMap<ResourcePath, Option<Rec>>,
+    trees: Vec<ResourcePath>,
+    props: HashMap<i64, Vec<DeadProp>>,
+    blobs: Vec<i64>,
+}
+
+const FETCH_PATHS: &str = concat!(
+    "SELECT path, rid, kind, version, content_version, len, content_type, created, modified, blob",
+    " FROM davrepl_resources WHERE path = ANY($1)"
+);
+const FETCH_TREES: &str = concat!(
+    "SELECT path, rid, kind, version, content_version, len, content_type, created, modified, blob",
+    " FROM davrepl_resources r JOIN unnest($1::text[], $2::text[]) AS t(lo, hi)",
+    " ON r.path > t.lo AND r.path < t.hi"
+);
+const FETCH_PROPS: &str =
+    "SELECT p.rid, p.ns, p.local, p.value FROM davrepl_props p WHERE p.rid IN (
+    SELECT rid FROM davrepl_resources WHERE path = ANY($1)
+    UNION ALL
+    SELECT r.rid FROM davrepl_resources r JOIN unnest($2::text[], $3::text[]) AS t(lo, hi)
+        ON r.path > t.lo AND r.path < t.hi
+) ORDER BY p.rid, p.ns, p.local";
+const FETCH_BLOB_IDS: &str =
+    "SELECT nextval('davrepl_blob_ids') FROM generate_series(1, $1::int8 + (
+    SELECT count(*) FROM davrepl_resources
+    WHERE blob IS NOT NULL AND (path = $2 OR (path > $3 AND path < $4))
+))";
+
+fn columns(r: &Row) -> StoreResult<Columns> {
+    Columns::read(
+        |i| r.try_get(i),
+        |i| r.try_get(i),
+        |i| r.try_get(i),
+        |i| r.try_get(i),
+    )
+    .map_err(pg_err)
+}
+
+/// Each tree's `(lo, hi)` range bounds as two arrays.
+fn ranges(trees: &[ResourcePath]) -> (Vec<String>, Vec<String>) {
+    trees.iter().map(sql::below).unzip()
+}
+
+impl Known {
+    /// Fetches `w` with one pipelined batch of queries on `tx`.
+    pub(crate) async fn fetch(
+        &mut self,
+        tx: &Transaction<'_>,
+        id: StoreId,
+        w: &Wants,
+    ) -> StoreResult<()> {
+        let mut paths: Vec<String> = w.paths.iter().map(|p| p.as_str().to_owned()).collect();
+        paths.extend(w.trees.iter().map(|p| p.as_str().to_owned()));
+        let (lo, hi) = ranges(&w.trees);
+        let prop_paths: Vec<String> = w.props_of.iter().map(|p| p.as_str().to_owned()).collect();
+        let (plo, phi) = ranges(&w.props_below);
+        let want_props = !prop_paths.is_empty() || !plo.is_empty();
+        let blob_tree = w.blobs_for.as_ref().map(|p| (p.as_str(), sql::below(p)));
+        let (bpath, (blo, bhi)) = blob_tree.unwrap_or(("", (String::new(), String::new())));
+        let blobs = if w.blobs > 0 || w.blobs_for.is_some() {
+            Some(w.blobs)
+        } else {
+            None
+        };
+        let statements = try_join_all(
+            [FETCH_PATHS, FETCH_TREES, FETCH_PROPS, FETCH_BLOB_IDS].map(|s| tx.prepare_cached(s)),
+        )
+        .await
+        .map_err(pg_err)?;
+        let (by_path, by_tree, props, ids) = futures_util::future::try_join4(
+            tx.query(&statements[0], &[&paths]),
+            async {
+                if lo.is_empty() {
+                    Ok(Vec::new())
+                } else {
+                    tx.query(&statements[1], &[&lo, &hi]).await
+                }
+            },
+            async {
+                if want_props {
+                    tx.query(&statements[2], &[&prop_paths, &plo, &phi]).await
+                } else {
+                    Ok(Vec::new())
+                }
+            },
+            async {
+                match blobs {
+                    Some(n) => tx.query(&statements[3], &[&n, &bpath, &blo, &bhi]).await,
+                    None => Ok(Vec::new()),
+                }
+            },
+        )
+        .await
+        .map_err(pg_err)?;
+        for p in w.paths.iter().chain(&w.trees) {
+            self.rows.entry(p.clone()).or_insert(None);
+        }
+        for r in by_path.iter().chain(&by_tree) {
+            let c = columns(r)?;
+            let path = sql::stored_path(&c.path)?;
+            self.rows.insert(path, Some(c.record(id)));
+        }
+        self.trees.extend(w.trees.iter().cloned());
+        // Every row in a props scope has a complete list, empty when it has no rows.
+        let in_props_scope = |p: &ResourcePath| {
+            w.props_of.contains(p) || w.props_below.iter().any(|t| p.is_strictly_within(t))
+        };
+        for (p, r) in &self.rows {
+            if let Some(r) = r
+                && in_props_scope(p)
+            {
+                self.props.entry(r.rid.counter() as i64).or_default();
+            }
+        }
+        for r in &props {
+            let rid: i64 = r.try_get(0).map_err(pg_err)?;
+            let prop = DeadProp {
+                name: PropName::new(
+                    r.try_get::<_, String>(1).map_err(pg_err)?,
+                    r.try_get::<_, String>(2).map_err(pg_err)?,
+                ),
+                value: r.try_get(3).map_err(pg_err)?,
+            };
+            self.props.entry(rid).or_default().push(prop);
+        }
+        for r in &ids {
+            self.blobs.push(r.try_get(0).map_err(pg_err)?);
+        }
+        Ok(())
+    }
+}
+
+/// What a run asked for and did not find.
+#[derive(Debug)]
+pub(crate) enum Need {
+    Path(ResourcePath),
+    Tree(ResourcePath),
+    Props(ResourcePath),
+    Blobs,
+}
+
+impl Need {
+    pub(crate) fn wants(self) -> Wants {
+        match self {
+            Need::Path(p) => Wants::paths([p]),
+            Need::Tree(p) => Wants {
+                trees: vec![p],
+                ..Wants::default()
+            },
+            Need::Props(p) => Wants {
+                props_of: vec![p],
+                ..Wants::default()
+            },
+            Need::Blobs => Wants {
+                blobs: 16,
+                ..Wants::default()
+            },
+        }
+    }
+}
+
+/// New content for the written item: its last (partial) chunk `n` of blob `blob`, still to
+/// be stored, and the upload record of a staged blob to drop.
+pub(crate) struct Content {
+    pub(crate) blob: i64,
+    pub(crate) n: i64,
+    pub(crate) rest: Option<Bytes>,
+    pub(crate) staged: Option<i64>,
+}
+
+/// One run of the engine: the known rows with this run's changes applied, and the changes.
+pub(crate) struct View<'k> {
+    id: StoreId,
+    known: &'k Known,
+    rows: BTreeMap<ResourcePath, Option<Rec>>,
+    props: HashMap<i64, Vec<DeadProp>>,
+    blobs: Vec<i64>,
+    counters: Counters,
+    dirty: BTreeSet<ResourcePath>,
+    dirty_props: BTreeSet<i64>,
+    tombs: Vec<Tombstone>,
+    copies: Vec<(i64, i64)>,
+    released: Vec<i64>,
+    /// The first row this run needed and did not have.
+    pub(crate) need: Option<Need>,
+}
+
+fn miss(need: Need, slot: &mut Option<Need>) -> StoreError {
+    let e = StoreError::new(
+        ErrorKind::Internal,
+        format!("row view: {need:?} not fetched"),
+    );
+    slot.get_or_insert(need);
+    e
+}
+
+impl<'k> View<'k> {
+    pub(crate) fn new(id: StoreId, known: &'k Known, counters: Counters) -> Self {
+        Self {
+            id,
+            known,
+            rows: known.rows.clone(),
+            props: known.props.clone(),
+            blobs: known.blobs.clone(),
+            counters,
+            dirty: BTreeSet::new(),
+            dirty_props: BTreeSet::new(),
+            tombs: Vec::new(),
+            copies: Vec::new(),
+            released: Vec::new(),
+            need: None,
+        }
+    }
+
+    fn in_known_tree(&self, p: &ResourcePath) -> bool {
+        self.known.trees.iter().any(|t| p.is_within(t))
+    }
+
+    /// Writes this run's changes (and `content`) in one pipelined batch.
+    pub(crate) async fn flush(
+        self,
+        tx: &Transaction<'_>,
+        content: Option<&Content>,
+    ) -> StoreResult<()> {
+        let mut removed: Vec<&str> = Vec::new();
+        let mut up: Vec<(Columns, Option<String>)> = Vec::new();
+        for p in &self.dirty {
+            match self.rows.get(p).and_then(Option::as_ref) {
+                Some(r) => up.push((Columns::of(p, r), p.parent().map(|q| q.as_str().into()))),
+                None => {
+                    if self.known.rows.get(p).is_some_and(Option::is_some) {
+                        removed.push(p.as_str());
+                    }
+                }
+            }
+        }
+        let up_path: Vec<&str> = up.iter().map(|(c, _)| c.path.as_str()).collect();
+        let up_parent: Vec<Option<&str>> = up.iter().map(|(_, p)| p.as_deref()).collect();
+        let col = |f: fn(&Columns) -> i64| up.iter().map(|(c, _)| f(c)).collect::<Vec<i64>>();
+        let (up_rid, up_kind, up_version) = (col(|c| c.rid), col(|c| c.kind), col(|c| c.version));
+        let (up_cv, up_len) = (col(|c| c.content_version), col(|c| c.len));
+        let (up_created, up_modified) = (col(|c| c.created), col(|c| c.modified));
+        let up_type: Vec<Option<&str>> =
+            up.iter().map(|(c, _)| c.content_type.as_deref()).collect();
+        let up_blob: Vec<Option<i64>> = up.iter().map(|(c, _)| c.blob).collect();
+
+        let t_seq: Vec<i64> = self.tombs.iter().map(|t| sql::int(t.seq)).collect();
+        let t_rid: Vec<i64> = self
+            .tombs
+            .iter()
+            .map(|t| sql::int(t.rid.counter()))
+            .collect();
+        let t_path: Vec<&str> = self.tombs.iter().map(|t| t.path.as_str()).collect();
+        let t_parent: Vec<Option<String>> = self
+            .tombs
+            .iter()
+            .map(|t| t.path.parent().map(|p| p.as_str().to_owned()))
+            .collect();
+        let t_kind: Vec<i64> = self.tombs.iter().map(|t| sql::kind_code(t.kind)).collect();
+        let t_at: Vec<i64> = self.tombs.iter().map(|t| sql::nanos(t.at)).collect();
+
+        let dirty_props: Vec<i64> = self.dirty_props.iter().copied().collect();
+        let mut p_rid = Vec::new();
+        let (mut p_ns, mut p_local, mut p_value) = (Vec::new(), Vec::new(), Vec::new());
+        for rid in &dirty_props {
+            for p in self.props.get(rid).into_iter().flatten() {
+                p_rid.push(*rid);
+                p_ns.push(p.name.ns.as_str());
+                p_local.push(p.name.local.as_str());
+                p_value.push(p.value.as_str());
+            }
+        }
+        let (c_new, c_old): (Vec<i64>, Vec<i64>) = self.copies.iter().copied().unzip();
+        let counters = self.counters;
+        let rest = content.and_then(|c| c.rest.as_ref().map(|r| (c.blob, c.n, &r[..])));
+
+        type Params<'a> = Vec<&'a (dyn ToSql + Sync)>;
+        let mut batch: Vec<(&str, Params<'_>)> = Vec::new();
+        if let Some(b) = content.and_then(|c| c.staged.as_ref()) {
+            batch.push(("DELETE FROM davrepl_uploads WHERE blob = $1", vec![b]));
+        }
+        if let Some((blob, n, data)) = &rest {
+            batch.push((INSERT_CHUNK, vec![blob, n, data]));
+        }
+        if !c_new.is_empty() {
+            batch.push((COPY_CHUNKS, vec![&c_new, &c_old]));
+        }
+        if !self.released.is_empty() {
+            batch.push((
+                "DELETE FROM davrepl_chunks WHERE blob = ANY($1)",
+                vec![&self.released],
+            ));
+        }
+        if !removed.is_empty() {
+            batch.push((
+                "DELETE FROM davrepl_resources WHERE path = ANY($1)",
+                vec![&removed],
+            ));
+        }
+        if !up.is_empty() {
+            batch.push((
+                UPSERT_RESOURCES,
+                vec![
+                    &up_path,
+                    &up_parent,
+                    &up_rid,
+                    &up_kind,
+                    &up_version,
+                    &up_cv,
+                    &up_len,
+                    &up_type,
+                    &up_created,
+                    &up_modified,
+                    &up_blob,
+                ],
+            ));
+        }
+        if !t_seq.is_empty() {
+            batch.push((
+                INSERT_TOMBSTONES,
+                vec![&t_seq, &t_rid, &t_path, &t_parent, &t_kind, &t_at],
+            ));
+        }
+        if !dirty_props.is_empty() {
+            batch.push((
+                "DELETE FROM davrepl_props WHERE rid = ANY($1)",
+                vec![&dirty_props],
+            ));
+        }
+        if !p_rid.is_empty() {
+            batch.push((INSERT_PROPS, vec![&p_rid, &p_ns, &p_local, &p_value]));
+        }
+        batch.push((
+            SAVE_COUNTERS,
+            vec![&counters.seq, &counters.rid, &counters.low_water],
+        ));
+        let statements = try_join_all(batch.iter().map(|(s, _)| tx.prepare_cached(s)))
+            .await
+            .map_err(pg_err)?;
+        try_join_all(
+            statements
+                .iter()
+                .zip(&batch)
+                .map(|(st, (_, params))| tx.execute(st, params)),
+        )
+        .await
+        .map_err(pg_err)?;
+        Ok(())
+    }
+}
+
+pub(crate) const INSERT_CHUNK: &str =
+    "INSERT INTO davrepl_chunks (blob, n, data) VALUES ($1, $2, $3)";
+const COPY_CHUNKS: &str = "INSERT INTO davrepl_chunks (blob, n, data)
+    SELECT m.new, c.n, c.data FROM unnest($1::int8[], $2::int8[]) AS m(new, old)
+    JOIN davrepl_chunks c ON c.blob = m.old";
+const UPSERT_RESOURCES: &str = "INSERT INTO davrepl_resources
+    (path, parent, rid, kind, version, content_version, len, content_type, created, modified, blob)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::int8[], $6::int8[],
+                         $7::int8[], $8::text[], $9::int8[], $10::int8[], $11::int8[])
+    ON CONFLICT (path) DO UPDATE SET parent = EXCLUDED.parent, rid = EXCLUDED.rid,
+        kind = EXCLUDED.kind, version = EXCLUDED.version,
+        content_version = EXCLUDED.content_version, len = EXCLUDED.len,
+        content_type = EXCLUDED.content_type, created = EXCLUDED.created,
+        modified = EXCLUDED.modified, blob = EXCLUDED.blob";
+const INSERT_TOMBSTONES: &str = "INSERT INTO davrepl_tombstones (seq, rid, path, parent, kind, at)
+    SELECT * FROM unnest($1::int8[], $2::int8[], $3::text[], $4::text[], $5::int8[], $6::int8[])";
+const INSERT_PROPS: &str = "INSERT INTO davrepl_props (rid, ns, local, value)
+    SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[])";
+pub(crate) const SAVE_COUNTERS: &str =
+    "UPDATE davrepl_store SET seq = $1, rid_counter = $2, low_water = $3 WHERE id = 1";
+
+impl Rows for View<'_> {
+    type Payload = Option<i64>;
+
+    fn store_id(&self) -> StoreId {
+        self.id
+    }
+
+    fn get(&mut self, path: &ResourcePath) -> StoreResult<Option<Rec>> {
+        if let Some(r) = self.rows.get(path) {
+            return Ok(r.clone());
+        }
+        if self.in_known_tree(path) {
+            return Ok(None);
+        }
+        Err(miss(Need::Path(path.clone()), &mut self.need))
+    }
+
+    fn descendants(&mut self, root: &ResourcePath) -> StoreResult<Vec<(ResourcePath, Rec)>> {
+        if !self.in_known_tree(root) {
+            return Err(miss(Need::Tree(root.clone()), &mut self.need));
+        }
+        let (lo, hi) = sql::below(root);
+        let range = (Bound::Excluded(lo.as_str()), Bound::Excluded(hi.as_str()));
+        Ok(self
+            .rows
+            .range::<str, _>(range)
+            .filter_map(|(p, r)| r.clone().map(|r| (p.clone(), r)))
+            .collect())
+    }
+
+    fn put(&mut self, path: &ResourcePath, record: &Rec) -> StoreResult<()> {
+        self.rows.insert(path.clone(), Some(record.clone()));
+        self.dirty.insert(path.clone());
+        Ok(())
+    }
+
+    fn remove(&mut self, path: &ResourcePath) -> StoreResult<()> {
+        self.rows.insert(path.clone(), None);
+        self.dirty.insert(path.clone());
+        Ok(())
+    }
+
+    fn tombstone(&mut self, t: Tombstone) -> StoreResult<()> {
+        self.tombs.push(t);
+        Ok(())
+    }
+
+    fn next_seq(&mut self) -> StoreResult<Seq> {
+        self.counters.seq += 1;
+        Ok(self.counters.seq as u64)
+    }
+
+    fn current_seq(&mut self) -> StoreResult<Seq> {
+        Ok(self.counters.seq as u64)
+    }
+
+    fn next_rid(&mut self) -> StoreResult<u64> {
+        self.counters.rid += 1;
+        Ok(self.counters.rid as u64)
+    }
+
+    fn props(&mut self, rid: ReplUid) -> StoreResult<Vec<DeadProp>> {
+        let key = sql::int(rid.counter());
+        if let Some(p) = self.props.get(&key) {
+            return Ok(p.clone());
+        }
+        // Props are fetched by path; find where this resource is.
+        let at = self
+            .rows
+            .iter()
+            .find(|(_, r)| r.as_ref().is_some_and(|r| r.rid == rid))
+            .map(|(p, _)| p.clone());
+        let need = match at {
+            Some(p) => Need::Props(p),
+            None => {
+                return Err(StoreError::new(
+                    ErrorKind::Internal,
+                    "row view: properties of a resource that is not in the view",
+                ));
+            }
+        };
+        Err(miss(need, &mut self.need))
+    }
+
+    fn set_props(&mut self, rid: ReplUid, props: &[DeadProp]) -> StoreResult<()> {
+        let key = sql::int(rid.counter());
+        self.props.insert(key, props.to_vec());
+        self.dirty_props.insert(key);
+        Ok(())
+    }
+
+    fn duplicate(&mut self, payload: &Option<i64>) -> StoreResult<Option<i64>> {
+        let Some(old) = *payload else { return Ok(None) };
+        let Some(new) = self.blobs.pop() else {
+            return Err(miss(Need::Blobs, &mut self.need));
+        };
+        self.copies.push((new, old));
+        Ok(Some(new))
+    }
+
+    fn release(&mut self, payload: Option<i64>) -> StoreResult<()> {
+        if let Some(b) = payload {
+            match self.copies.iter().position(|(new, _)| *new == b) {
+                Some(i) => {
+                    self.copies.remove(i);
+                }
+                None => self.released.push(b),
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,239 @@
+//! The engine's rows on SQLite: `davrepl_resources`, `davrepl_props`, `davrepl_tombstones` and
+//! `davrepl_chunks` inside the writer thread's group transaction (or a reader's snapshot). The
+//! payload of a record is its blob id.
+
+use davrepl_store::engine::sql::{self, Columns};
+use davrepl_store::engine::{Record, Rows, Tombstone};
+use davrepl_store::{
+    DeadProp, PropName, ReplUid, ResourceKind, ResourcePath, Seq, StoreError, StoreId, StoreResult,
+};
+use rusqlite::{OptionalExtension, Transaction, params};
+
+use crate::db_err;
+use crate::writer::Counters;
+
+/// One transaction and the counters it allocates from.
+pub(crate) struct Tx<'a> {
+    pub(crate) tx: &'a Transaction<'a>,
+    pub(crate) c: Counters,
+    pub(crate) id: StoreId,
+}
+
+pub(crate) fn columns(r: &rusqlite::Row<'_>) -> rusqlite::Result<Columns> {
+    Columns::read(|i| r.get(i), |i| r.get(i), |i| r.get(i), |i| r.get(i))
+}
+
+impl Tx<'_> {
+    /// Runs a shared query (`$n` placeholders) and reads its rows as resources.
+    pub(crate) fn columns(
+        &self,
+        query: &str,
+        params: impl rusqlite::Params,
+    ) -> StoreResult<Vec<Columns>> {
+        let mut st = self
+            .tx
+            .prepare_cached(&sql::sqlite(query))
+            .map_err(db_err)?;
+        st.query_map(params, columns)
+            .map_err(db_err)?
+            .collect::<Result<_, _>>()
+            .map_err(db_err)
+    }
+
+    pub(crate) fn node(&self, path: &ResourcePath) -> StoreResult<Option<Columns>> {
+        self.tx
+            .prepare_cached(&sql::sqlite(sql::GET))
+            .and_then(|mut st| st.query_row([path.as_str()], columns).optional())
+            .map_err(db_err)
+    }
+
+    pub(crate) fn must(&self, path: &ResourcePath) -> StoreResult<Columns> {
+        self.node(path)?.ok_or_else(|| StoreError::not_found(path))
+    }
+
+    pub(crate) fn dead_props(&self, rid: i64) -> StoreResult<Vec<DeadProp>> {
+        let mut st = self
+            .tx
+            .prepare_cached(&sql::sqlite(sql::PROPS))
+            .map_err(db_err)?;
+        let rows = st
+            .query_map([rid], |r| {
+                Ok(DeadProp {
+                    name: PropName::new(r.get::<_, String>(0)?, r.get::<_, String>(1)?),
+                    value: r.get(2)?,
+                })
+            })
+            .map_err(db_err)?;
+        rows.collect::<Result<_, _>>().map_err(db_err)
+    }
+
+    /// Stores chunk `n` of blob `blob`.
+    pub(crate) fn insert_chunk(&self, blob: i64, n: i64, data: &[u8]) -> StoreResult<()> {
+        self.tx
+            .prepare_cached("INSERT INTO davrepl_chunks (blob, n, data) VALUES (?1, ?2, ?3)")
+            .and_then(|mut st| st.execute(params![blob, n, data]))
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    pub(crate) fn next_blob(&mut self) -> i64 {
+        self.c.blob += 1;
+        self.c.blob
+    }
+}
+
+impl Rows for Tx<'_> {
+    type Payload = Option<i64>;
+
+    fn store_id(&self) -> StoreId {
+        self.id
+    }
+
+    fn get(&mut self, path: &ResourcePath) -> StoreResult<Option<Record<Option<i64>>>> {
+        Ok(self.node(path)?.map(|c| c.record(self.id)))
+    }
+
+    fn descendants(
+        &mut self,
+        root: &ResourcePath,
+    ) -> StoreResult<Vec<(ResourcePath, Record<Option<i64>>)>> {
+        let (start, end) = sql::below(root);
+        self.columns(sql::DESCENDANTS, params![start, end])?
+            .into_iter()
+            .map(|c| Ok((sql::stored_path(&c.path)?, c.record(self.id))))
+            .collect()
+    }
+
+    fn put(&mut self, path: &ResourcePath, r: &Record<Option<i64>>) -> StoreResult<()> {
+        let c = Columns::of(path, r);
+        let parent = path.parent().map(|p| p.as_str().to_owned());
+        self.tx
+            .prepare_cached(
+                "INSERT INTO davrepl_resources (path, parent, rid, kind, version, content_version, len, content_type, created, modified, blob)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                 ON CONFLICT(path) DO UPDATE SET rid = ?3, kind = ?4, version = ?5, content_version = ?6,
+                   len = ?7, content_type = ?8, created = ?9, modified = ?10, blob = ?11",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    c.path,
+                    parent,
+                    c.rid,
+                    c.kind,
+                    c.version,
+                    c.content_version,
+                    c.len,
+                    c.content_type,
+                    c.created,
+                    c.modified,
+                    c.blob
+                ])
+            })
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn remove(&mut self, path: &ResourcePath) -> StoreResult<()> {
+        self.tx
+            .execute(
+                "DELETE FROM davrepl_resources WHERE path = ?1",
+                [path.as_str()],
+            )
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn tombstone(&mut self, t: Tombstone) -> StoreResult<()> {
+        let parent = t.path.parent().map(|p| p.as_str().to_owned());
+        self.tx
+            .execute(
+                "INSERT INTO davrepl_tombstones (seq, rid, path, parent, kind, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    sql::int(t.seq),
+                    sql::int(t.rid.counter()),
+                    t.path.as_str(),
+                    parent,
+                    sql::kind_code(t.kind),
+                    sql::nanos(t.at)
+                ],
+            )
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn next_seq(&mut self) -> StoreResult<Seq> {
+        self.c.seq += 1;
+        Ok(self.c.seq as u64)
+    }
+
+    fn current_seq(&mut self) -> StoreResult<Seq> {
+        Ok(self.c.seq as u64)
+    }
+
+    fn next_rid(&mut self) -> StoreResult<u64> {
+        self.c.rid += 1;
+        Ok(self.c.rid as u64)
+    }
+
+    fn props(&mut self, rid: ReplUid) -> StoreResult<Vec<DeadProp>> {
+        self.dead_props(sql::int(rid.counter()))
+    }
+
+    fn set_props(&mut self, rid: ReplUid, props: &[DeadProp]) -> StoreResult<()> {
+        let rid = sql::int(rid.counter());
+        self.tx
+            .execute("DELETE FROM davrepl_props WHERE rid = ?1", [rid])
+            .map_err(db_err)?;
+        for p in props {
+            self.tx
+                .execute(
+                    "INSERT INTO davrepl_props (rid, ns, local, value) VALUES (?1, ?2, ?3, ?4)",
+                    params![rid, p.name.ns, p.name.local, p.value],
+                )
+                .map_err(db_err)?;
+        }
+        Ok(())
+    }
+
+    fn duplicate(&mut self, payload: &Option<i64>) -> StoreResult<Option<i64>> {
+        let Some(old) = *payload else { return Ok(None) };
+        let b = self.next_blob();
+        self.tx
+            .execute(
+                "INSERT INTO davrepl_chunks (blob, n, data) SELECT ?1, n, data FROM davrepl_chunks WHERE blob = ?2",
+                params![b, old],
+            )
+            .map_err(db_err)?;
+        Ok(Some(b))
+    }
+
+    fn release(&mut self, payload: Option<i64>) -> StoreResult<()> {
+        if let Some(b) = payload {
+            self.tx
+                .execute(&sql::sqlite(sql::DROP_BLOB), [b])
+                .map_err(db_err)?;
+        }
+        Ok(())
+    }
+
+    fn kind(&mut self, path: &ResourcePath) -> StoreResult<Option<ResourceKind>> {
+        self.tx
+            .prepare_cached("SELECT kind FROM davrepl_resources WHERE path = ?1")
+            .and_then(|mut st| {
+                st.query_row([path.as_str()], |r| r.get::<_, i64>(0))
+                    .optional()
+            })
+            .map(|k| k.map(sql::kind_of))
+            .map_err(db_err)
+    }
+
+    fn set_content_version(&mut self, path: &ResourcePath, seq: Seq) -> StoreResult<()> {
+        self.tx
+            .execute(
+                "UPDATE davrepl_resources SET content_version = ?1 WHERE path = ?2",
+                params![sql::int(seq), path.as_str()],
+            )
+            .map_err(db_err)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,121 @@
+//! The writer thread: one connection, writes grouped into transactions (one savepoint each),
+//! and the counters every write allocates from.
+
+use davrepl_store::{ErrorKind, StoreError, StoreId, StoreResult};
+use rusqlite::{Connection, Transaction, params};
+
+use crate::db_err;
+use crate::rows::Tx;
+
+/// Delivers a write's result once its transaction's fate is known.
+pub(crate) type Finish = Box<dyn FnOnce(Option<&StoreError>) + Send>;
+/// One write: runs inside the group transaction, says whether it succeeded.
+pub(crate) type Job = Box<dyn FnOnce(&mut Tx<'_>) -> (bool, Finish) + Send>;
+
+/// Most writes grouped into one transaction.
+const MAX_GROUP: usize = 64;
+
+/// The writer thread: owns the write connection and commits groups of writes.
+pub(crate) fn spawn_writer(
+    mut conn: Connection,
+    id: StoreId,
+) -> StoreResult<std::sync::mpsc::Sender<Job>> {
+    let (tx, rx) = std::sync::mpsc::channel::<Job>();
+    let spawned = std::thread::Builder::new()
+        .name("davrepl-sqlite-writer".into())
+        .spawn(move || {
+            while let Ok(first) = rx.recv() {
+                let mut jobs = vec![first];
+                while jobs.len() < MAX_GROUP {
+                    match rx.try_recv() {
+                        Ok(j) => jobs.push(j),
+                        Err(_) => break,
+                    }
+                }
+                run_group(&mut conn, id, jobs);
+            }
+        });
+    spawned.map_err(|e| {
+        StoreError::new(ErrorKind::Internal, "cannot start the SQLite writer thread").with_source(e)
+    })?;
+    Ok(tx)
+}
+
+fn run_group(conn: &mut Connection, id: StoreId, jobs: Vec<Job>) {
+    let mut finishers: Vec<Finish> = Vec::with_capacity(jobs.len());
+    let outcome: StoreResult<()> = (|| {
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(db_err)?;
+        let mut counters = Counters::load(&tx)?;
+        for job in jobs {
+            tx.execute_batch("SAVEPOINT job").map_err(db_err)?;
+            let mut t = Tx {
+                tx: &tx,
+                c: counters,
+                id,
+            };
+            // A panic in one write (a bug) must not take the writer thread, and with it every
+            // later write, down: that write is rolled back and its caller gets an error.
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut t)));
+            let Ok((ok, finish)) = ran else {
+                tracing::error!("a write panicked; it was rolled back and the writer goes on");
+                tx.execute_batch("ROLLBACK TO job; RELEASE job")
+                    .map_err(db_err)?;
+                continue;
+            };
+            if ok {
+                counters = t.c;
+                tx.execute_batch("RELEASE job").map_err(db_err)?;
+            } else {
+                tx.execute_batch("ROLLBACK TO job; RELEASE job")
+                    .map_err(db_err)?;
+            }
+            finishers.push(finish);
+        }
+        counters.save(&tx)?;
+        tx.commit().map_err(db_err)
+    })();
+    let err = outcome.err();
+    if let Some(e) = &err {
+        tracing::error!(error = %e, "a write transaction failed; its writes are refused");
+    }
+    for f in finishers {
+        f(err.as_ref());
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Counters {
+    pub(crate) seq: i64,
+    pub(crate) rid: i64,
+    pub(crate) blob: i64,
+    pub(crate) low_water: i64,
+}
+
+impl Counters {
+    pub(crate) fn load(tx: &Transaction<'_>) -> StoreResult<Self> {
+        tx.query_row(
+            "SELECT seq, rid_counter, blob_counter, low_water FROM store WHERE id = 1",
+            [],
+            |r| {
+                Ok(Self {
+                    seq: r.get(0)?,
+                    rid: r.get(1)?,
+                    blob: r.get(2)?,
+                    low_water: r.get(3)?,
+                })
+            },
+        )
+        .map_err(db_err)
+    }
+
+    fn save(&self, tx: &Transaction<'_>) -> StoreResult<()> {
+        tx.execute(
+            "UPDATE store SET seq = ?1, rid_counter = ?2, blob_counter = ?3, low_water = ?4 WHERE id = 1",
+            params![self.seq, self.rid, self.blob, self.low_water],
+        )
+        .map_err(db_err)?;
+        Ok(())
+    }
+}

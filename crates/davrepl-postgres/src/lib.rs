@@ -27,27 +27,28 @@
 //! No TLS stack is linked: run PostgreSQL on a private network or a local socket, or put a
 //! TLS tunnel in front of it.
 
+mod fetch;
+mod read;
 mod schema;
 #[cfg(feature = "throwaway")]
 pub mod throwaway;
+mod view;
+mod write;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use davrepl_store::engine::sql;
+use davrepl_store::engine::{Backend, Engine, Plan, Staged, Step, sql};
 use davrepl_store::{
-    ByteStream, Capabilities, ChangePage, ChangesQuery, CreateOptions, DeleteOptions, Entry,
-    ErrorKind, GetOptions, ListOptions, Listing, Meta, PatchOptions, PropPatch, PurgeReport,
-    PutOptions, ReplStore, ResourcePath, Secret, Seq, StoreError, StoreId, StoreResult,
-    TransferOptions, WriteOutcome,
+    ByteStream, ErrorKind, ResourcePath, Secret, StoreError, StoreId, StoreResult,
 };
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{NoTls, Row, Statement};
+use tokio_postgres::{NoTls, Row};
 
 /// Content is stored in chunks of this many bytes.
 pub const CHUNK: usize = 256 * 1024;
-/// Reads up to this size are fetched with one query.
+/// Reads up to this size are fetched within the read step.
 const INLINE_READ: u64 = 8 * 1024 * 1024;
 
 /// Reads the store id and secret, first replacing the secret with `fresh` when a new
@@ -123,15 +124,24 @@ struct Inner {
     blob_ids: Mutex<Vec<i64>>,
 }
 
-/// The PostgreSQL-backed [`ReplStore`]. Cloning gives another handle to the same pool.
-#[derive(Clone)]
+/// The PostgreSQL-backed [`ReplStore`](davrepl_store::ReplStore): the storage engine over
+/// [`Pg`] rows. Cloning gives another handle to the same pool.
+#[derive(Clone, Debug)]
 pub struct PgStore {
+    engine: Engine<Pg>,
+}
+
+davrepl_store::forward_repl_store!(impl[] for PgStore => |s| (s.engine));
+
+/// The engine backend of [`PgStore`]: a connection pool; each step is one transaction.
+#[derive(Clone)]
+pub struct Pg {
     inner: Arc<Inner>,
 }
 
-impl std::fmt::Debug for PgStore {
+impl std::fmt::Debug for Pg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgStore")
+        f.debug_struct("Pg")
             .field("target", &self.inner.target)
             .field("id", &self.inner.id)
             .finish()
@@ -139,7 +149,7 @@ impl std::fmt::Debug for PgStore {
 }
 
 pub(crate) fn now_nanos() -> i64 {
-    sql::nanos(SystemTime::now())
+    sql::nanos(std::time::SystemTime::now())
 }
 
 /// Marks an error after which the whole transaction may safely run again.
@@ -201,71 +211,6 @@ fn pool_err(e: deadpool_postgres::PoolError) -> StoreError {
 fn config_err(msg: impl std::fmt::Display) -> StoreError {
     StoreError::new(ErrorKind::InvalidInput, format!("PostgreSQL store: {msg}"))
 }
-
-/// Which kind of transaction a call runs in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    /// `READ COMMITTED`, counters row locked first: a write.
-    Write,
-    /// `REPEATABLE READ READ ONLY`: a consistent snapshot for several statements.
-    Snapshot,
-}
-
-/// Runs `$body` (an async block body using `$t: Tx`) in a transaction of `$mode`, retrying it
-/// from scratch when it fails for a transient reason. A macro rather than a closure-taking
-/// function: the body borrows the transaction and the caller's arguments freely, and is
-/// simply evaluated again on retry.
-macro_rules! transact {
-    ($store:expr, $mode:expr, |$t:ident| $($body:tt)*) => {{
-        let store: &$crate::PgStore = $store;
-        let mode: $crate::Mode = $mode;
-        let mut attempt: u32 = 0;
-        loop {
-            attempt += 1;
-            let result = async {
-                let mut conn = store.conn().await?;
-                let builder = conn.build_transaction();
-                let tx = match mode {
-                    $crate::Mode::Write => builder.isolation_level(tokio_postgres::IsolationLevel::ReadCommitted),
-                    $crate::Mode::Snapshot => builder.isolation_level(tokio_postgres::IsolationLevel::RepeatableRead).read_only(true),
-                }
-                .start()
-                .await
-                .map_err($crate::pg_err)?;
-                let before = match mode {
-                    $crate::Mode::Write => $crate::Counters::lock(&tx).await?,
-                    $crate::Mode::Snapshot => $crate::Counters::default(),
-                };
-                #[allow(unused_mut)]
-                let mut $t = $crate::Tx { tx: &tx, c: before, id: store.inner.id };
-                let out = async { $($body)* }.await;
-                let after = $t.c;
-                match (out, mode) {
-                    (Ok(v), $crate::Mode::Write) => {
-                        if after != before {
-                            after.save(&tx).await?;
-                        }
-                        $crate::commit(tx).await.map(|()| v)
-                    }
-                    (out, _) => out,
-                }
-            }
-            .await;
-            match result {
-                Err(e) if attempt <= store.inner.retries && $crate::retryable(&e) => {
-                    tracing::debug!(error = %e, attempt, "retrying a transaction");
-                    tokio::time::sleep(std::time::Duration::from_millis(5u64 << attempt.min(6))).await;
-                }
-                other => break other,
-            }
-        }
-    }};
-}
-
-// After the macro: these modules use it.
-mod read;
-mod view;
-mod write;
 
 async fn commit(tx: deadpool_postgres::Transaction<'_>) -> StoreResult<()> {
     tx.commit().await.map_err(|e| {
@@ -339,7 +284,7 @@ impl PgStore {
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| config_err(e.to_string()))?;
-        let store = Self {
+        let backend = Pg {
             inner: Arc::new(Inner {
                 pool,
                 id,
@@ -350,10 +295,16 @@ impl PgStore {
                 blob_ids: Mutex::new(Vec::new()),
             }),
         };
-        store.remove_stale_uploads(opts.stale_upload_after).await?;
-        Ok(store)
+        backend
+            .remove_stale_uploads(opts.stale_upload_after)
+            .await?;
+        Ok(Self {
+            engine: Engine::new(backend),
+        })
     }
+}
 
+impl Pg {
     async fn conn(&self) -> StoreResult<Object> {
         self.inner.pool.get().await.map_err(pool_err)
     }
@@ -361,27 +312,26 @@ impl PgStore {
     /// Removes content staged by uploads that started before `age` ago and never completed.
     async fn remove_stale_uploads(&self, age: Duration) -> StoreResult<()> {
         let cutoff = now_nanos().saturating_sub(age.as_nanos().min(i64::MAX as u128) as i64);
-        let removed = transact!(self, Mode::Write, |t| {
-            let stale: Vec<i64> = t
-                .rows(
-                    "SELECT blob FROM davrepl_uploads WHERE started < $1",
-                    &[&cutoff],
-                )
-                .await?
-                .iter()
-                .map(|r| r.try_get(0))
-                .collect::<Result<_, _>>()
-                .map_err(pg_err)?;
-            for b in &stale {
-                t.exec(sql::DROP_BLOB, &[b]).await?;
-                t.exec("DELETE FROM davrepl_uploads WHERE blob = $1", &[b])
-                    .await?;
-            }
-            Ok(stale.len())
-        })?;
-        if removed > 0 {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await.map_err(pg_err)?;
+        let stale: Vec<i64> = tx
+            .query(
+                "DELETE FROM davrepl_uploads WHERE started < $1 RETURNING blob",
+                &[&cutoff],
+            )
+            .await
+            .map_err(pg_err)?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()
+            .map_err(pg_err)?;
+        tx.execute("DELETE FROM davrepl_chunks WHERE blob = ANY($1)", &[&stale])
+            .await
+            .map_err(pg_err)?;
+        commit(tx).await?;
+        if !stale.is_empty() {
             tracing::info!(
-                uploads = removed,
+                uploads = stale.len(),
                 "removed content of uploads that never completed"
             );
         }
@@ -404,81 +354,30 @@ fn describe(c: &tokio_postgres::Config) -> String {
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Counters {
-    seq: i64,
-    rid: i64,
-    low_water: i64,
+pub(crate) struct Counters {
+    pub(crate) seq: i64,
+    pub(crate) rid: i64,
+    pub(crate) low_water: i64,
 }
 
 impl Counters {
-    /// Locks the counters row for the rest of the transaction: this serializes writers and is
-    /// what makes sequence numbers commit in order.
-    /// Locks the counters row and reads it.
+    /// Locks the counters row for the rest of the transaction and reads it: this serializes
+    /// writers and is what makes sequence numbers commit in order.
     const LOCK: &str =
         "SELECT seq, rid_counter, low_water FROM davrepl_store WHERE id = 1 FOR UPDATE";
+    /// Reads the counters row (a snapshot read).
+    const LOAD: &str = "SELECT seq, rid_counter, low_water FROM davrepl_store WHERE id = 1";
 
-    async fn lock(tx: &deadpool_postgres::Transaction<'_>) -> StoreResult<Self> {
-        let st = tx.prepare_cached(Self::LOCK).await.map_err(pg_err)?;
-        Self::from_row(&tx.query_one(&st, &[]).await.map_err(pg_err)?)
-    }
-
-    async fn load(tx: &deadpool_postgres::Transaction<'_>) -> StoreResult<Self> {
-        let st = tx
-            .prepare_cached("SELECT seq, rid_counter, low_water FROM davrepl_store WHERE id = 1")
-            .await
-            .map_err(pg_err)?;
-        Self::from_row(&tx.query_one(&st, &[]).await.map_err(pg_err)?)
-    }
-
-    fn from_row(r: &Row) -> StoreResult<Self> {
+    pub(crate) fn from_row(r: &Row) -> StoreResult<Self> {
         Ok(Self {
             seq: r.try_get(0).map_err(pg_err)?,
             rid: r.try_get(1).map_err(pg_err)?,
             low_water: r.try_get(2).map_err(pg_err)?,
         })
     }
-
-    async fn save(&self, tx: &deadpool_postgres::Transaction<'_>) -> StoreResult<()> {
-        let st = tx
-            .prepare_cached(view::SAVE_COUNTERS)
-            .await
-            .map_err(pg_err)?;
-        tx.execute(&st, &[&self.seq, &self.rid, &self.low_water])
-            .await
-            .map_err(pg_err)?;
-        Ok(())
-    }
 }
 
 type Params<'p> = [&'p (dyn ToSql + Sync)];
-
-/// One transaction and the counters it allocated from.
-struct Tx<'a> {
-    tx: &'a deadpool_postgres::Transaction<'a>,
-    c: Counters,
-    id: StoreId,
-}
-
-impl Tx<'_> {
-    async fn stmt(&self, sql: &str) -> StoreResult<Statement> {
-        self.tx.prepare_cached(sql).await.map_err(pg_err)
-    }
-
-    async fn rows(&self, sql: &str, params: &Params<'_>) -> StoreResult<Vec<Row>> {
-        let st = self.stmt(sql).await?;
-        self.tx.query(&st, params).await.map_err(pg_err)
-    }
-
-    async fn opt(&self, sql: &str, params: &Params<'_>) -> StoreResult<Option<Row>> {
-        let st = self.stmt(sql).await?;
-        self.tx.query_opt(&st, params).await.map_err(pg_err)
-    }
-
-    async fn exec(&self, sql: &str, params: &Params<'_>) -> StoreResult<u64> {
-        let st = self.stmt(sql).await?;
-        self.tx.execute(&st, params).await.map_err(pg_err)
-    }
-}
 
 /// Runs one prepared (and cached) statement outside a transaction; returns its rows.
 async fn pooled(conn: &Object, sql: &str, params: &Params<'_>) -> StoreResult<Vec<Row>> {
@@ -486,112 +385,33 @@ async fn pooled(conn: &Object, sql: &str, params: &Params<'_>) -> StoreResult<Ve
     conn.query(&st, params).await.map_err(pg_err)
 }
 
-impl ReplStore for PgStore {
-    fn store_id(&self) -> StoreId {
-        self.inner.id
+impl Backend for Pg {
+    type Payload = Option<i64>;
+    type Upload = davrepl_store::chunks::Staged;
+
+    fn identity(&self) -> (StoreId, Secret) {
+        (self.inner.id, self.inner.secret)
     }
 
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::default()
-    }
-
-    async fn secret(&self) -> StoreResult<Secret> {
-        Ok(self.inner.secret)
-    }
-
-    async fn head(&self, path: &ResourcePath) -> StoreResult<Meta> {
-        self.read_head(path).await
-    }
-
-    async fn props(&self, path: &ResourcePath) -> StoreResult<Entry> {
-        self.read_props(path).await
-    }
-
-    async fn list(&self, path: &ResourcePath, opts: ListOptions) -> StoreResult<Listing> {
-        transact!(self, Mode::Snapshot, |t| t.list(path, &opts).await)
-    }
-
-    async fn read(&self, path: &ResourcePath, opts: GetOptions) -> StoreResult<(Meta, ByteStream)> {
-        self.read_content(path, &opts).await
-    }
-
-    async fn put(
+    async fn stage(
         &self,
-        path: &ResourcePath,
+        _path: &ResourcePath,
         body: ByteStream,
-        opts: PutOptions,
-    ) -> StoreResult<WriteOutcome> {
-        self.write_put(path, body, opts).await
+        max_len: Option<u64>,
+    ) -> StoreResult<Staged<Self::Upload>> {
+        self.stage_upload(body, max_len).await
     }
 
-    async fn create_collection(
+    async fn atomic<T: Send + 'static>(
         &self,
-        path: &ResourcePath,
-        opts: CreateOptions,
-    ) -> StoreResult<WriteOutcome> {
-        self.write_collection(path, &opts.condition).await
+        plan: Plan,
+        upload: Option<Self::Upload>,
+        step: Step<Option<i64>, T>,
+    ) -> StoreResult<T> {
+        self.run(plan, upload, step).await
     }
 
-    async fn delete(&self, path: &ResourcePath, opts: DeleteOptions) -> StoreResult<Meta> {
-        self.write_delete(path, &opts.condition).await
-    }
-
-    async fn copy(
-        &self,
-        from: &ResourcePath,
-        to: &ResourcePath,
-        opts: TransferOptions,
-    ) -> StoreResult<WriteOutcome> {
-        self.write_transfer(from, to, &opts, false).await
-    }
-
-    async fn rename(
-        &self,
-        from: &ResourcePath,
-        to: &ResourcePath,
-        opts: TransferOptions,
-    ) -> StoreResult<WriteOutcome> {
-        self.write_transfer(from, to, &opts, true).await
-    }
-
-    async fn patch_props(
-        &self,
-        path: &ResourcePath,
-        patch: Vec<PropPatch>,
-        opts: PatchOptions,
-    ) -> StoreResult<WriteOutcome> {
-        self.write_props(path, patch, &opts.condition).await
-    }
-
-    async fn watermark(&self) -> StoreResult<Seq> {
-        transact!(self, Mode::Snapshot, |t| {
-            Ok(Counters::load(t.tx).await?.seq as u64)
-        })
-    }
-
-    async fn changes(&self, query: ChangesQuery) -> StoreResult<ChangePage> {
-        self.read_changes(&query).await
-    }
-
-    async fn purge(&self, before: SystemTime) -> StoreResult<PurgeReport> {
-        let cutoff = before
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos().min(i64::MAX as u128) as i64);
-        transact!(self, Mode::Write, |t| {
-            let row = t
-                .opt(sql::PURGE_COUNT, &[&cutoff])
-                .await?
-                .ok_or_else(|| StoreError::new(ErrorKind::Internal, "count returned nothing"))?;
-            let count: i64 = row.try_get(0).map_err(pg_err)?;
-            let max: Option<i64> = row.try_get(1).map_err(pg_err)?;
-            t.exec(sql::PURGE, &[&cutoff]).await?;
-            if let Some(m) = max {
-                t.c.low_water = t.c.low_water.max(m);
-            }
-            Ok(PurgeReport {
-                removed: count as u64,
-                low_water: t.c.low_water as u64,
-            })
-        })
+    fn stream(&self, _path: &ResourcePath, blob: Option<i64>, start: u64, end: u64) -> ByteStream {
+        read::stream(self.clone(), blob, start, end)
     }
 }

@@ -1,12 +1,13 @@
-//! The engine's rows on PostgreSQL: the rows a write needs, fetched in one pipelined round
-//! trip (right after the counters lock), and the changes the engine made to them, written back
-//! as one pipelined batch.
+//! The engine's rows on PostgreSQL: the rows a step needs, fetched in one pipelined round
+//! trip (for a write, right after the counters lock), and the changes the engine made to
+//! them, written back as one pipelined batch.
 //!
-//! The engine is synchronous; the database is not. So a write runs in three steps:
+//! The engine is synchronous; the database is not. So a step runs in three parts:
 //!
-//! 1. **Fetch** what the operation will touch, known from the request alone: the target, its
-//!    parent, the paths its condition names, the subtrees of a DELETE/COPY/MOVE, the dead
-//!    properties a PROPPATCH or COPY reads, blob ids for copies ([`Wants`]).
+//! 1. **Fetch** what the step will read, known from the request alone (the engine's
+//!    [`Plan`](davrepl_store::engine::Plan)): the target, its parent, the paths its condition
+//!    names, the subtrees of a DELETE/COPY/MOVE, dead properties, blob ids for copies, listing
+//!    pages and change-log reads.
 //! 2. **Run** the engine on a [`View`] of those rows. Every change stays in the view. If the
 //!    engine asks for a row nobody fetched, the view records the miss and fails the run; the
 //!    missing rows are fetched and the run starts again on a fresh view (the engine has no
@@ -17,212 +18,20 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use davrepl_store::engine::sql::{self, Columns};
-use davrepl_store::engine::{Record, Rows, Tombstone};
+use davrepl_store::engine::{LogQuery, PageQuery, Rows, Tombstone};
 use davrepl_store::{
-    DeadProp, ErrorKind, PropName, ReplUid, ResourcePath, Seq, StoreError, StoreId, StoreResult,
+    DeadProp, ErrorKind, PurgeReport, ReplUid, ResourcePath, Seq, StoreError, StoreId, StoreResult,
 };
 use deadpool_postgres::Transaction;
 use futures_util::future::try_join_all;
-use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
-use crate::{Counters, pg_err};
-
-type Rec = Record<Option<i64>>;
-
-/// What to fetch before (or, after a miss, while) running the engine.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct Wants {
-    /// Single rows (absent ones become known as absent).
-    pub(crate) paths: Vec<ResourcePath>,
-    /// Whole subtrees (the root's row included).
-    pub(crate) trees: Vec<ResourcePath>,
-    /// Dead properties of these rows.
-    pub(crate) props_of: Vec<ResourcePath>,
-    /// Dead properties of every row in these subtrees.
-    pub(crate) props_below: Vec<ResourcePath>,
-    /// Fresh blob ids for copies of the content in this subtree.
-    pub(crate) blobs_for: Option<ResourcePath>,
-    /// Fresh blob ids, this many.
-    pub(crate) blobs: i64,
-}
-
-impl Wants {
-    /// The rows a condition on `target` names, plus `paths`.
-    pub(crate) fn paths(paths: impl IntoIterator<Item = ResourcePath>) -> Self {
-        Self {
-            paths: paths.into_iter().collect(),
-            ..Self::default()
-        }
-    }
-}
-
-/// Rows fetched so far: what every run of the engine starts from.
-#[derive(Debug, Default)]
-pub(crate) struct Known {
-    rows: BTreeMap<ResourcePath, Option<Rec>>,
-    trees: Vec<ResourcePath>,
-    props: HashMap<i64, Vec<DeadProp>>,
-    blobs: Vec<i64>,
-}
-
-const FETCH_PATHS: &str = concat!(
-    "SELECT path, rid, kind, version, content_version, len, content_type, created, modified, blob",
-    " FROM davrepl_resources WHERE path = ANY($1)"
-);
-const FETCH_TREES: &str = concat!(
-    "SELECT path, rid, kind, version, content_version, len, content_type, created, modified, blob",
-    " FROM davrepl_resources r JOIN unnest($1::text[], $2::text[]) AS t(lo, hi)",
-    " ON r.path > t.lo AND r.path < t.hi"
-);
-const FETCH_PROPS: &str =
-    "SELECT p.rid, p.ns, p.local, p.value FROM davrepl_props p WHERE p.rid IN (
-    SELECT rid FROM davrepl_resources WHERE path = ANY($1)
-    UNION ALL
-    SELECT r.rid FROM davrepl_resources r JOIN unnest($2::text[], $3::text[]) AS t(lo, hi)
-        ON r.path > t.lo AND r.path < t.hi
-) ORDER BY p.rid, p.ns, p.local";
-const FETCH_BLOB_IDS: &str =
-    "SELECT nextval('davrepl_blob_ids') FROM generate_series(1, $1::int8 + (
-    SELECT count(*) FROM davrepl_resources
-    WHERE blob IS NOT NULL AND (path = $2 OR (path > $3 AND path < $4))
-))";
-
-fn columns(r: &Row) -> StoreResult<Columns> {
-    Columns::read(
-        |i| r.try_get(i),
-        |i| r.try_get(i),
-        |i| r.try_get(i),
-        |i| r.try_get(i),
-    )
-    .map_err(pg_err)
-}
-
-/// Each tree's `(lo, hi)` range bounds as two arrays.
-fn ranges(trees: &[ResourcePath]) -> (Vec<String>, Vec<String>) {
-    trees.iter().map(sql::below).unzip()
-}
-
-impl Known {
-    /// Fetches `w` with one pipelined batch of queries on `tx`.
-    pub(crate) async fn fetch(
-        &mut self,
-        tx: &Transaction<'_>,
-        id: StoreId,
-        w: &Wants,
-    ) -> StoreResult<()> {
-        let mut paths: Vec<String> = w.paths.iter().map(|p| p.as_str().to_owned()).collect();
-        paths.extend(w.trees.iter().map(|p| p.as_str().to_owned()));
-        let (lo, hi) = ranges(&w.trees);
-        let prop_paths: Vec<String> = w.props_of.iter().map(|p| p.as_str().to_owned()).collect();
-        let (plo, phi) = ranges(&w.props_below);
-        let want_props = !prop_paths.is_empty() || !plo.is_empty();
-        let blob_tree = w.blobs_for.as_ref().map(|p| (p.as_str(), sql::below(p)));
-        let (bpath, (blo, bhi)) = blob_tree.unwrap_or(("", (String::new(), String::new())));
-        let blobs = if w.blobs > 0 || w.blobs_for.is_some() {
-            Some(w.blobs)
-        } else {
-            None
-        };
-        let statements = try_join_all(
-            [FETCH_PATHS, FETCH_TREES, FETCH_PROPS, FETCH_BLOB_IDS].map(|s| tx.prepare_cached(s)),
-        )
-        .await
-        .map_err(pg_err)?;
-        let (by_path, by_tree, props, ids) = futures_util::future::try_join4(
-            tx.query(&statements[0], &[&paths]),
-            async {
-                if lo.is_empty() {
-                    Ok(Vec::new())
-                } else {
-                    tx.query(&statements[1], &[&lo, &hi]).await
-                }
-            },
-            async {
-                if want_props {
-                    tx.query(&statements[2], &[&prop_paths, &plo, &phi]).await
-                } else {
-                    Ok(Vec::new())
-                }
-            },
-            async {
-                match blobs {
-                    Some(n) => tx.query(&statements[3], &[&n, &bpath, &blo, &bhi]).await,
-                    None => Ok(Vec::new()),
-                }
-            },
-        )
-        .await
-        .map_err(pg_err)?;
-        for p in w.paths.iter().chain(&w.trees) {
-            self.rows.entry(p.clone()).or_insert(None);
-        }
-        for r in by_path.iter().chain(&by_tree) {
-            let c = columns(r)?;
-            let path = sql::stored_path(&c.path)?;
-            self.rows.insert(path, Some(c.record(id)));
-        }
-        self.trees.extend(w.trees.iter().cloned());
-        // Every row in a props scope has a complete list, empty when it has no rows.
-        let in_props_scope = |p: &ResourcePath| {
-            w.props_of.contains(p) || w.props_below.iter().any(|t| p.is_strictly_within(t))
-        };
-        for (p, r) in &self.rows {
-            if let Some(r) = r
-                && in_props_scope(p)
-            {
-                self.props.entry(r.rid.counter() as i64).or_default();
-            }
-        }
-        for r in &props {
-            let rid: i64 = r.try_get(0).map_err(pg_err)?;
-            let prop = DeadProp {
-                name: PropName::new(
-                    r.try_get::<_, String>(1).map_err(pg_err)?,
-                    r.try_get::<_, String>(2).map_err(pg_err)?,
-                ),
-                value: r.try_get(3).map_err(pg_err)?,
-            };
-            self.props.entry(rid).or_default().push(prop);
-        }
-        for r in &ids {
-            self.blobs.push(r.try_get(0).map_err(pg_err)?);
-        }
-        Ok(())
-    }
-}
-
-/// What a run asked for and did not find.
-#[derive(Debug)]
-pub(crate) enum Need {
-    Path(ResourcePath),
-    Tree(ResourcePath),
-    Props(ResourcePath),
-    Blobs,
-}
-
-impl Need {
-    pub(crate) fn wants(self) -> Wants {
-        match self {
-            Need::Path(p) => Wants::paths([p]),
-            Need::Tree(p) => Wants {
-                trees: vec![p],
-                ..Wants::default()
-            },
-            Need::Props(p) => Wants {
-                props_of: vec![p],
-                ..Wants::default()
-            },
-            Need::Blobs => Wants {
-                blobs: 16,
-                ..Wants::default()
-            },
-        }
-    }
-}
+use crate::fetch::{Known, Need, Rec};
+use crate::{Counters, INLINE_READ, pg_err};
 
 /// New content for the written item: its last (partial) chunk `n` of blob `blob`, still to
 /// be stored, and the upload record of a staged blob to drop.
@@ -246,6 +55,8 @@ pub(crate) struct View<'k> {
     tombs: Vec<Tombstone>,
     copies: Vec<(i64, i64)>,
     released: Vec<i64>,
+    /// Tombstones recorded before this time are purged.
+    purged: Option<i64>,
     /// The first row this run needed and did not have.
     pub(crate) need: Option<Need>,
 }
@@ -273,6 +84,7 @@ impl<'k> View<'k> {
             tombs: Vec::new(),
             copies: Vec::new(),
             released: Vec::new(),
+            purged: None,
             need: None,
         }
     }
@@ -395,6 +207,9 @@ impl<'k> View<'k> {
         if !p_rid.is_empty() {
             batch.push((INSERT_PROPS, vec![&p_rid, &p_ns, &p_local, &p_value]));
         }
+        if let Some(cutoff) = &self.purged {
+            batch.push((sql::PURGE, vec![cutoff]));
+        }
         batch.push((
             SAVE_COUNTERS,
             vec![&counters.seq, &counters.rid, &counters.low_water],
@@ -497,26 +312,10 @@ impl Rows for View<'_> {
     }
 
     fn props(&mut self, rid: ReplUid) -> StoreResult<Vec<DeadProp>> {
-        let key = sql::int(rid.counter());
-        if let Some(p) = self.props.get(&key) {
-            return Ok(p.clone());
+        match self.props.get(&sql::int(rid.counter())) {
+            Some(p) => Ok(p.clone()),
+            None => Err(miss(Need::Props, &mut self.need)),
         }
-        // Props are fetched by path; find where this resource is.
-        let at = self
-            .rows
-            .iter()
-            .find(|(_, r)| r.as_ref().is_some_and(|r| r.rid == rid))
-            .map(|(p, _)| p.clone());
-        let need = match at {
-            Some(p) => Need::Props(p),
-            None => {
-                return Err(StoreError::new(
-                    ErrorKind::Internal,
-                    "row view: properties of a resource that is not in the view",
-                ));
-            }
-        };
-        Err(miss(need, &mut self.need))
     }
 
     fn set_props(&mut self, rid: ReplUid, props: &[DeadProp]) -> StoreResult<()> {
@@ -545,5 +344,67 @@ impl Rows for View<'_> {
             }
         }
         Ok(())
+    }
+
+    fn page(&mut self, q: &PageQuery) -> StoreResult<Vec<(ResourcePath, Rec)>> {
+        match self.known.pages.get(q) {
+            Some(found) => Ok(found.clone()),
+            None => Err(miss(Need::Page(q.clone()), &mut self.need)),
+        }
+    }
+
+    fn changed(&mut self, q: &LogQuery) -> StoreResult<Vec<(ResourcePath, Rec)>> {
+        if q.depth == davrepl_store::Depth::Zero {
+            return Ok(Vec::new());
+        }
+        match self.known.changed.get(q) {
+            Some(found) => Ok(found.clone()),
+            None => Err(miss(Need::Log(q.clone()), &mut self.need)),
+        }
+    }
+
+    fn removed(&mut self, q: &LogQuery) -> StoreResult<Vec<Tombstone>> {
+        match self.known.removed.get(q) {
+            Some(found) => Ok(found.clone()),
+            None => Err(miss(Need::Log(q.clone()), &mut self.need)),
+        }
+    }
+
+    fn low_water(&mut self) -> StoreResult<Seq> {
+        Ok(self.counters.low_water as u64)
+    }
+
+    fn purge(&mut self, before: SystemTime) -> StoreResult<PurgeReport> {
+        let cutoff = sql::nanos(before);
+        let Some((_, count, max)) = self.known.purge.filter(|p| p.0 == cutoff) else {
+            return Err(miss(Need::Purge(cutoff), &mut self.need));
+        };
+        self.purged = Some(cutoff);
+        if let Some(m) = max {
+            self.counters.low_water = self.counters.low_water.max(m);
+        }
+        Ok(PurgeReport {
+            removed: count as u64,
+            low_water: self.counters.low_water as u64,
+        })
+    }
+
+    fn content(
+        &mut self,
+        blob: &Option<i64>,
+        _len: u64,
+        start: u64,
+        end: u64,
+    ) -> StoreResult<Option<Vec<Bytes>>> {
+        let Some(blob) = *blob else {
+            return Ok(Some(Vec::new()));
+        };
+        if end - start >= INLINE_READ {
+            return Ok(None);
+        }
+        match self.known.content.get(&(blob, start, end)) {
+            Some(pieces) => Ok(Some(pieces.clone())),
+            None => Err(miss(Need::Content(blob, start, end), &mut self.need)),
+        }
     }
 }

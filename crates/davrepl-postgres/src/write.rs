@@ -1,125 +1,149 @@
-//! Writes: every one runs the shared engine on a [`View`] of prefetched rows inside a
-//! `READ COMMITTED` transaction that holds the counters-row lock, then flushes the view.
+//! Steps: each runs the engine on a [`View`] inside one transaction — a write in
+//! `READ COMMITTED` holding the counters-row lock, a read in a `REPEATABLE READ READ ONLY`
+//! snapshot — and a write flushes the view before it commits.
 //!
 //! Round trips of a small write: `BEGIN`; the counters lock pipelined with the prefetch; the
-//! flush (all statements pipelined); `COMMIT`. The lock is held for the last three.
+//! flush (all statements pipelined); `COMMIT`. The lock is held for the last three. A read:
+//! `BEGIN`; the counters read pipelined with the prefetch (and one more round trip when a
+//! listing asks for dead properties).
 
 use std::time::Duration;
 
 use davrepl_store::chunks;
-use davrepl_store::engine::{self};
-use davrepl_store::{
-    ByteStream, Condition, ErrorKind, Meta, PropPatch, PutOptions, ResourcePath, StoreError,
-    StoreResult, TransferOptions, WriteOutcome,
-};
+use davrepl_store::engine::{Plan, Staged, Step};
+use davrepl_store::{ByteStream, ErrorKind, StoreError, StoreResult};
 use tokio_postgres::IsolationLevel;
 
-use crate::view::{Content, INSERT_CHUNK, Known, View, Wants};
-use crate::{CHUNK, Counters, PgStore, commit, now_nanos, pg_err, pooled, retryable};
+use crate::fetch::{Known, Wants};
+use crate::view::{Content, INSERT_CHUNK, View};
+use crate::{CHUNK, Counters, Pg, commit, now_nanos, pg_err, pooled, retryable};
 
 /// Blob ids reserved from the database sequence at a time.
 const BLOB_IDS: i64 = 64;
 
-/// Most times one write refetches rows its prefetch missed before giving up.
-const MAX_REFETCH: usize = 32;
+/// Most times one step fetches rows its prefetch missed before giving up.
+const MAX_REFETCH: usize = 64;
 
-/// Paths a write on `target` reads besides its subtrees: the target, its parent and every path
-/// its condition names.
-fn around(target: &ResourcePath, cond: &Condition) -> Vec<ResourcePath> {
-    let mut paths = vec![target.clone()];
-    paths.extend(target.parent());
-    paths.extend(cond.paths(target));
-    paths
-}
-
-impl PgStore {
-    /// Runs `op` on the engine as one write transaction, retried from scratch on a transient
-    /// failure.
-    async fn engine_write<T>(
+impl Pg {
+    /// Runs `step` as one transaction, retried from scratch on a transient failure. An
+    /// upload's staged content is discarded if the step fails.
+    pub(crate) async fn run<T: Send + 'static>(
         &self,
-        wants: &Wants,
-        content: Option<&Content>,
-        op: impl Fn(&mut View<'_>) -> StoreResult<T>,
+        plan: Plan,
+        upload: Option<chunks::Staged>,
+        step: Step<Option<i64>, T>,
     ) -> StoreResult<T> {
+        let content = match upload {
+            Some(u) => Some(Content {
+                blob: match u.blob {
+                    Some(b) => b,
+                    None => self.blob_id().await?,
+                },
+                n: u.chunks,
+                rest: u.rest,
+                staged: u.blob,
+            }),
+            None => None,
+        };
+        let mut wants = Wants::default();
+        wants.plan.write = plan.write;
+        if self.inner.prefetch {
+            wants.plan = plan;
+        }
         let mut attempt: u32 = 0;
-        loop {
+        let result = loop {
             attempt += 1;
-            match self.engine_write_once(wants, content, &op).await {
+            match self.once(&wants, content.as_ref(), &step).await {
                 Err(e) if attempt <= self.inner.retries && retryable(&e) => {
-                    tracing::debug!(error = %e, attempt, "retrying a write");
+                    tracing::debug!(error = %e, attempt, "retrying a transaction");
                     tokio::time::sleep(Duration::from_millis(5u64 << attempt.min(6))).await;
                 }
-                other => return other,
+                other => break other,
             }
+        };
+        if result.is_err()
+            && let Some(b) = content.and_then(|c| c.staged)
+        {
+            discard(self, b).await;
         }
+        result
     }
 
-    async fn engine_write_once<T>(
+    async fn once<T>(
         &self,
         wants: &Wants,
         content: Option<&Content>,
-        op: &impl Fn(&mut View<'_>) -> StoreResult<T>,
+        step: &Step<Option<i64>, T>,
     ) -> StoreResult<T> {
-        let id = self.inner.id;
+        let (id, write) = (self.inner.id, wants.plan.write);
         let mut conn = self.conn().await?;
-        let tx = conn
-            .build_transaction()
-            .isolation_level(IsolationLevel::ReadCommitted)
-            .start()
-            .await
-            .map_err(pg_err)?;
-        let lock = tx.prepare_cached(Counters::LOCK).await.map_err(pg_err)?;
-        let nothing = Wants::default();
-        let wants = if self.inner.prefetch { wants } else { &nothing };
+        let builder = conn.build_transaction();
+        let builder = if write {
+            builder.isolation_level(IsolationLevel::ReadCommitted)
+        } else {
+            builder
+                .isolation_level(IsolationLevel::RepeatableRead)
+                .read_only(true)
+        };
+        let tx = builder.start().await.map_err(pg_err)?;
+        let counters = if write {
+            Counters::LOCK
+        } else {
+            Counters::LOAD
+        };
+        let counters = tx.prepare_cached(counters).await.map_err(pg_err)?;
         let mut known = Known::default();
-        // The lock query is sent first (a query is sent when its future is first polled, and
-        // `try_join` polls in order); PostgreSQL runs a connection's statements in order, so
-        // every prefetch query reads after the lock is granted, in a fresh READ COMMITTED
-        // snapshot that includes every write committed before.
+        // The counters query is sent first (a query is sent when its future is first polled,
+        // and `try_join` polls in order); PostgreSQL runs a connection's statements in order,
+        // so in a write every prefetch query reads after the lock is granted, in a fresh
+        // READ COMMITTED snapshot that includes every write committed before.
         let (counters, ()) = futures_util::future::try_join(
             async {
-                let row = tx.query_one(&lock, &[]).await.map_err(pg_err)?;
+                let row = tx.query_one(&counters, &[]).await.map_err(pg_err)?;
                 Counters::from_row(&row)
             },
             known.fetch(&tx, id, wants),
         )
         .await?;
+        let payload = content.map(|c| Some(c.blob));
         for _ in 0..MAX_REFETCH {
             let mut view = View::new(id, &known, counters);
-            let out = op(&mut view);
+            let out = step(&mut view, payload);
             match (out, view.need.take()) {
                 (Ok(v), _) => {
-                    view.flush(&tx, content).await?;
-                    commit(tx).await?;
+                    if write {
+                        view.flush(&tx, content).await?;
+                        commit(tx).await?;
+                    }
                     return Ok(v);
                 }
                 (Err(_), Some(need)) => {
+                    tracing::trace!(?need, "a step needs rows its prefetch missed");
+                    let more = need.wants(&known);
                     drop(view);
-                    tracing::trace!(
-                        ?need,
-                        "prefetch missed a row; fetching it and running again"
-                    );
-                    known.fetch(&tx, id, &need.wants()).await?;
+                    known.fetch(&tx, id, &more).await?;
                 }
                 (Err(e), None) => return Err(e),
             }
         }
         Err(StoreError::new(
             ErrorKind::Internal,
-            "a write kept needing rows it had not fetched",
+            "a step kept needing rows it had not fetched",
         ))
     }
 
-    pub(crate) async fn write_put(
+    /// Cuts an upload into chunks; whole chunks are stored as they arrive (under a blob
+    /// recorded in `davrepl_uploads` until a write adopts it), the last partial one waits for
+    /// the write.
+    pub(crate) async fn stage_upload(
         &self,
-        path: &ResourcePath,
         body: ByteStream,
-        opts: PutOptions,
-    ) -> StoreResult<WriteOutcome> {
+        max_len: Option<u64>,
+    ) -> StoreResult<Staged<chunks::Staged>> {
         let staged = chunks::stage(
             body,
             CHUNK,
-            opts.max_len,
+            max_len,
             || self.begin_upload(),
             |blob, n, piece| async move {
                 let conn = self.conn().await?;
@@ -129,107 +153,8 @@ impl PgStore {
             |blob| discard(self, blob),
         )
         .await?;
-        let wants = Wants::paths(around(path, &opts.condition));
-        let blob = match staged.blob {
-            Some(b) => b,
-            None => self.blob_id().await?,
-        };
-        let total = staged.total;
-        let content = Content {
-            blob,
-            n: staged.chunks,
-            rest: staged.rest,
-            staged: staged.blob,
-        };
-        let staged = staged.blob;
-        let result = self
-            .engine_write(&wants, Some(&content), |v| {
-                engine::put(
-                    v,
-                    path,
-                    Some(blob),
-                    total,
-                    opts.content_type.clone(),
-                    &opts.condition,
-                    false,
-                )
-            })
-            .await;
-        if result.is_err()
-            && let Some(b) = staged
-        {
-            discard(self, b).await;
-        }
-        result
-    }
-
-    pub(crate) async fn write_collection(
-        &self,
-        path: &ResourcePath,
-        cond: &Condition,
-    ) -> StoreResult<WriteOutcome> {
-        let wants = Wants::paths(around(path, cond));
-        self.engine_write(&wants, None, |v| {
-            engine::create_collection(v, path, cond, None)
-        })
-        .await
-    }
-
-    pub(crate) async fn write_delete(
-        &self,
-        path: &ResourcePath,
-        cond: &Condition,
-    ) -> StoreResult<Meta> {
-        let wants = Wants {
-            trees: vec![path.clone()],
-            ..Wants::paths(around(path, cond))
-        };
-        self.engine_write(&wants, None, |v| engine::delete(v, path, cond))
-            .await
-    }
-
-    pub(crate) async fn write_transfer(
-        &self,
-        from: &ResourcePath,
-        to: &ResourcePath,
-        opts: &TransferOptions,
-        moving: bool,
-    ) -> StoreResult<WriteOutcome> {
-        let mut paths = around(from, &opts.condition);
-        paths.extend(to.parent());
-        let mut wants = Wants {
-            trees: vec![from.clone(), to.clone()],
-            ..Wants::paths(paths)
-        };
-        if !moving {
-            wants.props_of = vec![from.clone()];
-            wants.props_below = vec![from.clone()];
-            wants.blobs_for = Some(from.clone());
-        }
-        self.engine_write(&wants, None, |v| {
-            if moving {
-                engine::rename(v, from, to, opts)
-            } else {
-                engine::copy(v, from, to, opts)
-            }
-        })
-        .await
-    }
-
-    pub(crate) async fn write_props(
-        &self,
-        path: &ResourcePath,
-        patch: Vec<PropPatch>,
-        cond: &Condition,
-    ) -> StoreResult<WriteOutcome> {
-        let wants = Wants {
-            props_of: vec![path.clone()],
-            ..Wants::paths(around(path, cond))
-        };
-        self.engine_write(&wants, None, |v| {
-            engine::patch_props(v, path, patch.clone(), cond)
-        })
-        .await
+        let len = staged.total;
+        Ok(Staged::new(staged, len))
     }
 
     /// A fresh blob id. Ids come from the database sequence, [`BLOB_IDS`] at a time, and are
@@ -262,6 +187,14 @@ impl PgStore {
         Ok(id)
     }
 
+    fn reserved_blob(&self) -> Option<i64> {
+        self.inner
+            .blob_ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+    }
+
     /// A blob for a large upload, recorded in `davrepl_uploads` until a write adopts it (a
     /// node that dies mid-upload leaves a record that a later start sweeps).
     async fn begin_upload(&self) -> StoreResult<i64> {
@@ -275,17 +208,10 @@ impl PgStore {
         .await?;
         Ok(blob)
     }
-
-    fn reserved_blob(&self) -> Option<i64> {
-        self.inner
-            .blob_ids
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop()
-    }
 }
 
-pub(crate) async fn discard(store: &PgStore, blob: i64) {
+/// Removes a staged upload that no write adopted.
+async fn discard(store: &Pg, blob: i64) {
     let r = async {
         let conn = store.conn().await?;
         pooled(&conn, davrepl_store::engine::sql::DROP_BLOB, &[&blob]).await?;

@@ -28,15 +28,12 @@ mod writer;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use davrepl_store::chunks;
-use davrepl_store::engine::{self, sql};
+use davrepl_store::engine::{Backend, Engine, Plan, Staged, Step, sql};
 use davrepl_store::{
-    ByteStream, Capabilities, ChangePage, ChangesQuery, CreateOptions, DeleteOptions, Entry,
-    ErrorKind, GetOptions, ListOptions, Listing, Meta, PatchOptions, PropPatch, PurgeReport,
-    PutOptions, ReplStore, ResourcePath, Secret, Seq, StoreError, StoreId, StoreResult,
-    TransferOptions, WriteOutcome,
+    ByteStream, ErrorKind, ResourcePath, Secret, StoreError, StoreId, StoreResult,
 };
 use rusqlite::{Connection, OpenFlags, params};
 
@@ -93,15 +90,24 @@ struct Inner {
     path: PathBuf,
 }
 
-/// The SQLite-backed [`ReplStore`]. Cloning gives another handle to the same database.
-#[derive(Clone)]
+/// The SQLite-backed [`ReplStore`]: the storage engine over [`Sqlite`] rows. Cloning gives
+/// another handle to the same database.
+#[derive(Clone, Debug)]
 pub struct SqliteStore {
+    engine: Engine<Sqlite>,
+}
+
+davrepl_store::forward_repl_store!(impl[] for SqliteStore => |s| (s.engine));
+
+/// The engine backend of [`SqliteStore`]: one writer thread, a few reader connections.
+#[derive(Clone)]
+pub struct Sqlite {
     inner: Arc<Inner>,
 }
 
-impl std::fmt::Debug for SqliteStore {
+impl std::fmt::Debug for Sqlite {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore")
+        f.debug_struct("Sqlite")
             .field("path", &self.inner.path)
             .field("id", &self.inner.id)
             .finish()
@@ -178,12 +184,17 @@ impl SqliteStore {
     /// Opens with options.
     pub async fn open_with(path: impl AsRef<Path>, opts: SqliteOptions) -> StoreResult<Self> {
         let path = path.as_ref().to_path_buf();
-        tokio::task::spawn_blocking(move || Self::open_blocking(&path, &opts))
+        let backend = tokio::task::spawn_blocking(move || Sqlite::open(&path, &opts))
             .await
-            .map_err(join_err)?
+            .map_err(join_err)??;
+        Ok(Self {
+            engine: Engine::new(backend),
+        })
     }
+}
 
-    fn open_blocking(path: &Path, opts: &SqliteOptions) -> StoreResult<Self> {
+impl Sqlite {
+    fn open(path: &Path, opts: &SqliteOptions) -> StoreResult<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
                 StoreError::new(
@@ -317,7 +328,7 @@ impl SqliteStore {
     }
 }
 
-async fn discard(store: &SqliteStore, blob: i64) {
+async fn discard(store: &Sqlite, blob: i64) {
     let r = store
         .write(move |t| {
             t.tx.execute(&sql::sqlite(sql::DROP_BLOB), [blob])
@@ -330,73 +341,50 @@ async fn discard(store: &SqliteStore, blob: i64) {
     }
 }
 
-impl ReplStore for SqliteStore {
-    fn store_id(&self) -> StoreId {
-        self.inner.id
+impl Backend for Sqlite {
+    type Payload = Option<i64>;
+    type Upload = chunks::Staged;
+
+    fn identity(&self) -> (StoreId, Secret) {
+        (self.inner.id, self.inner.secret)
     }
 
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::default()
-    }
-
-    async fn secret(&self) -> StoreResult<Secret> {
-        Ok(self.inner.secret)
-    }
-
-    async fn head(&self, path: &ResourcePath) -> StoreResult<Meta> {
-        let path = path.clone();
-        self.read(move |t| t.must(&path)?.meta(t.id)).await
-    }
-
-    async fn props(&self, path: &ResourcePath) -> StoreResult<Entry> {
-        let path = path.clone();
-        self.read(move |t| {
-            let c = t.must(&path)?;
-            Ok(Entry {
-                meta: c.meta(t.id)?,
-                props: t.dead_props(c.rid)?,
-            })
-        })
-        .await
-    }
-
-    async fn list(&self, path: &ResourcePath, opts: ListOptions) -> StoreResult<Listing> {
-        let path = path.clone();
-        self.read(move |t| t.list(&path, &opts)).await
-    }
-
-    async fn read(&self, path: &ResourcePath, opts: GetOptions) -> StoreResult<(Meta, ByteStream)> {
-        self.read_content(path, opts).await
-    }
-
-    async fn put(
+    async fn stage(
         &self,
-        path: &ResourcePath,
+        _path: &ResourcePath,
         body: ByteStream,
-        opts: PutOptions,
-    ) -> StoreResult<WriteOutcome> {
+        max_len: Option<u64>,
+    ) -> StoreResult<Staged<chunks::Staged>> {
         let staged = chunks::stage(
             body,
             CHUNK,
-            opts.max_len,
+            max_len,
             || self.write(|t| Ok(t.next_blob())),
             |blob, n, piece| self.write(move |t| t.insert_chunk(blob, n, &piece)),
             |blob| discard(self, blob),
         )
         .await?;
-        let staged_blob = staged.blob;
-        let path2 = path.clone();
+        let len = staged.total;
+        Ok(Staged::new(staged, len))
+    }
+
+    async fn atomic<T: Send + 'static>(
+        &self,
+        plan: Plan,
+        upload: Option<chunks::Staged>,
+        step: Step<Option<i64>, T>,
+    ) -> StoreResult<T> {
+        if !plan.write {
+            return self.read(move |t| step(t, None)).await;
+        }
+        let staged_blob = upload.as_ref().and_then(|u| u.blob);
         let result = self
             .write(move |t| {
-                let blob = match staged.blob {
-                    Some(b) => b,
-                    None => t.next_blob(),
+                let payload = match upload {
+                    Some(u) => Some(t.adopt(&u)?),
+                    None => None,
                 };
-                if let Some(rest) = &staged.rest {
-                    t.insert_chunk(blob, staged.chunks, rest)?;
-                }
-                let (ct, cond) = (opts.content_type, &opts.condition);
-                engine::put(t, &path2, Some(blob), staged.total, ct, cond, false)
+                step(t, payload)
             })
             .await;
         if result.is_err()
@@ -407,83 +395,13 @@ impl ReplStore for SqliteStore {
         result
     }
 
-    async fn create_collection(
+    fn stream(
         &self,
         path: &ResourcePath,
-        opts: CreateOptions,
-    ) -> StoreResult<WriteOutcome> {
-        let path = path.clone();
-        self.write(move |t| engine::create_collection(t, &path, &opts.condition, None))
-            .await
-    }
-
-    async fn delete(&self, path: &ResourcePath, opts: DeleteOptions) -> StoreResult<Meta> {
-        let path = path.clone();
-        self.write(move |t| engine::delete(t, &path, &opts.condition))
-            .await
-    }
-
-    async fn copy(
-        &self,
-        from: &ResourcePath,
-        to: &ResourcePath,
-        opts: TransferOptions,
-    ) -> StoreResult<WriteOutcome> {
-        let (from, to) = (from.clone(), to.clone());
-        self.write(move |t| engine::copy(t, &from, &to, &opts))
-            .await
-    }
-
-    async fn rename(
-        &self,
-        from: &ResourcePath,
-        to: &ResourcePath,
-        opts: TransferOptions,
-    ) -> StoreResult<WriteOutcome> {
-        let (from, to) = (from.clone(), to.clone());
-        self.write(move |t| engine::rename(t, &from, &to, &opts))
-            .await
-    }
-
-    async fn patch_props(
-        &self,
-        path: &ResourcePath,
-        patch: Vec<PropPatch>,
-        opts: PatchOptions,
-    ) -> StoreResult<WriteOutcome> {
-        let path = path.clone();
-        self.write(move |t| engine::patch_props(t, &path, patch, &opts.condition))
-            .await
-    }
-
-    async fn watermark(&self) -> StoreResult<Seq> {
-        self.read(|t| Ok(t.c.seq as u64)).await
-    }
-
-    async fn changes(&self, query: ChangesQuery) -> StoreResult<ChangePage> {
-        self.read(move |t| t.change_rows(&query)).await
-    }
-
-    async fn purge(&self, before: SystemTime) -> StoreResult<PurgeReport> {
-        let cutoff = before
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as i64);
-        self.write(move |t| {
-            let (count, max): (i64, Option<i64>) =
-                t.tx.query_row(&sql::sqlite(sql::PURGE_COUNT), [cutoff], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
-                .map_err(db_err)?;
-            t.tx.execute(&sql::sqlite(sql::PURGE), [cutoff])
-                .map_err(db_err)?;
-            if let Some(m) = max {
-                t.c.low_water = t.c.low_water.max(m);
-            }
-            Ok(PurgeReport {
-                removed: count as u64,
-                low_water: t.c.low_water as u64,
-            })
-        })
-        .await
+        payload: Option<i64>,
+        start: u64,
+        end: u64,
+    ) -> ByteStream {
+        read::stream(self.clone(), path.clone(), payload, start, end)
     }
 }

@@ -2,15 +2,29 @@
 //! `davrepl_chunks` inside the writer thread's group transaction (or a reader's snapshot). The
 //! payload of a record is its blob id.
 
-use davrepl_store::engine::sql::{self, Columns};
-use davrepl_store::engine::{Record, Rows, Tombstone};
-use davrepl_store::{
-    DeadProp, PropName, ReplUid, ResourceKind, ResourcePath, Seq, StoreError, StoreId, StoreResult,
-};
-use rusqlite::{OptionalExtension, Transaction, params};
+use std::time::SystemTime;
 
-use crate::db_err;
+use bytes::Bytes;
+use davrepl_store::chunks::{self, slice_chunk};
+use davrepl_store::engine::sql::{self, Columns, Param};
+use davrepl_store::engine::{LogQuery, PageQuery, Record, Rows, Tombstone};
+use davrepl_store::{
+    DeadProp, PropName, PurgeReport, ReplUid, ResourceKind, ResourcePath, Seq, StoreId, StoreResult,
+};
+use rusqlite::types::Value;
+use rusqlite::{OptionalExtension, Transaction, params, params_from_iter};
+
 use crate::writer::Counters;
+use crate::{CHUNK, INLINE_READ, db_err};
+
+type Rec = Record<Option<i64>>;
+
+fn values(params: &[Param]) -> impl Iterator<Item = Value> + '_ {
+    params.iter().map(|p| match p {
+        Param::Text(s) => Value::Text(s.clone()),
+        Param::Int(n) => Value::Integer(*n),
+    })
+}
 
 /// One transaction and the counters it allocates from.
 pub(crate) struct Tx<'a> {
@@ -47,10 +61,6 @@ impl Tx<'_> {
             .map_err(db_err)
     }
 
-    pub(crate) fn must(&self, path: &ResourcePath) -> StoreResult<Columns> {
-        self.node(path)?.ok_or_else(|| StoreError::not_found(path))
-    }
-
     pub(crate) fn dead_props(&self, rid: i64) -> StoreResult<Vec<DeadProp>> {
         let mut st = self
             .tx
@@ -74,6 +84,41 @@ impl Tx<'_> {
             .and_then(|mut st| st.execute(params![blob, n, data]))
             .map_err(db_err)?;
         Ok(())
+    }
+
+    /// Makes staged content part of this write: the rest chunk goes in, and the payload is
+    /// the staged blob (or a new one, for content shorter than a chunk).
+    pub(crate) fn adopt(&mut self, u: &chunks::Staged) -> StoreResult<Option<i64>> {
+        let blob = match u.blob {
+            Some(b) => b,
+            None => self.next_blob(),
+        };
+        if let Some(rest) = &u.rest {
+            self.insert_chunk(blob, u.chunks, rest)?;
+        }
+        Ok(Some(blob))
+    }
+
+    /// Runs a shared query whose rows are tombstones.
+    fn tombstones(&self, query: &str, params: &[Param]) -> StoreResult<Vec<Tombstone>> {
+        let mut st = self
+            .tx
+            .prepare_cached(&sql::sqlite(query))
+            .map_err(db_err)?;
+        let rows = st
+            .query_map(params_from_iter(values(params)), |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .map_err(db_err)?;
+        rows.map(|r| sql::tombstone(self.id, r.map_err(db_err)?))
+            .collect()
+    }
+
+    fn records(&self, query: &str, params: &[Param]) -> StoreResult<Vec<(ResourcePath, Rec)>> {
+        self.columns(query, params_from_iter(values(params)))?
+            .into_iter()
+            .map(|c| Ok((sql::stored_path(&c.path)?, c.record(self.id))))
+            .collect()
     }
 
     pub(crate) fn next_blob(&mut self) -> i64 {
@@ -214,6 +259,73 @@ impl Rows for Tx<'_> {
                 .map_err(db_err)?;
         }
         Ok(())
+    }
+
+    fn page(&mut self, q: &PageQuery) -> StoreResult<Vec<(ResourcePath, Rec)>> {
+        let (query, params) = sql::page_query(q);
+        self.records(query, &params)
+    }
+
+    fn changed(&mut self, q: &LogQuery) -> StoreResult<Vec<(ResourcePath, Rec)>> {
+        match sql::changed_query(q) {
+            Some((query, params)) => self.records(query, &params),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn removed(&mut self, q: &LogQuery) -> StoreResult<Vec<Tombstone>> {
+        let (query, params) = sql::removed_query(q);
+        self.tombstones(query, &params)
+    }
+
+    fn low_water(&mut self) -> StoreResult<Seq> {
+        Ok(self.c.low_water as u64)
+    }
+
+    fn purge(&mut self, before: SystemTime) -> StoreResult<PurgeReport> {
+        let cutoff = sql::nanos(before);
+        let (count, max): (i64, Option<i64>) = self
+            .tx
+            .query_row(&sql::sqlite(sql::PURGE_COUNT), [cutoff], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .map_err(db_err)?;
+        self.tx
+            .execute(&sql::sqlite(sql::PURGE), [cutoff])
+            .map_err(db_err)?;
+        if let Some(m) = max {
+            self.c.low_water = self.c.low_water.max(m);
+        }
+        Ok(PurgeReport {
+            removed: count as u64,
+            low_water: self.c.low_water as u64,
+        })
+    }
+
+    fn content(
+        &mut self,
+        blob: &Option<i64>,
+        _len: u64,
+        start: u64,
+        end: u64,
+    ) -> StoreResult<Option<Vec<Bytes>>> {
+        if end - start >= INLINE_READ {
+            return Ok(None);
+        }
+        let (first, last) = sql::chunk_span(start, end, CHUNK);
+        let mut st = self
+            .tx
+            .prepare_cached(&sql::sqlite(sql::CHUNKS))
+            .map_err(db_err)?;
+        let chunks = st
+            .query_map(params![blob, first, last], |r| r.get::<_, Vec<u8>>(0))
+            .map_err(db_err)?;
+        let mut out = Vec::new();
+        for (i, data) in chunks.enumerate() {
+            let n = (first + i as i64) as u64;
+            out.push(slice_chunk(n, CHUNK, data.map_err(db_err)?, start, end));
+        }
+        Ok(Some(out))
     }
 
     fn kind(&mut self, path: &ResourcePath) -> StoreResult<Option<ResourceKind>> {

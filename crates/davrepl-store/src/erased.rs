@@ -195,107 +195,123 @@ impl DynStore {
     }
 }
 
-/// Forwards every method to the value behind a pointer (`$ptr<T>`), or to the erased store.
-macro_rules! forward {
+/// Implements [`$crate::ReplStore`] for a type by forwarding every method to a store it holds.
+///
+/// ```
+/// use davrepl_store::{MemStore, forward_repl_store};
+///
+/// /// A store type of the application's own that adds nothing to the behaviour.
+/// #[derive(Clone, Default)]
+/// pub struct AppStore {
+///     inner: MemStore,
+/// }
+///
+/// forward_repl_store!(impl[] for AppStore => |s| (s.inner));
+/// ```
+#[macro_export]
+macro_rules! forward_repl_store {
     ($(#[$m:meta])* impl[$($g:tt)*] for $ty:ty => |$s:ident| $inner:expr) => {
+        $crate::forward_repl_store!($(#[$m])* impl[$($g)*] for $ty => |$s| $inner, via [$crate::ReplStore]);
+    };
+    ($(#[$m:meta])* impl[$($g:tt)*] for $ty:ty => |$s:ident| $inner:expr, via [$($via:tt)+]) => {
         $(#[$m])*
-        impl<$($g)*> ReplStore for $ty {
-            fn store_id(&self) -> StoreId {
+        impl<$($g)*> $crate::ReplStore for $ty {
+            fn store_id(&self) -> $crate::StoreId {
                 let $s = self;
-                $inner.store_id()
+                $($via)+::store_id(&$inner)
             }
-            fn capabilities(&self) -> Capabilities {
+            fn capabilities(&self) -> $crate::Capabilities {
                 let $s = self;
-                $inner.capabilities()
+                $($via)+::capabilities(&$inner)
             }
-            async fn secret(&self) -> StoreResult<Secret> {
+            async fn secret(&self) -> $crate::StoreResult<$crate::Secret> {
                 let $s = self;
-                $inner.secret().await
+                $($via)+::secret(&$inner).await
             }
-            async fn head(&self, path: &ResourcePath) -> StoreResult<Meta> {
+            async fn head(&self, path: &$crate::ResourcePath) -> $crate::StoreResult<$crate::Meta> {
                 let $s = self;
-                $inner.head(path).await
+                $($via)+::head(&$inner, path).await
             }
-            async fn props(&self, path: &ResourcePath) -> StoreResult<Entry> {
+            async fn props(&self, path: &$crate::ResourcePath) -> $crate::StoreResult<$crate::Entry> {
                 let $s = self;
-                $inner.props(path).await
+                $($via)+::props(&$inner, path).await
             }
-            async fn list(&self, path: &ResourcePath, opts: ListOptions) -> StoreResult<Listing> {
+            async fn list(&self, path: &$crate::ResourcePath, opts: $crate::ListOptions) -> $crate::StoreResult<$crate::Listing> {
                 let $s = self;
-                $inner.list(path, opts).await
+                $($via)+::list(&$inner, path, opts).await
             }
             async fn read(
                 &self,
-                path: &ResourcePath,
-                opts: GetOptions,
-            ) -> StoreResult<(Meta, ByteStream)> {
+                path: &$crate::ResourcePath,
+                opts: $crate::GetOptions,
+            ) -> $crate::StoreResult<($crate::Meta, $crate::ByteStream)> {
                 let $s = self;
-                $inner.read(path, opts).await
+                $($via)+::read(&$inner, path, opts).await
             }
             async fn put(
                 &self,
-                path: &ResourcePath,
-                body: ByteStream,
-                opts: PutOptions,
-            ) -> StoreResult<WriteOutcome> {
+                path: &$crate::ResourcePath,
+                body: $crate::ByteStream,
+                opts: $crate::PutOptions,
+            ) -> $crate::StoreResult<$crate::WriteOutcome> {
                 let $s = self;
-                $inner.put(path, body, opts).await
+                $($via)+::put(&$inner, path, body, opts).await
             }
             async fn create_collection(
                 &self,
-                path: &ResourcePath,
-                opts: CreateOptions,
-            ) -> StoreResult<WriteOutcome> {
+                path: &$crate::ResourcePath,
+                opts: $crate::CreateOptions,
+            ) -> $crate::StoreResult<$crate::WriteOutcome> {
                 let $s = self;
-                $inner.create_collection(path, opts).await
+                $($via)+::create_collection(&$inner, path, opts).await
             }
-            async fn delete(&self, path: &ResourcePath, opts: DeleteOptions) -> StoreResult<Meta> {
+            async fn delete(&self, path: &$crate::ResourcePath, opts: $crate::DeleteOptions) -> $crate::StoreResult<$crate::Meta> {
                 let $s = self;
-                $inner.delete(path, opts).await
+                $($via)+::delete(&$inner, path, opts).await
             }
             async fn copy(
                 &self,
-                from: &ResourcePath,
-                to: &ResourcePath,
-                opts: TransferOptions,
-            ) -> StoreResult<WriteOutcome> {
+                from: &$crate::ResourcePath,
+                to: &$crate::ResourcePath,
+                opts: $crate::TransferOptions,
+            ) -> $crate::StoreResult<$crate::WriteOutcome> {
                 let $s = self;
-                $inner.copy(from, to, opts).await
+                $($via)+::copy(&$inner, from, to, opts).await
             }
             async fn rename(
                 &self,
-                from: &ResourcePath,
-                to: &ResourcePath,
-                opts: TransferOptions,
-            ) -> StoreResult<WriteOutcome> {
+                from: &$crate::ResourcePath,
+                to: &$crate::ResourcePath,
+                opts: $crate::TransferOptions,
+            ) -> $crate::StoreResult<$crate::WriteOutcome> {
                 let $s = self;
-                $inner.rename(from, to, opts).await
+                $($via)+::rename(&$inner, from, to, opts).await
             }
             async fn patch_props(
                 &self,
-                path: &ResourcePath,
-                patch: Vec<PropPatch>,
-                opts: PatchOptions,
-            ) -> StoreResult<WriteOutcome> {
+                path: &$crate::ResourcePath,
+                patch: ::std::vec::Vec<$crate::PropPatch>,
+                opts: $crate::PatchOptions,
+            ) -> $crate::StoreResult<$crate::WriteOutcome> {
                 let $s = self;
-                $inner.patch_props(path, patch, opts).await
+                $($via)+::patch_props(&$inner, path, patch, opts).await
             }
-            async fn watermark(&self) -> StoreResult<Seq> {
+            async fn watermark(&self) -> $crate::StoreResult<$crate::Seq> {
                 let $s = self;
-                $inner.watermark().await
+                $($via)+::watermark(&$inner).await
             }
-            async fn changes(&self, query: ChangesQuery) -> StoreResult<ChangePage> {
+            async fn changes(&self, query: $crate::ChangesQuery) -> $crate::StoreResult<$crate::ChangePage> {
                 let $s = self;
-                $inner.changes(query).await
+                $($via)+::changes(&$inner, query).await
             }
-            async fn purge(&self, before: SystemTime) -> StoreResult<PurgeReport> {
+            async fn purge(&self, before: ::std::time::SystemTime) -> $crate::StoreResult<$crate::PurgeReport> {
                 let $s = self;
-                $inner.purge(before).await
+                $($via)+::purge(&$inner, before).await
             }
         }
     };
 }
 
-forward!(impl[T: ReplStore] for Arc<T> => |s| (**s));
-forward!(impl[T: ReplStore] for Box<T> => |s| (**s));
-forward!(impl[] for DynStore => |s| (*s.0));
+forward_repl_store!(impl[T: ReplStore] for Arc<T> => |s| (**s));
+forward_repl_store!(impl[T: ReplStore] for Box<T> => |s| (**s));
+forward_repl_store!(impl[] for DynStore => |s| (*s.0), via [DynReplStore]);

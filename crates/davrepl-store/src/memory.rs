@@ -1,32 +1,29 @@
-//! [`MemStore`]: the whole contract in memory.
+//! [`MemStore`]: the whole contract in memory, as a backend of the storage engine.
 //!
-//! The tree, the change log and the counters live behind one `RwLock`: a tree MOVE touches many
-//! keys of several indexes, and the gap-free feed needs sequence allocation and publication to be
-//! one step, so a single writer lock is both the simplest and the correct structure here. Reads
-//! share the lock; content is reference-counted [`Bytes`], so a download never copies the file
-//! and never holds the lock while streaming.
+//! The tree, the change log and the counters live behind one `RwLock`: a write step holds it
+//! exclusively (a tree MOVE touches many keys, and the gap-free feed needs sequence allocation
+//! and publication to be one step), a read step shares it. Content is reference-counted
+//! [`Bytes`], so a download never copies the file and never holds the lock while streaming.
 //!
 //! (design.md asked for dashmap here; a sharded map cannot give atomic multi-key tree moves or an
 //! ordered index for listings and the change log, so it was not used — see docs/design-notes.md.)
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 
-use crate::engine::{self, Record, Rows, Tombstone};
+use crate::engine::{
+    Backend, Engine, LogQuery, PageQuery, Plan, Record, Rows, Staged, Step, Tombstone,
+};
 use crate::error::{ErrorKind, StoreError, StoreResult};
 use crate::path::ResourcePath;
 use crate::tags::{ReplUid, Seq, StoreId};
-use crate::types::{
-    ByteStream, Capabilities, Change, ChangeKind, ChangePage, ChangesQuery, CreateOptions,
-    DeadProp, DeleteOptions, Depth, Entry, GetOptions, ListOptions, Listing, Meta, PatchOptions,
-    PropPatch, PurgeReport, PutOptions, ResourceKind, TransferOptions, WriteOutcome,
-};
-use crate::{ReplStore, Secret};
+use crate::types::{ByteStream, DeadProp, Depth, PurgeReport, ResourceKind};
+use crate::{Secret, forward_repl_store};
 
 /// A hook that may rewrite uploaded content before it is stored; returning `Some` makes the
 /// write report `transformed` (the layer answers `210 Content Different`).
@@ -58,17 +55,32 @@ struct Shared {
     transform: Option<Transform>,
 }
 
-/// The in-memory [`ReplStore`]. Cloning gives another handle to the same store.
+/// The backend behind [`MemStore`].
 #[derive(Clone)]
-pub struct MemStore {
+struct Mem {
     shared: Arc<Shared>,
 }
+
+/// The in-memory [`ReplStore`](crate::ReplStore). Cloning gives another handle to the same
+/// store.
+#[derive(Clone)]
+pub struct MemStore {
+    engine: Engine<Mem>,
+}
+
+forward_repl_store!(impl[] for MemStore => |s| (s.engine));
 
 impl std::fmt::Debug for MemStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MemStore")
-            .field("id", &self.shared.id)
+            .field("id", &self.engine.backend().shared.id)
             .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Mem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mem").finish_non_exhaustive()
     }
 }
 
@@ -94,73 +106,75 @@ impl MemStore {
         let mut secret = [0u8; 32];
         getrandom::fill(&mut secret).expect("operating system random source is unavailable");
         let now = SystemTime::now();
-        let mut nodes = BTreeMap::new();
-        nodes.insert(
-            ResourcePath::root(),
-            Node {
-                rid: ReplUid::new(id, 0),
-                kind: ResourceKind::Collection,
-                version: 0,
-                content_version: 0,
-                len: 0,
-                content_type: None,
-                created: now,
-                modified: now,
-                payload: Bytes::new(),
-            },
-        );
+        let root = Node {
+            rid: ReplUid::new(id, 0),
+            kind: ResourceKind::Collection,
+            version: 0,
+            content_version: 0,
+            len: 0,
+            content_type: None,
+            created: now,
+            modified: now,
+            payload: Bytes::new(),
+        };
         let state = State {
-            nodes,
+            nodes: BTreeMap::from([(ResourcePath::root(), root)]),
             props: HashMap::new(),
             log: BTreeMap::new(),
             seq: 0,
             rid_counter: 0,
             low_water: 0,
         };
+        let shared = Arc::new(Shared {
+            id,
+            secret,
+            state: RwLock::new(state),
+            transform,
+        });
         Self {
-            shared: Arc::new(Shared {
-                id,
-                secret,
-                state: RwLock::new(state),
-                transform,
-            }),
+            engine: Engine::new(Mem { shared }),
+        }
+    }
+}
+
+/// The state as one step sees it: shared for a read, exclusive for a write.
+enum Access<'a> {
+    Read(&'a State),
+    Write(&'a mut State),
+}
+
+/// The engine's rows: the state under the lock.
+struct Tx<'a> {
+    st: Access<'a>,
+    id: StoreId,
+}
+
+impl Tx<'_> {
+    fn st(&self) -> &State {
+        match &self.st {
+            Access::Read(s) => s,
+            Access::Write(s) => s,
         }
     }
 
-    fn read_state(&self) -> RwLockReadGuard<'_, State> {
-        // A panic while holding the lock leaves State consistent (every mutation validates
-        // before it changes anything), so a poisoned lock is still usable.
-        self.shared.state.read().unwrap_or_else(|e| e.into_inner())
+    fn st_mut(&mut self) -> StoreResult<&mut State> {
+        match &mut self.st {
+            Access::Write(s) => Ok(s),
+            Access::Read(_) => Err(StoreError::new(
+                ErrorKind::Internal,
+                "a read step tried to write",
+            )),
+        }
     }
 
-    fn write_state(&self) -> RwLockWriteGuard<'_, State> {
-        self.shared.state.write().unwrap_or_else(|e| e.into_inner())
+    /// Whether `p` is strictly inside the scope of `q` (depth 0: nothing is).
+    fn in_scope(q: &LogQuery, p: &ResourcePath) -> bool {
+        match q.depth {
+            Depth::Zero => false,
+            Depth::One => p.parent().as_ref() == Some(&q.scope),
+            Depth::Infinity => p.is_strictly_within(&q.scope),
+        }
     }
-}
-
-fn meta_of(store: StoreId, path: &ResourcePath, n: &Node) -> Meta {
-    n.meta(store, path)
-}
-
-impl State {
-    fn get(&self, path: &ResourcePath) -> StoreResult<&Node> {
-        self.nodes
-            .get(path)
-            .ok_or_else(|| StoreError::not_found(path))
-    }
-
-    fn props_of(&self, n: &Node) -> Vec<DeadProp> {
-        self.props
-            .get(&n.rid.counter())
-            .cloned()
-            .unwrap_or_default()
-    }
-}
-
-/// The engine's view of the state while the write lock is held.
-struct Tx<'a> {
-    st: &'a mut State,
-    id: StoreId,
 }
 
 impl Rows for Tx<'_> {
@@ -171,13 +185,13 @@ impl Rows for Tx<'_> {
     }
 
     fn get(&mut self, path: &ResourcePath) -> StoreResult<Option<Node>> {
-        Ok(self.st.nodes.get(path).cloned())
+        Ok(self.st().nodes.get(path).cloned())
     }
 
     fn descendants(&mut self, root: &ResourcePath) -> StoreResult<Vec<(ResourcePath, Node)>> {
         let prefix = root.descendant_prefix();
         Ok(self
-            .st
+            .st()
             .nodes
             .range::<str, _>((Bound::Included(prefix.as_str()), Bound::Unbounded))
             .take_while(|(p, _)| p.as_str().starts_with(&prefix))
@@ -187,55 +201,54 @@ impl Rows for Tx<'_> {
     }
 
     fn put(&mut self, path: &ResourcePath, record: &Node) -> StoreResult<()> {
-        if let Some(old) = self.st.nodes.insert(path.clone(), record.clone()) {
-            self.st.log.remove(&old.version);
+        let st = self.st_mut()?;
+        if let Some(old) = st.nodes.insert(path.clone(), record.clone()) {
+            st.log.remove(&old.version);
         }
-        self.st
-            .log
-            .insert(record.version, LogRow::Live(path.clone()));
+        st.log.insert(record.version, LogRow::Live(path.clone()));
         Ok(())
     }
 
     fn remove(&mut self, path: &ResourcePath) -> StoreResult<()> {
-        if let Some(old) = self.st.nodes.remove(path) {
-            self.st.log.remove(&old.version);
+        let st = self.st_mut()?;
+        if let Some(old) = st.nodes.remove(path) {
+            st.log.remove(&old.version);
         }
         Ok(())
     }
 
     fn tombstone(&mut self, t: Tombstone) -> StoreResult<()> {
-        self.st.log.insert(t.seq, LogRow::Removed(t));
+        self.st_mut()?.log.insert(t.seq, LogRow::Removed(t));
         Ok(())
     }
 
     fn next_seq(&mut self) -> StoreResult<Seq> {
-        self.st.seq += 1;
-        Ok(self.st.seq)
+        let st = self.st_mut()?;
+        st.seq += 1;
+        Ok(st.seq)
     }
 
     fn current_seq(&mut self) -> StoreResult<Seq> {
-        Ok(self.st.seq)
+        Ok(self.st().seq)
     }
 
     fn next_rid(&mut self) -> StoreResult<u64> {
-        self.st.rid_counter += 1;
-        Ok(self.st.rid_counter)
+        let st = self.st_mut()?;
+        st.rid_counter += 1;
+        Ok(st.rid_counter)
     }
 
     fn props(&mut self, rid: ReplUid) -> StoreResult<Vec<DeadProp>> {
-        Ok(self
-            .st
-            .props
-            .get(&rid.counter())
-            .cloned()
-            .unwrap_or_default())
+        let props = self.st().props.get(&rid.counter());
+        Ok(props.cloned().unwrap_or_default())
     }
 
     fn set_props(&mut self, rid: ReplUid, props: &[DeadProp]) -> StoreResult<()> {
+        let st = self.st_mut()?;
         if props.is_empty() {
-            self.st.props.remove(&rid.counter());
+            st.props.remove(&rid.counter());
         } else {
-            self.st.props.insert(rid.counter(), props.to_vec());
+            st.props.insert(rid.counter(), props.to_vec());
         }
         Ok(())
     }
@@ -248,26 +261,121 @@ impl Rows for Tx<'_> {
         Ok(())
     }
 
+    fn page(&mut self, q: &PageQuery) -> StoreResult<Vec<(ResourcePath, Node)>> {
+        let nodes = &self.st().nodes;
+        let want_depth = q.root.depth() + 1;
+        let prefix = q.root.descendant_prefix();
+        let mut from = match &q.after {
+            Some(a) => Bound::Excluded(a.as_str().to_owned()),
+            None => Bound::Included(prefix.clone()),
+        };
+        let mut out = Vec::new();
+        'scan: loop {
+            let range = (from.as_ref().map(String::as_str), Bound::Unbounded);
+            for (p, n) in nodes.range::<str, _>(range) {
+                if !p.as_str().starts_with(&prefix) || out.len() == q.limit {
+                    break 'scan;
+                }
+                if *p == q.root {
+                    continue;
+                }
+                if q.depth == Depth::One && p.depth() > want_depth {
+                    // Skip this member's whole subtree: its descendants share the prefix
+                    // "member/", which sorts just before "member0".
+                    let member: String = p
+                        .segments()
+                        .take(want_depth)
+                        .fold(String::new(), |acc, s| acc + "/" + s);
+                    from = Bound::Included(member + "0");
+                    continue 'scan;
+                }
+                out.push((p.clone(), n.clone()));
+            }
+            break;
+        }
+        Ok(out)
+    }
+
+    fn changed(&mut self, q: &LogQuery) -> StoreResult<Vec<(ResourcePath, Node)>> {
+        let st = self.st();
+        let mut out = Vec::new();
+        for row in st.log.range(q.since.saturating_add(1)..).map(|(_, r)| r) {
+            if out.len() == q.limit {
+                break;
+            }
+            if let LogRow::Live(p) = row
+                && Self::in_scope(q, p)
+                && let Some(n) = st.nodes.get(p)
+            {
+                out.push((p.clone(), n.clone()));
+            }
+        }
+        Ok(out)
+    }
+
+    fn removed(&mut self, q: &LogQuery) -> StoreResult<Vec<Tombstone>> {
+        let mut out = Vec::new();
+        for row in self
+            .st()
+            .log
+            .range(q.since.saturating_add(1)..)
+            .map(|(_, r)| r)
+        {
+            if out.len() == q.limit {
+                break;
+            }
+            if let LogRow::Removed(t) = row
+                && (Self::in_scope(q, &t.path) || (q.depth == Depth::Zero && t.path == q.scope))
+            {
+                out.push(t.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    fn low_water(&mut self) -> StoreResult<Seq> {
+        Ok(self.st().low_water)
+    }
+
+    fn purge(&mut self, before: SystemTime) -> StoreResult<PurgeReport> {
+        let st = self.st_mut()?;
+        let doomed: Vec<Seq> = st
+            .log
+            .iter()
+            .filter(|(_, r)| matches!(r, LogRow::Removed(t) if t.at < before))
+            .map(|(s, _)| *s)
+            .collect();
+        for s in &doomed {
+            st.log.remove(s);
+        }
+        if let Some(&max) = doomed.last() {
+            st.low_water = st.low_water.max(max);
+        }
+        Ok(PurgeReport {
+            removed: doomed.len() as u64,
+            low_water: st.low_water,
+        })
+    }
+
+    fn content(
+        &mut self,
+        payload: &Bytes,
+        _len: u64,
+        start: u64,
+        end: u64,
+    ) -> StoreResult<Option<Vec<Bytes>>> {
+        Ok(Some(vec![payload.slice(start as usize..=end as usize)]))
+    }
+
     fn kind(&mut self, path: &ResourcePath) -> StoreResult<Option<ResourceKind>> {
-        Ok(self.st.nodes.get(path).map(|n| n.kind))
+        Ok(self.st().nodes.get(path).map(|n| n.kind))
     }
 
     fn set_content_version(&mut self, path: &ResourcePath, seq: Seq) -> StoreResult<()> {
-        if let Some(n) = self.st.nodes.get_mut(path) {
+        if let Some(n) = self.st_mut()?.nodes.get_mut(path) {
             n.content_version = seq;
         }
         Ok(())
-    }
-}
-
-impl MemStore {
-    /// Runs one engine operation under the write lock.
-    fn write<T>(&self, f: impl FnOnce(&mut Tx<'_>) -> StoreResult<T>) -> StoreResult<T> {
-        let mut st = self.write_state();
-        f(&mut Tx {
-            st: &mut st,
-            id: self.shared.id,
-        })
     }
 }
 
@@ -288,252 +396,64 @@ async fn collect(mut body: ByteStream, max_len: Option<u64>) -> StoreResult<Byte
     Ok(buf.freeze())
 }
 
-impl ReplStore for MemStore {
-    fn store_id(&self) -> StoreId {
-        self.shared.id
+impl Backend for Mem {
+    type Payload = Bytes;
+    type Upload = Bytes;
+
+    fn identity(&self) -> (StoreId, Secret) {
+        (self.shared.id, self.shared.secret)
     }
 
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::default()
-    }
-
-    async fn secret(&self) -> StoreResult<Secret> {
-        Ok(self.shared.secret)
-    }
-
-    async fn head(&self, path: &ResourcePath) -> StoreResult<Meta> {
-        let st = self.read_state();
-        st.get(path).map(|n| meta_of(self.shared.id, path, n))
-    }
-
-    async fn props(&self, path: &ResourcePath) -> StoreResult<Entry> {
-        let st = self.read_state();
-        let n = st.get(path)?;
-        Ok(Entry {
-            meta: meta_of(self.shared.id, path, n),
-            props: st.props_of(n),
-        })
-    }
-
-    async fn list(&self, path: &ResourcePath, opts: ListOptions) -> StoreResult<Listing> {
-        let st = self.read_state();
-        if !engine::listable(st.get(path)?.kind, path, &opts)? {
-            return Ok(Listing::default());
-        }
-        let mut entries = Vec::new();
-        let want_depth = path.depth() + 1;
-        let prefix = path.descendant_prefix();
-        let mut cursor: (Bound<String>, Bound<String>) = match &opts.after {
-            Some(a) => (Bound::Excluded(a.as_str().to_owned()), Bound::Unbounded),
-            None => (Bound::Included(prefix.clone()), Bound::Unbounded),
-        };
-        'outer: loop {
-            let range = st
-                .nodes
-                .range::<str, _>((cursor.0.as_ref().map(String::as_str), Bound::Unbounded));
-            for (p, n) in range {
-                if !p.as_str().starts_with(&prefix) {
-                    break 'outer;
-                }
-                if p == path {
-                    continue;
-                }
-                if opts.depth == Depth::One && p.depth() > want_depth {
-                    // Skip this child's whole subtree: its descendants share the prefix
-                    // "child/", which sorts just before "child0".
-                    let child: String = p
-                        .segments()
-                        .take(want_depth)
-                        .fold(String::new(), |acc, s| acc + "/" + s);
-                    cursor = (Bound::Included(child + "0"), Bound::Unbounded);
-                    continue 'outer;
-                }
-                if entries.len() == opts.limit {
-                    let next = entries.last().map(|e: &Entry| e.meta.path.clone());
-                    return Ok(Listing { entries, next });
-                }
-                let props = if opts.with_props {
-                    st.props_of(n)
-                } else {
-                    Vec::new()
-                };
-                entries.push(Entry {
-                    meta: meta_of(self.shared.id, p, n),
-                    props,
-                });
-            }
-            break;
-        }
-        Ok(Listing {
-            entries,
-            next: None,
-        })
-    }
-
-    async fn read(&self, path: &ResourcePath, opts: GetOptions) -> StoreResult<(Meta, ByteStream)> {
-        let (meta, mut bytes) = {
-            let st = self.read_state();
-            let n = st.get(path)?;
-            if n.kind == ResourceKind::Collection {
-                return Err(StoreError::new(
-                    ErrorKind::IsCollection,
-                    format!("{path} is a collection"),
-                ));
-            }
-            engine::evaluate(path, &opts.condition, |p| {
-                Ok(st
-                    .nodes
-                    .get(p)
-                    .map(|n| meta_of(self.shared.id, p, n).tokens()))
-            })?;
-            (meta_of(self.shared.id, path, n), n.payload.clone())
-        };
-        if opts.range.is_some() {
-            let (start, end) = engine::resolve_range(bytes.len() as u64, opts.range)?;
-            bytes = bytes.slice(start as usize..=end as usize);
-        }
-        let stream: ByteStream = Box::pin(futures_util::stream::iter(
-            (!bytes.is_empty()).then_some(Ok(bytes)),
-        ));
-        Ok((meta, stream))
-    }
-
-    async fn put(
+    async fn stage(
         &self,
         path: &ResourcePath,
         body: ByteStream,
-        opts: PutOptions,
-    ) -> StoreResult<WriteOutcome> {
-        let mut content = collect(body, opts.max_len).await?;
-        let mut transformed = false;
-        if let Some(t) = &self.shared.transform
-            && let Some(new) = t(path, &content)
-        {
-            content = new;
-            transformed = true;
-        }
-        let len = content.len() as u64;
-        self.write(|tx| {
-            engine::put(
-                tx,
-                path,
-                content,
-                len,
-                opts.content_type,
-                &opts.condition,
-                transformed,
-            )
-        })
+        max_len: Option<u64>,
+    ) -> StoreResult<Staged<Bytes>> {
+        let content = collect(body, max_len).await?;
+        let changed = self
+            .shared
+            .transform
+            .as_ref()
+            .and_then(|t| t(path, &content));
+        let transformed = changed.is_some();
+        let content = changed.unwrap_or(content);
+        let mut staged = Staged::new(content.clone(), content.len() as u64);
+        staged.transformed = transformed;
+        Ok(staged)
     }
 
-    async fn create_collection(
+    async fn atomic<T: Send + 'static>(
         &self,
-        path: &ResourcePath,
-        opts: CreateOptions,
-    ) -> StoreResult<WriteOutcome> {
-        self.write(|tx| engine::create_collection(tx, path, &opts.condition, Bytes::new()))
-    }
-
-    async fn delete(&self, path: &ResourcePath, opts: DeleteOptions) -> StoreResult<Meta> {
-        self.write(|tx| engine::delete(tx, path, &opts.condition))
-    }
-
-    async fn copy(
-        &self,
-        from: &ResourcePath,
-        to: &ResourcePath,
-        opts: TransferOptions,
-    ) -> StoreResult<WriteOutcome> {
-        self.write(|tx| engine::copy(tx, from, to, &opts))
-    }
-
-    async fn rename(
-        &self,
-        from: &ResourcePath,
-        to: &ResourcePath,
-        opts: TransferOptions,
-    ) -> StoreResult<WriteOutcome> {
-        self.write(|tx| engine::rename(tx, from, to, &opts))
-    }
-
-    async fn patch_props(
-        &self,
-        path: &ResourcePath,
-        patch: Vec<PropPatch>,
-        opts: PatchOptions,
-    ) -> StoreResult<WriteOutcome> {
-        self.write(|tx| engine::patch_props(tx, path, patch, &opts.condition))
-    }
-
-    async fn watermark(&self) -> StoreResult<Seq> {
-        Ok(self.read_state().seq)
-    }
-
-    async fn changes(&self, q: ChangesQuery) -> StoreResult<ChangePage> {
-        let st = self.read_state();
-        let in_scope = |p: &ResourcePath| match q.depth {
-            _ if p == &q.scope => q.include_scope || q.depth == Depth::Zero,
-            Depth::Zero => false,
-            Depth::One => p.parent().as_ref() == Some(&q.scope),
-            Depth::Infinity => p.is_strictly_within(&q.scope),
-        };
-        let mut changes = Vec::new();
-        for (&seq, row) in st.log.range(q.since + 1..) {
-            let (change, props) = match row {
-                LogRow::Live(p) if in_scope(p) => {
-                    let n = st.get(p)?;
-                    let props = if q.with_props {
-                        st.props_of(n)
-                    } else {
-                        Vec::new()
-                    };
-                    (ChangeKind::Upsert(meta_of(self.shared.id, p, n)), props)
-                }
-                LogRow::Removed(t) if q.include_removed && in_scope(&t.path) => {
-                    (t.change(), Vec::new())
-                }
-                _ => continue,
+        plan: Plan,
+        upload: Option<Bytes>,
+        step: Step<Bytes, T>,
+    ) -> StoreResult<T> {
+        let id = self.shared.id;
+        // A panic while holding the lock leaves the state consistent (every write checks
+        // before it changes anything), so a poisoned lock is still usable.
+        if plan.write {
+            let mut st = self.shared.state.write().unwrap_or_else(|e| e.into_inner());
+            let mut tx = Tx {
+                st: Access::Write(&mut st),
+                id,
             };
-            if changes.len() == q.limit {
-                let watermark = changes.last().map_or(q.since, |c: &Change| c.seq);
-                return Ok(ChangePage {
-                    changes,
-                    watermark,
-                    more: true,
-                    low_water: st.low_water,
-                });
-            }
-            changes.push(Change {
-                seq,
-                kind: change,
-                props,
-            });
+            step(&mut tx, upload)
+        } else {
+            let st = self.shared.state.read().unwrap_or_else(|e| e.into_inner());
+            let mut tx = Tx {
+                st: Access::Read(&st),
+                id,
+            };
+            step(&mut tx, upload)
         }
-        Ok(ChangePage {
-            changes,
-            watermark: st.seq,
-            more: false,
-            low_water: st.low_water,
-        })
     }
 
-    async fn purge(&self, before: SystemTime) -> StoreResult<PurgeReport> {
-        let mut st = self.write_state();
-        let doomed: Vec<Seq> = st
-            .log
-            .iter()
-            .filter(|(_, r)| matches!(r, LogRow::Removed(t) if t.at < before))
-            .map(|(s, _)| *s)
-            .collect();
-        for s in &doomed {
-            st.log.remove(s);
-        }
-        if let Some(&max) = doomed.last() {
-            st.low_water = st.low_water.max(max);
-        }
-        Ok(PurgeReport {
-            removed: doomed.len() as u64,
-            low_water: st.low_water,
-        })
+    fn stream(&self, _path: &ResourcePath, _payload: Bytes, _start: u64, _end: u64) -> ByteStream {
+        // `content` always reads within the step; nothing is left to stream.
+        Box::pin(futures_util::stream::iter([Err(StoreError::new(
+            ErrorKind::Internal,
+            "in-memory content is never streamed later",
+        ))]))
     }
 }

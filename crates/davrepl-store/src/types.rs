@@ -138,7 +138,7 @@ pub struct ByteRange {
 }
 
 /// How deep a listing, copy or change query reaches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Depth {
     /// The resource itself only.
     Zero,

@@ -13,7 +13,13 @@
 //! needs first ([`Condition::paths`], the target, its parent and the subtrees involved), runs
 //! the engine on that view and applies the recorded changes in one round trip.
 
+mod read;
 pub mod sql;
+mod store;
+mod write;
+
+pub use store::{Backend, Engine, Plan, Staged, Step};
+pub use write::{copy, create_collection, delete, patch_props, put, rename};
 
 use std::time::SystemTime;
 
@@ -21,9 +27,10 @@ use crate::condition::{Condition, Tokens};
 use crate::error::{ErrorKind, StoreError, StoreResult};
 use crate::path::ResourcePath;
 use crate::tags::{ReplUid, Seq, StoreId};
+use bytes::Bytes;
+
 use crate::types::{
-    ByteRange, ChangeKind, DeadProp, Depth, ListOptions, Meta, PropPatch, ResourceKind,
-    TransferOptions, WriteOutcome,
+    ByteRange, ChangeKind, DeadProp, Depth, ListOptions, Meta, PurgeReport, ResourceKind,
 };
 
 /// One resource as a backend stores it. `payload` is the backend's handle on the content (the
@@ -69,6 +76,32 @@ impl<P> Record<P> {
     }
 }
 
+/// A page of a listing, as [`Rows::page`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PageQuery {
+    /// The collection listed.
+    pub root: ResourcePath,
+    /// [`Depth::One`] or [`Depth::Infinity`].
+    pub depth: Depth,
+    /// Only paths after this one.
+    pub after: Option<ResourcePath>,
+    /// At most this many rows.
+    pub limit: usize,
+}
+
+/// A read of the change log, as [`Rows::changed`] and [`Rows::removed`] read it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LogQuery {
+    /// The scope collection.
+    pub scope: ResourcePath,
+    /// How deep below it.
+    pub depth: Depth,
+    /// Only changes after this sequence number.
+    pub since: Seq,
+    /// At most this many rows.
+    pub limit: usize,
+}
+
 /// A resource leaving a path (deleted, or moved away): its row in the change log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tombstone {
@@ -98,8 +131,8 @@ impl Tombstone {
 /// Row-level access inside one atomic step. Implementations do I/O only; they make no decision
 /// the contract cares about.
 pub trait Rows {
-    /// The backend's content handle.
-    type Payload: Clone;
+    /// The backend's content handle; `Default` is the handle of a collection (no content).
+    type Payload: Clone + Default;
 
     /// The store's identity.
     fn store_id(&self) -> StoreId;
@@ -130,6 +163,33 @@ pub trait Rows {
     fn duplicate(&mut self, payload: &Self::Payload) -> StoreResult<Self::Payload>;
     /// The content behind `payload` is no longer referenced.
     fn release(&mut self, payload: Self::Payload) -> StoreResult<()>;
+
+    /// Up to `q.limit` resources below `q.root` (direct members for [`Depth::One`], every
+    /// descendant otherwise) whose paths sort after `q.after`, in path order.
+    fn page(&mut self, q: &PageQuery) -> StoreResult<Vec<(ResourcePath, Record<Self::Payload>)>>;
+    /// Up to `q.limit` resources strictly inside `q.scope` (direct members for
+    /// [`Depth::One`], every descendant for [`Depth::Infinity`], none for [`Depth::Zero`])
+    /// whose last change is after `q.since`, in sequence order.
+    fn changed(&mut self, q: &LogQuery) -> StoreResult<Vec<(ResourcePath, Record<Self::Payload>)>>;
+    /// Up to `q.limit` tombstones after `q.since` in the same scope as
+    /// [`changed`](Self::changed) (for [`Depth::Zero`]: at the scope's own path), in sequence
+    /// order.
+    fn removed(&mut self, q: &LogQuery) -> StoreResult<Vec<Tombstone>>;
+    /// The low-water mark: tombstones at or below it may have been purged.
+    fn low_water(&mut self) -> StoreResult<Seq>;
+    /// Removes the tombstones recorded before `before` and raises the low-water mark to the
+    /// highest sequence number removed.
+    fn purge(&mut self, before: SystemTime) -> StoreResult<PurgeReport>;
+    /// The bytes `start..=end` of the content behind `payload` (`len` bytes in all), if the
+    /// backend reads them within this step; `None` to have them streamed afterwards by
+    /// [`Backend::stream`] (large content).
+    fn content(
+        &mut self,
+        payload: &Self::Payload,
+        len: u64,
+        start: u64,
+        end: u64,
+    ) -> StoreResult<Option<Vec<Bytes>>>;
 
     /// The kind of the resource at `path`, if any. Provided; a backend may answer it without
     /// loading the whole record.
@@ -178,7 +238,11 @@ pub fn evaluate(
 }
 
 /// Evaluates `cond` for a request on `target` against the current rows.
-pub fn check<R: Rows>(rows: &mut R, target: &ResourcePath, cond: &Condition) -> StoreResult<()> {
+pub fn check<R: Rows + ?Sized>(
+    rows: &mut R,
+    target: &ResourcePath,
+    cond: &Condition,
+) -> StoreResult<()> {
     let store = rows.store_id();
     evaluate(target, cond, |p| {
         Ok(rows.get(p)?.map(|r| r.meta(store, p).tokens()))
@@ -208,341 +272,4 @@ pub fn resolve_range(len: u64, range: Option<ByteRange>) -> StoreResult<(u64, u6
             "byte range out of bounds",
         )),
     }
-}
-
-/// The parent of `path`, which must be an existing collection.
-fn check_parent<R: Rows>(rows: &mut R, path: &ResourcePath) -> StoreResult<ResourcePath> {
-    let parent = path
-        .parent()
-        .ok_or_else(|| StoreError::new(ErrorKind::RootImmutable, "the root cannot be replaced"))?;
-    match rows.kind(&parent)? {
-        Some(ResourceKind::Collection) => Ok(parent),
-        _ => Err(StoreError::new(
-            ErrorKind::ParentMissing,
-            format!("parent collection {parent} does not exist"),
-        )),
-    }
-}
-
-fn get<R: Rows>(rows: &mut R, path: &ResourcePath) -> StoreResult<Record<R::Payload>> {
-    rows.get(path)?.ok_or_else(|| StoreError::not_found(path))
-}
-
-/// Stores `record` at `path` as a new change: the next sequence number becomes its version (and
-/// the content version of an item, or of a new collection).
-fn upsert<R: Rows>(
-    rows: &mut R,
-    path: &ResourcePath,
-    mut record: Record<R::Payload>,
-    now: SystemTime,
-) -> StoreResult<Record<R::Payload>> {
-    let seq = rows.next_seq()?;
-    record.version = seq;
-    if record.kind == ResourceKind::Item || record.content_version == 0 {
-        record.content_version = seq;
-    }
-    record.modified = now;
-    rows.put(path, &record)?;
-    Ok(record)
-}
-
-/// Marks the membership of `parent` as changed at `seq` (its contenttag moves; it is not a
-/// change of the parent itself).
-fn touch<R: Rows>(rows: &mut R, parent: &ResourcePath, seq: Seq) -> StoreResult<()> {
-    rows.set_content_version(parent, seq)
-}
-
-/// `root` (if it exists) and everything below it, root first.
-fn subtree<R: Rows>(
-    rows: &mut R,
-    root: &ResourcePath,
-) -> StoreResult<Vec<(ResourcePath, Record<R::Payload>)>> {
-    let Some(top) = rows.get(root)? else {
-        return Ok(Vec::new());
-    };
-    let mut out = vec![(root.clone(), top)];
-    out.extend(rows.descendants(root)?);
-    Ok(out)
-}
-
-/// Removes `root` and everything below it, a tombstone for each, and moves the parent's
-/// contenttag. Returns the root's old state.
-fn remove_tree<R: Rows>(
-    rows: &mut R,
-    root: &ResourcePath,
-    now: SystemTime,
-) -> StoreResult<Option<Meta>> {
-    let store = rows.store_id();
-    let mut first = None;
-    for (p, r) in subtree(rows, root)? {
-        if first.is_none() {
-            first = Some(r.meta(store, &p));
-        }
-        rows.remove(&p)?;
-        rows.set_props(r.rid, &[])?;
-        let seq = rows.next_seq()?;
-        rows.tombstone(Tombstone {
-            seq,
-            rid: r.rid,
-            path: p,
-            kind: r.kind,
-            at: now,
-        })?;
-        rows.release(r.payload)?;
-    }
-    if let Some(parent) = root.parent() {
-        let seq = rows.current_seq()?;
-        touch(rows, &parent, seq)?;
-    }
-    Ok(first)
-}
-
-fn outcome<R: Rows>(
-    rows: &mut R,
-    path: &ResourcePath,
-    created: bool,
-    transformed: bool,
-) -> StoreResult<WriteOutcome> {
-    let store = rows.store_id();
-    Ok(WriteOutcome {
-        meta: get(rows, path)?.meta(store, path),
-        created,
-        transformed,
-    })
-}
-
-/// PUT: creates or replaces the item at `path` with content `payload` of `len` bytes.
-/// `transformed` is passed through to the outcome. On error the payload is released.
-pub fn put<R: Rows>(
-    rows: &mut R,
-    path: &ResourcePath,
-    payload: R::Payload,
-    len: u64,
-    content_type: Option<String>,
-    cond: &Condition,
-    transformed: bool,
-) -> StoreResult<WriteOutcome> {
-    let checked = (|| {
-        let parent = check_parent(rows, path)?;
-        check(rows, path, cond)?;
-        let existing = rows.get(path)?;
-        if existing
-            .as_ref()
-            .is_some_and(|r| r.kind == ResourceKind::Collection)
-        {
-            return Err(StoreError::new(
-                ErrorKind::IsCollection,
-                format!("{path} is a collection"),
-            ));
-        }
-        Ok((parent, existing))
-    })();
-    let (parent, existing) = match checked {
-        Ok(v) => v,
-        Err(e) => {
-            rows.release(payload)?;
-            return Err(e);
-        }
-    };
-    let now = SystemTime::now();
-    let created = existing.is_none();
-    let record = match existing {
-        Some(old) => {
-            rows.release(old.payload.clone())?;
-            Record {
-                len,
-                content_type,
-                payload,
-                ..old
-            }
-        }
-        None => Record {
-            rid: ReplUid::new(rows.store_id(), rows.next_rid()?),
-            kind: ResourceKind::Item,
-            version: 0,
-            content_version: 0,
-            len,
-            content_type,
-            created: now,
-            modified: now,
-            payload,
-        },
-    };
-    let record = upsert(rows, path, record, now)?;
-    touch(rows, &parent, record.version)?;
-    outcome(rows, path, created, transformed)
-}
-
-/// MKCOL: a new, empty collection at `path`, whose content is `empty`.
-pub fn create_collection<R: Rows>(
-    rows: &mut R,
-    path: &ResourcePath,
-    cond: &Condition,
-    empty: R::Payload,
-) -> StoreResult<WriteOutcome> {
-    if rows.kind(path)?.is_some() {
-        return Err(StoreError::new(
-            ErrorKind::AlreadyExists,
-            format!("{path} already exists"),
-        ));
-    }
-    let parent = check_parent(rows, path)?;
-    check(rows, path, cond)?;
-    let now = SystemTime::now();
-    let record = Record {
-        rid: ReplUid::new(rows.store_id(), rows.next_rid()?),
-        kind: ResourceKind::Collection,
-        version: 0,
-        content_version: 0,
-        len: 0,
-        content_type: None,
-        created: now,
-        modified: now,
-        payload: empty,
-    };
-    let record = upsert(rows, path, record, now)?;
-    touch(rows, &parent, record.version)?;
-    outcome(rows, path, true, false)
-}
-
-/// DELETE: `path` and everything below it.
-pub fn delete<R: Rows>(rows: &mut R, path: &ResourcePath, cond: &Condition) -> StoreResult<Meta> {
-    if path.is_root() {
-        return Err(StoreError::new(
-            ErrorKind::RootImmutable,
-            "the root cannot be deleted",
-        ));
-    }
-    get(rows, path)?;
-    check(rows, path, cond)?;
-    remove_tree(rows, path, SystemTime::now())?.ok_or_else(|| StoreError::not_found(path))
-}
-
-/// Checks a COPY or MOVE and clears an existing destination when allowed. Returns whether the
-/// destination existed.
-fn prepare_transfer<R: Rows>(
-    rows: &mut R,
-    from: &ResourcePath,
-    to: &ResourcePath,
-    opts: &TransferOptions,
-    moving: bool,
-    now: SystemTime,
-) -> StoreResult<bool> {
-    crate::types::check_transfer_paths(from, to, moving)?;
-    get(rows, from)?;
-    check(rows, from, &opts.condition)?;
-    check_parent(rows, to)?;
-    let exists = rows.kind(to)?.is_some();
-    if exists {
-        if !opts.overwrite {
-            return Err(StoreError::new(
-                ErrorKind::DestinationExists,
-                "the destination exists and Overwrite is F",
-            ));
-        }
-        if from.is_within(to) {
-            return Err(StoreError::new(
-                ErrorKind::DestinationInsideSource,
-                "the destination is an ancestor of the source",
-            ));
-        }
-        remove_tree(rows, to, now)?;
-    }
-    Ok(exists)
-}
-
-/// COPY: new repl-uids for every copy; `Depth: 0` copies a collection without its members.
-pub fn copy<R: Rows>(
-    rows: &mut R,
-    from: &ResourcePath,
-    to: &ResourcePath,
-    opts: &TransferOptions,
-) -> StoreResult<WriteOutcome> {
-    let now = SystemTime::now();
-    let existed = prepare_transfer(rows, from, to, opts, false, now)?;
-    let mut sources = subtree(rows, from)?;
-    if opts.depth != Depth::Infinity {
-        sources.truncate(1);
-    }
-    for (src, record) in sources {
-        let Some(dst) = src.rebase(from, to) else {
-            continue;
-        };
-        let props = rows.props(record.rid)?;
-        let copy = Record {
-            rid: ReplUid::new(rows.store_id(), rows.next_rid()?),
-            version: 0,
-            content_version: 0,
-            created: now,
-            payload: rows.duplicate(&record.payload)?,
-            ..record
-        };
-        let copy = upsert(rows, &dst, copy, now)?;
-        rows.set_props(copy.rid, &props)?;
-    }
-    if let Some(parent) = to.parent() {
-        let seq = rows.current_seq()?;
-        touch(rows, &parent, seq)?;
-    }
-    outcome(rows, to, !existed, false)
-}
-
-/// MOVE: every resource below `from` goes to the same place below `to`, keeping its repl-uid,
-/// its content and its dead properties; a tombstone at each old path comes before the upsert.
-pub fn rename<R: Rows>(
-    rows: &mut R,
-    from: &ResourcePath,
-    to: &ResourcePath,
-    opts: &TransferOptions,
-) -> StoreResult<WriteOutcome> {
-    let now = SystemTime::now();
-    let existed = prepare_transfer(rows, from, to, opts, true, now)?;
-    for (src, record) in subtree(rows, from)? {
-        let Some(dst) = src.rebase(from, to) else {
-            continue;
-        };
-        rows.remove(&src)?;
-        let seq = rows.next_seq()?;
-        rows.tombstone(Tombstone {
-            seq,
-            rid: record.rid,
-            path: src,
-            kind: record.kind,
-            at: now,
-        })?;
-        upsert(rows, &dst, record, now)?;
-    }
-    let seq = rows.current_seq()?;
-    for parent in [from.parent(), to.parent()].into_iter().flatten() {
-        touch(rows, &parent, seq)?;
-    }
-    outcome(rows, to, !existed, false)
-}
-
-/// PROPPATCH: applies `patch` in order, all or nothing.
-pub fn patch_props<R: Rows>(
-    rows: &mut R,
-    path: &ResourcePath,
-    patch: Vec<PropPatch>,
-    cond: &Condition,
-) -> StoreResult<WriteOutcome> {
-    let record = get(rows, path)?;
-    check(rows, path, cond)?;
-    let mut props = rows.props(record.rid)?;
-    for op in patch {
-        match op {
-            PropPatch::Set(p) => match props.iter_mut().find(|q| q.name == p.name) {
-                Some(q) => q.value = p.value,
-                None => props.push(p),
-            },
-            PropPatch::Remove(name) => props.retain(|q| q.name != name),
-        }
-    }
-    props.sort_by(|a, b| a.name.cmp(&b.name));
-    rows.set_props(record.rid, &props)?;
-    let record = upsert(rows, path, record, SystemTime::now())?;
-    if let Some(parent) = path.parent() {
-        touch(rows, &parent, record.version)?;
-    }
-    outcome(rows, path, false, false)
 }

@@ -1,6 +1,5 @@
 //! What the SQL backends (SQLite and PostgreSQL) share: the table layout, the text of every
-//! query both run, the row codec, and the assembly of listing and change pages from the rows
-//! those queries return.
+//! query both run for the engine's row reads, and the row codec.
 //!
 //! Queries are written once, with PostgreSQL's `$n` placeholders; [`sqlite`] turns them into
 //! SQLite's `?n` form (same numbering). Both schemas name their tables `davrepl_resources`,
@@ -9,15 +8,13 @@
 //! queries rely on. Timestamps are nanoseconds since the Unix epoch; a resource's payload is
 //! its blob id (`NULL` for collections).
 
-use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::Record;
+use super::{LogQuery, PageQuery, Record, Tombstone};
 use crate::error::{ErrorKind, StoreError, StoreResult};
 use crate::path::ResourcePath;
-use crate::tags::{ReplUid, Seq, StoreId};
-use crate::types::{ByteRange, Listing, ResourceKind};
-use crate::types::{Change, ChangeKind, ChangePage, ChangesQuery, DeadProp, Depth, Entry, Meta};
+use crate::tags::{ReplUid, StoreId};
+use crate::types::{Depth, Meta, ResourceKind};
 
 macro_rules! cols {
     () => {
@@ -65,11 +62,11 @@ pub const CHANGED_DESCENDANTS: &str = concat!(
     " FROM davrepl_resources WHERE path > $1 AND path < $2 AND version > $3 ORDER BY version LIMIT $4"
 );
 /// Tombstones at path `$1` after `$2`, at most `$3`.
-pub const REMOVED_AT: &str = "SELECT seq, rid, path, kind FROM davrepl_tombstones WHERE path = $1 AND seq > $2 ORDER BY seq LIMIT $3";
+pub const REMOVED_AT: &str = "SELECT seq, rid, path, kind, at FROM davrepl_tombstones WHERE path = $1 AND seq > $2 ORDER BY seq LIMIT $3";
 /// Tombstones of direct members of `$1` after `$2`, at most `$3`.
-pub const REMOVED_CHILDREN: &str = "SELECT seq, rid, path, kind FROM davrepl_tombstones WHERE parent = $1 AND seq > $2 ORDER BY seq LIMIT $3";
+pub const REMOVED_CHILDREN: &str = "SELECT seq, rid, path, kind, at FROM davrepl_tombstones WHERE parent = $1 AND seq > $2 ORDER BY seq LIMIT $3";
 /// Tombstones in the range `($1, $2)` after `$3`, at most `$4`.
-pub const REMOVED_DESCENDANTS: &str = "SELECT seq, rid, path, kind FROM davrepl_tombstones WHERE path > $1 AND path < $2 AND seq > $3 ORDER BY seq LIMIT $4";
+pub const REMOVED_DESCENDANTS: &str = "SELECT seq, rid, path, kind, at FROM davrepl_tombstones WHERE path > $1 AND path < $2 AND seq > $3 ORDER BY seq LIMIT $4";
 /// Dead properties of repl-uid counter `$1`, in name order.
 pub const PROPS: &str =
     "SELECT ns, local, value FROM davrepl_props WHERE rid = $1 ORDER BY ns, local";
@@ -222,36 +219,18 @@ impl Columns {
     }
 }
 
-/// A removal as a change, from the columns `seq, rid, path, kind` of a tombstone.
-pub fn removed(store: StoreId, rid: i64, path: &str, kind: i64) -> StoreResult<ChangeKind> {
-    Ok(ChangeKind::Removed {
+/// A tombstone from the columns `seq, rid, path, kind, at`.
+pub fn tombstone(
+    store: StoreId,
+    (seq, rid, path, kind, at): (i64, i64, String, i64, i64),
+) -> StoreResult<Tombstone> {
+    Ok(Tombstone {
+        seq: seq as u64,
         rid: ReplUid::new(store, rid as u64),
-        path: stored_path(path)?,
+        path: stored_path(&path)?,
         kind: kind_of(kind),
+        at: time(at),
     })
-}
-
-/// One row of a change page before its dead properties are attached.
-#[derive(Debug)]
-pub struct Pending {
-    /// Its sequence number.
-    pub seq: Seq,
-    /// What changed.
-    pub kind: ChangeKind,
-    /// For an upsert, the repl-uid counter whose properties belong to it.
-    pub rid: Option<i64>,
-}
-
-/// The queries of one change page: the live rows and the tombstones in scope after `since`,
-/// each with the parameters it takes (`Text` or `Int`).
-#[derive(Debug)]
-pub struct ChangePlan {
-    /// Whether the scope's own row is wanted (read it with [`GET`]).
-    pub scope_row: bool,
-    /// Live rows (`None` for a depth-0 query).
-    pub live: Option<(&'static str, Vec<Param>)>,
-    /// Tombstones (`None` unless removals were asked for).
-    pub removed: Option<(&'static str, Vec<Param>)>,
 }
 
 /// A query parameter.
@@ -263,148 +242,57 @@ pub enum Param {
     Int(i64),
 }
 
-impl ChangePlan {
-    /// The queries that answer `q`.
-    pub fn new(q: &ChangesQuery) -> Self {
-        let since = Param::Int(int(q.since));
-        let fetch = Param::Int(fetch_limit(q.limit));
-        let scope = Param::Text(q.scope.as_str().to_owned());
+fn text(s: &str) -> Param {
+    Param::Text(s.to_owned())
+}
+
+/// The query and parameters that answer [`Rows::page`](super::Rows::page).
+pub fn page_query(q: &PageQuery) -> (&'static str, Vec<Param>) {
+    let after = Param::Text(
+        q.after
+            .as_ref()
+            .map_or_else(String::new, |a| a.as_str().into()),
+    );
+    let limit = Param::Int(int(q.limit as u64));
+    if q.depth == Depth::One {
+        (CHILDREN_AFTER, vec![text(q.root.as_str()), after, limit])
+    } else {
+        let (start, end) = below(&q.root);
+        let range = vec![Param::Text(start), Param::Text(end), after, limit];
+        (DESCENDANTS_AFTER, range)
+    }
+}
+
+fn log_query(q: &LogQuery, direct: &'static str, deep: &'static str) -> (&'static str, Vec<Param>) {
+    let (since, limit) = (Param::Int(int(q.since)), Param::Int(int(q.limit as u64)));
+    if q.depth == Depth::Infinity {
         let (start, end) = below(&q.scope);
-        let range = |sql| {
-            let p = vec![
-                Param::Text(start.clone()),
-                Param::Text(end.clone()),
-                since.clone(),
-                fetch.clone(),
-            ];
-            Some((sql, p))
-        };
-        let direct = |sql| Some((sql, vec![scope.clone(), since.clone(), fetch.clone()]));
-        let live = match q.depth {
-            Depth::Zero => None,
-            Depth::One => direct(CHANGED_CHILDREN),
-            Depth::Infinity => range(CHANGED_DESCENDANTS),
-        };
-        let removed = match q.depth {
-            _ if !q.include_removed => None,
-            Depth::Zero => direct(REMOVED_AT),
-            Depth::One => direct(REMOVED_CHILDREN),
-            Depth::Infinity => range(REMOVED_DESCENDANTS),
-        };
-        Self {
-            scope_row: q.depth == Depth::Zero || q.include_scope,
-            live,
-            removed,
-        }
-    }
-}
-
-/// Merges the rows of a [`ChangePlan`] into log order and cuts them at the query's limit.
-/// Returns the rows to report, whether more follow, and the watermark of the page (`current`,
-/// the last number handed out, when nothing is left).
-pub fn cut_changes(
-    mut rows: Vec<Pending>,
-    q: &ChangesQuery,
-    current: Seq,
-) -> (Vec<Pending>, bool, Seq) {
-    rows.sort_by_key(|r| r.seq);
-    let more = rows.len() > q.limit;
-    rows.truncate(q.limit);
-    let watermark = if more {
-        rows.last().map_or(q.since, |r| r.seq)
-    } else {
-        current
-    };
-    (rows, more, watermark)
-}
-
-/// A change page from cut rows and the dead properties of their upserts (by repl-uid counter).
-pub fn change_page(
-    rows: Vec<Pending>,
-    mut props: HashMap<i64, Vec<DeadProp>>,
-    more: bool,
-    watermark: Seq,
-    low_water: Seq,
-) -> ChangePage {
-    let changes = rows
-        .into_iter()
-        .map(|r| Change {
-            seq: r.seq,
-            kind: r.kind,
-            props: r.rid.and_then(|rid| props.remove(&rid)).unwrap_or_default(),
-        })
-        .collect();
-    ChangePage {
-        changes,
-        watermark,
-        more,
-        low_water,
-    }
-}
-
-/// A listing page from up to `limit + 1` rows in path order and the dead properties of the
-/// rows (by repl-uid counter).
-pub fn listing(
-    store: StoreId,
-    mut found: Vec<Columns>,
-    limit: usize,
-    mut props: HashMap<i64, Vec<DeadProp>>,
-) -> StoreResult<Listing> {
-    let more = found.len() > limit;
-    found.truncate(limit);
-    let entries = found
-        .iter()
-        .map(|c| {
-            Ok(Entry {
-                meta: c.meta(store)?,
-                props: props.remove(&c.rid).unwrap_or_default(),
-            })
-        })
-        .collect::<StoreResult<Vec<_>>>()?;
-    let next = if more {
-        entries.last().map(|e| e.meta.path.clone())
-    } else {
-        None
-    };
-    Ok(Listing { entries, next })
-}
-
-/// The query and parameters of one listing page below `path`.
-pub fn listing_query(
-    path: &ResourcePath,
-    depth: Depth,
-    after: Option<&ResourcePath>,
-    limit: usize,
-) -> (&'static str, Vec<Param>) {
-    let after = Param::Text(after.map_or_else(String::new, |a| a.as_str().to_owned()));
-    let fetch = Param::Int(fetch_limit(limit));
-    if depth == Depth::One {
-        let parent = Param::Text(path.as_str().to_owned());
-        (CHILDREN_AFTER, vec![parent, after, fetch])
-    } else {
-        let (start, end) = below(path);
         (
-            DESCENDANTS_AFTER,
-            vec![Param::Text(start), Param::Text(end), after, fetch],
+            deep,
+            vec![Param::Text(start), Param::Text(end), since, limit],
         )
+    } else {
+        (direct, vec![text(q.scope.as_str()), since, limit])
     }
 }
 
-/// The chunks a read of `len` bytes (optionally one range) touches: `(start, end, first
-/// chunk, last chunk)`, `last < first` for empty content. Errors on a range out of bounds.
-pub fn chunk_span(
-    len: u64,
-    range: Option<ByteRange>,
-    chunk: usize,
-) -> StoreResult<(u64, u64, i64, i64)> {
-    let (start, end) = super::resolve_range(len, range)?;
-    let first = int(start / chunk as u64);
-    let last = if len == 0 {
-        -1
-    } else {
-        int(end / chunk as u64)
+/// The query that answers [`Rows::changed`](super::Rows::changed); `None` for depth 0.
+pub fn changed_query(q: &LogQuery) -> Option<(&'static str, Vec<Param>)> {
+    (q.depth != Depth::Zero).then(|| log_query(q, CHANGED_CHILDREN, CHANGED_DESCENDANTS))
+}
+
+/// The query that answers [`Rows::removed`](super::Rows::removed).
+pub fn removed_query(q: &LogQuery) -> (&'static str, Vec<Param>) {
+    let direct = match q.depth {
+        Depth::Zero => REMOVED_AT,
+        _ => REMOVED_CHILDREN,
     };
-    Ok((start, end, first, last))
+    log_query(q, direct, REMOVED_DESCENDANTS)
+}
+
+/// The chunks (of `chunk` bytes) that hold bytes `start..=end`: `(first, last)`.
+pub fn chunk_span(start: u64, end: u64, chunk: usize) -> (i64, i64) {
+    (int(start / chunk as u64), int(end / chunk as u64))
 }
 
 #[cfg(test)]
@@ -452,29 +340,21 @@ mod tests {
     }
 
     #[test]
-    fn changes_are_cut_in_log_order() {
-        let store = StoreId::random();
-        let q = ChangesQuery::new(ResourcePath::root(), Depth::One, 0, 2);
-        let row = |seq| Pending {
-            seq,
-            kind: removed(store, 1, "/a", 1).unwrap(),
-            rid: None,
+    fn queries_follow_the_depth() {
+        let scope = ResourcePath::parse("/a").unwrap();
+        let q = |depth| LogQuery {
+            scope: scope.clone(),
+            depth,
+            since: 3,
+            limit: 10,
         };
-        let (rows, more, wm) = cut_changes(vec![row(5), row(2), row(3)], &q, 9);
-        assert_eq!(rows.iter().map(|r| r.seq).collect::<Vec<_>>(), [2, 3]);
-        assert!(more);
-        assert_eq!(wm, 3);
-        let (rows, more, wm) = cut_changes(vec![row(5)], &q, 9);
-        assert_eq!((rows.len(), more, wm), (1, false, 9));
-    }
-
-    #[test]
-    fn spans_cover_the_range() {
-        assert_eq!(chunk_span(0, None, 4).unwrap(), (0, 0, 0, -1));
-        assert_eq!(chunk_span(10, None, 4).unwrap(), (0, 9, 0, 2));
-        let r = ByteRange { start: 5, end: 6 };
-        assert_eq!(chunk_span(10, Some(r), 4).unwrap(), (5, 6, 1, 1));
-        let bad = ByteRange { start: 5, end: 10 };
-        assert!(chunk_span(10, Some(bad), 4).is_err());
+        assert!(changed_query(&q(Depth::Zero)).is_none());
+        assert_eq!(changed_query(&q(Depth::One)).unwrap().0, CHANGED_CHILDREN);
+        assert_eq!(removed_query(&q(Depth::Zero)).0, REMOVED_AT);
+        let (sql, params) = removed_query(&q(Depth::Infinity));
+        assert_eq!(sql, REMOVED_DESCENDANTS);
+        assert_eq!(params[2..], [Param::Int(3), Param::Int(10)]);
+        assert_eq!(chunk_span(5, 6, 4), (1, 1));
+        assert_eq!(chunk_span(0, 9, 4), (0, 2));
     }
 }

@@ -1,0 +1,358 @@
+//! What a step's view knows: rows fetched from the database in one pipelined round trip per
+//! [`Wants`], and what a run of the engine found missing ([`Need`]).
+
+use std::collections::{BTreeMap, HashMap};
+
+use bytes::Bytes;
+use davrepl_store::chunks::slice_chunk;
+use davrepl_store::engine::sql::{self, Columns, Param};
+use davrepl_store::engine::{LogQuery, PageQuery, Plan, Record, Tombstone};
+use davrepl_store::{DeadProp, PropName, ResourcePath, StoreId, StoreResult};
+use deadpool_postgres::Transaction;
+use futures_util::future::try_join_all;
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+
+use crate::{CHUNK, pg_err};
+
+pub(crate) type Rec = Record<Option<i64>>;
+
+/// What to fetch: the engine's plan, plus what a run found missing beyond it.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Wants {
+    pub(crate) plan: Plan,
+    /// Fresh blob ids, this many (besides those of `plan.copies_of`).
+    pub(crate) blobs: i64,
+    /// Bytes `start..=end` of a blob.
+    pub(crate) content: Option<(i64, u64, u64)>,
+    /// How many tombstones were recorded before this time, and the highest of their numbers.
+    pub(crate) purge: Option<i64>,
+}
+
+/// What a run asked for and did not find.
+#[derive(Debug)]
+pub(crate) enum Need {
+    Path(ResourcePath),
+    Tree(ResourcePath),
+    Props,
+    Blobs,
+    Page(PageQuery),
+    Log(LogQuery),
+    Content(i64, u64, u64),
+    Purge(i64),
+}
+
+impl Need {
+    /// What to fetch to satisfy this need (and, for properties, every other row's).
+    pub(crate) fn wants(self, known: &Known) -> Wants {
+        let mut w = Wants::default();
+        match self {
+            Need::Path(p) => w.plan.paths.push(p),
+            Need::Tree(p) => w.plan.trees.push(p),
+            Need::Props => {
+                // Every known row without properties: a listing page needs them all.
+                w.plan.props_of = known
+                    .rows
+                    .iter()
+                    .filter(|(_, r)| {
+                        r.as_ref()
+                            .is_some_and(|r| !known.props.contains_key(&rid(r)))
+                    })
+                    .map(|(p, _)| p.clone())
+                    .collect();
+            }
+            Need::Blobs => w.blobs = 16,
+            Need::Page(q) => w.plan.pages.push(q),
+            Need::Log(q) => w.plan.logs.push(q),
+            Need::Content(b, s, e) => w.content = Some((b, s, e)),
+            Need::Purge(cutoff) => w.purge = Some(cutoff),
+        }
+        w
+    }
+}
+
+fn rid(r: &Rec) -> i64 {
+    sql::int(r.rid.counter())
+}
+
+/// Rows fetched so far: what every run of the engine starts from.
+#[derive(Debug, Default)]
+pub(crate) struct Known {
+    /// Single rows by path (`None`: known to be absent).
+    pub(crate) rows: BTreeMap<ResourcePath, Option<Rec>>,
+    /// Subtrees whose every row is in `rows`.
+    pub(crate) trees: Vec<ResourcePath>,
+    /// Complete dead-property lists by repl-uid counter.
+    pub(crate) props: HashMap<i64, Vec<DeadProp>>,
+    /// Fresh blob ids.
+    pub(crate) blobs: Vec<i64>,
+    pub(crate) pages: HashMap<PageQuery, Vec<(ResourcePath, Rec)>>,
+    pub(crate) changed: HashMap<LogQuery, Vec<(ResourcePath, Rec)>>,
+    pub(crate) removed: HashMap<LogQuery, Vec<Tombstone>>,
+    pub(crate) content: HashMap<(i64, u64, u64), Vec<Bytes>>,
+    /// `(cutoff, count, max)` of the tombstones a purge would remove.
+    pub(crate) purge: Option<(i64, i64, Option<i64>)>,
+}
+
+const FETCH_PATHS: &str = concat!(
+    "SELECT path, rid, kind, version, content_version, len, content_type, created, modified, blob",
+    " FROM davrepl_resources WHERE path = ANY($1)"
+);
+const FETCH_TREES: &str = concat!(
+    "SELECT path, rid, kind, version, content_version, len, content_type, created, modified, blob",
+    " FROM davrepl_resources r JOIN unnest($1::text[], $2::text[]) AS t(lo, hi)",
+    " ON r.path > t.lo AND r.path < t.hi"
+);
+const FETCH_PROPS: &str =
+    "SELECT p.rid, p.ns, p.local, p.value FROM davrepl_props p WHERE p.rid IN (
+    SELECT rid FROM davrepl_resources WHERE path = ANY($1)
+    UNION ALL
+    SELECT r.rid FROM davrepl_resources r JOIN unnest($2::text[], $3::text[]) AS t(lo, hi)
+        ON r.path > t.lo AND r.path < t.hi
+) ORDER BY p.rid, p.ns, p.local";
+const FETCH_BLOB_IDS: &str =
+    "SELECT nextval('davrepl_blob_ids') FROM generate_series(1, $1::int8 + (
+    SELECT count(*) FROM davrepl_resources
+    WHERE blob IS NOT NULL AND (path = $2 OR (path > $3 AND path < $4))
+))";
+
+fn columns(r: &Row) -> StoreResult<Columns> {
+    Columns::read(
+        |i| r.try_get(i),
+        |i| r.try_get(i),
+        |i| r.try_get(i),
+        |i| r.try_get(i),
+    )
+    .map_err(pg_err)
+}
+
+fn record(id: StoreId, r: &Row) -> StoreResult<(ResourcePath, Rec)> {
+    let c = columns(r)?;
+    Ok((sql::stored_path(&c.path)?, c.record(id)))
+}
+
+fn tombstone(id: StoreId, r: &Row) -> StoreResult<Tombstone> {
+    let get = |i| r.try_get::<_, i64>(i).map_err(pg_err);
+    let path = r.try_get(2).map_err(pg_err)?;
+    sql::tombstone(id, (get(0)?, get(1)?, path, get(3)?, get(4)?))
+}
+
+/// Each tree's `(lo, hi)` range bounds as two arrays.
+fn ranges(trees: &[ResourcePath]) -> (Vec<String>, Vec<String>) {
+    trees.iter().map(sql::below).unzip()
+}
+
+fn strings(paths: &[ResourcePath]) -> Vec<String> {
+    paths.iter().map(|p| p.as_str().to_owned()).collect()
+}
+
+type Owned = Vec<Box<dyn ToSql + Sync + Send>>;
+
+fn owned(params: Vec<Param>) -> Owned {
+    params
+        .into_iter()
+        .map(|p| -> Box<dyn ToSql + Sync + Send> {
+            match p {
+                Param::Text(s) => Box::new(s),
+                Param::Int(n) => Box::new(n),
+            }
+        })
+        .collect()
+}
+
+/// One query of a fetch, and what its rows are.
+enum Answer {
+    Rows,
+    Props,
+    Blobs,
+    Page(PageQuery),
+    Changed(LogQuery),
+    Removed(LogQuery),
+    Content(i64, u64, u64),
+    Purge(i64),
+}
+
+/// The queries that fetch `w`, each with its parameters.
+fn queries(w: &Wants) -> Vec<(Answer, &'static str, Owned)> {
+    let p = &w.plan;
+    let mut out: Vec<(Answer, &'static str, Owned)> = Vec::new();
+    let mut paths = strings(&p.paths);
+    paths.extend(strings(&p.trees));
+    if !paths.is_empty() {
+        out.push((Answer::Rows, FETCH_PATHS, vec![Box::new(paths)]));
+    }
+    if !p.trees.is_empty() {
+        let (lo, hi) = ranges(&p.trees);
+        out.push((Answer::Rows, FETCH_TREES, vec![Box::new(lo), Box::new(hi)]));
+    }
+    if !p.props_of.is_empty() || !p.props_below.is_empty() {
+        let (lo, hi) = ranges(&p.props_below);
+        let params: Owned = vec![Box::new(strings(&p.props_of)), Box::new(lo), Box::new(hi)];
+        out.push((Answer::Props, FETCH_PROPS, params));
+    }
+    if w.blobs > 0 || p.copies_of.is_some() {
+        let root = p.copies_of.clone().unwrap_or_else(ResourcePath::root);
+        let (lo, hi) = match &p.copies_of {
+            Some(r) => sql::below(r),
+            None => (String::new(), String::new()),
+        };
+        let exact = if p.copies_of.is_some() {
+            root.as_str()
+        } else {
+            ""
+        };
+        let params: Owned = vec![
+            Box::new(w.blobs),
+            Box::new(exact.to_owned()),
+            Box::new(lo),
+            Box::new(hi),
+        ];
+        out.push((Answer::Blobs, FETCH_BLOB_IDS, params));
+    }
+    for q in &p.pages {
+        let (query, params) = sql::page_query(q);
+        out.push((Answer::Page(q.clone()), query, owned(params)));
+    }
+    for q in &p.logs {
+        if let Some((query, params)) = sql::changed_query(q) {
+            out.push((Answer::Changed(q.clone()), query, owned(params)));
+        }
+        let (query, params) = sql::removed_query(q);
+        out.push((Answer::Removed(q.clone()), query, owned(params)));
+    }
+    if let Some((blob, start, end)) = w.content {
+        let (first, last) = sql::chunk_span(start, end, CHUNK);
+        let params: Owned = vec![Box::new(blob), Box::new(first), Box::new(last)];
+        out.push((Answer::Content(blob, start, end), sql::CHUNKS, params));
+    }
+    if let Some(cutoff) = w.purge {
+        out.push((
+            Answer::Purge(cutoff),
+            sql::PURGE_COUNT,
+            vec![Box::new(cutoff)],
+        ));
+    }
+    out
+}
+
+impl Known {
+    /// Fetches `w` with one pipelined batch of queries on `tx`.
+    pub(crate) async fn fetch(
+        &mut self,
+        tx: &Transaction<'_>,
+        id: StoreId,
+        w: &Wants,
+    ) -> StoreResult<()> {
+        let queries = queries(w);
+        let statements = try_join_all(queries.iter().map(|(_, q, _)| tx.prepare_cached(q)))
+            .await
+            .map_err(pg_err)?;
+        let answers = try_join_all(statements.iter().zip(&queries).map(|(st, (_, _, params))| {
+            let params: Vec<&(dyn ToSql + Sync)> = params
+                .iter()
+                .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+                .collect();
+            async move { tx.query(st, &params).await }
+        }))
+        .await
+        .map_err(pg_err)?;
+        let p = &w.plan;
+        for path in p.paths.iter().chain(&p.trees) {
+            self.rows.entry(path.clone()).or_insert(None);
+        }
+        self.trees.extend(p.trees.iter().cloned());
+        let mut props: Vec<(i64, DeadProp)> = Vec::new();
+        for ((answer, _, _), rows) in queries.into_iter().zip(answers) {
+            match answer {
+                Answer::Rows => {
+                    for r in &rows {
+                        let (path, rec) = record(id, r)?;
+                        self.rows.insert(path, Some(rec));
+                    }
+                }
+                Answer::Props => {
+                    for r in &rows {
+                        props.push((r.try_get(0).map_err(pg_err)?, prop(r)?));
+                    }
+                }
+                Answer::Blobs => {
+                    for r in &rows {
+                        self.blobs.push(r.try_get(0).map_err(pg_err)?);
+                    }
+                }
+                Answer::Page(q) => {
+                    let found = self.remember(id, &rows)?;
+                    self.pages.insert(q, found);
+                }
+                Answer::Changed(q) => {
+                    let found = self.remember(id, &rows)?;
+                    self.changed.insert(q, found);
+                }
+                Answer::Removed(q) => {
+                    let found: StoreResult<Vec<_>> =
+                        rows.iter().map(|r| tombstone(id, r)).collect();
+                    self.removed.insert(q, found?);
+                }
+                Answer::Content(blob, start, end) => {
+                    let (first, _) = sql::chunk_span(start, end, CHUNK);
+                    let mut pieces = Vec::with_capacity(rows.len());
+                    for (i, r) in rows.iter().enumerate() {
+                        let data = r.try_get(0).map_err(pg_err)?;
+                        let n = (first + i as i64) as u64;
+                        pieces.push(slice_chunk(n, CHUNK, data, start, end));
+                    }
+                    self.content.insert((blob, start, end), pieces);
+                }
+                Answer::Purge(cutoff) => {
+                    let r = rows.first().ok_or_else(|| pg_missing("count"))?;
+                    let count = r.try_get(0).map_err(pg_err)?;
+                    self.purge = Some((cutoff, count, r.try_get(1).map_err(pg_err)?));
+                }
+            }
+        }
+        // Every row in a props scope has a complete list, empty when it has no properties.
+        let in_scope = |path: &ResourcePath| {
+            p.props_of.contains(path) || p.props_below.iter().any(|t| path.is_strictly_within(t))
+        };
+        for (path, r) in &self.rows {
+            if let Some(r) = r
+                && in_scope(path)
+            {
+                self.props.entry(rid(r)).or_default();
+            }
+        }
+        for (rid, prop) in props {
+            self.props.entry(rid).or_default().push(prop);
+        }
+        Ok(())
+    }
+
+    /// Rows a page or log query returned, also kept by path (for their properties).
+    fn remember(&mut self, id: StoreId, rows: &[Row]) -> StoreResult<Vec<(ResourcePath, Rec)>> {
+        let found = rows
+            .iter()
+            .map(|r| record(id, r))
+            .collect::<StoreResult<Vec<_>>>()?;
+        for (path, rec) in &found {
+            self.rows.insert(path.clone(), Some(rec.clone()));
+        }
+        Ok(found)
+    }
+}
+
+fn prop(r: &Row) -> StoreResult<DeadProp> {
+    Ok(DeadProp {
+        name: PropName::new(
+            r.try_get::<_, String>(1).map_err(pg_err)?,
+            r.try_get::<_, String>(2).map_err(pg_err)?,
+        ),
+        value: r.try_get(3).map_err(pg_err)?,
+    })
+}
+
+fn pg_missing(what: &str) -> davrepl_store::StoreError {
+    davrepl_store::StoreError::new(
+        davrepl_store::ErrorKind::Internal,
+        format!("{what} returned nothing"),
+    )
+}

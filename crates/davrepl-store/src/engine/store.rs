@@ -1,0 +1,370 @@
+//! [`Engine`]: the whole [`ReplStore`] contract over a [`Backend`] that only runs atomic steps
+//! on its rows and moves content.
+
+use std::future::Future;
+use std::time::SystemTime;
+
+use super::{LogQuery, PageQuery, Rows, read, write};
+use crate::condition::Condition;
+use crate::error::{ErrorKind, StoreError, StoreResult};
+use crate::path::ResourcePath;
+use crate::tags::{Seq, StoreId};
+use crate::types::{
+    ByteStream, Capabilities, ChangePage, ChangesQuery, CreateOptions, DeleteOptions, Entry,
+    GetOptions, ListOptions, Listing, Meta, PatchOptions, PropPatch, PurgeReport, PutOptions,
+    TransferOptions, WriteOutcome,
+};
+use crate::{ReplStore, Secret};
+
+/// One atomic step, as the engine hands it to [`Backend::atomic`]: it runs on the step's rows
+/// and gets the payload of the step's upload, if any. It may run more than once (a backend
+/// that fetched too little runs it again with more); it has no other side effect.
+pub type Step<P, T> =
+    Box<dyn Fn(&mut dyn Rows<Payload = P>, Option<P>) -> StoreResult<T> + Send + Sync>;
+
+/// What a step will read, known before it runs: a backend that talks to a server fetches all
+/// of it in one round trip (others ignore it). Anything missing is still asked for through
+/// [`Rows`]; the plan only saves round trips.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct Plan {
+    /// The step writes (otherwise it reads from one consistent snapshot).
+    pub write: bool,
+    /// Single rows it reads.
+    pub paths: Vec<ResourcePath>,
+    /// Subtrees it reads whole (the root's row included).
+    pub trees: Vec<ResourcePath>,
+    /// Rows whose dead properties it reads.
+    pub props_of: Vec<ResourcePath>,
+    /// Subtrees whose every row's dead properties it reads.
+    pub props_below: Vec<ResourcePath>,
+    /// A subtree whose content it copies (new content handles needed).
+    pub copies_of: Option<ResourcePath>,
+    /// Listing pages it reads.
+    pub pages: Vec<PageQuery>,
+    /// Change-log reads ([`Rows::changed`] and [`Rows::removed`]).
+    pub logs: Vec<LogQuery>,
+}
+
+impl Plan {
+    fn read(paths: impl IntoIterator<Item = ResourcePath>) -> Self {
+        Self {
+            paths: paths.into_iter().collect(),
+            ..Self::default()
+        }
+    }
+
+    /// A write on `target`: the target, its parent and every path `cond` names.
+    fn write(target: &ResourcePath, cond: &Condition) -> Self {
+        let mut paths = vec![target.clone()];
+        paths.extend(target.parent());
+        paths.extend(cond.paths(target));
+        Self {
+            write: true,
+            ..Self::read(paths)
+        }
+    }
+}
+
+/// Uploaded content, stored by [`Backend::stage`] before the write that adopts it.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Staged<U> {
+    /// The backend's handle on the staged content.
+    pub upload: U,
+    /// Its length in bytes.
+    pub len: u64,
+    /// Whether the backend changed the content (reported as `transformed`).
+    pub transformed: bool,
+}
+
+impl<U> Staged<U> {
+    /// Staged content of `len` bytes, unchanged.
+    pub fn new(upload: U, len: u64) -> Self {
+        Self {
+            upload,
+            len,
+            transformed: false,
+        }
+    }
+}
+
+/// What a storage backend does: run atomic steps on its rows, and move content in and out.
+/// Every rule of the model is the engine's; see `docs/implementing-a-store.md`.
+pub trait Backend: Send + Sync + 'static {
+    /// The backend's handle on one resource's content.
+    type Payload: Clone + Default + Send + Sync + 'static;
+    /// Content staged by [`stage`](Self::stage), not yet part of any resource.
+    type Upload: Send + 'static;
+
+    /// The store's id and collblob secret (both stable across restarts and nodes).
+    fn identity(&self) -> (StoreId, Secret);
+
+    /// What the store supports.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
+
+    /// Reads an upload's body (at most `max_len` bytes, else [`ErrorKind::TooLarge`]) into
+    /// staged content. Nothing may be visible in the store until a step adopts it.
+    fn stage(
+        &self,
+        path: &ResourcePath,
+        body: ByteStream,
+        max_len: Option<u64>,
+    ) -> impl Future<Output = StoreResult<Staged<Self::Upload>>> + Send;
+
+    /// Runs `step` as one atomic step: for a [`Plan::write`] plan all its row changes happen
+    /// together (and writes are serialized, so sequence numbers become visible in order) or
+    /// none does; otherwise it reads one consistent snapshot. With an `upload`, the step gets
+    /// its payload; if the step fails, the upload is discarded.
+    fn atomic<T: Send + 'static>(
+        &self,
+        plan: Plan,
+        upload: Option<Self::Upload>,
+        step: Step<Self::Payload, T>,
+    ) -> impl Future<Output = StoreResult<T>> + Send;
+
+    /// The bytes `start..=end` of content a step did not read itself ([`Rows::content`]
+    /// returned `None`). If the resource changes meanwhile, the stream ends with an error
+    /// rather than mixing two versions.
+    fn stream(
+        &self,
+        path: &ResourcePath,
+        payload: Self::Payload,
+        start: u64,
+        end: u64,
+    ) -> ByteStream;
+}
+
+/// The [`ReplStore`] of a [`Backend`]. Backends wrap it in their own store type (see
+/// [`forward_repl_store!`](crate::forward_repl_store)).
+#[derive(Debug, Clone)]
+pub struct Engine<B> {
+    backend: B,
+    id: StoreId,
+    secret: Secret,
+}
+
+impl<B: Backend> Engine<B> {
+    /// The store of `backend`.
+    pub fn new(backend: B) -> Self {
+        let (id, secret) = backend.identity();
+        Self {
+            backend,
+            id,
+            secret,
+        }
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        plan: Plan,
+        upload: Option<B::Upload>,
+        step: impl Fn(&mut dyn Rows<Payload = B::Payload>, Option<B::Payload>) -> StoreResult<T>
+        + Send
+        + Sync
+        + 'static,
+    ) -> StoreResult<T> {
+        self.backend.atomic(plan, upload, Box::new(step)).await
+    }
+
+    async fn transfer(
+        &self,
+        from: &ResourcePath,
+        to: &ResourcePath,
+        opts: TransferOptions,
+        moving: bool,
+    ) -> StoreResult<WriteOutcome> {
+        let mut plan = Plan::write(from, &opts.condition);
+        plan.paths.extend(to.parent());
+        plan.trees = vec![from.clone(), to.clone()];
+        if !moving {
+            plan.props_of = vec![from.clone()];
+            plan.props_below = vec![from.clone()];
+            plan.copies_of = Some(from.clone());
+        }
+        let (from, to) = (from.clone(), to.clone());
+        self.run(plan, None, move |rows, _| {
+            if moving {
+                write::rename(rows, &from, &to, &opts)
+            } else {
+                write::copy(rows, &from, &to, &opts)
+            }
+        })
+        .await
+    }
+}
+
+fn no_payload() -> StoreError {
+    StoreError::new(
+        ErrorKind::Internal,
+        "the backend gave no payload for an upload",
+    )
+}
+
+impl<B: Backend> ReplStore for Engine<B> {
+    fn store_id(&self) -> StoreId {
+        self.id
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.backend.capabilities()
+    }
+
+    async fn secret(&self) -> StoreResult<Secret> {
+        Ok(self.secret)
+    }
+
+    async fn head(&self, path: &ResourcePath) -> StoreResult<Meta> {
+        let path = path.clone();
+        let plan = Plan::read([path.clone()]);
+        self.run(plan, None, move |rows, _| read::head(rows, &path))
+            .await
+    }
+
+    async fn props(&self, path: &ResourcePath) -> StoreResult<Entry> {
+        let path = path.clone();
+        let plan = Plan {
+            props_of: vec![path.clone()],
+            ..Plan::read([path.clone()])
+        };
+        self.run(plan, None, move |rows, _| read::entry(rows, &path))
+            .await
+    }
+
+    async fn list(&self, path: &ResourcePath, opts: ListOptions) -> StoreResult<Listing> {
+        let path = path.clone();
+        let plan = Plan {
+            pages: vec![read::page_query(&path, &opts)],
+            ..Plan::read([path.clone()])
+        };
+        self.run(plan, None, move |rows, _| read::list(rows, &path, &opts))
+            .await
+    }
+
+    async fn read(&self, path: &ResourcePath, opts: GetOptions) -> StoreResult<(Meta, ByteStream)> {
+        let p = path.clone();
+        let mut plan = Plan::read([p.clone()]);
+        plan.paths.extend(opts.condition.paths(&p));
+        let found = self
+            .run(plan, None, move |rows, _| read::content(rows, &p, &opts))
+            .await?;
+        let stream: ByteStream = match found.bytes {
+            Some(pieces) => {
+                let pieces = pieces.into_iter().filter(|b| !b.is_empty()).map(Ok);
+                Box::pin(futures_util::stream::iter(pieces.collect::<Vec<_>>()))
+            }
+            None => self
+                .backend
+                .stream(path, found.payload, found.start, found.end),
+        };
+        Ok((found.meta, stream))
+    }
+
+    async fn put(
+        &self,
+        path: &ResourcePath,
+        body: ByteStream,
+        opts: PutOptions,
+    ) -> StoreResult<WriteOutcome> {
+        let staged = self.backend.stage(path, body, opts.max_len).await?;
+        let (len, transformed) = (staged.len, staged.transformed);
+        let plan = Plan::write(path, &opts.condition);
+        let path = path.clone();
+        self.run(plan, Some(staged.upload), move |rows, payload| {
+            let payload = payload.ok_or_else(no_payload)?;
+            let ct = opts.content_type.clone();
+            write::put(rows, &path, payload, len, ct, &opts.condition, transformed)
+        })
+        .await
+    }
+
+    async fn create_collection(
+        &self,
+        path: &ResourcePath,
+        opts: CreateOptions,
+    ) -> StoreResult<WriteOutcome> {
+        let plan = Plan::write(path, &opts.condition);
+        let path = path.clone();
+        self.run(plan, None, move |rows, _| {
+            write::create_collection(rows, &path, &opts.condition)
+        })
+        .await
+    }
+
+    async fn delete(&self, path: &ResourcePath, opts: DeleteOptions) -> StoreResult<Meta> {
+        let plan = Plan {
+            trees: vec![path.clone()],
+            ..Plan::write(path, &opts.condition)
+        };
+        let path = path.clone();
+        self.run(plan, None, move |rows, _| {
+            write::delete(rows, &path, &opts.condition)
+        })
+        .await
+    }
+
+    async fn copy(
+        &self,
+        from: &ResourcePath,
+        to: &ResourcePath,
+        opts: TransferOptions,
+    ) -> StoreResult<WriteOutcome> {
+        self.transfer(from, to, opts, false).await
+    }
+
+    async fn rename(
+        &self,
+        from: &ResourcePath,
+        to: &ResourcePath,
+        opts: TransferOptions,
+    ) -> StoreResult<WriteOutcome> {
+        self.transfer(from, to, opts, true).await
+    }
+
+    async fn patch_props(
+        &self,
+        path: &ResourcePath,
+        patch: Vec<PropPatch>,
+        opts: PatchOptions,
+    ) -> StoreResult<WriteOutcome> {
+        let plan = Plan {
+            props_of: vec![path.clone()],
+            ..Plan::write(path, &opts.condition)
+        };
+        let path = path.clone();
+        self.run(plan, None, move |rows, _| {
+            write::patch_props(rows, &path, patch.clone(), &opts.condition)
+        })
+        .await
+    }
+
+    async fn watermark(&self) -> StoreResult<Seq> {
+        self.run(Plan::default(), None, |rows, _| rows.current_seq())
+            .await
+    }
+
+    async fn changes(&self, query: ChangesQuery) -> StoreResult<ChangePage> {
+        let plan = Plan {
+            logs: vec![read::log_query(&query)],
+            ..Plan::read([query.scope.clone()])
+        };
+        self.run(plan, None, move |rows, _| read::changes(rows, &query))
+            .await
+    }
+
+    async fn purge(&self, before: SystemTime) -> StoreResult<PurgeReport> {
+        let plan = Plan {
+            write: true,
+            ..Plan::default()
+        };
+        self.run(plan, None, move |rows, _| rows.purge(before))
+            .await
+    }
+}

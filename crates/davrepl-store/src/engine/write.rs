@@ -1,0 +1,350 @@
+//! The write rules: PUT, MKCOL, DELETE, COPY, MOVE and PROPPATCH as row operations.
+
+use std::time::SystemTime;
+
+use super::{Record, Rows, Tombstone, check};
+use crate::condition::Condition;
+use crate::error::{ErrorKind, StoreError, StoreResult};
+use crate::path::ResourcePath;
+use crate::tags::{ReplUid, Seq};
+use crate::types::{Depth, Meta, PropPatch, ResourceKind, TransferOptions, WriteOutcome};
+
+/// The parent of `path`, which must be an existing collection.
+fn check_parent<R: Rows + ?Sized>(rows: &mut R, path: &ResourcePath) -> StoreResult<ResourcePath> {
+    let parent = path
+        .parent()
+        .ok_or_else(|| StoreError::new(ErrorKind::RootImmutable, "the root cannot be replaced"))?;
+    match rows.kind(&parent)? {
+        Some(ResourceKind::Collection) => Ok(parent),
+        _ => Err(StoreError::new(
+            ErrorKind::ParentMissing,
+            format!("parent collection {parent} does not exist"),
+        )),
+    }
+}
+
+fn get<R: Rows + ?Sized>(rows: &mut R, path: &ResourcePath) -> StoreResult<Record<R::Payload>> {
+    rows.get(path)?.ok_or_else(|| StoreError::not_found(path))
+}
+
+/// Stores `record` at `path` as a new change: the next sequence number becomes its version (and
+/// the content version of an item, or of a new collection).
+fn upsert<R: Rows + ?Sized>(
+    rows: &mut R,
+    path: &ResourcePath,
+    mut record: Record<R::Payload>,
+    now: SystemTime,
+) -> StoreResult<Record<R::Payload>> {
+    let seq = rows.next_seq()?;
+    record.version = seq;
+    if record.kind == ResourceKind::Item || record.content_version == 0 {
+        record.content_version = seq;
+    }
+    record.modified = now;
+    rows.put(path, &record)?;
+    Ok(record)
+}
+
+/// Marks the membership of `parent` as changed at `seq` (its contenttag moves; it is not a
+/// change of the parent itself).
+fn touch<R: Rows + ?Sized>(rows: &mut R, parent: &ResourcePath, seq: Seq) -> StoreResult<()> {
+    rows.set_content_version(parent, seq)
+}
+
+/// `root` (if it exists) and everything below it, root first.
+fn subtree<R: Rows + ?Sized>(
+    rows: &mut R,
+    root: &ResourcePath,
+) -> StoreResult<Vec<(ResourcePath, Record<R::Payload>)>> {
+    let Some(top) = rows.get(root)? else {
+        return Ok(Vec::new());
+    };
+    let mut out = vec![(root.clone(), top)];
+    out.extend(rows.descendants(root)?);
+    Ok(out)
+}
+
+/// Removes `root` and everything below it, a tombstone for each, and moves the parent's
+/// contenttag. Returns the root's old state.
+fn remove_tree<R: Rows + ?Sized>(
+    rows: &mut R,
+    root: &ResourcePath,
+    now: SystemTime,
+) -> StoreResult<Option<Meta>> {
+    let store = rows.store_id();
+    let mut first = None;
+    for (p, r) in subtree(rows, root)? {
+        if first.is_none() {
+            first = Some(r.meta(store, &p));
+        }
+        rows.remove(&p)?;
+        rows.set_props(r.rid, &[])?;
+        let seq = rows.next_seq()?;
+        rows.tombstone(Tombstone {
+            seq,
+            rid: r.rid,
+            path: p,
+            kind: r.kind,
+            at: now,
+        })?;
+        rows.release(r.payload)?;
+    }
+    if let Some(parent) = root.parent() {
+        let seq = rows.current_seq()?;
+        touch(rows, &parent, seq)?;
+    }
+    Ok(first)
+}
+
+fn outcome<R: Rows + ?Sized>(
+    rows: &mut R,
+    path: &ResourcePath,
+    created: bool,
+    transformed: bool,
+) -> StoreResult<WriteOutcome> {
+    let store = rows.store_id();
+    Ok(WriteOutcome {
+        meta: get(rows, path)?.meta(store, path),
+        created,
+        transformed,
+    })
+}
+
+/// PUT: creates or replaces the item at `path` with content `payload` of `len` bytes.
+/// `transformed` is passed through to the outcome. On error the payload is released.
+pub fn put<R: Rows + ?Sized>(
+    rows: &mut R,
+    path: &ResourcePath,
+    payload: R::Payload,
+    len: u64,
+    content_type: Option<String>,
+    cond: &Condition,
+    transformed: bool,
+) -> StoreResult<WriteOutcome> {
+    let checked = (|| {
+        let parent = check_parent(rows, path)?;
+        check(rows, path, cond)?;
+        let existing = rows.get(path)?;
+        if existing
+            .as_ref()
+            .is_some_and(|r| r.kind == ResourceKind::Collection)
+        {
+            return Err(StoreError::new(
+                ErrorKind::IsCollection,
+                format!("{path} is a collection"),
+            ));
+        }
+        Ok((parent, existing))
+    })();
+    let (parent, existing) = match checked {
+        Ok(v) => v,
+        Err(e) => {
+            rows.release(payload)?;
+            return Err(e);
+        }
+    };
+    let now = SystemTime::now();
+    let created = existing.is_none();
+    let record = match existing {
+        Some(old) => {
+            rows.release(old.payload.clone())?;
+            Record {
+                len,
+                content_type,
+                payload,
+                ..old
+            }
+        }
+        None => Record {
+            rid: ReplUid::new(rows.store_id(), rows.next_rid()?),
+            kind: ResourceKind::Item,
+            version: 0,
+            content_version: 0,
+            len,
+            content_type,
+            created: now,
+            modified: now,
+            payload,
+        },
+    };
+    let record = upsert(rows, path, record, now)?;
+    touch(rows, &parent, record.version)?;
+    outcome(rows, path, created, transformed)
+}
+
+/// MKCOL: a new, empty collection at `path`.
+pub fn create_collection<R: Rows + ?Sized>(
+    rows: &mut R,
+    path: &ResourcePath,
+    cond: &Condition,
+) -> StoreResult<WriteOutcome> {
+    if rows.kind(path)?.is_some() {
+        return Err(StoreError::new(
+            ErrorKind::AlreadyExists,
+            format!("{path} already exists"),
+        ));
+    }
+    let parent = check_parent(rows, path)?;
+    check(rows, path, cond)?;
+    let now = SystemTime::now();
+    let record = Record {
+        rid: ReplUid::new(rows.store_id(), rows.next_rid()?),
+        kind: ResourceKind::Collection,
+        version: 0,
+        content_version: 0,
+        len: 0,
+        content_type: None,
+        created: now,
+        modified: now,
+        payload: R::Payload::default(),
+    };
+    let record = upsert(rows, path, record, now)?;
+    touch(rows, &parent, record.version)?;
+    outcome(rows, path, true, false)
+}
+
+/// DELETE: `path` and everything below it.
+pub fn delete<R: Rows + ?Sized>(
+    rows: &mut R,
+    path: &ResourcePath,
+    cond: &Condition,
+) -> StoreResult<Meta> {
+    if path.is_root() {
+        return Err(StoreError::new(
+            ErrorKind::RootImmutable,
+            "the root cannot be deleted",
+        ));
+    }
+    get(rows, path)?;
+    check(rows, path, cond)?;
+    remove_tree(rows, path, SystemTime::now())?.ok_or_else(|| StoreError::not_found(path))
+}
+
+/// Checks a COPY or MOVE and clears an existing destination when allowed. Returns whether the
+/// destination existed.
+fn prepare_transfer<R: Rows + ?Sized>(
+    rows: &mut R,
+    from: &ResourcePath,
+    to: &ResourcePath,
+    opts: &TransferOptions,
+    moving: bool,
+    now: SystemTime,
+) -> StoreResult<bool> {
+    crate::types::check_transfer_paths(from, to, moving)?;
+    get(rows, from)?;
+    check(rows, from, &opts.condition)?;
+    check_parent(rows, to)?;
+    let exists = rows.kind(to)?.is_some();
+    if exists {
+        if !opts.overwrite {
+            return Err(StoreError::new(
+                ErrorKind::DestinationExists,
+                "the destination exists and Overwrite is F",
+            ));
+        }
+        if from.is_within(to) {
+            return Err(StoreError::new(
+                ErrorKind::DestinationInsideSource,
+                "the destination is an ancestor of the source",
+            ));
+        }
+        remove_tree(rows, to, now)?;
+    }
+    Ok(exists)
+}
+
+/// COPY: new repl-uids for every copy; `Depth: 0` copies a collection without its members.
+pub fn copy<R: Rows + ?Sized>(
+    rows: &mut R,
+    from: &ResourcePath,
+    to: &ResourcePath,
+    opts: &TransferOptions,
+) -> StoreResult<WriteOutcome> {
+    let now = SystemTime::now();
+    let existed = prepare_transfer(rows, from, to, opts, false, now)?;
+    let mut sources = subtree(rows, from)?;
+    if opts.depth != Depth::Infinity {
+        sources.truncate(1);
+    }
+    for (src, record) in sources {
+        let Some(dst) = src.rebase(from, to) else {
+            continue;
+        };
+        let props = rows.props(record.rid)?;
+        let copy = Record {
+            rid: ReplUid::new(rows.store_id(), rows.next_rid()?),
+            version: 0,
+            content_version: 0,
+            created: now,
+            payload: rows.duplicate(&record.payload)?,
+            ..record
+        };
+        let copy = upsert(rows, &dst, copy, now)?;
+        rows.set_props(copy.rid, &props)?;
+    }
+    if let Some(parent) = to.parent() {
+        let seq = rows.current_seq()?;
+        touch(rows, &parent, seq)?;
+    }
+    outcome(rows, to, !existed, false)
+}
+
+/// MOVE: every resource below `from` goes to the same place below `to`, keeping its repl-uid,
+/// its content and its dead properties; a tombstone at each old path comes before the upsert.
+pub fn rename<R: Rows + ?Sized>(
+    rows: &mut R,
+    from: &ResourcePath,
+    to: &ResourcePath,
+    opts: &TransferOptions,
+) -> StoreResult<WriteOutcome> {
+    let now = SystemTime::now();
+    let existed = prepare_transfer(rows, from, to, opts, true, now)?;
+    for (src, record) in subtree(rows, from)? {
+        let Some(dst) = src.rebase(from, to) else {
+            continue;
+        };
+        rows.remove(&src)?;
+        let seq = rows.next_seq()?;
+        rows.tombstone(Tombstone {
+            seq,
+            rid: record.rid,
+            path: src,
+            kind: record.kind,
+            at: now,
+        })?;
+        upsert(rows, &dst, record, now)?;
+    }
+    let seq = rows.current_seq()?;
+    for parent in [from.parent(), to.parent()].into_iter().flatten() {
+        touch(rows, &parent, seq)?;
+    }
+    outcome(rows, to, !existed, false)
+}
+
+/// PROPPATCH: applies `patch` in order, all or nothing.
+pub fn patch_props<R: Rows + ?Sized>(
+    rows: &mut R,
+    path: &ResourcePath,
+    patch: Vec<PropPatch>,
+    cond: &Condition,
+) -> StoreResult<WriteOutcome> {
+    let record = get(rows, path)?;
+    check(rows, path, cond)?;
+    let mut props = rows.props(record.rid)?;
+    for op in patch {
+        match op {
+            PropPatch::Set(p) => match props.iter_mut().find(|q| q.name == p.name) {
+                Some(q) => q.value = p.value,
+                None => props.push(p),
+            },
+            PropPatch::Remove(name) => props.retain(|q| q.name != name),
+        }
+    }
+    props.sort_by(|a, b| a.name.cmp(&b.name));
+    rows.set_props(record.rid, &props)?;
+    let record = upsert(rows, path, record, SystemTime::now())?;
+    if let Some(parent) = path.parent() {
+        touch(rows, &parent, record.version)?;
+    }
+    outcome(rows, path, false, false)
+}

@@ -1,5 +1,7 @@
-//! [`PgStore`]: the whole [`ReplStore`] contract on PostgreSQL, so that several stateless
-//! davrepl nodes behind a load balancer can serve one namespace.
+//! [`PgStore`]: the whole [`ReplStore`](davrepl_store::ReplStore) contract on PostgreSQL, so
+//! that several stateless davrepl nodes behind a load balancer can serve one namespace. Every
+//! rule of the model is the storage engine's (`davrepl_store::engine`); this crate gives it
+//! rows (a prefetched view per step, see `view.rs`) and content.
 //!
 //! - **Shared state only in the database**: the store id and the collblob secret live in the
 //!   `davrepl_store` row, so a collblob, a resource tag or an `If:` condition issued by one node
@@ -38,7 +40,7 @@ mod write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use davrepl_store::engine::{Backend, Engine, Plan, Staged, Step, sql};
+use davrepl_store::engine::{Atomic, AtomicOf, Backend, Counters, Engine, Incoming, Staged, sql};
 use davrepl_store::{
     ByteStream, ErrorKind, ResourcePath, Secret, StoreError, StoreId, StoreResult,
 };
@@ -117,7 +119,6 @@ struct Inner {
     pool: Pool,
     id: StoreId,
     secret: Secret,
-    target: String,
     retries: u32,
     prefetch: bool,
     /// Blob ids reserved from the database sequence and not used yet.
@@ -125,7 +126,7 @@ struct Inner {
 }
 
 /// The PostgreSQL-backed [`ReplStore`](davrepl_store::ReplStore): the storage engine over
-/// [`Pg`] rows. Cloning gives another handle to the same pool.
+/// PostgreSQL rows. Cloning gives another handle to the same pool.
 #[derive(Clone, Debug)]
 pub struct PgStore {
     engine: Engine<Pg>,
@@ -135,17 +136,8 @@ davrepl_store::forward_repl_store!(impl[] for PgStore => |s| (s.engine));
 
 /// The engine backend of [`PgStore`]: a connection pool; each step is one transaction.
 #[derive(Clone)]
-pub struct Pg {
+pub(crate) struct Pg {
     inner: Arc<Inner>,
-}
-
-impl std::fmt::Debug for Pg {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pg")
-            .field("target", &self.inner.target)
-            .field("id", &self.inner.id)
-            .finish()
-    }
 }
 
 pub(crate) fn now_nanos() -> i64 {
@@ -261,15 +253,10 @@ impl PgStore {
         drop(client);
         let _ = driver.await;
         let row = loaded?;
-        let id: Vec<u8> = row.try_get(0).map_err(pg_err)?;
-        let secret: Vec<u8> = row.try_get(1).map_err(pg_err)?;
-        let id = StoreId(
-            id.try_into()
-                .map_err(|_| StoreError::new(ErrorKind::Internal, "corrupt store id"))?,
-        );
-        let secret: Secret = secret
-            .try_into()
-            .map_err(|_| StoreError::new(ErrorKind::Internal, "corrupt secret"))?;
+        let (id, secret) = sql::identity(
+            row.try_get(0).map_err(pg_err)?,
+            row.try_get(1).map_err(pg_err)?,
+        )?;
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -289,7 +276,6 @@ impl PgStore {
                 pool,
                 id,
                 secret,
-                target,
                 retries: opts.retries,
                 prefetch: opts.prefetch,
                 blob_ids: Mutex::new(Vec::new()),
@@ -353,28 +339,20 @@ fn describe(c: &tokio_postgres::Config) -> String {
     format!("postgres://{host}:{port}/{}", c.get_dbname().unwrap_or(""))
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Counters {
-    pub(crate) seq: i64,
-    pub(crate) rid: i64,
-    pub(crate) low_water: i64,
-}
+/// Locks the counters row for the rest of the transaction and reads it: this serializes
+/// writers and is what makes sequence numbers commit in order.
+const LOCK_COUNTERS: &str =
+    "SELECT seq, rid_counter, low_water FROM davrepl_store WHERE id = 1 FOR UPDATE";
+/// Reads the counters row (a snapshot read).
+const LOAD_COUNTERS: &str = "SELECT seq, rid_counter, low_water FROM davrepl_store WHERE id = 1";
 
-impl Counters {
-    /// Locks the counters row for the rest of the transaction and reads it: this serializes
-    /// writers and is what makes sequence numbers commit in order.
-    const LOCK: &str =
-        "SELECT seq, rid_counter, low_water FROM davrepl_store WHERE id = 1 FOR UPDATE";
-    /// Reads the counters row (a snapshot read).
-    const LOAD: &str = "SELECT seq, rid_counter, low_water FROM davrepl_store WHERE id = 1";
-
-    pub(crate) fn from_row(r: &Row) -> StoreResult<Self> {
-        Ok(Self {
-            seq: r.try_get(0).map_err(pg_err)?,
-            rid: r.try_get(1).map_err(pg_err)?,
-            low_water: r.try_get(2).map_err(pg_err)?,
-        })
-    }
+fn counters(r: &Row) -> StoreResult<Counters> {
+    let get = |i| r.try_get::<_, i64>(i).map_err(pg_err).map(|n| n as u64);
+    Ok(Counters {
+        seq: get(0)?,
+        rid: get(1)?,
+        low_water: get(2)?,
+    })
 }
 
 type Params<'p> = [&'p (dyn ToSql + Sync)];
@@ -389,29 +367,23 @@ impl Backend for Pg {
     type Payload = Option<i64>;
     type Upload = davrepl_store::chunks::Staged;
 
-    fn identity(&self) -> (StoreId, Secret) {
-        (self.inner.id, self.inner.secret)
-    }
-
-    async fn stage(
-        &self,
-        _path: &ResourcePath,
-        body: ByteStream,
-        max_len: Option<u64>,
-    ) -> StoreResult<Staged<Self::Upload>> {
-        self.stage_upload(body, max_len).await
-    }
-
-    async fn atomic<T: Send + 'static>(
-        &self,
-        plan: Plan,
-        upload: Option<Self::Upload>,
-        step: Step<Option<i64>, T>,
-    ) -> StoreResult<T> {
+    async fn atomic<T: Send + 'static>(&self, a: AtomicOf<Self, T>) -> StoreResult<T> {
+        let Atomic {
+            plan, upload, step, ..
+        } = a;
         self.run(plan, upload, step).await
     }
 
-    fn stream(&self, _path: &ResourcePath, blob: Option<i64>, start: u64, end: u64) -> ByteStream {
-        read::stream(self.clone(), blob, start, end)
+    async fn stage(&self, incoming: Incoming) -> StoreResult<Staged<Self::Upload>> {
+        let (body, max_len) = (incoming.body, incoming.max_len);
+        davrepl_store::chunks::stage(self, body, CHUNK, max_len).await
+    }
+
+    fn stream(&self, _path: &ResourcePath, blob: Option<i64>, span: (u64, u64)) -> ByteStream {
+        read::stream(self.clone(), blob, span)
+    }
+
+    fn identity(&self) -> (StoreId, Secret) {
+        (self.inner.id, self.inner.secret)
     }
 }

@@ -9,7 +9,7 @@ use crate::{CHUNK, Pg, pg_err, pooled};
 /// Bytes `start..=end` of blob `blob`, one chunk per query. A blob's chunks never change once
 /// written (a replacement gets a new blob), so a missing chunk means the resource was replaced
 /// or deleted mid-read: the stream ends with an error instead of mixing versions.
-pub(crate) fn stream(store: Pg, blob: Option<i64>, start: u64, end: u64) -> ByteStream {
+pub(crate) fn stream(store: Pg, blob: Option<i64>, (start, end): (u64, u64)) -> ByteStream {
     let (first, last) = sql::chunk_span(start, end, CHUNK);
     Box::pin(futures_util::stream::unfold(first, move |n| {
         let store = store.clone();

@@ -22,16 +22,16 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use davrepl_store::engine::sql::{self, Columns};
-use davrepl_store::engine::{LogQuery, PageQuery, Rows, Tombstone};
+use davrepl_store::engine::{Counters, LogQuery, PageQuery, Pieces, Rows, Tombstone};
 use davrepl_store::{
-    DeadProp, ErrorKind, PurgeReport, ReplUid, ResourcePath, Seq, StoreError, StoreId, StoreResult,
+    DeadProp, ErrorKind, PurgeReport, ReplUid, ResourcePath, StoreError, StoreId, StoreResult,
 };
 use deadpool_postgres::Transaction;
 use futures_util::future::try_join_all;
 use tokio_postgres::types::ToSql;
 
 use crate::fetch::{Known, Need, Rec};
-use crate::{Counters, INLINE_READ, pg_err};
+use crate::{INLINE_READ, pg_err};
 
 /// New content for the written item: its last (partial) chunk `n` of blob `blob`, still to
 /// be stored, and the upload record of a staged blob to drop.
@@ -148,7 +148,8 @@ impl<'k> View<'k> {
             }
         }
         let (c_new, c_old): (Vec<i64>, Vec<i64>) = self.copies.iter().copied().unzip();
-        let counters = self.counters;
+        let c = self.counters;
+        let counters = [sql::int(c.seq), sql::int(c.rid), sql::int(c.low_water)];
         let rest = content.and_then(|c| c.rest.as_ref().map(|r| (c.blob, c.n, &r[..])));
 
         type Params<'a> = Vec<&'a (dyn ToSql + Sync)>;
@@ -212,7 +213,7 @@ impl<'k> View<'k> {
         }
         batch.push((
             SAVE_COUNTERS,
-            vec![&counters.seq, &counters.rid, &counters.low_water],
+            vec![&counters[0], &counters[1], &counters[2]],
         ));
         let statements = try_join_all(batch.iter().map(|(s, _)| tx.prepare_cached(s)))
             .await
@@ -297,18 +298,8 @@ impl Rows for View<'_> {
         Ok(())
     }
 
-    fn next_seq(&mut self) -> StoreResult<Seq> {
-        self.counters.seq += 1;
-        Ok(self.counters.seq as u64)
-    }
-
-    fn current_seq(&mut self) -> StoreResult<Seq> {
-        Ok(self.counters.seq as u64)
-    }
-
-    fn next_rid(&mut self) -> StoreResult<u64> {
-        self.counters.rid += 1;
-        Ok(self.counters.rid as u64)
+    fn counters(&mut self) -> &mut Counters {
+        &mut self.counters
     }
 
     fn props(&mut self, rid: ReplUid) -> StoreResult<Vec<DeadProp>> {
@@ -370,10 +361,6 @@ impl Rows for View<'_> {
         }
     }
 
-    fn low_water(&mut self) -> StoreResult<Seq> {
-        Ok(self.counters.low_water as u64)
-    }
-
     fn purge(&mut self, before: SystemTime) -> StoreResult<PurgeReport> {
         let cutoff = sql::nanos(before);
         let Some((_, count, max)) = self.known.purge.filter(|p| p.0 == cutoff) else {
@@ -381,21 +368,15 @@ impl Rows for View<'_> {
         };
         self.purged = Some(cutoff);
         if let Some(m) = max {
-            self.counters.low_water = self.counters.low_water.max(m);
+            self.counters.low_water = self.counters.low_water.max(m as u64);
         }
         Ok(PurgeReport {
             removed: count as u64,
-            low_water: self.counters.low_water as u64,
+            low_water: self.counters.low_water,
         })
     }
 
-    fn content(
-        &mut self,
-        blob: &Option<i64>,
-        _len: u64,
-        start: u64,
-        end: u64,
-    ) -> StoreResult<Option<Vec<Bytes>>> {
+    fn content(&mut self, blob: &Option<i64>, (start, end): (u64, u64)) -> StoreResult<Pieces> {
         let Some(blob) = *blob else {
             return Ok(Some(Vec::new()));
         };

@@ -9,14 +9,18 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use davrepl_store::chunks;
-use davrepl_store::engine::{Plan, Staged, Step};
-use davrepl_store::{ByteStream, ErrorKind, StoreError, StoreResult};
+use davrepl_store::engine::{Plan, Step};
+use davrepl_store::{ErrorKind, StoreError, StoreResult};
 use tokio_postgres::IsolationLevel;
 
 use crate::fetch::{Known, Wants};
 use crate::view::{Content, INSERT_CHUNK, View};
-use crate::{CHUNK, Counters, Pg, commit, now_nanos, pg_err, pooled, retryable};
+use crate::{
+    LOAD_COUNTERS, LOCK_COUNTERS, Pg, commit, counters as counters_of, now_nanos, pg_err, pooled,
+    retryable,
+};
 
 /// Blob ids reserved from the database sequence at a time.
 const BLOB_IDS: i64 = 64;
@@ -64,7 +68,7 @@ impl Pg {
         if result.is_err()
             && let Some(b) = content.and_then(|c| c.staged)
         {
-            discard(self, b).await;
+            chunks::ChunkSink::discard(self, b).await;
         }
         result
     }
@@ -86,11 +90,7 @@ impl Pg {
                 .read_only(true)
         };
         let tx = builder.start().await.map_err(pg_err)?;
-        let counters = if write {
-            Counters::LOCK
-        } else {
-            Counters::LOAD
-        };
+        let counters = if write { LOCK_COUNTERS } else { LOAD_COUNTERS };
         let counters = tx.prepare_cached(counters).await.map_err(pg_err)?;
         let mut known = Known::default();
         // The counters query is sent first (a query is sent when its future is first polled,
@@ -100,7 +100,7 @@ impl Pg {
         let (counters, ()) = futures_util::future::try_join(
             async {
                 let row = tx.query_one(&counters, &[]).await.map_err(pg_err)?;
-                Counters::from_row(&row)
+                counters_of(&row)
             },
             known.fetch(&tx, id, wants),
         )
@@ -130,31 +130,6 @@ impl Pg {
             ErrorKind::Internal,
             "a step kept needing rows it had not fetched",
         ))
-    }
-
-    /// Cuts an upload into chunks; whole chunks are stored as they arrive (under a blob
-    /// recorded in `davrepl_uploads` until a write adopts it), the last partial one waits for
-    /// the write.
-    pub(crate) async fn stage_upload(
-        &self,
-        body: ByteStream,
-        max_len: Option<u64>,
-    ) -> StoreResult<Staged<chunks::Staged>> {
-        let staged = chunks::stage(
-            body,
-            CHUNK,
-            max_len,
-            || self.begin_upload(),
-            |blob, n, piece| async move {
-                let conn = self.conn().await?;
-                pooled(&conn, INSERT_CHUNK, &[&blob, &n, &&piece[..]]).await?;
-                Ok(())
-            },
-            |blob| discard(self, blob),
-        )
-        .await?;
-        let len = staged.total;
-        Ok(Staged::new(staged, len))
     }
 
     /// A fresh blob id. Ids come from the database sequence, [`BLOB_IDS`] at a time, and are
@@ -194,37 +169,37 @@ impl Pg {
             .unwrap_or_else(|e| e.into_inner())
             .pop()
     }
-
-    /// A blob for a large upload, recorded in `davrepl_uploads` until a write adopts it (a
-    /// node that dies mid-upload leaves a record that a later start sweeps).
-    async fn begin_upload(&self) -> StoreResult<i64> {
-        let blob = self.blob_id().await?;
-        let conn = self.conn().await?;
-        pooled(
-            &conn,
-            "INSERT INTO davrepl_uploads (blob, started) VALUES ($1, $2)",
-            &[&blob, &now_nanos()],
-        )
-        .await?;
-        Ok(blob)
-    }
 }
 
-/// Removes a staged upload that no write adopted.
-async fn discard(store: &Pg, blob: i64) {
-    let r = async {
-        let conn = store.conn().await?;
-        pooled(&conn, davrepl_store::engine::sql::DROP_BLOB, &[&blob]).await?;
-        pooled(
-            &conn,
-            "DELETE FROM davrepl_uploads WHERE blob = $1",
-            &[&blob],
-        )
-        .await?;
-        Ok::<_, StoreError>(())
+/// Whole chunks of an upload are stored as they arrive, under a blob recorded in
+/// `davrepl_uploads` until a write adopts it (a node that dies mid-upload leaves a record that
+/// a later start sweeps).
+impl chunks::ChunkSink for Pg {
+    async fn begin(&self) -> StoreResult<i64> {
+        let blob = self.blob_id().await?;
+        let conn = self.conn().await?;
+        let record = "INSERT INTO davrepl_uploads (blob, started) VALUES ($1, $2)";
+        pooled(&conn, record, &[&blob, &now_nanos()]).await?;
+        Ok(blob)
     }
-    .await;
-    if let Err(e) = r {
-        tracing::warn!(error = %e, blob, "could not discard a staged upload; a later start removes it");
+
+    async fn append(&self, blob: i64, n: i64, piece: Bytes) -> StoreResult<()> {
+        let conn = self.conn().await?;
+        pooled(&conn, INSERT_CHUNK, &[&blob, &n, &&piece[..]]).await?;
+        Ok(())
+    }
+
+    async fn discard(&self, blob: i64) {
+        let r = async {
+            let conn = self.conn().await?;
+            pooled(&conn, davrepl_store::engine::sql::DROP_BLOB, &[&blob]).await?;
+            let forget = "DELETE FROM davrepl_uploads WHERE blob = $1";
+            pooled(&conn, forget, &[&blob]).await?;
+            Ok::<_, StoreError>(())
+        }
+        .await;
+        if let Err(e) = r {
+            tracing::warn!(error = %e, blob, "could not discard a staged upload; a later start removes it");
+        }
     }
 }

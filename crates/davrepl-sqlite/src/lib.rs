@@ -1,5 +1,6 @@
-//! [`SqliteStore`]: the whole [`ReplStore`] contract on an embedded SQLite database — the
-//! default store of davrepl.
+//! [`SqliteStore`]: the whole [`ReplStore`](davrepl_store::ReplStore) contract on an embedded
+//! SQLite database — the default store of davrepl. Every rule of the model is the storage
+//! engine's (`davrepl_store::engine`); this crate gives it rows and content.
 //!
 //! - **One file**, WAL mode. One writer connection and a few reader connections; every call
 //!   runs on tokio's blocking pool, never on the async runtime's threads.
@@ -25,13 +26,14 @@ mod rows;
 mod schema;
 mod writer;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
 use davrepl_store::chunks;
-use davrepl_store::engine::{Backend, Engine, Plan, Staged, Step, sql};
+use davrepl_store::engine::{Atomic, AtomicOf, Backend, Engine, Incoming, Staged, sql};
 use davrepl_store::{
     ByteStream, ErrorKind, ResourcePath, Secret, StoreError, StoreId, StoreResult,
 };
@@ -87,11 +89,10 @@ struct Inner {
     next_reader: AtomicUsize,
     id: StoreId,
     secret: Secret,
-    path: PathBuf,
 }
 
-/// The SQLite-backed [`ReplStore`]: the storage engine over [`Sqlite`] rows. Cloning gives
-/// another handle to the same database.
+/// The SQLite-backed [`ReplStore`](davrepl_store::ReplStore): the storage engine over SQLite
+/// rows. Cloning gives another handle to the same database.
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     engine: Engine<Sqlite>,
@@ -101,17 +102,8 @@ davrepl_store::forward_repl_store!(impl[] for SqliteStore => |s| (s.engine));
 
 /// The engine backend of [`SqliteStore`]: one writer thread, a few reader connections.
 #[derive(Clone)]
-pub struct Sqlite {
+pub(crate) struct Sqlite {
     inner: Arc<Inner>,
-}
-
-impl std::fmt::Debug for Sqlite {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sqlite")
-            .field("path", &self.inner.path)
-            .field("id", &self.inner.id)
-            .finish()
-    }
 }
 
 pub(crate) fn now_nanos() -> i64 {
@@ -233,13 +225,7 @@ impl Sqlite {
                 Ok((r.get(0)?, r.get(1)?))
             })
             .map_err(db_err)?;
-        let id = StoreId(
-            id.try_into()
-                .map_err(|_| StoreError::new(ErrorKind::Internal, "corrupt store id"))?,
-        );
-        let secret: Secret = secret
-            .try_into()
-            .map_err(|_| StoreError::new(ErrorKind::Internal, "corrupt secret"))?;
+        let (id, secret) = sql::identity(id, secret)?;
         // Staged uploads of a process that died before swapping them in.
         let orphans = writer
             .execute("DELETE FROM davrepl_chunks WHERE blob NOT IN (SELECT blob FROM davrepl_resources WHERE blob IS NOT NULL)", [])
@@ -261,7 +247,6 @@ impl Sqlite {
                 next_reader: AtomicUsize::new(0),
                 id,
                 secret,
-                path: path.to_path_buf(),
             }),
         })
     }
@@ -328,16 +313,25 @@ impl Sqlite {
     }
 }
 
-async fn discard(store: &Sqlite, blob: i64) {
-    let r = store
-        .write(move |t| {
+/// Whole chunks of an upload go in one small write each, before the write that adopts them.
+impl chunks::ChunkSink for Sqlite {
+    async fn begin(&self) -> StoreResult<i64> {
+        self.write(|t| Ok(t.next_blob())).await
+    }
+
+    async fn append(&self, blob: i64, n: i64, piece: Bytes) -> StoreResult<()> {
+        self.write(move |t| t.insert_chunk(blob, n, &piece)).await
+    }
+
+    async fn discard(&self, blob: i64) {
+        let drop_blob = move |t: &mut Tx<'_>| {
             t.tx.execute(&sql::sqlite(sql::DROP_BLOB), [blob])
                 .map_err(db_err)?;
             Ok(())
-        })
-        .await;
-    if let Err(e) = r {
-        tracing::warn!(error = %e, blob, "could not discard a staged upload; it is removed at next start");
+        };
+        if let Err(e) = self.write(drop_blob).await {
+            tracing::warn!(error = %e, blob, "could not discard a staged upload; it is removed at next start");
+        }
     }
 }
 
@@ -345,43 +339,18 @@ impl Backend for Sqlite {
     type Payload = Option<i64>;
     type Upload = chunks::Staged;
 
-    fn identity(&self) -> (StoreId, Secret) {
-        (self.inner.id, self.inner.secret)
-    }
-
-    async fn stage(
-        &self,
-        _path: &ResourcePath,
-        body: ByteStream,
-        max_len: Option<u64>,
-    ) -> StoreResult<Staged<chunks::Staged>> {
-        let staged = chunks::stage(
-            body,
-            CHUNK,
-            max_len,
-            || self.write(|t| Ok(t.next_blob())),
-            |blob, n, piece| self.write(move |t| t.insert_chunk(blob, n, &piece)),
-            |blob| discard(self, blob),
-        )
-        .await?;
-        let len = staged.total;
-        Ok(Staged::new(staged, len))
-    }
-
-    async fn atomic<T: Send + 'static>(
-        &self,
-        plan: Plan,
-        upload: Option<chunks::Staged>,
-        step: Step<Option<i64>, T>,
-    ) -> StoreResult<T> {
+    async fn atomic<T: Send + 'static>(&self, a: AtomicOf<Self, T>) -> StoreResult<T> {
+        let Atomic {
+            plan, upload, step, ..
+        } = a;
         if !plan.write {
             return self.read(move |t| step(t, None)).await;
         }
         let staged_blob = upload.as_ref().and_then(|u| u.blob);
         let result = self
             .write(move |t| {
-                let payload = match upload {
-                    Some(u) => Some(t.adopt(&u)?),
+                let payload = match &upload {
+                    Some(u) => Some(t.adopt(u)?),
                     None => None,
                 };
                 step(t, payload)
@@ -390,18 +359,20 @@ impl Backend for Sqlite {
         if result.is_err()
             && let Some(b) = staged_blob
         {
-            discard(self, b).await;
+            chunks::ChunkSink::discard(self, b).await;
         }
         result
     }
 
-    fn stream(
-        &self,
-        path: &ResourcePath,
-        payload: Option<i64>,
-        start: u64,
-        end: u64,
-    ) -> ByteStream {
-        read::stream(self.clone(), path.clone(), payload, start, end)
+    async fn stage(&self, incoming: Incoming) -> StoreResult<Staged<chunks::Staged>> {
+        chunks::stage(self, incoming.body, CHUNK, incoming.max_len).await
+    }
+
+    fn stream(&self, path: &ResourcePath, blob: Option<i64>, span: (u64, u64)) -> ByteStream {
+        read::stream(self.clone(), path.clone(), blob, span)
+    }
+
+    fn identity(&self) -> (StoreId, Secret) {
+        (self.inner.id, self.inner.secret)
     }
 }

@@ -13,8 +13,7 @@ pub(crate) fn stream(
     store: Sqlite,
     path: ResourcePath,
     blob: Option<i64>,
-    start: u64,
-    end: u64,
+    (start, end): (u64, u64),
 ) -> ByteStream {
     let (first, last) = sql::chunk_span(start, end, CHUNK);
     Box::pin(futures_util::stream::unfold(first, move |n| {

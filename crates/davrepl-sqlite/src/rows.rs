@@ -4,10 +4,9 @@
 
 use std::time::SystemTime;
 
-use bytes::Bytes;
 use davrepl_store::chunks::{self, slice_chunk};
 use davrepl_store::engine::sql::{self, Columns, Param};
-use davrepl_store::engine::{LogQuery, PageQuery, Record, Rows, Tombstone};
+use davrepl_store::engine::{self, LogQuery, PageQuery, Pieces, Record, Rows, Tombstone};
 use davrepl_store::{
     DeadProp, PropName, PurgeReport, ReplUid, ResourceKind, ResourcePath, Seq, StoreId, StoreResult,
 };
@@ -206,18 +205,8 @@ impl Rows for Tx<'_> {
         Ok(())
     }
 
-    fn next_seq(&mut self) -> StoreResult<Seq> {
-        self.c.seq += 1;
-        Ok(self.c.seq as u64)
-    }
-
-    fn current_seq(&mut self) -> StoreResult<Seq> {
-        Ok(self.c.seq as u64)
-    }
-
-    fn next_rid(&mut self) -> StoreResult<u64> {
-        self.c.rid += 1;
-        Ok(self.c.rid as u64)
+    fn counters(&mut self) -> &mut engine::Counters {
+        &mut self.c.log
     }
 
     fn props(&mut self, rid: ReplUid) -> StoreResult<Vec<DeadProp>> {
@@ -278,10 +267,6 @@ impl Rows for Tx<'_> {
         self.tombstones(query, &params)
     }
 
-    fn low_water(&mut self) -> StoreResult<Seq> {
-        Ok(self.c.low_water as u64)
-    }
-
     fn purge(&mut self, before: SystemTime) -> StoreResult<PurgeReport> {
         let cutoff = sql::nanos(before);
         let (count, max): (i64, Option<i64>) = self
@@ -293,22 +278,17 @@ impl Rows for Tx<'_> {
         self.tx
             .execute(&sql::sqlite(sql::PURGE), [cutoff])
             .map_err(db_err)?;
+        let low_water = &mut self.c.log.low_water;
         if let Some(m) = max {
-            self.c.low_water = self.c.low_water.max(m);
+            *low_water = (*low_water).max(m as u64);
         }
         Ok(PurgeReport {
             removed: count as u64,
-            low_water: self.c.low_water as u64,
+            low_water: *low_water,
         })
     }
 
-    fn content(
-        &mut self,
-        blob: &Option<i64>,
-        _len: u64,
-        start: u64,
-        end: u64,
-    ) -> StoreResult<Option<Vec<Bytes>>> {
+    fn content(&mut self, blob: &Option<i64>, (start, end): (u64, u64)) -> StoreResult<Pieces> {
         if end - start >= INLINE_READ {
             return Ok(None);
         }

@@ -1,6 +1,7 @@
 //! The writer thread: one connection, writes grouped into transactions (one savepoint each),
 //! and the counters every write allocates from.
 
+use davrepl_store::engine::{self, sql};
 use davrepl_store::{ErrorKind, StoreError, StoreId, StoreResult};
 use rusqlite::{Connection, Transaction, params};
 
@@ -85,12 +86,11 @@ fn run_group(conn: &mut Connection, id: StoreId, jobs: Vec<Job>) {
     }
 }
 
+/// The engine's counters, and the blob-id counter of this store.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Counters {
-    pub(crate) seq: i64,
-    pub(crate) rid: i64,
+    pub(crate) log: engine::Counters,
     pub(crate) blob: i64,
-    pub(crate) low_water: i64,
 }
 
 impl Counters {
@@ -99,11 +99,14 @@ impl Counters {
             "SELECT seq, rid_counter, blob_counter, low_water FROM store WHERE id = 1",
             [],
             |r| {
+                let log = engine::Counters {
+                    seq: r.get::<_, i64>(0)? as u64,
+                    rid: r.get::<_, i64>(1)? as u64,
+                    low_water: r.get::<_, i64>(3)? as u64,
+                };
                 Ok(Self {
-                    seq: r.get(0)?,
-                    rid: r.get(1)?,
+                    log,
                     blob: r.get(2)?,
-                    low_water: r.get(3)?,
                 })
             },
         )
@@ -113,7 +116,12 @@ impl Counters {
     fn save(&self, tx: &Transaction<'_>) -> StoreResult<()> {
         tx.execute(
             "UPDATE store SET seq = ?1, rid_counter = ?2, blob_counter = ?3, low_water = ?4 WHERE id = 1",
-            params![self.seq, self.rid, self.blob, self.low_water],
+            params![
+                sql::int(self.log.seq),
+                sql::int(self.log.rid),
+                self.blob,
+                sql::int(self.log.low_water)
+            ],
         )
         .map_err(db_err)?;
         Ok(())

@@ -100,24 +100,32 @@ pub struct Staged {
     pub total: u64,
 }
 
-/// Reads `body`, writing each whole chunk of `size` bytes through `append(blob, n, bytes)` as
-/// soon as it is complete, under one blob id that `begin` gives at the first whole chunk; a
-/// body shorter than one chunk is never written. When reading or writing fails (or the body
-/// exceeds `max_len`), what was written is handed to `discard` and the error returned.
-/// At most one chunk is in memory at a time.
-pub async fn stage<B, A, D>(
+/// Where [`stage`] puts whole chunks: a backend that keeps content as numbered chunks of
+/// blobs (the SQL backends).
+pub trait ChunkSink: Sync {
+    /// A new blob for an upload.
+    fn begin(&self) -> impl Future<Output = StoreResult<i64>> + Send;
+    /// Stores chunk `n` of `blob`.
+    fn append(
+        &self,
+        blob: i64,
+        n: i64,
+        piece: Bytes,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Removes a blob no write adopted (best effort: a later start sweeps what remains).
+    fn discard(&self, blob: i64) -> impl Future<Output = ()> + Send;
+}
+
+/// Reads `body`, storing each whole chunk of `size` bytes in `sink` as soon as it is complete,
+/// under one blob begun at the first whole chunk; a body shorter than one chunk is never
+/// written. When reading or writing fails (or the body exceeds `max_len`), the blob is
+/// discarded and the error returned. At most one chunk is in memory at a time.
+pub async fn stage(
+    sink: &impl ChunkSink,
     body: ByteStream,
     size: usize,
     max_len: Option<u64>,
-    mut begin: impl FnMut() -> B,
-    mut append: impl FnMut(i64, i64, Bytes) -> A,
-    discard: impl FnOnce(i64) -> D,
-) -> StoreResult<Staged>
-where
-    B: Future<Output = StoreResult<i64>>,
-    A: Future<Output = StoreResult<()>>,
-    D: Future<Output = ()>,
-{
+) -> StoreResult<crate::engine::Staged<Staged>> {
     let mut chunker = Chunker::new(body, size, max_len);
     let mut blob = None;
     let mut chunks = 0;
@@ -125,9 +133,9 @@ where
         while let Some(piece) = chunker.full_chunk().await? {
             let b = match blob {
                 Some(b) => b,
-                None => *blob.insert(begin().await?),
+                None => *blob.insert(sink.begin().await?),
             };
-            append(b, chunks, piece).await?;
+            sink.append(b, chunks, piece).await?;
             chunks += 1;
         }
         Ok(())
@@ -135,16 +143,18 @@ where
     .await;
     if let Err(e) = result {
         if let Some(b) = blob {
-            discard(b).await;
+            sink.discard(b).await;
         }
         return Err(e);
     }
-    Ok(Staged {
+    let total = chunker.total();
+    let staged = Staged {
         blob,
         chunks,
-        total: chunker.total(),
+        total,
         rest: chunker.into_rest(),
-    })
+    };
+    Ok(crate::engine::Staged::new(staged, total))
 }
 
 /// The part of chunk number `n` (of `size`-byte chunks) that lies within the inclusive byte
@@ -182,60 +192,60 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::TooLarge);
     }
 
+    /// Records what it is asked to do.
+    #[derive(Default)]
+    struct Sink {
+        written: std::sync::Mutex<Vec<(i64, i64, Bytes)>>,
+        discarded: std::sync::Mutex<Option<i64>>,
+    }
+
+    impl ChunkSink for Sink {
+        async fn begin(&self) -> StoreResult<i64> {
+            Ok(7)
+        }
+
+        async fn append(&self, blob: i64, n: i64, piece: Bytes) -> StoreResult<()> {
+            self.written.lock().unwrap().push((blob, n, piece));
+            Ok(())
+        }
+
+        async fn discard(&self, blob: i64) {
+            *self.discarded.lock().unwrap() = Some(blob);
+        }
+    }
+
     #[tokio::test]
     async fn stage_writes_whole_chunks_under_one_blob() {
-        let written = std::cell::RefCell::new(Vec::new());
-        let staged = stage(
-            body(&[b"abc", b"defgh", b"ij"]),
-            4,
-            None,
-            || async { Ok(7) },
-            |b, n, data| {
-                written.borrow_mut().push((b, n, data));
-                async { Ok(()) }
-            },
-            |_| async { panic!("nothing failed") },
-        )
-        .await
-        .unwrap();
-        assert_eq!((staged.blob, staged.chunks, staged.total), (Some(7), 2, 10));
-        assert_eq!(staged.rest.unwrap(), "ij");
-        let w = written.into_inner();
+        let sink = Sink::default();
+        let staged = stage(&sink, body(&[b"abc", b"defgh", b"ij"]), 4, None)
+            .await
+            .unwrap();
+        let s = staged.upload;
+        assert_eq!(
+            (s.blob, s.chunks, s.total, staged.len),
+            (Some(7), 2, 10, 10)
+        );
+        assert_eq!(s.rest.unwrap(), "ij");
+        let w = sink.written.into_inner().unwrap();
         assert_eq!(
             w,
             [(7, 0, Bytes::from("abcd")), (7, 1, Bytes::from("efgh"))]
         );
+        assert_eq!(*sink.discarded.lock().unwrap(), None);
     }
 
     #[tokio::test]
     async fn stage_discards_on_failure_and_skips_small_bodies() {
-        let discarded = std::cell::Cell::new(None);
-        let e = stage(
-            body(&[b"abcd", b"efgh"]),
-            4,
-            Some(6),
-            || async { Ok(3) },
-            |_, _, _| async { Ok(()) },
-            |b| {
-                discarded.set(Some(b));
-                async {}
-            },
-        )
-        .await
-        .unwrap_err();
+        let sink = Sink::default();
+        let e = stage(&sink, body(&[b"abcd", b"efgh"]), 4, Some(6))
+            .await
+            .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::TooLarge);
-        assert_eq!(discarded.get(), Some(3));
-        let small = stage(
-            body(&[b"ab"]),
-            4,
-            None,
-            || async { panic!("a short body needs no blob") },
-            |_, _, _| async { Ok(()) },
-            |_| async {},
-        )
-        .await
-        .unwrap();
-        assert_eq!((small.blob, small.chunks, small.total), (None, 0, 2));
+        assert_eq!(*sink.discarded.lock().unwrap(), Some(7));
+        let small = Sink::default();
+        let s = stage(&small, body(&[b"ab"]), 4, None).await.unwrap().upload;
+        assert_eq!((s.blob, s.chunks, s.total), (None, 0, 2));
+        assert!(small.written.into_inner().unwrap().is_empty());
     }
 
     #[test]

@@ -17,7 +17,8 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 
 use crate::engine::{
-    Backend, Engine, LogQuery, PageQuery, Plan, Record, Rows, Staged, Step, Tombstone,
+    Atomic, AtomicOf, Backend, Counters, Engine, Incoming, LogQuery, PageQuery, Pieces, Record,
+    Rows, Staged, Tombstone,
 };
 use crate::error::{ErrorKind, StoreError, StoreResult};
 use crate::path::ResourcePath;
@@ -43,9 +44,7 @@ struct State {
     /// Dead properties by repl-uid counter.
     props: HashMap<u64, Vec<DeadProp>>,
     log: BTreeMap<Seq, LogRow>,
-    seq: Seq,
-    rid_counter: u64,
-    low_water: Seq,
+    counters: Counters,
 }
 
 struct Shared {
@@ -63,26 +62,12 @@ struct Mem {
 
 /// The in-memory [`ReplStore`](crate::ReplStore). Cloning gives another handle to the same
 /// store.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct MemStore {
     engine: Engine<Mem>,
 }
 
 forward_repl_store!(impl[] for MemStore => |s| (s.engine));
-
-impl std::fmt::Debug for MemStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MemStore")
-            .field("id", &self.engine.backend().shared.id)
-            .finish_non_exhaustive()
-    }
-}
-
-impl std::fmt::Debug for Mem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Mem").finish_non_exhaustive()
-    }
-}
 
 impl Default for MemStore {
     fn default() -> Self {
@@ -105,25 +90,12 @@ impl MemStore {
         let id = StoreId::random();
         let mut secret = [0u8; 32];
         getrandom::fill(&mut secret).expect("operating system random source is unavailable");
-        let now = SystemTime::now();
-        let root = Node {
-            rid: ReplUid::new(id, 0),
-            kind: ResourceKind::Collection,
-            version: 0,
-            content_version: 0,
-            len: 0,
-            content_type: None,
-            created: now,
-            modified: now,
-            payload: Bytes::new(),
-        };
+        let root = Node::collection(ReplUid::new(id, 0), SystemTime::now());
         let state = State {
             nodes: BTreeMap::from([(ResourcePath::root(), root)]),
             props: HashMap::new(),
             log: BTreeMap::new(),
-            seq: 0,
-            rid_counter: 0,
-            low_water: 0,
+            counters: Counters::default(),
         };
         let shared = Arc::new(Shared {
             id,
@@ -137,15 +109,21 @@ impl MemStore {
     }
 }
 
+fn read_only() -> StoreError {
+    StoreError::new(ErrorKind::Internal, "a read step tried to write")
+}
+
 /// The state as one step sees it: shared for a read, exclusive for a write.
 enum Access<'a> {
     Read(&'a State),
     Write(&'a mut State),
 }
 
-/// The engine's rows: the state under the lock.
+/// The engine's rows: the state under the lock (its counters copied out, and back after a
+/// write).
 struct Tx<'a> {
     st: Access<'a>,
+    counters: Counters,
     id: StoreId,
 }
 
@@ -160,10 +138,7 @@ impl Tx<'_> {
     fn st_mut(&mut self) -> StoreResult<&mut State> {
         match &mut self.st {
             Access::Write(s) => Ok(s),
-            Access::Read(_) => Err(StoreError::new(
-                ErrorKind::Internal,
-                "a read step tried to write",
-            )),
+            Access::Read(_) => Err(read_only()),
         }
     }
 
@@ -222,20 +197,8 @@ impl Rows for Tx<'_> {
         Ok(())
     }
 
-    fn next_seq(&mut self) -> StoreResult<Seq> {
-        let st = self.st_mut()?;
-        st.seq += 1;
-        Ok(st.seq)
-    }
-
-    fn current_seq(&mut self) -> StoreResult<Seq> {
-        Ok(self.st().seq)
-    }
-
-    fn next_rid(&mut self) -> StoreResult<u64> {
-        let st = self.st_mut()?;
-        st.rid_counter += 1;
-        Ok(st.rid_counter)
+    fn counters(&mut self) -> &mut Counters {
+        &mut self.counters
     }
 
     fn props(&mut self, rid: ReplUid) -> StoreResult<Vec<DeadProp>> {
@@ -333,12 +296,12 @@ impl Rows for Tx<'_> {
         Ok(out)
     }
 
-    fn low_water(&mut self) -> StoreResult<Seq> {
-        Ok(self.st().low_water)
-    }
-
     fn purge(&mut self, before: SystemTime) -> StoreResult<PurgeReport> {
-        let st = self.st_mut()?;
+        let low_water = &mut self.counters.low_water;
+        let st = match &mut self.st {
+            Access::Write(s) => s,
+            Access::Read(_) => return Err(read_only()),
+        };
         let doomed: Vec<Seq> = st
             .log
             .iter()
@@ -349,21 +312,15 @@ impl Rows for Tx<'_> {
             st.log.remove(s);
         }
         if let Some(&max) = doomed.last() {
-            st.low_water = st.low_water.max(max);
+            *low_water = (*low_water).max(max);
         }
         Ok(PurgeReport {
             removed: doomed.len() as u64,
-            low_water: st.low_water,
+            low_water: *low_water,
         })
     }
 
-    fn content(
-        &mut self,
-        payload: &Bytes,
-        _len: u64,
-        start: u64,
-        end: u64,
-    ) -> StoreResult<Option<Vec<Bytes>>> {
+    fn content(&mut self, payload: &Bytes, (start, end): (u64, u64)) -> StoreResult<Pieces> {
         Ok(Some(vec![payload.slice(start as usize..=end as usize)]))
     }
 
@@ -400,22 +357,10 @@ impl Backend for Mem {
     type Payload = Bytes;
     type Upload = Bytes;
 
-    fn identity(&self) -> (StoreId, Secret) {
-        (self.shared.id, self.shared.secret)
-    }
-
-    async fn stage(
-        &self,
-        path: &ResourcePath,
-        body: ByteStream,
-        max_len: Option<u64>,
-    ) -> StoreResult<Staged<Bytes>> {
-        let content = collect(body, max_len).await?;
-        let changed = self
-            .shared
-            .transform
-            .as_ref()
-            .and_then(|t| t(path, &content));
+    async fn stage(&self, incoming: Incoming) -> StoreResult<Staged<Bytes>> {
+        let content = collect(incoming.body, incoming.max_len).await?;
+        let transform = self.shared.transform.as_ref();
+        let changed = transform.and_then(|t| t(&incoming.path, &content));
         let transformed = changed.is_some();
         let content = changed.unwrap_or(content);
         let mut staged = Staged::new(content.clone(), content.len() as u64);
@@ -423,37 +368,47 @@ impl Backend for Mem {
         Ok(staged)
     }
 
-    async fn atomic<T: Send + 'static>(
-        &self,
-        plan: Plan,
-        upload: Option<Bytes>,
-        step: Step<Bytes, T>,
-    ) -> StoreResult<T> {
+    async fn atomic<T: Send + 'static>(&self, a: AtomicOf<Self, T>) -> StoreResult<T> {
+        let Atomic {
+            plan, upload, step, ..
+        } = a;
         let id = self.shared.id;
         // A panic while holding the lock leaves the state consistent (every write checks
         // before it changes anything), so a poisoned lock is still usable.
         if plan.write {
             let mut st = self.shared.state.write().unwrap_or_else(|e| e.into_inner());
+            let counters = st.counters;
             let mut tx = Tx {
                 st: Access::Write(&mut st),
+                counters,
                 id,
             };
-            step(&mut tx, upload)
+            let out = step(&mut tx, upload);
+            // Whatever the step changed stays (an in-memory step has no rollback, and the
+            // engine checks everything before it changes anything); so do the counters.
+            let counters = tx.counters;
+            st.counters = counters;
+            out
         } else {
             let st = self.shared.state.read().unwrap_or_else(|e| e.into_inner());
             let mut tx = Tx {
                 st: Access::Read(&st),
+                counters: st.counters,
                 id,
             };
             step(&mut tx, upload)
         }
     }
 
-    fn stream(&self, _path: &ResourcePath, _payload: Bytes, _start: u64, _end: u64) -> ByteStream {
+    fn stream(&self, _path: &ResourcePath, _payload: Bytes, _span: (u64, u64)) -> ByteStream {
         // `content` always reads within the step; nothing is left to stream.
         Box::pin(futures_util::stream::iter([Err(StoreError::new(
             ErrorKind::Internal,
             "in-memory content is never streamed later",
         ))]))
+    }
+
+    fn identity(&self) -> (StoreId, Secret) {
+        (self.shared.id, self.shared.secret)
     }
 }

@@ -18,7 +18,8 @@ pub mod sql;
 mod store;
 mod write;
 
-pub use store::{Backend, Engine, Plan, Staged, Step};
+pub use store::{Atomic, AtomicOf, Backend, Engine, Incoming, Plan, Staged, Step};
+
 pub use write::{copy, create_collection, delete, patch_props, put, rename};
 
 use std::time::SystemTime;
@@ -58,6 +59,24 @@ pub struct Record<P> {
     pub payload: P,
 }
 
+impl<P: Default> Record<P> {
+    /// A new, empty collection with repl-uid `rid`, created `now` (its versions are set when
+    /// it is stored).
+    pub fn collection(rid: ReplUid, now: SystemTime) -> Self {
+        Self {
+            rid,
+            kind: ResourceKind::Collection,
+            version: 0,
+            content_version: 0,
+            len: 0,
+            content_type: None,
+            created: now,
+            modified: now,
+            payload: P::default(),
+        }
+    }
+}
+
 impl<P> Record<P> {
     /// The metadata the contract hands out for this record at `path`.
     pub fn meta(&self, store: StoreId, path: &ResourcePath) -> Meta {
@@ -74,6 +93,21 @@ impl<P> Record<P> {
             modified: self.modified,
         }
     }
+}
+
+/// Content read within a step ([`Rows::content`]): its pieces in order, or `None` when it is
+/// to be streamed afterwards.
+pub type Pieces = Option<Vec<Bytes>>;
+
+/// The counters of a store, read and saved with its rows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// The last change sequence number handed out.
+    pub seq: Seq,
+    /// The last repl-uid counter handed out.
+    pub rid: u64,
+    /// Tombstones at or below this sequence number may have been purged.
+    pub low_water: Seq,
 }
 
 /// A page of a listing, as [`Rows::page`] reads it.
@@ -149,12 +183,9 @@ pub trait Rows {
     fn remove(&mut self, path: &ResourcePath) -> StoreResult<()>;
     /// Records that a resource left a path.
     fn tombstone(&mut self, t: Tombstone) -> StoreResult<()>;
-    /// The next change sequence number (one more than every number handed out before).
-    fn next_seq(&mut self) -> StoreResult<Seq>;
-    /// The last sequence number handed out.
-    fn current_seq(&mut self) -> StoreResult<Seq>;
-    /// A fresh repl-uid counter.
-    fn next_rid(&mut self) -> StoreResult<u64>;
+    /// The store's counters as this step sees them; a write step's changes to them are
+    /// saved with its rows.
+    fn counters(&mut self) -> &mut Counters;
     /// Dead properties of `rid`, in name order.
     fn props(&mut self, rid: ReplUid) -> StoreResult<Vec<DeadProp>>;
     /// Replaces the dead properties of `rid`.
@@ -175,21 +206,37 @@ pub trait Rows {
     /// [`changed`](Self::changed) (for [`Depth::Zero`]: at the scope's own path), in sequence
     /// order.
     fn removed(&mut self, q: &LogQuery) -> StoreResult<Vec<Tombstone>>;
-    /// The low-water mark: tombstones at or below it may have been purged.
-    fn low_water(&mut self) -> StoreResult<Seq>;
     /// Removes the tombstones recorded before `before` and raises the low-water mark to the
     /// highest sequence number removed.
     fn purge(&mut self, before: SystemTime) -> StoreResult<PurgeReport>;
-    /// The bytes `start..=end` of the content behind `payload` (`len` bytes in all), if the
-    /// backend reads them within this step; `None` to have them streamed afterwards by
-    /// [`Backend::stream`] (large content).
-    fn content(
-        &mut self,
-        payload: &Self::Payload,
-        len: u64,
-        start: u64,
-        end: u64,
-    ) -> StoreResult<Option<Vec<Bytes>>>;
+    /// The bytes `start..=end` of the content behind `payload`, if the backend reads them
+    /// within this step; `None` to have them streamed afterwards by [`Backend::stream`]
+    /// (large content).
+    fn content(&mut self, payload: &Self::Payload, span: (u64, u64)) -> StoreResult<Pieces>;
+
+    /// The next change sequence number (one more than every number handed out before).
+    fn next_seq(&mut self) -> StoreResult<Seq> {
+        let c = self.counters();
+        c.seq += 1;
+        Ok(c.seq)
+    }
+
+    /// The last sequence number handed out.
+    fn current_seq(&mut self) -> StoreResult<Seq> {
+        Ok(self.counters().seq)
+    }
+
+    /// A fresh repl-uid counter.
+    fn next_rid(&mut self) -> StoreResult<u64> {
+        let c = self.counters();
+        c.rid += 1;
+        Ok(c.rid)
+    }
+
+    /// The low-water mark: tombstones at or below it may have been purged.
+    fn low_water(&mut self) -> StoreResult<Seq> {
+        Ok(self.counters().low_water)
+    }
 
     /// The kind of the resource at `path`, if any. Provided; a backend may answer it without
     /// loading the whole record.

@@ -104,7 +104,7 @@ pub(super) fn content<R: Rows + ?Sized>(
     let bytes = if r.len == 0 {
         Some(Vec::new())
     } else {
-        rows.content(&r.payload, r.len, start, end)?
+        rows.content(&r.payload, (start, end))?
     };
     Ok(Found {
         meta: r.meta(store, path),

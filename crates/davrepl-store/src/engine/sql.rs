@@ -133,6 +133,14 @@ pub fn time(n: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_nanos(u64::try_from(n).unwrap_or(0))
 }
 
+/// The store id and collblob secret as stored (`BLOB`/`BYTEA` columns).
+pub fn identity(id: Vec<u8>, secret: Vec<u8>) -> StoreResult<(StoreId, crate::Secret)> {
+    let corrupt = |what: &str| StoreError::new(ErrorKind::Internal, format!("corrupt {what}"));
+    let id = id.try_into().map_err(|_| corrupt("store id"))?;
+    let secret = secret.try_into().map_err(|_| corrupt("secret"))?;
+    Ok((StoreId(id), secret))
+}
+
 /// A stored path; a path that does not parse means a damaged database.
 pub fn stored_path(s: &str) -> StoreResult<ResourcePath> {
     ResourcePath::parse(s)

@@ -66,6 +66,49 @@ impl Plan {
     }
 }
 
+/// An upload's body on its way to [`Backend::stage`].
+#[non_exhaustive]
+pub struct Incoming {
+    /// Where it is being written.
+    pub path: ResourcePath,
+    /// The body.
+    pub body: ByteStream,
+    /// Refuse it ([`ErrorKind::TooLarge`]) beyond this many bytes.
+    pub max_len: Option<u64>,
+}
+
+impl std::fmt::Debug for Incoming {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Incoming")
+            .field("path", &self.path)
+            .field("max_len", &self.max_len)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One atomic step and what it needs, as the engine hands it to [`Backend::atomic`].
+#[non_exhaustive]
+pub struct Atomic<P, U, T> {
+    /// What the step will read.
+    pub plan: Plan,
+    /// Staged content whose payload the step gets.
+    pub upload: Option<U>,
+    /// The step.
+    pub step: Step<P, T>,
+}
+
+impl<P, U, T> std::fmt::Debug for Atomic<P, U, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Atomic")
+            .field("plan", &self.plan)
+            .field("upload", &self.upload.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The [`Atomic`] of backend `B`.
+pub type AtomicOf<B, T> = Atomic<<B as Backend>::Payload, <B as Backend>::Upload, T>;
+
 /// Uploaded content, stored by [`Backend::stage`] before the write that adopts it.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -109,41 +152,40 @@ pub trait Backend: Send + Sync + 'static {
     /// staged content. Nothing may be visible in the store until a step adopts it.
     fn stage(
         &self,
-        path: &ResourcePath,
-        body: ByteStream,
-        max_len: Option<u64>,
+        body: Incoming,
     ) -> impl Future<Output = StoreResult<Staged<Self::Upload>>> + Send;
 
-    /// Runs `step` as one atomic step: for a [`Plan::write`] plan all its row changes happen
+    /// Runs the step as one atomic step: for a writing [`Plan`] all its row changes happen
     /// together (and writes are serialized, so sequence numbers become visible in order) or
-    /// none does; otherwise it reads one consistent snapshot. With an `upload`, the step gets
+    /// none does; otherwise it reads one consistent snapshot. With an upload, the step gets
     /// its payload; if the step fails, the upload is discarded.
     fn atomic<T: Send + 'static>(
         &self,
-        plan: Plan,
-        upload: Option<Self::Upload>,
-        step: Step<Self::Payload, T>,
+        step: AtomicOf<Self, T>,
     ) -> impl Future<Output = StoreResult<T>> + Send;
 
     /// The bytes `start..=end` of content a step did not read itself ([`Rows::content`]
     /// returned `None`). If the resource changes meanwhile, the stream ends with an error
     /// rather than mixing two versions.
-    fn stream(
-        &self,
-        path: &ResourcePath,
-        payload: Self::Payload,
-        start: u64,
-        end: u64,
-    ) -> ByteStream;
+    fn stream(&self, path: &ResourcePath, payload: Self::Payload, span: (u64, u64)) -> ByteStream;
 }
 
 /// The [`ReplStore`] of a [`Backend`]. Backends wrap it in their own store type (see
 /// [`forward_repl_store!`](crate::forward_repl_store)).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Engine<B> {
     backend: B,
     id: StoreId,
     secret: Secret,
+}
+
+impl<B> std::fmt::Debug for Engine<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("store", &self.id)
+            .field("backend", &std::any::type_name::<B>())
+            .finish_non_exhaustive()
+    }
 }
 
 impl<B: Backend> Engine<B> {
@@ -171,7 +213,12 @@ impl<B: Backend> Engine<B> {
         + Sync
         + 'static,
     ) -> StoreResult<T> {
-        self.backend.atomic(plan, upload, Box::new(step)).await
+        let step = Atomic {
+            plan,
+            upload,
+            step: Box::new(step),
+        };
+        self.backend.atomic(step).await
     }
 
     async fn transfer(
@@ -262,7 +309,7 @@ impl<B: Backend> ReplStore for Engine<B> {
             }
             None => self
                 .backend
-                .stream(path, found.payload, found.start, found.end),
+                .stream(path, found.payload, (found.start, found.end)),
         };
         Ok((found.meta, stream))
     }
@@ -273,7 +320,12 @@ impl<B: Backend> ReplStore for Engine<B> {
         body: ByteStream,
         opts: PutOptions,
     ) -> StoreResult<WriteOutcome> {
-        let staged = self.backend.stage(path, body, opts.max_len).await?;
+        let incoming = Incoming {
+            path: path.clone(),
+            body,
+            max_len: opts.max_len,
+        };
+        let staged = self.backend.stage(incoming).await?;
         let (len, transformed) = (staged.len, staged.transformed);
         let plan = Plan::write(path, &opts.condition);
         let path = path.clone();

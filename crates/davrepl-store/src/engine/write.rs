@@ -187,18 +187,8 @@ pub fn create_collection<R: Rows + ?Sized>(
     let parent = check_parent(rows, path)?;
     check(rows, path, cond)?;
     let now = SystemTime::now();
-    let record = Record {
-        rid: ReplUid::new(rows.store_id(), rows.next_rid()?),
-        kind: ResourceKind::Collection,
-        version: 0,
-        content_version: 0,
-        len: 0,
-        content_type: None,
-        created: now,
-        modified: now,
-        payload: R::Payload::default(),
-    };
-    let record = upsert(rows, path, record, now)?;
+    let rid = ReplUid::new(rows.store_id(), rows.next_rid()?);
+    let record = upsert(rows, path, Record::collection(rid, now), now)?;
     touch(rows, &parent, record.version)?;
     outcome(rows, path, true, false)
 }

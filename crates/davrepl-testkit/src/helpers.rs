@@ -54,6 +54,13 @@ pub fn if_token(token: &str) -> Condition {
     if_lists(vec![vec![(false, IfTerm::Token(token.to_owned()))]])
 }
 
+/// A condition with one list tagged with `p`, holding one token.
+pub fn if_lists_on(p: &str, token: &str) -> Condition {
+    let mut c = if_token(token);
+    c.if_lists[0].resource = IfResource::Path(path(p));
+    c
+}
+
 /// A condition from untagged lists of (negated, term).
 pub fn if_lists(lists: Vec<Vec<(bool, IfTerm)>>) -> Condition {
     let mut c = Condition::none();

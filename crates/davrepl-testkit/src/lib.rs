@@ -39,7 +39,8 @@ macro_rules! conformance {
             dead_properties, low_water_mark, conditions_if_header, conditions_entity_tags,
             failed_condition_has_no_side_effect, changes_scope_and_paging,
             superseded_changes_reported_once, aborted_body_writes_nothing, too_large_writes_nothing,
-            secret_is_stable, large_content_round_trip, cas_race_single_winner, cas_race_no_lost_update, gap_free_feed
+            secret_is_stable, large_content_round_trip, read_condition, cas_race_single_winner,
+            cas_race_no_lost_update, gap_free_feed
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

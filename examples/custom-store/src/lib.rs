@@ -1,190 +1,326 @@
-//! `NotesStore`: a [`ReplStore`] that keeps the application's own map of notes in step with
-//! what WebDAV clients write into it (its top-level items are the notes).
+//! `NotesStore`: a storage backend written from scratch on davrepl's storage engine. Content
+//! lives in files of a directory (one file per version of an item, written before the write
+//! that adopts it); the index — the tree, the change log, dead properties, the counters — is a
+//! `BTreeMap` behind a mutex.
+//!
+//! The engine owns every rule of the model (conditions, tree walks, sequence numbers,
+//! tombstones, tags, listing order, change pages); this file only stores rows and moves bytes.
+//! It keeps the index in memory and scans it where a real backend would have an index (see
+//! `docs/implementing-a-store.md`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use davrepl_store::engine::{
+    Atomic, AtomicOf, Backend, Counters, Engine, Incoming, LogQuery, PageQuery, Pieces, Record,
+    Rows, Staged, Tombstone,
+};
 use davrepl_store::{
-    ByteStream, Capabilities, ChangeKind, ChangePage, ChangesQuery, CreateOptions, DeleteOptions,
-    Depth, Entry, GetOptions, ListOptions, Listing, MemStore, Meta, PatchOptions, PropPatch,
-    PurgeReport, PutOptions, ReplStore, ResourcePath, Secret, Seq, StoreId, StoreResult,
-    TransferOptions, WriteOutcome,
+    ByteStream, DeadProp, Depth, ErrorKind, PurgeReport, ReplUid, ResourcePath, Secret, StoreError,
+    StoreId, StoreResult,
 };
 use futures_util::StreamExt;
+use tokio::fs::File;
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, Take};
+
+/// Content up to this size is read within the read step.
+const INLINE: u64 = 1 << 20;
+
+/// A record's payload: the number of its content file (`None` for collections).
+type Rec = Record<Option<u64>>;
 
 #[derive(Default)]
-struct Mirror {
-    notes: BTreeMap<String, String>,
-    seen: Seq,
+struct Index {
+    rows: BTreeMap<ResourcePath, Rec>,
+    props: HashMap<u64, Vec<DeadProp>>,
+    tombstones: Vec<Tombstone>,
+    counters: Counters,
+}
+
+struct Files {
+    dir: PathBuf,
+    id: StoreId,
+    secret: Secret,
+    index: Mutex<Index>,
+    next_file: AtomicU64,
 }
 
 /// The store. Cloning gives another handle to the same data.
-#[derive(Clone, Default)]
+#[derive(Clone, Debug)]
 pub struct NotesStore {
-    inner: MemStore,
-    mirror: Arc<Mutex<Mirror>>,
+    engine: Engine<Notes>,
 }
 
-impl std::fmt::Debug for NotesStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NotesStore").finish_non_exhaustive()
-    }
-}
+davrepl_store::forward_repl_store!(impl[] for NotesStore => |s| (s.engine));
+
+#[derive(Clone)]
+struct Notes(Arc<Files>);
 
 impl NotesStore {
-    /// An empty store.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// The application's view: note name → text.
-    pub fn notes(&self) -> BTreeMap<String, String> {
-        self.mirror
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .notes
-            .clone()
-    }
-
-    /// Applies every change to the store's top-level items since the last one seen to the map.
-    async fn follow(&self) -> StoreResult<()> {
-        let scope = ResourcePath::root();
-        loop {
-            let since = self.mirror.lock().unwrap_or_else(|e| e.into_inner()).seen;
-            let page = match self
-                .inner
-                .changes(ChangesQuery::new(scope.clone(), Depth::One, since, 256))
-                .await
-            {
-                Ok(p) => p,
-                Err(e) if e.kind() == davrepl_store::ErrorKind::NotFound => return Ok(()),
-                Err(e) => return Err(e),
-            };
-            let mut updates = Vec::new();
-            for c in &page.changes {
-                match &c.kind {
-                    ChangeKind::Upsert(m) if !m.is_collection() => {
-                        let text = match self.inner.read(&m.path, Default::default()).await {
-                            Ok((_, mut s)) => {
-                                let mut buf = Vec::new();
-                                while let Some(chunk) = s.next().await {
-                                    buf.extend_from_slice(&chunk?);
-                                }
-                                Some(String::from_utf8_lossy(&buf).into_owned())
-                            }
-                            Err(_) => None, // gone again; a later row says so
-                        };
-                        updates.push((m.path.name().to_owned(), text));
-                    }
-                    ChangeKind::Removed { path, .. } => {
-                        updates.push((path.name().to_owned(), None));
-                    }
-                    ChangeKind::Upsert(_) => {}
-                }
-            }
-            let mut mirror = self.mirror.lock().unwrap_or_else(|e| e.into_inner());
-            if mirror.seen != since {
-                continue; // another writer advanced it meanwhile; read again from there
-            }
-            for (name, text) in updates {
-                match text {
-                    Some(t) => mirror.notes.insert(name, t),
-                    None => mirror.notes.remove(&name),
-                };
-            }
-            mirror.seen = page.watermark;
-            if !page.more {
-                return Ok(());
-            }
-        }
-    }
-
-    async fn after<T>(&self, r: StoreResult<T>) -> StoreResult<T> {
-        if r.is_ok() {
-            self.follow().await?;
-        }
-        r
+    /// A store keeping its content in `dir` (created if needed), holding only the root.
+    pub fn new(dir: impl Into<PathBuf>) -> std::io::Result<Self> {
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir)?;
+        let id = StoreId::random();
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret).map_err(|e| std::io::Error::other(e.to_string()))?;
+        let mut index = Index::default();
+        let root = Rec::collection(ReplUid::new(id, 0), SystemTime::now());
+        index.rows.insert(ResourcePath::root(), root);
+        let files = Files {
+            dir,
+            id,
+            secret,
+            index: Mutex::new(index),
+            next_file: AtomicU64::new(1),
+        };
+        Ok(Self {
+            engine: Engine::new(Notes(Arc::new(files))),
+        })
     }
 }
 
-impl ReplStore for NotesStore {
+impl Files {
+    fn file(&self, n: u64) -> PathBuf {
+        self.dir.join(format!("{n}.bin"))
+    }
+
+    fn new_file(&self) -> u64 {
+        self.next_file.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+fn io(e: std::io::Error) -> StoreError {
+    StoreError::new(ErrorKind::Internal, "content file").with_source(e)
+}
+
+/// One step: the index under the lock, and content files to delete once the step is done.
+struct Tx<'a> {
+    files: &'a Files,
+    ix: &'a mut Index,
+    unused: Vec<u64>,
+}
+
+fn in_scope(q: &LogQuery, p: &ResourcePath) -> bool {
+    match q.depth {
+        Depth::Zero => false,
+        Depth::One => p.parent().as_ref() == Some(&q.scope),
+        Depth::Infinity => p.is_strictly_within(&q.scope),
+    }
+}
+
+impl Rows for Tx<'_> {
+    type Payload = Option<u64>;
+
     fn store_id(&self) -> StoreId {
-        self.inner.store_id()
+        self.files.id
     }
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
+
+    fn get(&mut self, path: &ResourcePath) -> StoreResult<Option<Rec>> {
+        Ok(self.ix.rows.get(path).cloned())
     }
-    async fn secret(&self) -> StoreResult<Secret> {
-        self.inner.secret().await
+
+    fn descendants(&mut self, root: &ResourcePath) -> StoreResult<Vec<(ResourcePath, Rec)>> {
+        let below = self
+            .ix
+            .rows
+            .iter()
+            .filter(|(p, _)| p.is_strictly_within(root));
+        Ok(below.map(|(p, r)| (p.clone(), r.clone())).collect())
     }
-    async fn head(&self, path: &ResourcePath) -> StoreResult<Meta> {
-        self.inner.head(path).await
+
+    fn put(&mut self, path: &ResourcePath, record: &Rec) -> StoreResult<()> {
+        self.ix.rows.insert(path.clone(), record.clone());
+        Ok(())
     }
-    async fn props(&self, path: &ResourcePath) -> StoreResult<Entry> {
-        self.inner.props(path).await
+
+    fn remove(&mut self, path: &ResourcePath) -> StoreResult<()> {
+        self.ix.rows.remove(path);
+        Ok(())
     }
-    async fn list(&self, path: &ResourcePath, opts: ListOptions) -> StoreResult<Listing> {
-        self.inner.list(path, opts).await
+
+    fn tombstone(&mut self, t: Tombstone) -> StoreResult<()> {
+        self.ix.tombstones.push(t);
+        Ok(())
     }
-    async fn read(&self, path: &ResourcePath, opts: GetOptions) -> StoreResult<(Meta, ByteStream)> {
-        self.inner.read(path, opts).await
+
+    fn counters(&mut self) -> &mut Counters {
+        &mut self.ix.counters
     }
-    async fn put(
-        &self,
-        path: &ResourcePath,
-        body: ByteStream,
-        opts: PutOptions,
-    ) -> StoreResult<WriteOutcome> {
-        let r = self.inner.put(path, body, opts).await;
-        self.after(r).await
+
+    fn props(&mut self, rid: ReplUid) -> StoreResult<Vec<DeadProp>> {
+        Ok(self
+            .ix
+            .props
+            .get(&rid.counter())
+            .cloned()
+            .unwrap_or_default())
     }
-    async fn create_collection(
-        &self,
-        path: &ResourcePath,
-        opts: CreateOptions,
-    ) -> StoreResult<WriteOutcome> {
-        let r = self.inner.create_collection(path, opts).await;
-        self.after(r).await
+
+    fn set_props(&mut self, rid: ReplUid, props: &[DeadProp]) -> StoreResult<()> {
+        self.ix.props.insert(rid.counter(), props.to_vec());
+        Ok(())
     }
-    async fn delete(&self, path: &ResourcePath, opts: DeleteOptions) -> StoreResult<Meta> {
-        let r = self.inner.delete(path, opts).await;
-        self.after(r).await
+
+    fn duplicate(&mut self, payload: &Option<u64>) -> StoreResult<Option<u64>> {
+        let Some(n) = *payload else { return Ok(None) };
+        let copy = self.files.new_file();
+        std::fs::copy(self.files.file(n), self.files.file(copy)).map_err(io)?;
+        Ok(Some(copy))
     }
-    async fn copy(
-        &self,
-        from: &ResourcePath,
-        to: &ResourcePath,
-        opts: TransferOptions,
-    ) -> StoreResult<WriteOutcome> {
-        let r = self.inner.copy(from, to, opts).await;
-        self.after(r).await
+
+    fn release(&mut self, payload: Option<u64>) -> StoreResult<()> {
+        self.unused.extend(payload);
+        Ok(())
     }
-    async fn rename(
-        &self,
-        from: &ResourcePath,
-        to: &ResourcePath,
-        opts: TransferOptions,
-    ) -> StoreResult<WriteOutcome> {
-        let r = self.inner.rename(from, to, opts).await;
-        self.after(r).await
+
+    fn page(&mut self, q: &PageQuery) -> StoreResult<Vec<(ResourcePath, Rec)>> {
+        let after = |p: &ResourcePath| q.after.as_ref().is_none_or(|a| p > a);
+        let wanted = |p: &ResourcePath| match q.depth {
+            Depth::One => p.parent().as_ref() == Some(&q.root),
+            _ => p.is_strictly_within(&q.root),
+        };
+        let rows = self.ix.rows.iter().filter(|(p, _)| after(p) && wanted(p));
+        Ok(rows
+            .take(q.limit)
+            .map(|(p, r)| (p.clone(), r.clone()))
+            .collect())
     }
-    async fn patch_props(
-        &self,
-        path: &ResourcePath,
-        patch: Vec<PropPatch>,
-        opts: PatchOptions,
-    ) -> StoreResult<WriteOutcome> {
-        let r = self.inner.patch_props(path, patch, opts).await;
-        self.after(r).await
+
+    fn changed(&mut self, q: &LogQuery) -> StoreResult<Vec<(ResourcePath, Rec)>> {
+        let mut found: Vec<_> = (self.ix.rows.iter())
+            .filter(|(p, r)| r.version > q.since && in_scope(q, p))
+            .map(|(p, r)| (p.clone(), r.clone()))
+            .collect();
+        found.sort_by_key(|(_, r)| r.version);
+        found.truncate(q.limit);
+        Ok(found)
     }
-    async fn watermark(&self) -> StoreResult<Seq> {
-        self.inner.watermark().await
+
+    fn removed(&mut self, q: &LogQuery) -> StoreResult<Vec<Tombstone>> {
+        let at_scope = |t: &Tombstone| q.depth == Depth::Zero && t.path == q.scope;
+        let found = (self.ix.tombstones.iter())
+            .filter(|t| t.seq > q.since && (in_scope(q, &t.path) || at_scope(t)));
+        Ok(found.take(q.limit).cloned().collect())
     }
-    async fn changes(&self, query: ChangesQuery) -> StoreResult<ChangePage> {
-        self.inner.changes(query).await
+
+    fn purge(&mut self, before: SystemTime) -> StoreResult<PurgeReport> {
+        let (gone, kept) = std::mem::take(&mut self.ix.tombstones)
+            .into_iter()
+            .partition::<Vec<_>, _>(|t| t.at < before);
+        self.ix.tombstones = kept;
+        let low_water = &mut self.ix.counters.low_water;
+        *low_water = gone.iter().map(|t| t.seq).fold(*low_water, u64::max);
+        let removed = gone.len() as u64;
+        Ok(PurgeReport {
+            removed,
+            low_water: *low_water,
+        })
     }
-    async fn purge(&self, before: SystemTime) -> StoreResult<PurgeReport> {
-        self.inner.purge(before).await
+
+    fn content(&mut self, file: &Option<u64>, (start, end): (u64, u64)) -> StoreResult<Pieces> {
+        // Small content is read within the step, so it is the version the step saw even if a
+        // writer replaces the file right after; larger content is streamed afterwards.
+        if end - start >= INLINE {
+            return Ok(None);
+        }
+        let data = std::fs::read(self.files.file(file.unwrap_or_default())).map_err(io)?;
+        let span = data.get(start as usize..=end as usize).unwrap_or_default();
+        Ok(Some(vec![bytes::Bytes::copy_from_slice(span)]))
     }
+}
+
+impl Backend for Notes {
+    type Payload = Option<u64>;
+    /// The content file an upload was written to.
+    type Upload = u64;
+
+    async fn atomic<T: Send + 'static>(&self, a: AtomicOf<Self, T>) -> StoreResult<T> {
+        let Atomic { upload, step, .. } = a;
+        let files = &self.0;
+        let (result, unused) = {
+            let mut ix = files.index.lock().unwrap_or_else(|e| e.into_inner());
+            let mut tx = Tx {
+                files,
+                ix: &mut ix,
+                unused: Vec::new(),
+            };
+            // The engine checks everything before it changes anything, so a failed step
+            // leaves the index as it was (and releases the upload it did not adopt).
+            let result = step(&mut tx, upload.map(Some));
+            (result, tx.unused)
+        };
+        for n in unused {
+            let _ = tokio::fs::remove_file(files.file(n)).await;
+        }
+        result
+    }
+
+    async fn stage(&self, incoming: Incoming) -> StoreResult<Staged<u64>> {
+        let n = self.0.new_file();
+        let path = self.0.file(n);
+        let written = write_file(&path, incoming.body, incoming.max_len).await;
+        if written.is_err() {
+            let _ = tokio::fs::remove_file(&path).await;
+        }
+        Ok(Staged::new(n, written?))
+    }
+
+    fn stream(&self, _path: &ResourcePath, file: Option<u64>, span: (u64, u64)) -> ByteStream {
+        read_span(self.0.file(file.unwrap_or_default()), span)
+    }
+
+    fn identity(&self) -> (StoreId, Secret) {
+        // A real store keeps both across restarts (and shares them between nodes).
+        (self.0.id, self.0.secret)
+    }
+}
+
+async fn write_file(path: &PathBuf, mut body: ByteStream, max: Option<u64>) -> StoreResult<u64> {
+    let mut file = File::create(path).await.map_err(io)?;
+    let mut len = 0u64;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk?;
+        len += chunk.len() as u64;
+        if max.is_some_and(|m| len > m) {
+            return Err(StoreError::new(ErrorKind::TooLarge, "content too large"));
+        }
+        file.write_all(&chunk).await.map_err(io)?;
+    }
+    file.sync_all().await.map_err(io)?;
+    Ok(len)
+}
+
+/// Bytes `start..=end` of a content file, 64 KiB at a time.
+fn read_span(path: PathBuf, (start, end): (u64, u64)) -> ByteStream {
+    Box::pin(futures_util::stream::try_unfold(
+        None,
+        move |file: Option<Take<File>>| {
+            let path = path.clone();
+            async move {
+                let mut file = match file {
+                    Some(f) => f,
+                    None => open_span(path, start, end).await?,
+                };
+                let mut buf = vec![0; 64 * 1024];
+                let n = file.read(&mut buf).await.map_err(io)?;
+                buf.truncate(n);
+                Ok((n > 0).then(|| (bytes::Bytes::from(buf), Some(file))))
+            }
+        },
+    ))
+}
+
+async fn open_span(path: PathBuf, start: u64, end: u64) -> StoreResult<Take<File>> {
+    let mut file = File::open(path).await.map_err(|e| {
+        let msg = "the resource changed while it was being read";
+        StoreError::new(ErrorKind::Unavailable, msg).with_source(e)
+    })?;
+    file.seek(std::io::SeekFrom::Start(start))
+        .await
+        .map_err(io)?;
+    Ok(file.take(end - start + 1))
 }

@@ -1,2 +1,12 @@
-//! The custom store passes the whole conformance suite.
-davrepl_testkit::conformance!(example_custom_store::NotesStore::new());
+//! The example backend passes the whole conformance suite, each case on a fresh directory.
+
+fn fresh() -> example_custom_store::NotesStore {
+    let dir = tempfile::Builder::new()
+        .prefix("notes-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .expect("temp dir")
+        .keep();
+    example_custom_store::NotesStore::new(dir).expect("store")
+}
+
+davrepl_testkit::conformance!(fresh());

@@ -141,15 +141,6 @@ impl Tx<'_> {
             Access::Read(_) => Err(read_only()),
         }
     }
-
-    /// Whether `p` is strictly inside the scope of `q` (depth 0: nothing is).
-    fn in_scope(q: &LogQuery, p: &ResourcePath) -> bool {
-        match q.depth {
-            Depth::Zero => false,
-            Depth::One => p.parent().as_ref() == Some(&q.scope),
-            Depth::Infinity => p.is_strictly_within(&q.scope),
-        }
-    }
 }
 
 impl Rows for Tx<'_> {
@@ -267,7 +258,7 @@ impl Rows for Tx<'_> {
                 break;
             }
             if let LogRow::Live(p) = row
-                && Self::in_scope(q, p)
+                && q.contains(p)
                 && let Some(n) = st.nodes.get(p)
             {
                 out.push((p.clone(), n.clone()));
@@ -288,7 +279,7 @@ impl Rows for Tx<'_> {
                 break;
             }
             if let LogRow::Removed(t) = row
-                && (Self::in_scope(q, &t.path) || (q.depth == Depth::Zero && t.path == q.scope))
+                && q.contains_removed(&t.path)
             {
                 out.push(t.clone());
             }

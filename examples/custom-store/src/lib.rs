@@ -19,7 +19,7 @@ use davrepl_store::engine::{
     Rows, Staged, Tombstone,
 };
 use davrepl_store::{
-    ByteStream, DeadProp, Depth, ErrorKind, PurgeReport, ReplUid, ResourcePath, Secret, StoreError,
+    ByteStream, DeadProp, ErrorKind, PurgeReport, ReplUid, ResourcePath, Secret, StoreError,
     StoreId, StoreResult,
 };
 use futures_util::StreamExt;
@@ -104,14 +104,6 @@ struct Tx<'a> {
     unused: Vec<u64>,
 }
 
-fn in_scope(q: &LogQuery, p: &ResourcePath) -> bool {
-    match q.depth {
-        Depth::Zero => false,
-        Depth::One => p.parent().as_ref() == Some(&q.scope),
-        Depth::Infinity => p.is_strictly_within(&q.scope),
-    }
-}
-
 impl Rows for Tx<'_> {
     type Payload = Option<u64>;
 
@@ -179,11 +171,11 @@ impl Rows for Tx<'_> {
 
     fn page(&mut self, q: &PageQuery) -> StoreResult<Vec<(ResourcePath, Rec)>> {
         let after = |p: &ResourcePath| q.after.as_ref().is_none_or(|a| p > a);
-        let wanted = |p: &ResourcePath| match q.depth {
-            Depth::One => p.parent().as_ref() == Some(&q.root),
-            _ => p.is_strictly_within(&q.root),
-        };
-        let rows = self.ix.rows.iter().filter(|(p, _)| after(p) && wanted(p));
+        let rows = self
+            .ix
+            .rows
+            .iter()
+            .filter(|(p, _)| after(p) && q.contains(p));
         Ok(rows
             .take(q.limit)
             .map(|(p, r)| (p.clone(), r.clone()))
@@ -192,7 +184,7 @@ impl Rows for Tx<'_> {
 
     fn changed(&mut self, q: &LogQuery) -> StoreResult<Vec<(ResourcePath, Rec)>> {
         let mut found: Vec<_> = (self.ix.rows.iter())
-            .filter(|(p, r)| r.version > q.since && in_scope(q, p))
+            .filter(|(p, r)| r.version > q.since && q.contains(p))
             .map(|(p, r)| (p.clone(), r.clone()))
             .collect();
         found.sort_by_key(|(_, r)| r.version);
@@ -201,9 +193,8 @@ impl Rows for Tx<'_> {
     }
 
     fn removed(&mut self, q: &LogQuery) -> StoreResult<Vec<Tombstone>> {
-        let at_scope = |t: &Tombstone| q.depth == Depth::Zero && t.path == q.scope;
-        let found = (self.ix.tombstones.iter())
-            .filter(|t| t.seq > q.since && (in_scope(q, &t.path) || at_scope(t)));
+        let found =
+            (self.ix.tombstones.iter()).filter(|t| t.seq > q.since && q.contains_removed(&t.path));
         Ok(found.take(q.limit).cloned().collect())
     }
 

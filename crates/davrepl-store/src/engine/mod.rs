@@ -136,6 +136,34 @@ pub struct LogQuery {
     pub limit: usize,
 }
 
+impl PageQuery {
+    /// Whether `p` belongs in this listing (after `after` or not).
+    pub fn contains(&self, p: &ResourcePath) -> bool {
+        match self.depth {
+            Depth::One => p.parent().as_ref() == Some(&self.root),
+            _ => p.is_strictly_within(&self.root),
+        }
+    }
+}
+
+impl LogQuery {
+    /// Whether a row at `p` is in scope for [`Rows::changed`]: strictly inside the scope, as
+    /// deep as the query reaches.
+    pub fn contains(&self, p: &ResourcePath) -> bool {
+        match self.depth {
+            Depth::Zero => false,
+            Depth::One => p.parent().as_ref() == Some(&self.scope),
+            Depth::Infinity => p.is_strictly_within(&self.scope),
+        }
+    }
+
+    /// Whether a tombstone at `p` is in scope for [`Rows::removed`] (for depth 0: at the
+    /// scope's own path).
+    pub fn contains_removed(&self, p: &ResourcePath) -> bool {
+        self.contains(p) || (self.depth == Depth::Zero && *p == self.scope)
+    }
+}
+
 /// A resource leaving a path (deleted, or moved away): its row in the change log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tombstone {

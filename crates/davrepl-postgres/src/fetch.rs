@@ -6,14 +6,16 @@ use std::collections::{BTreeMap, HashMap};
 use bytes::Bytes;
 use davrepl_store::chunks::slice_chunk;
 use davrepl_store::engine::sql::{self, Columns, Param};
-use davrepl_store::engine::{LogQuery, PageQuery, Plan, Record, Tombstone};
-use davrepl_store::{DeadProp, PropName, ResourcePath, StoreId, StoreResult};
+use davrepl_store::engine::{
+    Counters, LogQuery, PageQuery, Plan, Record, Tombstone, resolve_range,
+};
+use davrepl_store::{ByteRange, DeadProp, PropName, ResourcePath, StoreId, StoreResult};
 use deadpool_postgres::Transaction;
 use futures_util::future::try_join_all;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
-use crate::{CHUNK, pg_err};
+use crate::{CHUNK, INLINE_READ, pg_err};
 
 pub(crate) type Rec = Record<Option<i64>>;
 
@@ -27,6 +29,17 @@ pub(crate) struct Wants {
     pub(crate) content: Option<(i64, u64, u64)>,
     /// How many tombstones were recorded before this time, and the highest of their numbers.
     pub(crate) purge: Option<i64>,
+    /// Dead properties of these repl-uid counters.
+    pub(crate) props_rids: Vec<i64>,
+}
+
+impl From<Plan> for Wants {
+    fn from(plan: Plan) -> Self {
+        Self {
+            plan,
+            ..Self::default()
+        }
+    }
 }
 
 /// What a run asked for and did not find.
@@ -40,6 +53,7 @@ pub(crate) enum Need {
     Log(LogQuery),
     Content(i64, u64, u64),
     Purge(i64),
+    Counters,
 }
 
 impl Need {
@@ -50,22 +64,21 @@ impl Need {
             Need::Path(p) => w.plan.paths.push(p),
             Need::Tree(p) => w.plan.trees.push(p),
             Need::Props => {
-                // Every known row without properties: a listing page needs them all.
-                w.plan.props_of = known
-                    .rows
-                    .iter()
-                    .filter(|(_, r)| {
-                        r.as_ref()
-                            .is_some_and(|r| !known.props.contains_key(&rid(r)))
-                    })
-                    .map(|(p, _)| p.clone())
-                    .collect();
+                // Every known row without properties: a listing or change page needs them all.
+                let rows = known.rows.values().flatten();
+                let paged = known.pages.values().chain(known.changed.values()).flatten();
+                let all = rows.chain(paged.map(|(_, r)| r)).map(rid);
+                let mut rids: Vec<i64> = all.filter(|r| !known.props.contains_key(r)).collect();
+                rids.sort_unstable();
+                rids.dedup();
+                w.props_rids = rids;
             }
             Need::Blobs => w.blobs = 16,
             Need::Page(q) => w.plan.pages.push(q),
             Need::Log(q) => w.plan.logs.push(q),
             Need::Content(b, s, e) => w.content = Some((b, s, e)),
             Need::Purge(cutoff) => w.purge = Some(cutoff),
+            Need::Counters => w.plan.counters = true,
         }
         w
     }
@@ -92,6 +105,8 @@ pub(crate) struct Known {
     pub(crate) content: HashMap<(i64, u64, u64), Vec<Bytes>>,
     /// `(cutoff, count, max)` of the tombstones a purge would remove.
     pub(crate) purge: Option<(i64, i64, Option<i64>)>,
+    /// The counters (locked, for a write).
+    pub(crate) counters: Option<Counters>,
 }
 
 const FETCH_PATHS: &str = concat!(
@@ -115,6 +130,11 @@ const FETCH_BLOB_IDS: &str =
     SELECT count(*) FROM davrepl_resources
     WHERE blob IS NOT NULL AND (path = $2 OR (path > $3 AND path < $4))
 ))";
+
+/// The chunks of a small item (or of a small range of any item) with the item's blob and length.
+const CONTENT_OF: &str = "SELECT r.blob, r.len, c.n, c.data FROM davrepl_resources r
+    JOIN davrepl_chunks c ON c.blob = r.blob
+    WHERE r.path = $1 AND r.len <= $2 AND c.n >= $3 AND c.n <= $4 ORDER BY c.n";
 
 fn columns(r: &Row) -> StoreResult<Columns> {
     Columns::read(
@@ -169,7 +189,9 @@ enum Answer {
     Changed(LogQuery),
     Removed(LogQuery),
     Content(i64, u64, u64),
+    ContentOf(Option<ByteRange>),
     Purge(i64),
+    Counters,
 }
 
 /// The queries that fetch `w`, each with its parameters.
@@ -184,6 +206,10 @@ fn queries(w: &Wants) -> Vec<(Answer, &'static str, Owned)> {
     if !p.trees.is_empty() {
         let (lo, hi) = ranges(&p.trees);
         out.push((Answer::Rows, FETCH_TREES, vec![Box::new(lo), Box::new(hi)]));
+    }
+    if !w.props_rids.is_empty() {
+        let by_rid = "SELECT rid, ns, local, value FROM davrepl_props WHERE rid = ANY($1)";
+        out.push((Answer::Props, by_rid, vec![Box::new(w.props_rids.clone())]));
     }
     if !p.props_of.is_empty() || !p.props_below.is_empty() {
         let (lo, hi) = ranges(&p.props_below);
@@ -224,6 +250,29 @@ fn queries(w: &Wants) -> Vec<(Answer, &'static str, Owned)> {
         let (first, last) = sql::chunk_span(start, end, CHUNK);
         let params: Owned = vec![Box::new(blob), Box::new(first), Box::new(last)];
         out.push((Answer::Content(blob, start, end), sql::CHUNKS, params));
+    }
+    if let Some((path, range)) = &p.content {
+        // A range is fetched if it is small; a whole item only if the item is.
+        let (len, (first, last)) = match range {
+            Some(r) if r.end.saturating_sub(r.start) < INLINE_READ => {
+                (i64::MAX, sql::chunk_span(r.start, r.end, CHUNK))
+            }
+            Some(_) => (-1, (0, -1)),
+            None => (
+                sql::int(INLINE_READ),
+                sql::chunk_span(0, INLINE_READ, CHUNK),
+            ),
+        };
+        let params: Owned = vec![
+            Box::new(path.as_str().to_owned()),
+            Box::new(len),
+            Box::new(first),
+            Box::new(last),
+        ];
+        out.push((Answer::ContentOf(*range), CONTENT_OF, params));
+    }
+    if p.counters {
+        out.push((Answer::Counters, crate::LOAD_COUNTERS, Vec::new()));
     }
     if let Some(cutoff) = w.purge {
         out.push((
@@ -281,11 +330,11 @@ impl Known {
                     }
                 }
                 Answer::Page(q) => {
-                    let found = self.remember(id, &rows)?;
+                    let found = Self::remember(id, &rows)?;
                     self.pages.insert(q, found);
                 }
                 Answer::Changed(q) => {
-                    let found = self.remember(id, &rows)?;
+                    let found = Self::remember(id, &rows)?;
                     self.changed.insert(q, found);
                 }
                 Answer::Removed(q) => {
@@ -302,6 +351,11 @@ impl Known {
                         pieces.push(slice_chunk(n, CHUNK, data, start, end));
                     }
                     self.content.insert((blob, start, end), pieces);
+                }
+                Answer::ContentOf(range) => self.content_of(&rows, range)?,
+                Answer::Counters => {
+                    let r = rows.first().ok_or_else(|| pg_missing("the counters row"))?;
+                    self.counters = Some(crate::counters(r)?);
                 }
                 Answer::Purge(cutoff) => {
                     let r = rows.first().ok_or_else(|| pg_missing("count"))?;
@@ -321,22 +375,50 @@ impl Known {
                 self.props.entry(rid(r)).or_default();
             }
         }
+        for rid in &w.props_rids {
+            self.props.entry(*rid).or_default();
+        }
         for (rid, prop) in props {
             self.props.entry(rid).or_default().push(prop);
         }
         Ok(())
     }
 
-    /// Rows a page or log query returned, also kept by path (for their properties).
-    fn remember(&mut self, id: StoreId, rows: &[Row]) -> StoreResult<Vec<(ResourcePath, Rec)>> {
-        let found = rows
-            .iter()
-            .map(|r| record(id, r))
-            .collect::<StoreResult<Vec<_>>>()?;
-        for (path, rec) in &found {
-            self.rows.insert(path.clone(), Some(rec.clone()));
+    /// Keeps the chunks of a content prefetch when they cover exactly the range a read of
+    /// that item will ask for.
+    fn content_of(&mut self, rows: &[Row], range: Option<ByteRange>) -> StoreResult<()> {
+        let Some(first) = rows.first() else {
+            return Ok(());
+        };
+        let blob: i64 = first.try_get(0).map_err(pg_err)?;
+        let len: i64 = first.try_get(1).map_err(pg_err)?;
+        let Ok((start, end)) = resolve_range(len as u64, range) else {
+            return Ok(()); // the read will refuse the range itself
+        };
+        let (from, to) = sql::chunk_span(start, end, CHUNK);
+        let mut pieces = Vec::with_capacity(rows.len());
+        for (i, r) in rows.iter().enumerate() {
+            let n: i64 = r.try_get(2).map_err(pg_err)?;
+            if n != from + i as i64 || n > to {
+                return Ok(()); // not exactly the chunks wanted: fetched again on demand
+            }
+            pieces.push(slice_chunk(
+                n as u64,
+                CHUNK,
+                r.try_get(3).map_err(pg_err)?,
+                start,
+                end,
+            ));
         }
-        Ok(found)
+        if pieces.len() as i64 == to - from + 1 {
+            self.content.insert((blob, start, end), pieces);
+        }
+        Ok(())
+    }
+
+    /// Rows a page or log query returned.
+    fn remember(id: StoreId, rows: &[Row]) -> StoreResult<Vec<(ResourcePath, Rec)>> {
+        rows.iter().map(|r| record(id, r)).collect()
     }
 }
 

@@ -16,7 +16,7 @@
 //!    copied and released content and the counters, as a handful of set-based statements sent
 //!    together.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::time::SystemTime;
 
@@ -42,16 +42,18 @@ pub(crate) struct Content {
     pub(crate) staged: Option<i64>,
 }
 
-/// One run of the engine: the known rows with this run's changes applied, and the changes.
+/// One run of the engine: its changes over the known rows (which it only reads, so a rerun
+/// starts from them again for free).
 pub(crate) struct View<'k> {
     id: StoreId,
     known: &'k Known,
+    /// Rows this run wrote (`None`: removed), by path.
     rows: BTreeMap<ResourcePath, Option<Rec>>,
+    /// Dead properties this run replaced, by repl-uid counter.
     props: HashMap<i64, Vec<DeadProp>>,
-    blobs: Vec<i64>,
-    counters: Counters,
-    dirty: BTreeSet<ResourcePath>,
-    dirty_props: BTreeSet<i64>,
+    /// How many of the known fresh blob ids this run took.
+    blobs_used: usize,
+    counters: Option<Counters>,
     tombs: Vec<Tombstone>,
     copies: Vec<(i64, i64)>,
     released: Vec<i64>,
@@ -71,16 +73,14 @@ fn miss(need: Need, slot: &mut Option<Need>) -> StoreError {
 }
 
 impl<'k> View<'k> {
-    pub(crate) fn new(id: StoreId, known: &'k Known, counters: Counters) -> Self {
+    pub(crate) fn new(id: StoreId, known: &'k Known) -> Self {
         Self {
             id,
             known,
-            rows: known.rows.clone(),
-            props: known.props.clone(),
-            blobs: known.blobs.clone(),
-            counters,
-            dirty: BTreeSet::new(),
-            dirty_props: BTreeSet::new(),
+            rows: BTreeMap::new(),
+            props: HashMap::new(),
+            blobs_used: 0,
+            counters: known.counters,
             tombs: Vec::new(),
             copies: Vec::new(),
             released: Vec::new(),
@@ -101,8 +101,8 @@ impl<'k> View<'k> {
     ) -> StoreResult<()> {
         let mut removed: Vec<&str> = Vec::new();
         let mut up: Vec<(Columns, Option<String>)> = Vec::new();
-        for p in &self.dirty {
-            match self.rows.get(p).and_then(Option::as_ref) {
+        for (p, row) in &self.rows {
+            match row {
                 Some(r) => up.push((Columns::of(p, r), p.parent().map(|q| q.as_str().into()))),
                 None => {
                     if self.known.rows.get(p).is_some_and(Option::is_some) {
@@ -136,7 +136,7 @@ impl<'k> View<'k> {
         let t_kind: Vec<i64> = self.tombs.iter().map(|t| sql::kind_code(t.kind)).collect();
         let t_at: Vec<i64> = self.tombs.iter().map(|t| sql::nanos(t.at)).collect();
 
-        let dirty_props: Vec<i64> = self.dirty_props.iter().copied().collect();
+        let dirty_props: Vec<i64> = self.props.keys().copied().collect();
         let mut p_rid = Vec::new();
         let (mut p_ns, mut p_local, mut p_value) = (Vec::new(), Vec::new(), Vec::new());
         for rid in &dirty_props {
@@ -148,7 +148,7 @@ impl<'k> View<'k> {
             }
         }
         let (c_new, c_old): (Vec<i64>, Vec<i64>) = self.copies.iter().copied().unzip();
-        let c = self.counters;
+        let c = self.counters.unwrap_or_default();
         let counters = [sql::int(c.seq), sql::int(c.rid), sql::int(c.low_water)];
         let rest = content.and_then(|c| c.rest.as_ref().map(|r| (c.blob, c.n, &r[..])));
 
@@ -259,7 +259,7 @@ impl Rows for View<'_> {
     }
 
     fn get(&mut self, path: &ResourcePath) -> StoreResult<Option<Rec>> {
-        if let Some(r) = self.rows.get(path) {
+        if let Some(r) = self.rows.get(path).or_else(|| self.known.rows.get(path)) {
             return Ok(r.clone());
         }
         if self.in_known_tree(path) {
@@ -274,22 +274,22 @@ impl Rows for View<'_> {
         }
         let (lo, hi) = sql::below(root);
         let range = (Bound::Excluded(lo.as_str()), Bound::Excluded(hi.as_str()));
-        Ok(self
-            .rows
-            .range::<str, _>(range)
+        let mut below: BTreeMap<&ResourcePath, &Option<Rec>> =
+            self.known.rows.range::<str, _>(range).collect();
+        below.extend(self.rows.range::<str, _>(range));
+        Ok(below
+            .into_iter()
             .filter_map(|(p, r)| r.clone().map(|r| (p.clone(), r)))
             .collect())
     }
 
     fn put(&mut self, path: &ResourcePath, record: &Rec) -> StoreResult<()> {
         self.rows.insert(path.clone(), Some(record.clone()));
-        self.dirty.insert(path.clone());
         Ok(())
     }
 
     fn remove(&mut self, path: &ResourcePath) -> StoreResult<()> {
         self.rows.insert(path.clone(), None);
-        self.dirty.insert(path.clone());
         Ok(())
     }
 
@@ -298,12 +298,16 @@ impl Rows for View<'_> {
         Ok(())
     }
 
-    fn counters(&mut self) -> &mut Counters {
-        &mut self.counters
+    fn counters(&mut self) -> StoreResult<&mut Counters> {
+        match self.counters {
+            Some(ref mut c) => Ok(c),
+            None => Err(miss(Need::Counters, &mut self.need)),
+        }
     }
 
     fn props(&mut self, rid: ReplUid) -> StoreResult<Vec<DeadProp>> {
-        match self.props.get(&sql::int(rid.counter())) {
+        let key = sql::int(rid.counter());
+        match self.props.get(&key).or_else(|| self.known.props.get(&key)) {
             Some(p) => Ok(p.clone()),
             None => Err(miss(Need::Props, &mut self.need)),
         }
@@ -312,15 +316,15 @@ impl Rows for View<'_> {
     fn set_props(&mut self, rid: ReplUid, props: &[DeadProp]) -> StoreResult<()> {
         let key = sql::int(rid.counter());
         self.props.insert(key, props.to_vec());
-        self.dirty_props.insert(key);
         Ok(())
     }
 
     fn duplicate(&mut self, payload: &Option<i64>) -> StoreResult<Option<i64>> {
         let Some(old) = *payload else { return Ok(None) };
-        let Some(new) = self.blobs.pop() else {
+        let Some(&new) = self.known.blobs.get(self.blobs_used) else {
             return Err(miss(Need::Blobs, &mut self.need));
         };
+        self.blobs_used += 1;
         self.copies.push((new, old));
         Ok(Some(new))
     }
@@ -367,12 +371,13 @@ impl Rows for View<'_> {
             return Err(miss(Need::Purge(cutoff), &mut self.need));
         };
         self.purged = Some(cutoff);
+        let low_water = &mut self.counters()?.low_water;
         if let Some(m) = max {
-            self.counters.low_water = self.counters.low_water.max(m as u64);
+            *low_water = (*low_water).max(m as u64);
         }
         Ok(PurgeReport {
             removed: count as u64,
-            low_water: self.counters.low_water,
+            low_water: *low_water,
         })
     }
 

@@ -18,8 +18,7 @@ use tokio_postgres::IsolationLevel;
 use crate::fetch::{Known, Wants};
 use crate::view::{Content, INSERT_CHUNK, View};
 use crate::{
-    LOAD_COUNTERS, LOCK_COUNTERS, Pg, commit, counters as counters_of, now_nanos, pg_err, pooled,
-    retryable,
+    LOCK_COUNTERS, Pg, commit, counters as counters_of, now_nanos, pg_err, pooled, retryable,
 };
 
 /// Blob ids reserved from the database sequence at a time.
@@ -52,7 +51,7 @@ impl Pg {
         let mut wants = Wants::default();
         wants.plan.write = plan.write;
         if self.inner.prefetch {
-            wants.plan = plan;
+            wants = Wants::from(plan);
         }
         let mut attempt: u32 = 0;
         let result = loop {
@@ -90,24 +89,28 @@ impl Pg {
                 .read_only(true)
         };
         let tx = builder.start().await.map_err(pg_err)?;
-        let counters = if write { LOCK_COUNTERS } else { LOAD_COUNTERS };
-        let counters = tx.prepare_cached(counters).await.map_err(pg_err)?;
         let mut known = Known::default();
-        // The counters query is sent first (a query is sent when its future is first polled,
-        // and `try_join` polls in order); PostgreSQL runs a connection's statements in order,
-        // so in a write every prefetch query reads after the lock is granted, in a fresh
-        // READ COMMITTED snapshot that includes every write committed before.
-        let (counters, ()) = futures_util::future::try_join(
-            async {
-                let row = tx.query_one(&counters, &[]).await.map_err(pg_err)?;
-                counters_of(&row)
-            },
-            known.fetch(&tx, id, wants),
-        )
-        .await?;
+        if write {
+            let lock = tx.prepare_cached(LOCK_COUNTERS).await.map_err(pg_err)?;
+            // The lock query is sent first (a query is sent when its future is first polled,
+            // and `try_join` polls in order); PostgreSQL runs a connection's statements in
+            // order, so every prefetch query reads after the lock is granted, in a fresh
+            // READ COMMITTED snapshot that includes every write committed before.
+            let (counters, ()) = futures_util::future::try_join(
+                async {
+                    let row = tx.query_one(&lock, &[]).await.map_err(pg_err)?;
+                    counters_of(&row)
+                },
+                known.fetch(&tx, id, wants),
+            )
+            .await?;
+            known.counters = Some(counters);
+        } else {
+            known.fetch(&tx, id, wants).await?;
+        }
         let payload = content.map(|c| Some(c.blob));
         for _ in 0..MAX_REFETCH {
-            let mut view = View::new(id, &known, counters);
+            let mut view = View::new(id, &known);
             let out = step(&mut view, payload);
             match (out, view.need.take()) {
                 (Ok(v), _) => {

@@ -205,8 +205,8 @@ impl Rows for Tx<'_> {
         Ok(())
     }
 
-    fn counters(&mut self) -> &mut engine::Counters {
-        &mut self.c.log
+    fn counters(&mut self) -> StoreResult<&mut engine::Counters> {
+        Ok(&mut self.c.log)
     }
 
     fn props(&mut self, rid: ReplUid) -> StoreResult<Vec<DeadProp>> {

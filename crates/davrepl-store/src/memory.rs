@@ -188,8 +188,8 @@ impl Rows for Tx<'_> {
         Ok(())
     }
 
-    fn counters(&mut self) -> &mut Counters {
-        &mut self.counters
+    fn counters(&mut self) -> StoreResult<&mut Counters> {
+        Ok(&mut self.counters)
     }
 
     fn props(&mut self, rid: ReplUid) -> StoreResult<Vec<DeadProp>> {

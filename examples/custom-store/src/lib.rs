@@ -139,8 +139,8 @@ impl Rows for Tx<'_> {
         Ok(())
     }
 
-    fn counters(&mut self) -> &mut Counters {
-        &mut self.ix.counters
+    fn counters(&mut self) -> StoreResult<&mut Counters> {
+        Ok(&mut self.ix.counters)
     }
 
     fn props(&mut self, rid: ReplUid) -> StoreResult<Vec<DeadProp>> {

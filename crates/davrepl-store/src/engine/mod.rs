@@ -213,7 +213,7 @@ pub trait Rows {
     fn tombstone(&mut self, t: Tombstone) -> StoreResult<()>;
     /// The store's counters as this step sees them; a write step's changes to them are
     /// saved with its rows.
-    fn counters(&mut self) -> &mut Counters;
+    fn counters(&mut self) -> StoreResult<&mut Counters>;
     /// Dead properties of `rid`, in name order.
     fn props(&mut self, rid: ReplUid) -> StoreResult<Vec<DeadProp>>;
     /// Replaces the dead properties of `rid`.
@@ -244,26 +244,26 @@ pub trait Rows {
 
     /// The next change sequence number (one more than every number handed out before).
     fn next_seq(&mut self) -> StoreResult<Seq> {
-        let c = self.counters();
+        let c = self.counters()?;
         c.seq += 1;
         Ok(c.seq)
     }
 
     /// The last sequence number handed out.
     fn current_seq(&mut self) -> StoreResult<Seq> {
-        Ok(self.counters().seq)
+        Ok(self.counters()?.seq)
     }
 
     /// A fresh repl-uid counter.
     fn next_rid(&mut self) -> StoreResult<u64> {
-        let c = self.counters();
+        let c = self.counters()?;
         c.rid += 1;
         Ok(c.rid)
     }
 
     /// The low-water mark: tombstones at or below it may have been purged.
     fn low_water(&mut self) -> StoreResult<Seq> {
-        Ok(self.counters().low_water)
+        Ok(self.counters()?.low_water)
     }
 
     /// The kind of the resource at `path`, if any. Provided; a backend may answer it without

@@ -10,9 +10,9 @@ use crate::error::{ErrorKind, StoreError, StoreResult};
 use crate::path::ResourcePath;
 use crate::tags::{Seq, StoreId};
 use crate::types::{
-    ByteStream, Capabilities, ChangePage, ChangesQuery, CreateOptions, DeleteOptions, Entry,
-    GetOptions, ListOptions, Listing, Meta, PatchOptions, PropPatch, PurgeReport, PutOptions,
-    TransferOptions, WriteOutcome,
+    ByteRange, ByteStream, Capabilities, ChangePage, ChangesQuery, CreateOptions, DeleteOptions,
+    Entry, GetOptions, ListOptions, Listing, Meta, PatchOptions, PropPatch, PurgeReport,
+    PutOptions, TransferOptions, WriteOutcome,
 };
 use crate::{ReplStore, Secret};
 
@@ -44,6 +44,11 @@ pub struct Plan {
     pub pages: Vec<PageQuery>,
     /// Change-log reads ([`Rows::changed`] and [`Rows::removed`]).
     pub logs: Vec<LogQuery>,
+    /// It reads the counters (a write always does).
+    pub counters: bool,
+    /// It reads the content of this item (a range of it, or all), when small
+    /// ([`Rows::content`]).
+    pub content: Option<(ResourcePath, Option<ByteRange>)>,
 }
 
 impl Plan {
@@ -299,6 +304,7 @@ impl<B: Backend> ReplStore for Engine<B> {
         let p = path.clone();
         let mut plan = Plan::read([p.clone()]);
         plan.paths.extend(opts.condition.paths(&p));
+        plan.content = Some((p.clone(), opts.range));
         let found = self
             .run(plan, None, move |rows, _| read::content(rows, &p, &opts))
             .await?;
@@ -398,13 +404,17 @@ impl<B: Backend> ReplStore for Engine<B> {
     }
 
     async fn watermark(&self) -> StoreResult<Seq> {
-        self.run(Plan::default(), None, |rows, _| rows.current_seq())
-            .await
+        let plan = Plan {
+            counters: true,
+            ..Plan::default()
+        };
+        self.run(plan, None, |rows, _| rows.current_seq()).await
     }
 
     async fn changes(&self, query: ChangesQuery) -> StoreResult<ChangePage> {
         let plan = Plan {
             logs: vec![read::log_query(&query)],
+            counters: true,
             ..Plan::read([query.scope.clone()])
         };
         self.run(plan, None, move |rows, _| read::changes(rows, &query))

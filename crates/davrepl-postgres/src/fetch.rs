@@ -10,7 +10,7 @@ use davrepl_store::engine::{
     Counters, LogQuery, PageQuery, Plan, Record, Tombstone, resolve_range,
 };
 use davrepl_store::{ByteRange, DeadProp, PropName, ResourcePath, StoreId, StoreResult};
-use deadpool_postgres::Transaction;
+use deadpool_postgres::ClientWrapper;
 use futures_util::future::try_join_all;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
@@ -288,7 +288,7 @@ impl Known {
     /// Fetches `w` with one pipelined batch of queries on `tx`.
     pub(crate) async fn fetch(
         &mut self,
-        tx: &Transaction<'_>,
+        tx: &ClientWrapper,
         id: StoreId,
         w: &Wants,
     ) -> StoreResult<()> {

@@ -30,12 +30,12 @@
 //! TLS tunnel in front of it.
 
 mod fetch;
-mod read;
 mod schema;
+mod step;
+mod stream;
 #[cfg(feature = "throwaway")]
 pub mod throwaway;
 mod view;
-mod write;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -205,19 +205,22 @@ fn config_err(msg: impl std::fmt::Display) -> StoreError {
 }
 
 async fn commit(tx: deadpool_postgres::Transaction<'_>) -> StoreResult<()> {
-    tx.commit().await.map_err(|e| {
-        if e.code().is_some() {
-            pg_err(e)
-        } else {
-            // The commit was sent but its answer was lost: it may or may not have happened.
-            // Not retried (a conditional write would then fail against its own change).
-            StoreError::new(
-                ErrorKind::Unavailable,
-                "the database connection failed while committing; the write may or may not have been applied",
-            )
-            .with_source(e.to_string())
-        }
-    })
+    tx.commit().await.map_err(commit_err)
+}
+
+/// The error of a `COMMIT`.
+fn commit_err(e: tokio_postgres::Error) -> StoreError {
+    if e.code().is_some() {
+        pg_err(e)
+    } else {
+        // The commit was sent but its answer was lost: it may or may not have happened.
+        // Not retried (a conditional write would then fail against its own change).
+        StoreError::new(
+            ErrorKind::Unavailable,
+            "the database connection failed while committing; the write may or may not have been applied",
+        )
+        .with_source(e.to_string())
+    }
 }
 
 impl PgStore {
@@ -380,7 +383,7 @@ impl Backend for Pg {
     }
 
     fn stream(&self, _path: &ResourcePath, blob: Option<i64>, span: (u64, u64)) -> ByteStream {
-        read::stream(self.clone(), blob, span)
+        stream::stream(self.clone(), blob, span)
     }
 
     fn identity(&self) -> (StoreId, Secret) {

@@ -26,7 +26,7 @@ use davrepl_store::engine::{Counters, LogQuery, PageQuery, Pieces, Rows, Tombsto
 use davrepl_store::{
     DeadProp, ErrorKind, PurgeReport, ReplUid, ResourcePath, StoreError, StoreId, StoreResult,
 };
-use deadpool_postgres::Transaction;
+use deadpool_postgres::ClientWrapper;
 use futures_util::future::try_join_all;
 use tokio_postgres::types::ToSql;
 
@@ -96,7 +96,7 @@ impl<'k> View<'k> {
     /// Writes this run's changes (and `content`) in one pipelined batch.
     pub(crate) async fn flush(
         self,
-        tx: &Transaction<'_>,
+        tx: &ClientWrapper,
         content: Option<&Content>,
     ) -> StoreResult<()> {
         let mut removed: Vec<&str> = Vec::new();

@@ -21,9 +21,9 @@
 //! # let _ = store; Ok(()) }
 //! ```
 
-mod read;
 mod rows;
 mod schema;
+mod stream;
 mod writer;
 
 use std::path::Path;
@@ -369,7 +369,7 @@ impl Backend for Sqlite {
     }
 
     fn stream(&self, path: &ResourcePath, blob: Option<i64>, span: (u64, u64)) -> ByteStream {
-        read::stream(self.clone(), path.clone(), blob, span)
+        stream::stream(self.clone(), path.clone(), blob, span)
     }
 
     fn identity(&self) -> (StoreId, Secret) {

@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use davrepl_proto::collblob::{self, BlobKind, CollBlob};
 use davrepl_proto::xml::ReplRequest;
 use davrepl_store::{self as store, ReplStore, ReplUid, ResourcePath, Seq, tags};
+use http::request::Parts;
 use http::{StatusCode, header};
 
 use super::*;
@@ -91,7 +92,7 @@ impl BlobBase {
             kind,
             scope_rid: scope_rid.0,
             binding,
-            principal: principal_of(ctx, &secret),
+            principal: principal_of(&ctx.parts, &secret),
             query,
             secret,
         }
@@ -116,26 +117,22 @@ impl BlobBase {
     }
 }
 
-pub(super) fn origin<S: ReplStore>(ctx: &Ctx<S>) -> String {
-    let scheme = ctx.parts.uri.scheme_str().unwrap_or("http");
-    let host = ctx
-        .parts
+pub(super) fn origin(parts: &Parts) -> String {
+    let scheme = parts.uri.scheme_str().unwrap_or("http");
+    let host = parts
         .headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .map(str::to_owned)
-        .or_else(|| ctx.parts.uri.authority().map(|a| a.to_string()))
+        .or_else(|| parts.uri.authority().map(|a| a.to_string()))
         .unwrap_or_else(|| "localhost".into());
     format!("{scheme}://{host}")
 }
 
-pub(super) fn principal_of<S: ReplStore>(ctx: &Ctx<S>, secret: &[u8]) -> [u8; 32] {
+pub(super) fn principal_of(parts: &Parts, secret: &[u8]) -> [u8; 32] {
     collblob::principal_hash(
         secret,
-        ctx.parts
-            .extensions
-            .get::<Principal>()
-            .map(|p| p.0.as_str()),
+        parts.extensions.get::<Principal>().map(|p| p.0.as_str()),
     )
 }
 
@@ -153,7 +150,7 @@ pub(super) fn check_blob<S: ReplStore>(
     if blob.kind != kind {
         return Err(invalid_collblob("issued for another kind of request"));
     }
-    if blob.principal != principal_of(ctx, secret) {
+    if blob.principal != principal_of(&ctx.parts, secret) {
         return Err(invalid_collblob("issued to another user"));
     }
     Ok(blob)

@@ -1,11 +1,11 @@
 //! Rendering: response columns, namespace prefixes and the XML of manifest and SEARCH rows.
 
+use davrepl_proto::href::Mount;
 use davrepl_proto::sql::{self, Expr, Query};
 use davrepl_proto::xml::XmlWriter;
 use davrepl_store::{DeadProp, Meta, ReplStore, ReplUid, ResourcePath, Seq};
 
 use super::*;
-use crate::config::Shared;
 use crate::error::{DavError, DavResult};
 use crate::handlers::Ctx;
 use crate::live;
@@ -93,6 +93,8 @@ pub(super) struct Output {
     pub(super) brief: bool,
     /// `scheme://host` for absolute hrefs.
     pub(super) origin: String,
+    /// Where the store is mounted (hrefs are rendered for the mount, not the store).
+    pub(super) mount: Mount,
 }
 
 /// A manifest row.
@@ -137,30 +139,16 @@ impl Output {
             columns,
             prefixes,
             brief: ctx.head.brief,
-            origin: origin(ctx),
+            origin: origin(&ctx.parts),
+            mount: ctx.shared.config.mount.clone(),
         })
     }
 
-    pub(super) fn href<S>(
-        &self,
-        shared: &Shared<S>,
-        path: &ResourcePath,
-        collection: bool,
-    ) -> String {
-        format!(
-            "{}{}",
-            self.origin,
-            shared.config.mount.href(path, collection)
-        )
+    pub(super) fn href(&self, path: &ResourcePath, collection: bool) -> String {
+        format!("{}{}", self.origin, self.mount.href(path, collection))
     }
 
-    pub(super) fn write_row<S>(
-        &self,
-        shared: &Shared<S>,
-        w: &mut XmlWriter,
-        row: &Row,
-        changetype: bool,
-    ) {
+    pub(super) fn write_row(&self, w: &mut XmlWriter, row: &Row, changetype: bool) {
         w.start("a:response", &[]);
         match row {
             Row::Delete {
@@ -169,7 +157,7 @@ impl Output {
                 collection,
                 ..
             } => {
-                w.text_element("a:href", &self.href(shared, path, *collection));
+                w.text_element("a:href", &self.href(path, *collection));
                 w.start("a:propstat", &[])
                     .text_element("a:status", "HTTP/1.1 200 OK")
                     .start("a:prop", &[]);
@@ -180,7 +168,7 @@ impl Output {
                 }
             }
             Row::Change { meta, props, .. } => {
-                let href = self.href(shared, &meta.path, meta.is_collection());
+                let href = self.href(&meta.path, meta.is_collection());
                 w.text_element("a:href", &href);
                 let mut found = XmlWriter::new();
                 let mut missing: Vec<&str> = Vec::new();

@@ -10,7 +10,6 @@ use http::{HeaderValue, Response, StatusCode, header};
 
 use super::*;
 use crate::body::{self, DavBody};
-use crate::config::Shared;
 use crate::error::DavResult;
 use crate::handlers::Ctx;
 use crate::handlers::multistatus::{self, Rows};
@@ -60,13 +59,7 @@ pub(super) async fn respond<S: ReplStore>(
         let acks_above: Vec<(u64, u64)> = Vec::new();
         let blob = m.base.issue(upper, acks_above);
         return Ok(manifest_response(
-            stream_rows(
-                ctx.shared.clone(),
-                engine,
-                m.output,
-                blob,
-                ctx.shared.config.strict_empty_repl,
-            ),
+            stream_rows(engine, m.output, blob, ctx.shared.config.strict_empty_repl),
             None,
         ));
     };
@@ -133,7 +126,7 @@ pub(super) async fn respond<S: ReplStore>(
         delivered.is_empty() && ctx.shared.config.strict_empty_repl,
     );
     for row in &delivered {
-        m.output.write_row(&ctx.shared, &mut w, row, true);
+        m.output.write_row(&mut w, row, true);
     }
     w.end("a:multistatus");
     let cr = rows::content_range(&ranges, total);
@@ -160,7 +153,6 @@ pub(super) fn cap_ranges(ranges: &mut Vec<(u64, u64)>, cap: u64) {
 /// The rows of an unranged manifest: the root and the collblob first (with the strict switch,
 /// an empty `repl` only when there are no rows at all), then rows a chunk at a time.
 struct ManifestRows<S> {
-    shared: Arc<Shared<S>>,
     engine: Engine<S>,
     output: Output,
     /// The collblob, until the opening chunk is written.
@@ -176,7 +168,7 @@ impl<S: ReplStore> Rows for ManifestRows<S> {
             write_repl(w, &blob, self.strict_empty && first.is_none());
             return Ok(match first {
                 Some(row) => {
-                    self.output.write_row(&self.shared, w, &row, true);
+                    self.output.write_row(w, &row, true);
                     false
                 }
                 None => true,
@@ -184,7 +176,7 @@ impl<S: ReplStore> Rows for ManifestRows<S> {
         }
         for _ in 0..ROWS_PER_CHUNK {
             match self.engine.next().await? {
-                Some(row) => self.output.write_row(&self.shared, w, &row, true),
+                Some(row) => self.output.write_row(w, &row, true),
                 None => return Ok(true),
             }
         }
@@ -194,14 +186,12 @@ impl<S: ReplStore> Rows for ManifestRows<S> {
 
 /// Streams an unranged manifest.
 pub(super) fn stream_rows<S: ReplStore>(
-    shared: Arc<Shared<S>>,
     engine: Engine<S>,
     output: Output,
     blob: String,
     strict_empty: bool,
 ) -> DavBody {
     let rows = ManifestRows {
-        shared,
         engine,
         output,
         blob: Some(blob),

@@ -135,7 +135,7 @@ pub(super) async fn plain_search<S: ReplStore>(
             meta: e.meta.clone(),
             props: e.props.clone(),
         };
-        output.write_row(&ctx.shared, &mut w, &row, false);
+        output.write_row(&mut w, &row, false);
     }
     w.end("a:multistatus");
     Ok(manifest_response(body::full(w.finish()), content_range))

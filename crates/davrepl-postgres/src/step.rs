@@ -13,13 +13,31 @@ use bytes::Bytes;
 use davrepl_store::chunks;
 use davrepl_store::engine::{Plan, Step};
 use davrepl_store::{ErrorKind, StoreError, StoreResult};
-use tokio_postgres::IsolationLevel;
+use deadpool_postgres::ClientWrapper;
+use futures_util::FutureExt;
 
 use crate::fetch::{Known, Wants};
 use crate::view::{Content, INSERT_CHUNK, View};
 use crate::{
-    LOCK_COUNTERS, Pg, commit, counters as counters_of, now_nanos, pg_err, pooled, retryable,
+    LOCK_COUNTERS, Pg, commit_err, counters as counters_of, now_nanos, pg_err, pooled, retryable,
 };
+
+/// A transaction open on a pooled connection: rolled back when dropped uncommitted (a read, or
+/// a step that failed). The `ROLLBACK` is queued on the connection without waiting for its
+/// answer, so it runs before anything the connection's next user sends.
+struct Open<'c> {
+    client: &'c ClientWrapper,
+    committed: bool,
+}
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        if !self.committed {
+            // Polling once sends the message; the answer is not needed.
+            let _ = self.client.batch_execute("ROLLBACK").now_or_never();
+        }
+    }
+}
 
 /// Blob ids reserved from the database sequence at a time.
 const BLOB_IDS: i64 = 64;
@@ -79,34 +97,43 @@ impl Pg {
         step: &Step<Option<i64>, T>,
     ) -> StoreResult<T> {
         let (id, write) = (self.inner.id, wants.plan.write);
-        let mut conn = self.conn().await?;
-        let builder = conn.build_transaction();
-        let builder = if write {
-            builder.isolation_level(IsolationLevel::ReadCommitted)
+        let conn = self.conn().await?;
+        let client: &ClientWrapper = &conn;
+        let begin = if write {
+            "BEGIN ISOLATION LEVEL READ COMMITTED"
         } else {
-            builder
-                .isolation_level(IsolationLevel::RepeatableRead)
-                .read_only(true)
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
         };
-        let tx = builder.start().await.map_err(pg_err)?;
+        let mut open = Open {
+            client,
+            committed: false,
+        };
         let mut known = Known::default();
-        if write {
-            let lock = tx.prepare_cached(LOCK_COUNTERS).await.map_err(pg_err)?;
-            // The lock query is sent first (a query is sent when its future is first polled,
-            // and `try_join` polls in order); PostgreSQL runs a connection's statements in
-            // order, so every prefetch query reads after the lock is granted, in a fresh
-            // READ COMMITTED snapshot that includes every write committed before.
-            let (counters, ()) = futures_util::future::try_join(
-                async {
-                    let row = tx.query_one(&lock, &[]).await.map_err(pg_err)?;
-                    counters_of(&row)
-                },
-                known.fetch(&tx, id, wants),
-            )
-            .await?;
-            known.counters = Some(counters);
-        } else {
-            known.fetch(&tx, id, wants).await?;
+        // One round trip: `BEGIN`, (for a write) the counters lock, and the prefetch. A query is
+        // sent when its future is first polled and `try_join` polls in order; PostgreSQL runs a
+        // connection's statements in order. So every prefetch query runs inside the transaction
+        // and, in a write, after the lock is granted, in a fresh READ COMMITTED snapshot that
+        // includes every write committed before.
+        let lock = match write {
+            true => Some(client.prepare_cached(LOCK_COUNTERS).await.map_err(pg_err)?),
+            false => None,
+        };
+        let ((), counters, ()) = futures_util::future::try_join3(
+            async { client.batch_execute(begin).await.map_err(pg_err) },
+            async {
+                match &lock {
+                    Some(lock) => {
+                        let row = client.query_one(lock, &[]).await.map_err(pg_err)?;
+                        counters_of(&row).map(Some)
+                    }
+                    None => Ok(None),
+                }
+            },
+            known.fetch(client, id, wants),
+        )
+        .await?;
+        if counters.is_some() {
+            known.counters = counters;
         }
         let payload = content.map(|c| Some(c.blob));
         for _ in 0..MAX_REFETCH {
@@ -115,8 +142,9 @@ impl Pg {
             match (out, view.need.take()) {
                 (Ok(v), _) => {
                     if write {
-                        view.flush(&tx, content).await?;
-                        commit(tx).await?;
+                        view.flush(client, content).await?;
+                        client.batch_execute("COMMIT").await.map_err(commit_err)?;
+                        open.committed = true;
                     }
                     return Ok(v);
                 }
@@ -124,7 +152,7 @@ impl Pg {
                     tracing::trace!(?need, "a step needs rows its prefetch missed");
                     let more = need.wants(&known);
                     drop(view);
-                    known.fetch(&tx, id, &more).await?;
+                    known.fetch(client, id, &more).await?;
                 }
                 (Err(e), None) => return Err(e),
             }

@@ -133,8 +133,10 @@ const FETCH_BLOB_IDS: &str =
 
 /// The chunks of a small item (or of a small range of any item) with the item's blob and length.
 const CONTENT_OF: &str = "SELECT r.blob, r.len, c.n, c.data FROM davrepl_resources r
-    JOIN davrepl_chunks c ON c.blob = r.blob
-    WHERE r.path = $1 AND r.len <= $2 AND c.n >= $3 AND c.n <= $4 ORDER BY c.n";
+    CROSS JOIN LATERAL (
+        SELECT n, data FROM davrepl_chunks WHERE blob = r.blob AND n >= $3 AND n <= $4
+    ) c
+    WHERE r.path = $1 AND r.len <= $2 ORDER BY c.n";
 
 fn columns(r: &Row) -> StoreResult<Columns> {
     Columns::read(
@@ -200,8 +202,11 @@ fn queries(w: &Wants) -> Vec<(Answer, &'static str, Owned)> {
     let mut out: Vec<(Answer, &'static str, Owned)> = Vec::new();
     let mut paths = strings(&p.paths);
     paths.extend(strings(&p.trees));
-    if !paths.is_empty() {
-        out.push((Answer::Rows, FETCH_PATHS, vec![Box::new(paths)]));
+    match paths.len() {
+        0 => {}
+        // The common case (a read of one resource) with the plain one-row query.
+        1 => out.push((Answer::Rows, sql::GET, vec![Box::new(paths.remove(0))])),
+        _ => out.push((Answer::Rows, FETCH_PATHS, vec![Box::new(paths)])),
     }
     if !p.trees.is_empty() {
         let (lo, hi) = ranges(&p.trees);

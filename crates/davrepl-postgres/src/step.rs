@@ -2,10 +2,10 @@
 //! `READ COMMITTED` holding the counters-row lock, a read in a `REPEATABLE READ READ ONLY`
 //! snapshot — and a write flushes the view before it commits.
 //!
-//! Round trips of a small write: `BEGIN`; the counters lock pipelined with the prefetch; the
-//! flush (all statements pipelined); `COMMIT`. The lock is held for the last three. A read:
-//! `BEGIN`; the counters read pipelined with the prefetch (and one more round trip when a
-//! listing asks for dead properties).
+//! Round trips of a small write: `BEGIN` + the counters lock + the prefetch, pipelined; the
+//! flush (all statements pipelined); `COMMIT` — three, the lock held for all of them. A read:
+//! `BEGIN` + the prefetch (a small item's content included), one round trip, plus one when a
+//! listing or change page asks for dead properties; its `ROLLBACK` is not waited for.
 
 use std::time::Duration;
 

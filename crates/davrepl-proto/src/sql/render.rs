@@ -77,7 +77,7 @@ fn write_expr(out: &mut String, e: &Expr) {
 }
 
 impl Query {
-    /// Canonical SQL text; [`parse`] reads it back to an equal query.
+    /// Canonical SQL text; [`parse`](super::parse) reads it back to an equal query.
     pub fn to_sql(&self) -> String {
         let mut out = String::from("SELECT ");
         match &self.columns {

@@ -367,6 +367,7 @@ async fn pooled(conn: &Object, sql: &str, params: &Params<'_>) -> StoreResult<Ve
 }
 
 impl Backend for Pg {
+    const PREFETCH: bool = true;
     type Payload = Option<i64>;
     type Upload = davrepl_store::chunks::Staged;
 

@@ -140,6 +140,10 @@ impl<U> Staged<U> {
 /// What a storage backend does: run atomic steps on its rows, and move content in and out.
 /// Every rule of the model is the engine's; see `docs/implementing-a-store.md`.
 pub trait Backend: Send + Sync + 'static {
+    /// Whether the backend reads the [`Plan`] of each step (to prefetch what it names);
+    /// building a plan costs a few allocations, which backends that read in place skip.
+    const PREFETCH: bool = false;
+
     /// The backend's handle on one resource's content.
     type Payload: Clone + Default + Send + Sync + 'static;
     /// Content staged by [`stage`](Self::stage), not yet part of any resource.
@@ -209,6 +213,21 @@ impl<B: Backend> Engine<B> {
         &self.backend
     }
 
+    /// The plan of a step: built only for a backend that prefetches
+    /// ([`Backend::PREFETCH`]); the others only learn whether the step writes.
+    fn plan(&self, write: bool, build: impl FnOnce() -> Plan) -> Plan {
+        if B::PREFETCH {
+            let plan = build();
+            debug_assert_eq!(plan.write, write, "a plan says whether it writes");
+            plan
+        } else {
+            Plan {
+                write,
+                ..Plan::default()
+            }
+        }
+    }
+
     async fn run<T: Send + 'static>(
         &self,
         plan: Plan,
@@ -233,14 +252,17 @@ impl<B: Backend> Engine<B> {
         opts: TransferOptions,
         moving: bool,
     ) -> StoreResult<WriteOutcome> {
-        let mut plan = Plan::write(from, &opts.condition);
-        plan.paths.extend(to.parent());
-        plan.trees = vec![from.clone(), to.clone()];
-        if !moving {
-            plan.props_of = vec![from.clone()];
-            plan.props_below = vec![from.clone()];
-            plan.copies_of = Some(from.clone());
-        }
+        let plan = self.plan(true, || {
+            let mut plan = Plan::write(from, &opts.condition);
+            plan.paths.extend(to.parent());
+            plan.trees = vec![from.clone(), to.clone()];
+            if !moving {
+                plan.props_of = vec![from.clone()];
+                plan.props_below = vec![from.clone()];
+                plan.copies_of = Some(from.clone());
+            }
+            plan
+        });
         let (from, to) = (from.clone(), to.clone());
         self.run(plan, None, move |rows, _| {
             if moving {
@@ -275,36 +297,39 @@ impl<B: Backend> ReplStore for Engine<B> {
 
     async fn head(&self, path: &ResourcePath) -> StoreResult<Meta> {
         let path = path.clone();
-        let plan = Plan::read([path.clone()]);
+        let plan = self.plan(false, || Plan::read([path.clone()]));
         self.run(plan, None, move |rows, _| read::head(rows, &path))
             .await
     }
 
     async fn props(&self, path: &ResourcePath) -> StoreResult<Entry> {
         let path = path.clone();
-        let plan = Plan {
+        let plan = self.plan(false, || Plan {
             props_of: vec![path.clone()],
             ..Plan::read([path.clone()])
-        };
+        });
         self.run(plan, None, move |rows, _| read::entry(rows, &path))
             .await
     }
 
     async fn list(&self, path: &ResourcePath, opts: ListOptions) -> StoreResult<Listing> {
         let path = path.clone();
-        let plan = Plan {
+        let plan = self.plan(false, || Plan {
             pages: vec![read::page_query(&path, &opts)],
             ..Plan::read([path.clone()])
-        };
+        });
         self.run(plan, None, move |rows, _| read::list(rows, &path, &opts))
             .await
     }
 
     async fn read(&self, path: &ResourcePath, opts: GetOptions) -> StoreResult<(Meta, ByteStream)> {
         let p = path.clone();
-        let mut plan = Plan::read([p.clone()]);
-        plan.paths.extend(opts.condition.paths(&p));
-        plan.content = Some((p.clone(), opts.range));
+        let plan = self.plan(false, || {
+            let mut plan = Plan::read([p.clone()]);
+            plan.paths.extend(opts.condition.paths(&p));
+            plan.content = Some((p.clone(), opts.range));
+            plan
+        });
         let found = self
             .run(plan, None, move |rows, _| read::content(rows, &p, &opts))
             .await?;
@@ -333,7 +358,7 @@ impl<B: Backend> ReplStore for Engine<B> {
         };
         let staged = self.backend.stage(incoming).await?;
         let (len, transformed) = (staged.len, staged.transformed);
-        let plan = Plan::write(path, &opts.condition);
+        let plan = self.plan(true, || Plan::write(path, &opts.condition));
         let path = path.clone();
         self.run(plan, Some(staged.upload), move |rows, payload| {
             let payload = payload.ok_or_else(no_payload)?;
@@ -348,7 +373,7 @@ impl<B: Backend> ReplStore for Engine<B> {
         path: &ResourcePath,
         opts: CreateOptions,
     ) -> StoreResult<WriteOutcome> {
-        let plan = Plan::write(path, &opts.condition);
+        let plan = self.plan(true, || Plan::write(path, &opts.condition));
         let path = path.clone();
         self.run(plan, None, move |rows, _| {
             write::create_collection(rows, &path, &opts.condition)
@@ -357,10 +382,10 @@ impl<B: Backend> ReplStore for Engine<B> {
     }
 
     async fn delete(&self, path: &ResourcePath, opts: DeleteOptions) -> StoreResult<Meta> {
-        let plan = Plan {
+        let plan = self.plan(true, || Plan {
             trees: vec![path.clone()],
             ..Plan::write(path, &opts.condition)
-        };
+        });
         let path = path.clone();
         self.run(plan, None, move |rows, _| {
             write::delete(rows, &path, &opts.condition)
@@ -392,10 +417,10 @@ impl<B: Backend> ReplStore for Engine<B> {
         patch: Vec<PropPatch>,
         opts: PatchOptions,
     ) -> StoreResult<WriteOutcome> {
-        let plan = Plan {
+        let plan = self.plan(true, || Plan {
             props_of: vec![path.clone()],
             ..Plan::write(path, &opts.condition)
-        };
+        });
         let path = path.clone();
         self.run(plan, None, move |rows, _| {
             write::patch_props(rows, &path, patch.clone(), &opts.condition)
@@ -404,28 +429,28 @@ impl<B: Backend> ReplStore for Engine<B> {
     }
 
     async fn watermark(&self) -> StoreResult<Seq> {
-        let plan = Plan {
+        let plan = self.plan(false, || Plan {
             counters: true,
             ..Plan::default()
-        };
+        });
         self.run(plan, None, |rows, _| rows.current_seq()).await
     }
 
     async fn changes(&self, query: ChangesQuery) -> StoreResult<ChangePage> {
-        let plan = Plan {
+        let plan = self.plan(false, || Plan {
             logs: vec![read::log_query(&query)],
             counters: true,
             ..Plan::read([query.scope.clone()])
-        };
+        });
         self.run(plan, None, move |rows, _| read::changes(rows, &query))
             .await
     }
 
     async fn purge(&self, before: SystemTime) -> StoreResult<PurgeReport> {
-        let plan = Plan {
+        let plan = self.plan(true, || Plan {
             write: true,
             ..Plan::default()
-        };
+        });
         self.run(plan, None, move |rows, _| rows.purge(before))
             .await
     }

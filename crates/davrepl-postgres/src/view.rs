@@ -148,7 +148,11 @@ impl<'k> View<'k> {
             }
         }
         let (c_new, c_old): (Vec<i64>, Vec<i64>) = self.copies.iter().copied().unzip();
-        let c = self.counters.unwrap_or_default();
+        // A write step always holds the counters (read under the lock); saving defaults
+        // instead would hand out sequence numbers twice.
+        let c = self.counters.ok_or_else(|| {
+            StoreError::new(ErrorKind::Internal, "a write step without its counters")
+        })?;
         let counters = [sql::int(c.seq), sql::int(c.rid), sql::int(c.low_water)];
         let rest = content.and_then(|c| c.rest.as_ref().map(|r| (c.blob, c.n, &r[..])));
 

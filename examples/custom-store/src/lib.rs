@@ -218,9 +218,13 @@ impl Rows for Tx<'_> {
         if end - start >= INLINE {
             return Ok(None);
         }
-        let data = std::fs::read(self.files.file(file.unwrap_or_default())).map_err(io)?;
-        let span = data.get(start as usize..=end as usize).unwrap_or_default();
-        Ok(Some(vec![bytes::Bytes::copy_from_slice(span)]))
+        // Only the span, not the whole file: a short range of a large file stays cheap.
+        use std::io::{Read, Seek};
+        let mut f = std::fs::File::open(self.files.file(file.unwrap_or_default())).map_err(io)?;
+        f.seek(std::io::SeekFrom::Start(start)).map_err(io)?;
+        let mut data = vec![0; (end - start + 1) as usize];
+        f.read_exact(&mut data).map_err(io)?;
+        Ok(Some(vec![data.into()]))
     }
 }
 

@@ -93,13 +93,6 @@ pub fn below(root: &ResourcePath) -> (String, String) {
     root.descendant_range()
 }
 
-/// A limit plus one (to see whether more follow), as a SQL integer.
-pub fn fetch_limit(limit: usize) -> i64 {
-    i64::try_from(limit)
-        .unwrap_or(i64::MAX - 1)
-        .saturating_add(1)
-}
-
 /// A sequence number as a SQL integer (saturating; sequence numbers never get near it).
 pub fn int(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)

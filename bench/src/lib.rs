@@ -82,10 +82,15 @@ pub fn ms(d: Duration) -> String {
 
 /// A throwaway PostgreSQL cluster with durable settings (fsync and synchronous commit on;
 /// `DAVREPL_BENCH_PG_FSYNC=off` turns them off to see the cost of the disk), stopped and
-/// removed when dropped. Panics when PostgreSQL is not installed.
+/// removed when dropped. `DAVREPL_BENCH_PG_SETTINGS` adds server settings (`name=value`,
+/// separated by spaces; `bench/pg-statements.sh` uses it). Panics when PostgreSQL is not
+/// installed.
 pub fn pg_cluster() -> davrepl_postgres::throwaway::Cluster {
     let mut opts = davrepl_postgres::throwaway::ClusterOptions::default();
     opts.durable = std::env::var("DAVREPL_BENCH_PG_FSYNC").map_or(true, |v| v != "off");
+    if let Ok(settings) = std::env::var("DAVREPL_BENCH_PG_SETTINGS") {
+        opts.settings = settings.split_whitespace().map(str::to_owned).collect();
+    }
     davrepl_postgres::throwaway::Cluster::start(&opts)
         .expect("start PostgreSQL")
         .expect("PostgreSQL binaries not found: install the postgresql package")

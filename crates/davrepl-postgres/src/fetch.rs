@@ -109,6 +109,9 @@ pub(crate) struct Known {
     pub(crate) counters: Option<Counters>,
 }
 
+/// Up to this many single rows are fetched with one lookup each, more with one array query.
+const FEW_PATHS: usize = 4;
+
 const FETCH_PATHS: &str = concat!(
     "SELECT path, rid, kind, version, content_version, len, content_type, created, modified, blob",
     " FROM davrepl_resources WHERE path = ANY($1)"
@@ -131,12 +134,16 @@ const FETCH_BLOB_IDS: &str =
     WHERE blob IS NOT NULL AND (path = $2 OR (path > $3 AND path < $4))
 ))";
 
-/// The chunks of a small item (or of a small range of any item) with the item's blob and length.
-const CONTENT_OF: &str = "SELECT r.blob, r.len, c.n, c.data FROM davrepl_resources r
-    CROSS JOIN LATERAL (
-        SELECT n, data FROM davrepl_chunks WHERE blob = r.blob AND n >= $3 AND n <= $4
-    ) c
-    WHERE r.path = $1 AND r.len <= $2 ORDER BY c.n";
+/// One item's row and, when it is small enough (`len <= $2`), its chunks `$3..=$4`: a GET's
+/// whole prefetch in one statement with one index lookup of the path. The row comes back once
+/// per chunk, or once with no chunk.
+const ITEM_WITH_CONTENT: &str = concat!(
+    "SELECT r.path, r.rid, r.kind, r.version, r.content_version, r.len, r.content_type,",
+    " r.created, r.modified, r.blob, c.n, c.data FROM davrepl_resources r",
+    " LEFT JOIN LATERAL (SELECT n, data FROM davrepl_chunks",
+    " WHERE blob = r.blob AND r.len <= $2 AND n >= $3 AND n <= $4) c ON true",
+    " WHERE r.path = $1 ORDER BY c.n"
+);
 
 fn columns(r: &Row) -> StoreResult<Columns> {
     Columns::read(
@@ -202,11 +209,20 @@ fn queries(w: &Wants) -> Vec<(Answer, &'static str, Owned)> {
     let mut out: Vec<(Answer, &'static str, Owned)> = Vec::new();
     let mut paths = strings(&p.paths);
     paths.extend(strings(&p.trees));
-    match paths.len() {
-        0 => {}
-        // The common case (a read of one resource) with the plain one-row query.
-        1 => out.push((Answer::Rows, sql::GET, vec![Box::new(paths.remove(0))])),
-        _ => out.push((Answer::Rows, FETCH_PATHS, vec![Box::new(paths)])),
+    paths.sort_unstable();
+    paths.dedup();
+    if let Some((item, _)) = &p.content {
+        // Its row comes with its content.
+        paths.retain(|q| q != item.as_str());
+    }
+    if paths.len() <= FEW_PATHS {
+        // A lookup each: its cached generic plan is an index scan, where an array's plan
+        // depends on the array's length and is made again for most calls.
+        for path in paths {
+            out.push((Answer::Rows, sql::GET, vec![Box::new(path)]));
+        }
+    } else {
+        out.push((Answer::Rows, FETCH_PATHS, vec![Box::new(paths)]));
     }
     if !p.trees.is_empty() {
         let (lo, hi) = ranges(&p.trees);
@@ -274,7 +290,7 @@ fn queries(w: &Wants) -> Vec<(Answer, &'static str, Owned)> {
             Box::new(first),
             Box::new(last),
         ];
-        out.push((Answer::ContentOf(*range), CONTENT_OF, params));
+        out.push((Answer::ContentOf(*range), ITEM_WITH_CONTENT, params));
     }
     if p.counters {
         out.push((Answer::Counters, crate::LOAD_COUNTERS, Vec::new()));
@@ -357,7 +373,7 @@ impl Known {
                     }
                     self.content.insert((blob, start, end), pieces);
                 }
-                Answer::ContentOf(range) => self.content_of(&rows, range)?,
+                Answer::ContentOf(range) => self.content_of(id, &rows, range)?,
                 Answer::Counters => {
                     let r = rows.first().ok_or_else(|| pg_missing("the counters row"))?;
                     self.counters = Some(crate::counters(r)?);
@@ -391,26 +407,35 @@ impl Known {
 
     /// Keeps the chunks of a content prefetch when they cover exactly the range a read of
     /// that item will ask for.
-    fn content_of(&mut self, rows: &[Row], range: Option<ByteRange>) -> StoreResult<()> {
+    fn content_of(
+        &mut self,
+        id: StoreId,
+        rows: &[Row],
+        range: Option<ByteRange>,
+    ) -> StoreResult<()> {
         let Some(first) = rows.first() else {
             return Ok(());
         };
-        let blob: i64 = first.try_get(0).map_err(pg_err)?;
-        let len: i64 = first.try_get(1).map_err(pg_err)?;
-        let Ok((start, end)) = resolve_range(len as u64, range) else {
-            return Ok(()); // the read will refuse the range itself
+        let (path, rec) = record(id, first)?;
+        let blob = rec.payload;
+        let len = rec.len;
+        self.rows.insert(path, Some(rec));
+        let (Some(blob), Ok((start, end))) = (blob, resolve_range(len, range)) else {
+            return Ok(()); // a collection, or a range the read refuses itself
         };
         let (from, to) = sql::chunk_span(start, end, CHUNK);
         let mut pieces = Vec::with_capacity(rows.len());
         for (i, r) in rows.iter().enumerate() {
-            let n: i64 = r.try_get(2).map_err(pg_err)?;
+            let Some(n) = r.try_get::<_, Option<i64>>(10).map_err(pg_err)? else {
+                return Ok(()); // too large to prefetch, or empty: read on demand
+            };
             if n != from + i as i64 || n > to {
                 return Ok(()); // not exactly the chunks wanted: fetched again on demand
             }
             pieces.push(slice_chunk(
                 n as u64,
                 CHUNK,
-                r.try_get(3).map_err(pg_err)?,
+                r.try_get(11).map_err(pg_err)?,
                 start,
                 end,
             ));

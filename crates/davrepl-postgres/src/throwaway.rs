@@ -31,6 +31,9 @@ pub struct ClusterOptions {
     pub durable: bool,
     /// `max_connections`.
     pub max_connections: u32,
+    /// More server settings, each `name=value` without spaces (for example
+    /// `shared_preload_libraries=pg_stat_statements` to see what each statement costs).
+    pub settings: Vec<String>,
 }
 
 impl Default for ClusterOptions {
@@ -38,6 +41,7 @@ impl Default for ClusterOptions {
         Self {
             durable: false,
             max_connections: 300,
+            settings: Vec::new(),
         }
     }
 }
@@ -108,9 +112,26 @@ fn free_port() -> Result<u16, String> {
     l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
 }
 
+/// `settings` as `-c name=value` arguments of the server, each after a space.
+fn server_settings(settings: &[String]) -> Result<String, String> {
+    let mut out = String::new();
+    for s in settings {
+        let well_formed = s.split_once('=').is_some_and(|(name, _)| !name.is_empty());
+        if !well_formed || s.contains(char::is_whitespace) {
+            return Err(format!(
+                "a setting is `name=value` without spaces, not {s:?}"
+            ));
+        }
+        out.push_str(" -c ");
+        out.push_str(s);
+    }
+    Ok(out)
+}
+
 impl Cluster {
     /// Creates and starts a cluster. `Ok(None)` when the PostgreSQL binaries are absent.
     pub fn start(opts: &ClusterOptions) -> Result<Option<Self>, String> {
+        let extra = server_settings(&opts.settings)?;
         let Some(bindir) = find_bindir() else {
             return Ok(None);
         };
@@ -164,7 +185,7 @@ impl Cluster {
             .arg("-w")
             .arg("-o")
             .arg(format!(
-                "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections={} -c fsync={sync} -c synchronous_commit={sync} -c full_page_writes={sync}",
+                "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections={} -c fsync={sync} -c synchronous_commit={sync} -c full_page_writes={sync}{extra}",
                 cluster.port,
                 cluster.dir.display(),
                 opts.max_connections
@@ -391,4 +412,24 @@ pub async fn bulk_members(url: &str, parent: &str, n: u64) -> Result<(), String>
     drop(client);
     let _ = driver.await;
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server_settings;
+
+    #[test]
+    fn settings_become_server_arguments() {
+        let ok = ["work_mem=8MB".to_owned(), "jit=off".to_owned()];
+        assert_eq!(server_settings(&ok).unwrap(), " -c work_mem=8MB -c jit=off");
+        assert_eq!(server_settings(&[]).unwrap(), "");
+    }
+
+    #[test]
+    fn malformed_settings_are_refused() {
+        for bad in ["", "jit", "=off", "work_mem=8 MB", "a=b -c fsync=off"] {
+            let err = server_settings(&[bad.to_owned()]).unwrap_err();
+            assert!(err.contains("name=value"), "{bad:?}: {err}");
+        }
+    }
 }

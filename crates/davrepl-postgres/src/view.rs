@@ -167,17 +167,23 @@ impl<'k> View<'k> {
         if !c_new.is_empty() {
             batch.push((COPY_CHUNKS, vec![&c_new, &c_old]));
         }
-        if !self.released.is_empty() {
-            batch.push((
+        // One row is deleted by its key: a statement with an array parameter is planned
+        // again on most calls, one with a single key uses its cached plan.
+        match self.released.as_slice() {
+            [] => {}
+            [one] => batch.push(("DELETE FROM davrepl_chunks WHERE blob = $1", vec![one])),
+            _ => batch.push((
                 "DELETE FROM davrepl_chunks WHERE blob = ANY($1)",
                 vec![&self.released],
-            ));
+            )),
         }
-        if !removed.is_empty() {
-            batch.push((
+        match removed.as_slice() {
+            [] => {}
+            [one] => batch.push(("DELETE FROM davrepl_resources WHERE path = $1", vec![one])),
+            _ => batch.push((
                 "DELETE FROM davrepl_resources WHERE path = ANY($1)",
                 vec![&removed],
-            ));
+            )),
         }
         if !up.is_empty() {
             batch.push((

@@ -61,12 +61,20 @@ impl Plan {
 
     /// A write on `target`: the target, its parent and every path `cond` names.
     fn write(target: &ResourcePath, cond: &Condition) -> Self {
-        let mut paths = vec![target.clone()];
-        paths.extend(target.parent());
-        paths.extend(cond.paths(target));
-        Self {
+        let mut plan = Self {
             write: true,
-            ..Self::read(paths)
+            ..Self::read(cond.paths(target)) // the target first, each path once
+        };
+        if let Some(parent) = target.parent() {
+            plan.add_path(parent);
+        }
+        plan
+    }
+
+    /// Adds a single row to read, unless it is listed already.
+    fn add_path(&mut self, path: ResourcePath) {
+        if !self.paths.contains(&path) {
+            self.paths.push(path);
         }
     }
 }
@@ -254,7 +262,9 @@ impl<B: Backend> Engine<B> {
     ) -> StoreResult<WriteOutcome> {
         let plan = self.plan(true, || {
             let mut plan = Plan::write(from, &opts.condition);
-            plan.paths.extend(to.parent());
+            if let Some(parent) = to.parent() {
+                plan.add_path(parent);
+            }
             plan.trees = vec![from.clone(), to.clone()];
             if !moving {
                 plan.props_of = vec![from.clone()];
@@ -325,8 +335,7 @@ impl<B: Backend> ReplStore for Engine<B> {
     async fn read(&self, path: &ResourcePath, opts: GetOptions) -> StoreResult<(Meta, ByteStream)> {
         let p = path.clone();
         let plan = self.plan(false, || {
-            let mut plan = Plan::read([p.clone()]);
-            plan.paths.extend(opts.condition.paths(&p));
+            let mut plan = Plan::read(opts.condition.paths(&p)); // `p` first
             plan.content = Some((p.clone(), opts.range));
             plan
         });
@@ -453,5 +462,39 @@ impl<B: Backend> ReplStore for Engine<B> {
         });
         self.run(plan, None, move |rows, _| rows.purge(before))
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Plan;
+    use crate::{Condition, IfList, IfResource, ResourcePath};
+
+    fn path(p: &str) -> ResourcePath {
+        ResourcePath::parse(p).unwrap()
+    }
+
+    fn tagged(p: &str) -> IfList {
+        IfList {
+            resource: IfResource::Path(path(p)),
+            conditions: Vec::new(),
+        }
+    }
+
+    /// A backend fetches what a plan lists: each path once, the target first.
+    #[test]
+    fn a_write_plan_lists_each_path_once() {
+        let cond = Condition {
+            if_lists: vec![tagged("/a/b"), tagged("/c"), tagged("/c"), tagged("/a")],
+            ..Condition::default()
+        };
+        let plan = Plan::write(&path("/a/b"), &cond);
+        assert!(plan.write);
+        assert_eq!(plan.paths, [path("/a/b"), path("/c"), path("/a")]);
+        let mut moving = plan.clone();
+        moving.add_path(path("/c"));
+        assert_eq!(moving.paths, plan.paths);
+        let plain = Plan::write(&path("/a/b"), &Condition::default());
+        assert_eq!(plain.paths, [path("/a/b"), path("/a")]);
     }
 }

@@ -69,6 +69,25 @@ where
     }
 }
 
+/// Serves `layer` (fallback 404) to principals named by an `X-Test-User` header, as an
+/// authentication layer in front of davrepl would set them; no header is anonymous.
+pub async fn serve_users<S: ReplStore>(layer: ReplLayer<S>) -> TestServer {
+    let inner = layer.layer(axum::Router::new());
+    let service = tower::ServiceBuilder::new()
+        .map_request(|mut req: http::Request<hyper::body::Incoming>| {
+            let user = req
+                .headers()
+                .get("x-test-user")
+                .and_then(|v| v.to_str().ok());
+            if let Some(user) = user.map(str::to_owned) {
+                req.extensions_mut().insert(davrepl::Principal(user));
+            }
+            req
+        })
+        .service(inner);
+    serve_service(service).await
+}
+
 /// Serves `layer` with a fallback that answers 404.
 pub async fn serve<S: ReplStore>(layer: ReplLayer<S>) -> TestServer {
     serve_with(layer, axum::Router::new()).await
@@ -482,5 +501,102 @@ pub mod remote {
     /// The change sequence number inside a resourcetag (its last 12 hex digits).
     pub fn version(rt: &str) -> u64 {
         u64::from_str_radix(&rt[rt.len() - 12..], 16).expect("hex")
+    }
+}
+
+/// The body of an RFC 6578 `sync-collection` REPORT: `token` (`None`: initial sync), `level`
+/// (`1` or `infinite`), `props` (the inside of `DAV:prop`, e.g. `<D:getetag/>`) and an
+/// optional `nresults` limit.
+pub fn sync_body(token: Option<&str>, level: &str, props: &str, limit: Option<u64>) -> String {
+    let token = token.map_or(String::new(), |t| {
+        t.replace('&', "&amp;").replace('<', "&lt;")
+    });
+    let limit = limit.map_or(String::new(), |n| {
+        format!("<D:limit><D:nresults>{n}</D:nresults></D:limit>")
+    });
+    format!(
+        r#"<?xml version="1.0" encoding="utf-8"?><D:sync-collection xmlns:D="DAV:"><D:sync-token>{token}</D:sync-token><D:sync-level>{level}</D:sync-level>{limit}<D:prop>{props}</D:prop></D:sync-collection>"#
+    )
+}
+
+/// A `sync-collection` answer, read the way a client must read it.
+#[derive(Debug, Clone)]
+pub struct SyncAnswer {
+    /// Changed (or new) members: href → its `response` element.
+    pub changed: std::collections::BTreeMap<String, xmltree::Element>,
+    /// Removed members' hrefs.
+    pub removed: std::collections::BTreeSet<String>,
+    /// The report was cut short (a `507` response for the collection).
+    pub truncated: bool,
+    /// The new token.
+    pub token: String,
+}
+
+impl SyncAnswer {
+    /// Parses a `207` answer for the collection at `collection` (its href); panics (failing
+    /// the test) where RFC 6578 is broken: a member listed twice, a removed member with a
+    /// `propstat`, a changed one without, no token.
+    #[track_caller]
+    pub fn parse(r: &Reply, collection: &str) -> Self {
+        r.expect(207);
+        let ms = r.xml();
+        let mut out = Self {
+            changed: Default::default(),
+            removed: Default::default(),
+            truncated: false,
+            token: String::new(),
+        };
+        for (href, e) in responses(&ms) {
+            let status = e.get_child("status").and_then(|s| s.get_text());
+            let has_propstat = e.get_child("propstat").is_some();
+            let fresh = match status.as_deref().map(|s| s.split(' ').nth(1).unwrap_or("")) {
+                Some("404") => {
+                    assert!(!has_propstat, "{href}: a removed member has a propstat");
+                    out.removed.insert(href.clone())
+                }
+                Some("507") => {
+                    assert_eq!(href, collection, "507 is for the collection itself");
+                    assert!(!out.truncated, "two 507 responses");
+                    out.truncated = true;
+                    true
+                }
+                Some(other) => panic!("{href}: unexpected status {other}: {}", r.text()),
+                None => {
+                    assert!(has_propstat, "{href}: a changed member without a propstat");
+                    out.changed.insert(href.clone(), e).is_none()
+                }
+            };
+            assert!(fresh, "{href} appears more than once: {}", r.text());
+            assert!(
+                !(out.changed.contains_key(&href) && out.removed.contains(&href)),
+                "{href} is both changed and removed"
+            );
+        }
+        out.token = ms
+            .get_child("sync-token")
+            .and_then(|t| t.get_text())
+            .map(|t| t.into_owned())
+            .unwrap_or_else(|| panic!("no sync-token: {}", r.text()));
+        out
+    }
+}
+
+impl TestServer {
+    /// A `sync-collection` REPORT on `path` (Depth: 0).
+    pub async fn sync(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        level: &str,
+        props: &str,
+        limit: Option<u64>,
+    ) -> Reply {
+        self.send(
+            self.req("REPORT", path)
+                .header("Depth", "0")
+                .header("Content-Type", "application/xml")
+                .body(sync_body(token, level, props, limit)),
+        )
+        .await
     }
 }

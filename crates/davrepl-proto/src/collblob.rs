@@ -26,6 +26,8 @@ pub enum BlobKind {
     Search,
     /// A PROPFIND manifest.
     Propfind,
+    /// An RFC 6578 sync token (`sync-collection` REPORT or the `DAV:sync-token` property).
+    Sync,
 }
 
 /// The decoded content of a collblob.
@@ -100,6 +102,7 @@ impl CollBlob {
         out.push(match self.kind {
             BlobKind::Search => 0,
             BlobKind::Propfind => 1,
+            BlobKind::Sync => 2,
         });
         out.extend_from_slice(&self.scope_rid);
         out.extend_from_slice(&self.binding);
@@ -142,6 +145,7 @@ impl CollBlob {
         let kind = match r.take(1)?[0] {
             0 => BlobKind::Search,
             1 => BlobKind::Propfind,
+            2 => BlobKind::Sync,
             _ => return Err(CollBlobError::Garbled),
         };
         let scope_rid = r.array::<22>()?;
@@ -249,7 +253,7 @@ mod tests {
         #[test]
         fn any_blob_round_trips(watermark in 0u64..(1 << 48), query in ".{0,200}",
                                 seen in proptest::collection::vec((0u64..(1 << 48), 0u64..(1 << 48)), 0..50),
-                                kind in prop_oneof![Just(BlobKind::Search), Just(BlobKind::Propfind)]) {
+                                kind in prop_oneof![Just(BlobKind::Search), Just(BlobKind::Propfind), Just(BlobKind::Sync)]) {
             let key = [3u8; 32];
             let blob = CollBlob { watermark, query, seen, kind, ..sample() };
             prop_assert_eq!(CollBlob::decode(&blob.encode(&key), &key), Ok(blob));

@@ -77,6 +77,10 @@ pub struct Limits {
     /// Most rows in one ranged manifest or SEARCH response (`Range: rows=` asking for more is
     /// cut to this; `Content-Range` says what was sent). Default 10,000.
     pub max_rows_per_response: u64,
+    /// Most members one RFC 6578 `sync-collection` report lists; beyond it the report is
+    /// truncated (a `507` response for the collection and a token for the partial state, RFC
+    /// 6578 §3.6), and the client continues from there. Default 10,000.
+    pub max_sync_results: u64,
     /// Most results a plain (non-replication) SEARCH materialises for sorting and ranges
     /// (`422` above it). Default 100,000.
     pub max_search_results: usize,
@@ -99,6 +103,7 @@ impl Default for Limits {
             allow_depth_infinity: true,
             page_size: 256,
             max_rows_per_response: 10_000,
+            max_sync_results: 10_000,
             max_search_results: 100_000,
             max_row_ranges: 16,
             sql: davrepl_proto::sql::SqlLimits::default(),

@@ -19,7 +19,14 @@ const DAV_PROTECTED: &[&str] = &[
     "iscollection",
     "ishidden",
     "href",
+    "sync-token",
+    "supported-report-set",
 ];
+
+/// `DAV:supported-report-set` of a collection: RFC 6578 `sync-collection`. Self-contained
+/// (declares its own namespace), so it can be written under any prefix.
+const COLLECTION_REPORTS: &str =
+    "<supported-report xmlns=\"DAV:\"><report><sync-collection/></report></supported-report>";
 
 const REPL_LIVE: &[&str] = &["resourcetag", "repl-uid", "contenttag"];
 
@@ -88,6 +95,8 @@ pub(crate) fn live_value(meta: &Meta, ns: &str, local: &str) -> Option<PropValue
             ),
             "resourcetype" => PropValue::ResourceType(meta.is_collection()),
             "supportedlock" => PropValue::Empty,
+            "supported-report-set" if meta.is_collection() => PropValue::Xml(COLLECTION_REPORTS),
+            "supported-report-set" => PropValue::Empty,
             "isfolder" | "iscollection" => flag(meta.is_collection()),
             "ishidden" => flag(false),
             _ => return None,

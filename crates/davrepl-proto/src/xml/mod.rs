@@ -7,11 +7,13 @@
 //! structural.
 
 mod reader;
+mod report;
 
 use bytes::{Bytes, BytesMut};
 use davrepl_store::PropName;
 
 pub use reader::{Element, Node, parse_document};
+pub use report::{Report, SyncCollection, SyncLevel, parse_report};
 
 use crate::DAV_NS;
 

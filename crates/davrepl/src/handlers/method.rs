@@ -21,11 +21,12 @@ pub(crate) enum DavMethod {
     Propfind,
     Proppatch,
     Search,
+    Report,
 }
 
 impl DavMethod {
     /// Every method, in `Allow` order.
-    pub(crate) const ALL: [Self; 12] = [
+    pub(crate) const ALL: [Self; 13] = [
         Self::Options,
         Self::Get,
         Self::Head,
@@ -38,11 +39,11 @@ impl DavMethod {
         Self::Propfind,
         Self::Proppatch,
         Self::Search,
+        Self::Report,
     ];
 
     /// The `Allow` header value: every method above.
-    pub(crate) const ALLOW: &'static str =
-        "OPTIONS, GET, HEAD, PUT, POST, DELETE, MKCOL, COPY, MOVE, PROPFIND, PROPPATCH, SEARCH";
+    pub(crate) const ALLOW: &'static str = "OPTIONS, GET, HEAD, PUT, POST, DELETE, MKCOL, COPY, MOVE, PROPFIND, PROPPATCH, SEARCH, REPORT";
 
     /// The method of a request, `None` when the layer does not serve it.
     pub(crate) fn parse(m: &Method) -> Option<Self> {
@@ -64,6 +65,7 @@ impl DavMethod {
             Self::Propfind => "PROPFIND",
             Self::Proppatch => "PROPPATCH",
             Self::Search => "SEARCH",
+            Self::Report => "REPORT",
         }
     }
 
@@ -75,6 +77,8 @@ impl DavMethod {
             Some(Self::Get | Self::Head | Self::Options | Self::Search) => Access::Read,
             Some(Self::Propfind | Self::Copy) if shallow => Access::Read,
             Some(Self::Propfind | Self::Copy) => Access::ReadTree,
+            // The only report served lists a collection's members (or its whole tree).
+            Some(Self::Report) => Access::ReadTree,
             Some(Self::Delete | Self::Move) => Access::WriteTree,
             Some(Self::Put | Self::Post | Self::Mkcol | Self::Proppatch) | None => Access::Write,
         }
@@ -116,6 +120,7 @@ mod tests {
         );
         assert_eq!(a(M::Copy, Some(Depth::Zero)), Access::Read);
         assert_eq!(a(M::Copy, None), Access::ReadTree);
+        assert_eq!(a(M::Report, Some(Depth::Zero)), Access::ReadTree);
         assert_eq!(a(M::Delete, Some(Depth::Zero)), Access::WriteTree);
         assert_eq!(a(M::Move, None), Access::WriteTree);
         for m in [M::Put, M::Post, M::Mkcol, M::Proppatch] {

@@ -1,10 +1,12 @@
 //! The request handlers, one module per group of methods, and what they share.
 
+mod log;
 mod manifest;
 mod method;
 mod multistatus;
 mod props;
 mod read;
+mod sync;
 mod write;
 
 use std::sync::Arc;
@@ -203,6 +205,12 @@ impl<S: ReplStore> Ctx<S> {
     pub(crate) fn href(&self, path: &ResourcePath, collection: bool) -> String {
         self.shared.config.mount.href(path, collection)
     }
+
+    /// The hash of the request's principal that collblobs and sync tokens are bound to.
+    pub(crate) fn principal_hash(&self, secret: &[u8]) -> [u8; 32] {
+        let principal = self.parts.extensions.get::<Principal>();
+        davrepl_proto::collblob::principal_hash(secret, principal.map(|p| p.0.as_str()))
+    }
 }
 
 /// Reads a whole (small) body, refusing more than `max` bytes.
@@ -336,6 +344,7 @@ where
         DavMethod::Move => write::copy_move(&ctx, true).await,
         DavMethod::Propfind => props::propfind(&ctx, body).await,
         DavMethod::Proppatch => props::proppatch(&ctx, body).await,
+        DavMethod::Report => sync::report(&ctx, body).await,
     }
 }
 

@@ -5,16 +5,17 @@ use std::sync::Arc;
 
 use davrepl_proto::headers::Depth;
 use davrepl_proto::xml::{
-    PatchInstruction, PropfindKind, XmlWriter, parse_propfind, parse_proppatch,
+    PatchInstruction, PropfindKind, SyncLevel, XmlWriter, parse_propfind, parse_proppatch,
 };
 use davrepl_store::{
     self as store, DeadProp, Entry, ListOptions, Meta, PropName, PropPatch, ReplStore,
-    ResourcePath, StoreError,
+    ResourcePath, Seq, StoreError,
 };
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body::Body;
 
 use super::multistatus::{self, Rows};
+use super::sync::SyncTokens;
 use super::{Ctx, read_small_body, set_etag, set_repl_uid, set_resource_tag};
 use crate::BoxError;
 use crate::body::{self, DavBody};
@@ -22,9 +23,9 @@ use crate::config::Shared;
 use crate::error::{DavError, DavResult};
 use crate::live;
 
-const MULTISTATUS_OPEN: &str = "<D:multistatus xmlns:D=\"DAV:\">";
+pub(super) const MULTISTATUS_OPEN: &str = "<D:multistatus xmlns:D=\"DAV:\">";
 
-fn multistatus_response(status: StatusCode, body: DavBody) -> Response<DavBody> {
+pub(super) fn multistatus_response(status: StatusCode, body: DavBody) -> Response<DavBody> {
     let mut r = Response::new(body);
     *r.status_mut() = status;
     r.headers_mut().insert(
@@ -34,7 +35,7 @@ fn multistatus_response(status: StatusCode, body: DavBody) -> Response<DavBody> 
     r
 }
 
-fn status_line(code: StatusCode) -> String {
+pub(super) fn status_line(code: StatusCode) -> String {
     format!(
         "HTTP/1.1 {} {}",
         code.as_u16(),
@@ -42,21 +43,37 @@ fn status_line(code: StatusCode) -> String {
     )
 }
 
-/// What to write for each resource of a PROPFIND.
-struct PropRequest {
+/// What to write for each resource of a PROPFIND (or a report that returns properties).
+pub(super) struct PropRequest {
     kind: PropfindKind,
     brief: bool,
+    /// Where `DAV:sync-token` is asked for: how to issue one for a collection, and the state
+    /// of the log it stands for.
+    sync: Option<(SyncTokens, Seq)>,
 }
 
 impl PropRequest {
-    fn needs_dead(&self) -> bool {
+    pub(super) fn new(kind: PropfindKind, brief: bool) -> Self {
+        Self {
+            kind,
+            brief,
+            sync: None,
+        }
+    }
+
+    /// Whether `DAV:sync-token` is among the names asked for.
+    fn wants_sync_token(&self) -> bool {
+        matches!(&self.kind, PropfindKind::Prop(names) if names.iter().any(is_sync_token))
+    }
+
+    pub(super) fn needs_dead(&self) -> bool {
         match &self.kind {
             PropfindKind::AllProp(_) | PropfindKind::PropName => true,
             PropfindKind::Prop(names) => names.iter().any(|n| !live::is_protected(n)),
         }
     }
 
-    fn write(&self, w: &mut XmlWriter, href: &str, meta: &Meta, dead: &[DeadProp]) {
+    pub(super) fn write(&self, w: &mut XmlWriter, href: &str, meta: &Meta, dead: &[DeadProp]) {
         w.start("D:response", &[]).text_element("D:href", href);
         let mut found = XmlWriter::new();
         let mut missing: Vec<&PropName> = Vec::new();
@@ -91,6 +108,14 @@ impl PropRequest {
                     if live::write(&mut found, meta, n) {
                         continue;
                     }
+                    if is_sync_token(n)
+                        && meta.is_collection()
+                        && let Some((tokens, watermark)) = &self.sync
+                    {
+                        let token = tokens.issue(meta, SyncLevel::One, *watermark);
+                        found.text_element("D:sync-token", &token);
+                        continue;
+                    }
                     if let Some(d) = dead.iter().find(|d| &d.name == n) {
                         write_dead(&mut found, d);
                     } else if n.ns == "DAV:" && n.local == "displayname" {
@@ -119,6 +144,10 @@ impl PropRequest {
         }
         w.end("D:response");
     }
+}
+
+fn is_sync_token(n: &PropName) -> bool {
+    n.ns == "DAV:" && n.local == "sync-token"
 }
 
 fn write_dead(w: &mut XmlWriter, d: &DeadProp) {
@@ -167,10 +196,12 @@ where
         }
         return super::manifest::propfind_manifest(ctx, repl, request.kind, depth, root).await;
     }
-    let req = PropRequest {
-        kind: request.kind,
-        brief: ctx.head.brief,
-    };
+    let mut req = PropRequest::new(request.kind, ctx.head.brief);
+    if req.wants_sync_token() {
+        // One state of the log for every collection in the response.
+        let tokens = SyncTokens::new(ctx).await?;
+        req.sync = Some((tokens, ctx.store().watermark().await?));
+    }
     let root = ctx.store().props(&ctx.path).await?;
     ctx.check_read(&ctx.head.condition, &root.meta).await?;
     let mut w = XmlWriter::new();

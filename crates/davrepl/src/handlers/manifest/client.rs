@@ -4,14 +4,13 @@
 use std::collections::HashSet;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use davrepl_proto::collblob::{self, BlobKind, CollBlob};
+use davrepl_proto::collblob::{BlobKind, CollBlob};
 use davrepl_proto::xml::ReplRequest;
 use davrepl_store::{self as store, ReplStore, ReplUid, ResourcePath, Seq, tags};
 use http::request::Parts;
 use http::{StatusCode, header};
 
 use super::*;
-use crate::config::Principal;
 use crate::error::{DavError, DavResult};
 use crate::handlers::Ctx;
 
@@ -92,7 +91,7 @@ impl BlobBase {
             kind,
             scope_rid: scope_rid.0,
             binding,
-            principal: principal_of(&ctx.parts, &secret),
+            principal: ctx.principal_hash(&secret),
             query,
             secret,
         }
@@ -129,13 +128,6 @@ pub(super) fn origin(parts: &Parts) -> String {
     format!("{scheme}://{host}")
 }
 
-pub(super) fn principal_of(parts: &Parts, secret: &[u8]) -> [u8; 32] {
-    collblob::principal_hash(
-        secret,
-        parts.extensions.get::<Principal>().map(|p| p.0.as_str()),
-    )
-}
-
 /// Decodes and checks the client's collblob against everything it is bound to.
 pub(super) fn check_blob<S: ReplStore>(
     ctx: &Ctx<S>,
@@ -150,7 +142,7 @@ pub(super) fn check_blob<S: ReplStore>(
     if blob.kind != kind {
         return Err(invalid_collblob("issued for another kind of request"));
     }
-    if blob.principal != principal_of(&ctx.parts, secret) {
+    if blob.principal != ctx.principal_hash(secret) {
         return Err(invalid_collblob("issued to another user"));
     }
     Ok(blob)

@@ -5,16 +5,15 @@ use std::sync::Arc;
 
 use davrepl_proto::sql::{self, Expr, Traversal};
 use davrepl_store::{
-    self as store, Change, ChangeKind, ChangesQuery, DeadProp, Entry, ErrorKind, Meta, ReplStore,
-    ResourcePath, Seq, StoreError,
+    self as store, Change, ChangeKind, DeadProp, Entry, ErrorKind, Meta, ReplStore, ResourcePath,
+    Seq, StoreError,
 };
 
 use super::*;
 use crate::config::Shared;
+use crate::handlers::log::{LogCursor, LogScope};
 use crate::live;
 
-/// Rows fetched from the store per page while computing a manifest.
-pub(super) const CHANGE_PAGE: usize = 512;
 /// What a manifest covers and what the client has seen.
 pub(super) struct Plan {
     pub(super) scope: ResourcePath,
@@ -67,11 +66,8 @@ impl Plan {
 pub(super) struct Engine<S> {
     pub(super) shared: Arc<Shared<S>>,
     pub(super) plan: Arc<Plan>,
-    pub(super) since: Seq,
     pub(super) upper: Seq,
-    pub(super) more: bool,
-    pub(super) low_water: Seq,
-    pub(super) buf: VecDeque<Change>,
+    pub(super) log: LogCursor,
     pub(super) pending: VecDeque<Row>,
     pub(super) pulled: HashSet<(u64, u64)>,
     pub(super) ancestors: HashMap<ResourcePath, Option<Entry>>,
@@ -79,50 +75,27 @@ pub(super) struct Engine<S> {
 
 impl<S: ReplStore> Engine<S> {
     pub(super) fn new(shared: Arc<Shared<S>>, plan: Arc<Plan>, upper: Seq) -> Self {
-        let since = plan.watermark;
+        let what = LogScope {
+            scope: plan.scope.clone(),
+            depth: plan.depth,
+            include_scope: plan.include_scope,
+            include_removed: !plan.first_sync,
+            with_props: plan.needs_props,
+        };
         Self {
+            log: LogCursor::new(what, plan.watermark, upper),
             shared,
             plan,
-            since,
             upper,
-            more: true,
-            low_water: 0,
-            buf: VecDeque::new(),
             pending: VecDeque::new(),
             pulled: HashSet::new(),
             ancestors: HashMap::new(),
         }
     }
 
+    /// Fetches the first page (so that [`LogCursor::low_water`] is known).
     pub(super) async fn fetch(&mut self) -> Result<(), StoreError> {
-        let p = &self.plan;
-        let mut q = ChangesQuery::new(p.scope.clone(), p.depth, self.since, CHANGE_PAGE);
-        q.include_scope = p.include_scope;
-        q.include_removed = !p.first_sync;
-        q.with_props = p.needs_props;
-        let page = self.shared.store.changes(q).await?;
-        self.since = page.watermark;
-        self.more = page.more;
-        self.low_water = page.low_water;
-        self.buf.extend(page.changes);
-        Ok(())
-    }
-
-    pub(super) async fn next_change(&mut self) -> Result<Option<Change>, StoreError> {
-        loop {
-            if let Some(c) = self.buf.pop_front() {
-                if c.seq > self.upper {
-                    self.buf.clear();
-                    self.more = false;
-                    return Ok(None);
-                }
-                return Ok(Some(c));
-            }
-            if !self.more {
-                return Ok(None);
-            }
-            self.fetch().await?;
-        }
+        self.log.fetch(&self.shared.store).await
     }
 
     pub(super) async fn next(&mut self) -> Result<Option<Row>, StoreError> {
@@ -130,7 +103,7 @@ impl<S: ReplStore> Engine<S> {
             if let Some(r) = self.pending.pop_front() {
                 return Ok(Some(r));
             }
-            let Some(c) = self.next_change().await? else {
+            let Some(c) = self.log.next(&self.shared.store).await? else {
                 return Ok(None);
             };
             self.classify(c).await?;

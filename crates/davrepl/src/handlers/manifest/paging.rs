@@ -48,7 +48,7 @@ pub(super) async fn respond<S: ReplStore>(
     let plan = Arc::new(m.plan);
     let mut engine = Engine::new(ctx.shared.clone(), plan.clone(), upper);
     engine.fetch().await?;
-    if !plan.first_sync && plan.watermark < engine.low_water {
+    if !plan.first_sync && plan.watermark < engine.log.low_water() {
         return Err(invalid_collblob(
             "it is older than the retained change history",
         ));

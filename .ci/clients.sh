@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Real clients against the reference server (SQLite store): rclone, cadaver and a Python
-# replication client. Each step must succeed; figures are printed.
+# Real clients against the reference server (SQLite store): rclone, cadaver, a Python
+# replication client and the Python caldav library's RFC 6578 sync (the server lists at most
+# 10 members per sync report, so the library must page). Each step must succeed; figures are printed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 for tool in rclone cadaver python3; do
@@ -9,7 +10,8 @@ done
 work=$(mktemp -d)
 cargo build --release --locked -q -p davrepl-server
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-./target/release/davrepl-server --listen "127.0.0.1:$port" --store "sqlite:$work/store.db" >"$work/server.log" 2>&1 &
+./target/release/davrepl-server --listen "127.0.0.1:$port" --store "sqlite:$work/store.db" \
+    --max-sync-results 10 >"$work/server.log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$work"' EXIT
 for _ in $(seq 1 100); do grep -q "listening on" "$work/server.log" && break; sleep 0.1; done
@@ -68,5 +70,8 @@ echo "cadaver: $ok operations succeeded (mkcol, put, get, copy, move, propset, p
 
 echo "--- python replication client"
 python3 -m venv "$work/venv"
-"$work/venv/bin/pip" install -q requests
+"$work/venv/bin/pip" install -q requests caldav==3.6.0
 "$work/venv/bin/python" .ci/repl_client.py "$base"
+
+echo "--- python caldav library: RFC 6578 sync-collection"
+"$work/venv/bin/python" .ci/caldav_sync.py "$base"

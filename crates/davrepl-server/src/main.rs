@@ -59,6 +59,10 @@ struct Args {
     /// Refuse PROPFIND with `Depth: infinity` (403).
     #[arg(long)]
     no_depth_infinity: bool,
+    /// Most members one RFC 6578 sync-collection report lists; a longer one is truncated
+    /// with a `507` and a token to continue from (RFC 6578 §3.6).
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    max_sync_results: u64,
     /// Days tombstones are kept; older ones are purged hourly, and collblobs older than the
     /// purge get `475` (the client does a first sync). 0 keeps them forever.
     #[arg(long, default_value_t = 30)]
@@ -292,8 +296,11 @@ async fn run<S: ReplStore + Clone>(args: &Args, store: S) -> Result<(), String> 
             args.listen
         ));
     }
+    let mut limits = davrepl::Limits::default();
+    limits.max_sync_results = args.max_sync_results.max(1);
     let mut layer = ReplLayer::new(store.clone())
         .mount(&args.prefix)
+        .limits(limits)
         .allow_depth_infinity(!args.no_depth_infinity);
     if args.homes {
         let mut names: Vec<String> = auth

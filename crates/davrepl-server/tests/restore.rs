@@ -49,6 +49,25 @@ async fn manifest(client: &reqwest::Client, base: &str, blob: Option<&str>) -> (
     remote::manifest(client, &format!("{base}/data/"), SQL, blob).await
 }
 
+/// A level-1 `sync-collection` of `/data/` from `token`: the status, and the new token.
+async fn sync(client: &reqwest::Client, base: &str, token: Option<&str>) -> (u16, String) {
+    let r = client
+        .request(
+            reqwest::Method::from_bytes(b"REPORT").unwrap(),
+            format!("{base}/data/"),
+        )
+        .body(davrepl_tests::sync_body(token, "1", "<D:getetag/>", None))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    let token = remote::between(&text, "<D:sync-token>", "</D:sync-token>")
+        .first()
+        .map_or_else(String::new, |t| t.to_string());
+    (status, if status == 207 { token } else { text })
+}
+
 async fn put(client: &reqwest::Client, base: &str, name: &str) {
     let r = client
         .put(format!("{base}/data/{name}"))
@@ -82,6 +101,8 @@ async fn collblobs_from_after_a_restored_backup_get_475() {
     let (status, text) = manifest(&client, &server.base, None).await;
     assert_eq!(status, 207);
     let before_backup = blob_of(&text);
+    let (status, token_before) = sync(&client, &server.base, None).await;
+    assert_eq!(status, 207, "{token_before}");
     stop(server);
     copy_db(&db, &backup);
 
@@ -91,6 +112,8 @@ async fn collblobs_from_after_a_restored_backup_get_475() {
     let (status, text) = manifest(&client, &server.base, None).await;
     assert_eq!(status, 207);
     let after_backup = blob_of(&text);
+    let (status, token_after) = sync(&client, &server.base, None).await;
+    assert_eq!(status, 207, "{token_after}");
     stop(server);
 
     copy_db(&backup, &db);
@@ -105,6 +128,12 @@ async fn collblobs_from_after_a_restored_backup_get_475() {
         status, 207,
         "a collblob from before the backup still works: {text}"
     );
+    // RFC 6578 tokens alike: 403 valid-sync-token from the future, fine from before.
+    let (status, text) = sync(&client, &server.base, Some(&token_after)).await;
+    assert_eq!(status, 403, "a sync token from the store's future: {text}");
+    assert!(text.contains("valid-sync-token"), "{text}");
+    let (status, text) = sync(&client, &server.base, Some(&token_before)).await;
+    assert_eq!(status, 207, "a sync token from before the backup: {text}");
     stop(server);
 
     // Without a new generation, writes after the restore reuse the future collblob's sequence
@@ -120,6 +149,10 @@ async fn collblobs_from_after_a_restored_backup_get_475() {
             status, 475,
             "the {name}-backup collblob outlived the new generation"
         );
+    }
+    for token in [&token_after, &token_before] {
+        let (status, _) = sync(&client, &server.base, Some(token)).await;
+        assert_eq!(status, 403, "a sync token outlived the new generation");
     }
     let (status, text) = manifest(&client, &server.base, None).await;
     assert_eq!(status, 207, "a first sync works: {text}");

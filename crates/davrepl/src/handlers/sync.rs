@@ -136,9 +136,15 @@ async fn sync_collection<S: ReplStore>(
     req: SyncCollection,
 ) -> DavResult<Response<DavBody>> {
     let limits = ctx.shared.config.limits;
-    if !matches!(ctx.head.depth, None | Some(Depth::Zero)) {
+    // RFC 6578 §3.2 defines the report for `Depth: 0` only and asks for 400 otherwise, but
+    // deployed clients (the Python `caldav` library among them) send `Depth: 1`; the
+    // `sync-level` decides the scope either way, so only `infinity` is refused.
+    if matches!(
+        ctx.head.depth,
+        Some(Depth::Infinity | Depth::InfinityNoRoot)
+    ) {
         return Err(DavError::bad_request(
-            "sync-collection is only defined for Depth: 0",
+            "sync-collection takes Depth: 0 (its sync-level sets the scope)",
         ));
     }
     if req.props.len() > limits.max_props {

@@ -4,9 +4,10 @@
 //! cargo run --release -p davrepl-bench --bin manifest -- --sizes 1000,1000000
 //! ```
 //!
-//! For each size it fills `/big`, takes a first-sync collblob, makes 10 changes and times the
-//! delta manifest (median of runs, replaying the same collblob). For the largest size it also
-//! streams a full first sync and samples the process RSS while it runs.
+//! For each size it fills `/big`, takes a first-sync collblob and an RFC 6578 sync token (the
+//! collection's `DAV:sync-token`), makes 10 changes and times the delta manifest and the delta
+//! `sync-collection` report (median of runs, replaying the same collblob and token). For the
+//! largest size it also streams a full first sync and samples the process RSS while it runs.
 
 #![allow(clippy::print_stdout)]
 
@@ -77,9 +78,9 @@ async fn main() {
         args.store
     );
     println!(
-        "| members | delta of 10 changes: median ms (min–max) | rows | first sync: median ms (min–max) |"
+        "| members | delta of 10 changes: median ms (min–max) | rows | first sync: median ms (min–max) | sync-collection delta of 10: median ms (min–max) |"
     );
-    println!("|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|");
     let mut medians = Vec::new();
     let largest = args.sizes.iter().copied().max().unwrap_or(0);
     let cluster = (args.store == "postgres").then(davrepl_bench::pg_cluster);
@@ -138,6 +139,7 @@ async fn main() {
             .expect("text");
         let blob = blob_of(&text);
         drop(text);
+        let token = sync_token(&client, &url).await;
         for i in 0..10 {
             let p = format!("http://{addr}/big/m{:07}", i * (n / 10).max(1));
             client.put(&p).body("changed").send().await.expect("put");
@@ -159,16 +161,29 @@ async fn main() {
         .await;
         let rows = want;
         let (med, min, max) = stats(times);
+        let sync_times = time_runs(args.runs, || {
+            let (client, url, token) = (&client, &url, &token);
+            async move {
+                let text = sync_report(client, url, token).await;
+                let rows = text.matches("<D:response>").count();
+                assert_eq!(rows, want, "a sync delta returned the wrong number of members");
+            }
+        })
+        .await;
+        let (smed, smin, smax) = stats(sync_times);
         println!(
-            "| {n} | {} ({}–{}) | {rows} | {} ({}–{}) |",
+            "| {n} | {} ({}–{}) | {rows} | {} ({}–{}) | {} ({}–{}) |",
             ms(med),
             ms(min),
             ms(max),
             ms(fmed),
             ms(fmin),
-            ms(fmax)
+            ms(fmax),
+            ms(smed),
+            ms(smin),
+            ms(smax)
         );
-        medians.push((n, med));
+        medians.push((n, med, smed));
     }
     if let (Some(a), Some(b)) = (medians.first(), medians.last()) {
         println!(
@@ -177,7 +192,47 @@ async fn main() {
             a.0,
             b.1.as_secs_f64() / a.1.as_secs_f64()
         );
+        println!(
+            "sync-collection delta cost ratio {} vs {} members: {:.2}x",
+            b.0,
+            a.0,
+            b.2.as_secs_f64() / a.2.as_secs_f64()
+        );
     }
+}
+
+/// The collection's `DAV:sync-token` (a level-1 token of its current state).
+async fn sync_token(client: &reqwest::Client, url: &str) -> String {
+    let body = r#"<D:propfind xmlns:D="DAV:"><D:prop><D:sync-token/></D:prop></D:propfind>"#;
+    let text = client
+        .request(reqwest::Method::from_bytes(b"PROPFIND").expect("method"), url)
+        .header("Depth", "0")
+        .body(body)
+        .send()
+        .await
+        .expect("propfind")
+        .text()
+        .await
+        .expect("text");
+    let start = text.find("<D:sync-token>").expect("sync-token") + "<D:sync-token>".len();
+    let end = text[start..].find("</D:sync-token>").expect("end") + start;
+    text[start..end].to_owned()
+}
+
+/// A level-1 `sync-collection` report from `token`, asking for ETags; the body text.
+async fn sync_report(client: &reqwest::Client, url: &str, token: &str) -> String {
+    let body = format!(
+        r#"<D:sync-collection xmlns:D="DAV:"><D:sync-token>{token}</D:sync-token><D:sync-level>1</D:sync-level><D:prop><D:getetag/></D:prop></D:sync-collection>"#
+    );
+    let r = client
+        .request(reqwest::Method::from_bytes(b"REPORT").expect("method"), url)
+        .header("Depth", "0")
+        .body(body)
+        .send()
+        .await
+        .expect("report");
+    assert_eq!(r.status().as_u16(), 207);
+    r.text().await.expect("text")
 }
 
 /// The element that opens one manifest row.

@@ -271,15 +271,18 @@ def run_davrepl_sync(sizes, results):
     out = subprocess.run([os.path.join(ROOT, "target/release/manifest"), "--sizes",
                           ",".join(map(str, sizes)), "--runs", "10" if QUICK else "20"],
                          capture_output=True, text=True, check=True).stdout
-    rows = {}
+    rows, reports = {}, {}
+    fig = r"([\d.]+) \(([\d.]+)–([\d.]+)\)"
     for line in out.splitlines():
-        m = re.match(r"\| (\d+) \| ([\d.]+) \(([\d.]+)–([\d.]+)\) \| \d+ \| ([\d.]+) \(([\d.]+)–([\d.]+)\) \|", line)
+        m = re.match(rf"\| (\d+) \| {fig} \| \d+ \| {fig} \| {fig} \|", line)
         if m:
             v = [float(x) for x in m.groups()[1:]]
             rows[int(m.group(1))] = {"delta_ms": {"median": v[0], "min": v[1], "max": v[2]},
                                      "full_ms": {"median": v[3], "min": v[4], "max": v[5]}}
+            reports[int(m.group(1))] = {"delta_ms": {"median": v[6], "min": v[7], "max": v[8]}}
     mem = re.search(r"first sync of (\d+) members: .*?([\d.]+) MB streamed in ([\d.]+) s; RSS idle ([\d.]+) MB, peak ([\d.]+) MB", out)
-    results["sync"] = {"davrepl (memory)": rows}
+    results["sync"] = {"davrepl manifest (memory)": rows,
+                       "davrepl sync-collection (memory)": reports}
     if mem:
         results["memory"] = {"members": int(mem.group(1)), "mb": float(mem.group(2)),
                              "seconds": float(mem.group(3)), "idle_mb": float(mem.group(4)),
@@ -307,8 +310,48 @@ SYNC_REPORT = """<?xml version="1.0" encoding="utf-8"?>
 AUTH = "Basic YmVuY2g6YmVuY2g="  # bench:bench (Radicale with auth type none takes any)
 
 
+def fill_ics(folder, n):
+    """n events written straight into a peer's storage folder: the same files its PUT writes."""
+    for i in range(n):
+        with open(os.path.join(folder, f"e{i:07}.ics"), "w") as f:
+            f.write(ICS.format(uid=f"e{i:07}"))
+
+
+def peer_sync(name, srv, path, n, budget, auth=None):
+    """Full sync and the delta after 10 changes made through HTTP, on a calendar of n events
+    at `path` of a running peer; no delta when the full sync is over the budget (s)."""
+    hdr = {"Depth": "1", "Content-Type": "text/xml"}
+
+    def report(token):
+        t = time.perf_counter()
+        s, body = request(srv.base, "REPORT", path, SYNC_REPORT.format(token=token), hdr, auth)
+        return s, body, (time.perf_counter() - t) * 1000
+
+    s, body, first = report("")
+    if s != 207:
+        raise RuntimeError(f"{name} sync-collection: {s} {body[:300]}")
+    if first / 1000 > budget:
+        return {"full_ms": figure([first]), "delta_ms": None, "rss_kb": srv.rss_kb()}
+    fulls = [first] + ([report("")[2] for _ in range(2)] if first < 20_000 else [])
+    token = re.search(rb"<[^>]*sync-token>([^<]+)<", body).group(1).decode()
+    for i in range(10):
+        uid = f"e{i * max(n // 10, 1):07}"
+        s, _ = request(srv.base, "PUT", f"{path}{uid}.ics", ICS.format(uid=uid).replace("event", "changed"),
+                       {"Content-Type": "text/calendar"}, auth)
+        assert s in (201, 204), s
+    deltas = []
+    for _ in range(10 if n < 100_000 else 3):
+        s, body, ms = report(token)
+        assert s == 207, body[:300]
+        rows = len(re.findall(rb"<(?:\w+:)?response>", body))
+        if rows != 10:
+            raise RuntimeError(f"{name} delta at {n}: {rows} rows, expected the 10 changed")
+        deltas.append(ms)
+    return {"full_ms": figure(fulls), "delta_ms": figure(deltas), "rows": rows,
+            "rss_kb": srv.rss_kb()}
+
+
 def radicale_sync(radicale, tmp, n, budget):
-    """Delta of 10 changes and full sync on a calendar of n events; None past the budget."""
     store = os.path.join(tmp, f"radicale-{n}")
     cal = os.path.join(store, "collection-root", "bench", "cal")
     os.makedirs(cal)
@@ -316,59 +359,44 @@ def radicale_sync(radicale, tmp, n, budget):
         f.write("{}")
     with open(os.path.join(cal, ".Radicale.props"), "w") as f:
         json.dump({"tag": "VCALENDAR"}, f)
-    # Items written straight into Radicale's storage folder: the same files its PUT writes.
-    for i in range(n):
-        with open(os.path.join(cal, f"e{i:07}.ics"), "w") as f:
-            f.write(ICS.format(uid=f"e{i:07}"))
+    fill_ics(cal, n)
     port = free_port()
     argv = [radicale, "--server-hosts", f"127.0.0.1:{port}", "--storage-filesystem-folder", store,
             "--auth-type", "none", "--rights-type", "owner_only", "--logging-level", "error"]
     with Server("Radicale", argv, port) as srv:
-        path = "/bench/cal/"
-        hdr = {"Depth": "1", "Content-Type": "text/xml"}
-
-        def report(token):
-            t = time.perf_counter()
-            s, body = request(srv.base, "REPORT", path, SYNC_REPORT.format(token=token), hdr, AUTH)
-            return s, body, (time.perf_counter() - t) * 1000
-
-        s, body, first = report("")
-        if s != 207:
-            raise RuntimeError(f"Radicale sync-collection: {s} {body[:300]}")
-        if first / 1000 > budget:
-            return {"full_ms": figure([first]), "delta_ms": None, "rss_kb": srv.rss_kb()}
-        fulls = [first] + ([report("")[2] for _ in range(2)] if first < 20_000 else [])
-        token = re.search(rb"<[^>]*sync-token>([^<]+)<", body).group(1).decode()
-        for i in range(10):
-            uid = f"e{i * max(n // 10, 1):07}"
-            s, _ = request(srv.base, "PUT", f"{path}{uid}.ics", ICS.format(uid=uid).replace("event", "changed"),
-                           {"Content-Type": "text/calendar"}, AUTH)
-            assert s in (201, 204), s
-        deltas = []
-        for _ in range(10 if n < 100_000 else 3):
-            s, body, ms = report(token)
-            assert s == 207, body[:300]
-            rows = body.count(b"<response>") + body.count(b":response>") // 2
-            if rows != 10:
-                raise RuntimeError(f"Radicale delta at {n}: {rows} rows, expected the 10 changed")
-            deltas.append(ms)
-        return {"full_ms": figure(fulls), "delta_ms": figure(deltas), "rows": rows,
-                "rss_kb": srv.rss_kb()}
+        return peer_sync("Radicale", srv, "/bench/cal/", n, budget, AUTH)
 
 
-def run_radicale(radicale, tmp, sizes, results):
+def xandikos_sync(xandikos, tmp, n, budget):
+    """Xandikos keeps a calendar as a git repository: the events are written into its work
+    tree and committed in one commit (what n PUTs would leave, in one step)."""
+    root = os.path.join(tmp, f"xandikos-{n}")
+    subprocess.run([xandikos, "create-collection", "-d", root, "--type", "calendar", "--name", "cal"],
+                   check=True, capture_output=True)
+    cal = os.path.join(root, "cal")
+    fill_ics(cal, n)
+    git = ["git", "-C", cal, "-c", "user.name=bench", "-c", "user.email=bench@localhost"]
+    subprocess.run(git + ["add", "-A"], check=True, capture_output=True)
+    subprocess.run(git + ["commit", "-q", "-m", f"{n} events"], check=True, capture_output=True)
+    port = free_port()
+    argv = [xandikos, "serve", "-d", root, "-l", "127.0.0.1", "-p", str(port)]
+    with Server("Xandikos", argv, port) as srv:
+        return peer_sync("Xandikos", srv, "/cal/", n, budget)
+
+
+def run_peer_sync(name, measure, sizes, results):
     table = {}
     for n in sizes:
-        print(f"==> Radicale sync-collection at {n} events")
+        print(f"==> {name} sync-collection at {n} events")
         t = time.time()
-        r = radicale_sync(radicale, tmp, n, budget=120)
+        r = measure(n)
         table[n] = r
         print(f"   {r.get('delta_ms') and round(r['delta_ms']['median'], 2)} ms delta, "
               f"{round(r['full_ms']['median'], 1)} ms full ({time.time() - t:.0f} s)")
         if r["delta_ms"] is None:
             print("   full sync over the time budget: larger sizes skipped")
             break
-    results["sync"]["Radicale (filesystem)"] = table
+    results["sync"][name] = table
 
 
 # ---------------------------------------------------------------- report
@@ -445,23 +473,25 @@ def write_report(results):
                     cells += ["not run", "not run"]
                     continue
                 cells.append(fmt(r["delta_ms"], 2) if r.get("delta_ms") else "over budget")
-                cells.append(fmt(r["full_ms"], 1))
+                cells.append(fmt(r["full_ms"], 1) if r.get("full_ms") else "–")
             L.append(f"| {n:,} | " + " | ".join(cells) + " |")
-        d = sync.get("davrepl (memory)", {})
-        if d:
-            a, b = d[min(d)], d[max(d)]
-            L.append(f"\ndavrepl delta at {max(d):,} ÷ at {min(d):,} members: "
-                     f"**{b['delta_ms']['median'] / a['delta_ms']['median']:.2f}×** (flat).")
-        rad = sync.get("Radicale (filesystem)", {})
-        done = {n: r for n, r in rad.items() if r.get("delta_ms")}
-        if len(done) >= 2:
+        def ratio_line(name, t):
+            done = {int(n): r for n, r in t.items() if r.get("delta_ms")}
+            if len(done) < 2:
+                return ""
             a, b = done[min(done)], done[max(done)]
-            L.append(f" Radicale delta at {max(done):,} ÷ at {min(done):,}: "
-                     f"**{b['delta_ms']['median'] / a['delta_ms']['median']:.1f}×**.")
-        for n, r in sorted(done.items()):
-            if n in d or str(n) in d:
-                dv = (d.get(n) or d.get(str(n)))["delta_ms"]["median"]
-                L.append(f" At {n:,}: Radicale's delta takes {r['delta_ms']['median'] / dv:.0f}× davrepl's.")
+            return (f" {name}: delta at {max(done):,} ÷ at {min(done):,} = "
+                    f"**{b['delta_ms']['median'] / a['delta_ms']['median']:.2f}×**.")
+
+        L.append("")
+        for name, t in sync.items():
+            L.append(ratio_line(name, t))
+        d = {int(n): r for n, r in sync.get("davrepl sync-collection (memory)", {}).items()}
+        for peer in ("Radicale (filesystem)", "Xandikos (git)"):
+            for n, r in sorted((int(n), r) for n, r in sync.get(peer, {}).items()):
+                if r.get("delta_ms") and n in d:
+                    L.append(f" At {n:,}: {peer}'s sync-collection delta takes "
+                             f"{r['delta_ms']['median'] / d[n]['delta_ms']['median']:.0f}× davrepl's.")
         L.append("\n![sync cost](peers.svg)\n")
     mem = results.get("memory")
     if mem:
@@ -471,6 +501,7 @@ def write_report(results):
                  f"RSS {mem['idle_mb']:.0f} MB idle (store filled), peak {mem['peak_mb']:.0f} MB — "
                  f"**{mem['peak_mb'] - mem['idle_mb']:.1f} MB** above idle: the manifest is streamed, "
                  "never built in memory.")
+        rad = sync.get("Radicale (filesystem)", {})
         if rad:
             big = max(int(n) for n in rad)
             L.append(f" Radicale server peak RSS (VmHWM) after syncing {big:,} events: "
@@ -531,6 +562,7 @@ def write_svg(results):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--radicale", required=True)
+    ap.add_argument("--xandikos", required=True)
     ap.add_argument("--only", default="overhead,plain,sync", help="comma-separated parts")
     args = ap.parse_args()
     parts = set(args.only.split(","))
@@ -540,8 +572,12 @@ def main():
         "unlimited keep-alive; davrepl-server in release mode.",
         "Radicale from PyPI, filesystem storage; its calendar is filled by writing the .ics files "
         "into its storage folder (what its PUT writes), then 10 events are changed through HTTP.",
-        "Xandikos is not measured: filling its git-backed store at these sizes through HTTP takes "
-        "longer than the run's budget; left for a later run.",
+        "Xandikos from PyPI, git-backed storage; its calendar is filled by writing the .ics files "
+        "into its repository and committing them in one commit, then 10 events are changed "
+        "through HTTP (10 commits).",
+        "davrepl sync-collection: a level-1 sync-collection REPORT from the collection's "
+        "DAV:sync-token after 10 changes (the `manifest` benchmark); its full sync is the "
+        "manifest's (same log, same cost) and is not repeated.",
     ]}
     with tempfile.TemporaryDirectory(prefix="davrepl-peers-") as tmp:
         os.chmod(tmp, 0o755)
@@ -552,7 +588,11 @@ def main():
         if "sync" in parts:
             sizes = [1000, 10000] if QUICK else [1000, 10000, 100000, 1000000]
             run_davrepl_sync(sizes, results)
-            run_radicale(args.radicale, tmp, [n for n in sizes if n <= 100000], results)
+            small = [n for n in sizes if n <= 100000]
+            run_peer_sync("Radicale (filesystem)",
+                          lambda n: radicale_sync(args.radicale, tmp, n, budget=120), small, results)
+            run_peer_sync("Xandikos (git)",
+                          lambda n: xandikos_sync(args.xandikos, tmp, n, budget=120), small, results)
     write_report(results)
     print(f"wrote {OUT}/peers.md, peers.svg, peers.json")
 

@@ -4,7 +4,7 @@
 #     bash bench/peers/run.sh            # writes docs/benchmarks/peers.md and peers.svg
 #     QUICK=1 bash bench/peers/run.sh    # fewer sizes and shorter runs (a smoke test)
 #
-# Installs what it needs (wrk, apache2; Radicale from PyPI in a venv under target/), builds
+# Installs what it needs (wrk, apache2; Radicale and Xandikos from PyPI in a venv under target/), builds
 # davrepl's server and benchmark binaries and the dav-server peer in release mode, starts every
 # server on loopback itself and stops it afterwards.
 set -euo pipefail
@@ -22,10 +22,10 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 venv=target/peers/venv
-if [ ! -x "$venv/bin/radicale" ]; then
-    echo "==> installing Radicale into $venv"
+if [ ! -x "$venv/bin/radicale" ] || [ ! -x "$venv/bin/xandikos" ]; then
+    echo "==> installing Radicale and Xandikos into $venv"
     python3 -m venv "$venv"
-    "$venv/bin/pip" install -q radicale
+    "$venv/bin/pip" install -q radicale xandikos
 fi
 
 echo "==> building (release)"
@@ -33,4 +33,4 @@ cargo build --release --quiet -p davrepl-server -p davrepl-bench
 cargo build --release --quiet --manifest-path bench/peers/dav-server-peer/Cargo.toml \
     --target-dir target/peers
 
-exec python3 bench/peers/run.py --radicale "$venv/bin/radicale" "$@"
+exec python3 bench/peers/run.py --radicale "$venv/bin/radicale" --xandikos "$venv/bin/xandikos" "$@"

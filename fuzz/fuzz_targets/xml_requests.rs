@@ -1,6 +1,6 @@
 #![no_main]
-//! The XML request parsers (PROPFIND, PROPPATCH, SEARCH): never panic, bounded work.
-use davrepl_proto::xml::{XmlLimits, parse_propfind, parse_proppatch, parse_search};
+//! The XML request parsers (PROPFIND, PROPPATCH, SEARCH, REPORT): never panic, bounded work.
+use davrepl_proto::xml::{XmlLimits, parse_propfind, parse_proppatch, parse_report, parse_search};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -11,4 +11,5 @@ fuzz_target!(|data: &[u8]| {
     let _ = parse_propfind(data, &limits);
     let _ = parse_proppatch(data, &limits);
     let _ = parse_search(data, &limits);
+    let _ = parse_report(data, &limits);
 });

@@ -166,7 +166,10 @@ async fn main() {
             async move {
                 let text = sync_report(client, url, token).await;
                 let rows = text.matches("<D:response>").count();
-                assert_eq!(rows, want, "a sync delta returned the wrong number of members");
+                assert_eq!(
+                    rows, want,
+                    "a sync delta returned the wrong number of members"
+                );
             }
         })
         .await;
@@ -205,7 +208,10 @@ async fn main() {
 async fn sync_token(client: &reqwest::Client, url: &str) -> String {
     let body = r#"<D:propfind xmlns:D="DAV:"><D:prop><D:sync-token/></D:prop></D:propfind>"#;
     let text = client
-        .request(reqwest::Method::from_bytes(b"PROPFIND").expect("method"), url)
+        .request(
+            reqwest::Method::from_bytes(b"PROPFIND").expect("method"),
+            url,
+        )
         .header("Depth", "0")
         .body(body)
         .send()

@@ -160,6 +160,17 @@ fn write_dead(w: &mut XmlWriter, d: &DeadProp) {
     }
 }
 
+/// `413` when a request names more properties than [`Limits::max_props`](crate::Limits).
+pub(super) fn check_prop_count(count: usize, limits: &crate::Limits) -> DavResult<()> {
+    if count > limits.max_props {
+        return Err(DavError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("more than {} properties requested", limits.max_props),
+        ));
+    }
+    Ok(())
+}
+
 pub(crate) async fn propfind<S, B>(ctx: &Ctx<S>, body: B) -> DavResult<Response<DavBody>>
 where
     S: ReplStore,
@@ -173,12 +184,7 @@ where
         PropfindKind::Prop(n) | PropfindKind::AllProp(n) => n.len(),
         PropfindKind::PropName => 0,
     };
-    if count > limits.max_props {
-        return Err(DavError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("more than {} properties requested", limits.max_props),
-        ));
-    }
+    check_prop_count(count, &limits)?;
     let depth = ctx.head.depth.unwrap_or(Depth::Infinity);
     if matches!(depth, Depth::Infinity | Depth::InfinityNoRoot) && !limits.allow_depth_infinity {
         return Err(DavError::new(

@@ -28,7 +28,9 @@ use http_body::Body;
 
 use super::log::{LogCursor, LogScope};
 use super::multistatus::{self, Rows};
-use super::props::{MULTISTATUS_OPEN, PropRequest, multistatus_response, status_line};
+use super::props::{
+    MULTISTATUS_OPEN, PropRequest, check_prop_count, multistatus_response, status_line,
+};
 use super::{Ctx, read_small_body};
 use crate::BoxError;
 use crate::body::DavBody;
@@ -147,12 +149,7 @@ async fn sync_collection<S: ReplStore>(
             "sync-collection takes Depth: 0 (its sync-level sets the scope)",
         ));
     }
-    if req.props.len() > limits.max_props {
-        return Err(DavError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("more than {} properties requested", limits.max_props),
-        ));
-    }
+    check_prop_count(req.props.len(), &limits)?;
     if req.level == SyncLevel::Infinite && !limits.allow_depth_infinity {
         return Err(DavError::new(
             StatusCode::FORBIDDEN,

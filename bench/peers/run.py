@@ -81,9 +81,9 @@ class Server:
             os.killpg(self.proc.pid, 9)
 
 
-def request(base, method, path, body=None, headers=None, auth=None):
+def request(base, method, path, body=None, headers=None, auth=None, timeout=600):
     u = urllib.parse.urlparse(base)
-    c = http.client.HTTPConnection(u.hostname, u.port, timeout=600)
+    c = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
     h = dict(headers or {})
     if auth:
         h["Authorization"] = auth
@@ -322,12 +322,15 @@ def peer_sync(name, srv, path, n, budget, auth=None):
     at `path` of a running peer; no delta when the full sync is over the budget (s)."""
     hdr = {"Depth": "1", "Content-Type": "text/xml"}
 
-    def report(token):
+    def report(token, timeout=600):
         t = time.perf_counter()
-        s, body = request(srv.base, "REPORT", path, SYNC_REPORT.format(token=token), hdr, auth)
+        s, body = request(srv.base, "REPORT", path, SYNC_REPORT.format(token=token), hdr, auth, timeout)
         return s, body, (time.perf_counter() - t) * 1000
 
-    s, body, first = report("")
+    try:
+        s, body, first = report("", timeout=budget)
+    except TimeoutError:
+        return {"full_ms": None, "delta_ms": None, "rss_kb": srv.rss_kb(), "over_s": budget}
     if s != 207:
         raise RuntimeError(f"{name} sync-collection: {s} {body[:300]}")
     if first / 1000 > budget:
@@ -391,8 +394,9 @@ def run_peer_sync(name, measure, sizes, results):
         t = time.time()
         r = measure(n)
         table[n] = r
+        full = r["full_ms"] and round(r["full_ms"]["median"], 1)
         print(f"   {r.get('delta_ms') and round(r['delta_ms']['median'], 2)} ms delta, "
-              f"{round(r['full_ms']['median'], 1)} ms full ({time.time() - t:.0f} s)")
+              f"{full or 'over budget'} ms full ({time.time() - t:.0f} s)")
         if r["delta_ms"] is None:
             print("   full sync over the time budget: larger sizes skipped")
             break
@@ -473,7 +477,10 @@ def write_report(results):
                     cells += ["not run", "not run"]
                     continue
                 cells.append(fmt(r["delta_ms"], 2) if r.get("delta_ms") else "over budget")
-                cells.append(fmt(r["full_ms"], 1) if r.get("full_ms") else "–")
+                if r.get("full_ms"):
+                    cells.append(fmt(r["full_ms"], 1))
+                else:
+                    cells.append(f"over {r['over_s']} s" if r.get("over_s") else "–")
             L.append(f"| {n:,} | " + " | ".join(cells) + " |")
         def ratio_line(name, t):
             done = {int(n): r for n, r in t.items() if r.get("delta_ms")}
@@ -593,6 +600,16 @@ def main():
                           lambda n: radicale_sync(args.radicale, tmp, n, budget=120), small, results)
             run_peer_sync("Xandikos (git)",
                           lambda n: xandikos_sync(args.xandikos, tmp, n, budget=120), small, results)
+    # A partial run (--only) keeps the other parts' figures of the last full run.
+    previous = os.path.join(OUT, "peers.json")
+    if parts != {"overhead", "plain", "sync"} and os.path.exists(previous):
+        with open(previous) as f:
+            old = json.load(f)
+        kept = [k for k in ("overhead", "plain", "memory") if k in old and k not in results]
+        for k in kept:
+            results[k] = old[k]
+        results["notes"].append(f"Parts {', '.join(sorted(parts))} from {results['date']}; "
+                                f"the others ({', '.join(kept)}) from {old.get('date')}.")
     write_report(results)
     print(f"wrote {OUT}/peers.md, peers.svg, peers.json")
 

@@ -239,10 +239,16 @@ async fn recursive_requests_and_if_headers_respect_the_authorizer() {
     // A sync-collection report reads the whole tree too (any level): refused on the root,
     // served on a collection the principal may read.
     for level in ["1", "infinite"] {
-        s.sync("/", None, level, "<D:getetag/>", None).await.expect(403);
-        s.sync("/bob/", None, level, "<D:getetag/>", None).await.expect(207);
+        s.sync("/", None, level, "<D:getetag/>", None)
+            .await
+            .expect(403);
+        s.sync("/bob/", None, level, "<D:getetag/>", None)
+            .await
+            .expect(207);
     }
-    s.sync("/alice/", None, "1", "<D:getetag/>", None).await.expect(403);
+    s.sync("/alice/", None, "1", "<D:getetag/>", None)
+        .await
+        .expect(403);
     admin
         .send(admin.req("GET", "/alice/secret"))
         .await

@@ -9,5 +9,7 @@ fuzz_target!(|data: &[u8]| {
         }
         let _ = davrepl_proto::headers::parse_entity_match("If-Match", s);
         let _ = davrepl_proto::headers::Depth::parse(s);
+        let _ = davrepl_proto::headers::parse_timeout(s);
+        let _ = davrepl_proto::headers::parse_lock_token(s);
     }
 });

@@ -5,11 +5,12 @@ use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
 use davrepl_store::chunks::slice_chunk;
+use davrepl_store::engine::sql::LockColumns;
 use davrepl_store::engine::sql::{self, Columns, Param};
 use davrepl_store::engine::{
-    Counters, LogQuery, PageQuery, Plan, Record, Tombstone, resolve_range,
+    Counters, LockScan, LogQuery, PageQuery, Plan, Record, Tombstone, resolve_range,
 };
-use davrepl_store::{ByteRange, DeadProp, PropName, ResourcePath, StoreId, StoreResult};
+use davrepl_store::{ByteRange, DeadProp, Lock, PropName, ResourcePath, StoreId, StoreResult};
 use deadpool_postgres::ClientWrapper;
 use futures_util::future::try_join_all;
 use tokio_postgres::Row;
@@ -54,6 +55,7 @@ pub(crate) enum Need {
     Content(i64, u64, u64),
     Purge(i64),
     Counters,
+    Locks(LockScan),
 }
 
 impl Need {
@@ -79,6 +81,7 @@ impl Need {
             Need::Content(b, s, e) => w.content = Some((b, s, e)),
             Need::Purge(cutoff) => w.purge = Some(cutoff),
             Need::Counters => w.plan.counters = true,
+            Need::Locks(scan) => w.plan.locks = Some(scan),
         }
         w
     }
@@ -107,6 +110,9 @@ pub(crate) struct Known {
     pub(crate) purge: Option<(i64, i64, Option<i64>)>,
     /// The counters (locked, for a write).
     pub(crate) counters: Option<Counters>,
+    /// Lock scans fetched, and the locks they found (each once).
+    pub(crate) lock_scans: Vec<LockScan>,
+    pub(crate) locks: Vec<Lock>,
 }
 
 /// Up to this many single rows are fetched with one lookup each, more with one array query.
@@ -116,6 +122,11 @@ const FETCH_PATHS: &str = concat!(
     "SELECT path, rid, kind, version, content_version, len, content_type, created, modified, blob",
     " FROM davrepl_resources WHERE path = ANY($1)"
 );
+/// The locks of a [`LockScan`] in one statement: rooted at one of `$1`, or strictly inside
+/// one of the ranges `($2[i], $3[i])`. The table holds few rows; its plan is a scan either way.
+const FETCH_LOCKS: &str = "SELECT token, root, deep, exclusive, owner, principal, timeout, expires
+    FROM davrepl_locks WHERE root = ANY($1) OR EXISTS (
+        SELECT 1 FROM unnest($2::text[], $3::text[]) AS t(lo, hi) WHERE root > t.lo AND root < t.hi)";
 const FETCH_TREES: &str = concat!(
     "SELECT path, rid, kind, version, content_version, len, content_type, created, modified, blob",
     " FROM davrepl_resources r JOIN unnest($1::text[], $2::text[]) AS t(lo, hi)",
@@ -184,6 +195,7 @@ fn owned(params: Vec<Param>) -> Owned {
             match p {
                 Param::Text(s) => Box::new(s),
                 Param::Int(n) => Box::new(n),
+                Param::OptText(s) => Box::new(s),
             }
         })
         .collect()
@@ -201,6 +213,7 @@ enum Answer {
     ContentOf(Option<ByteRange>),
     Purge(i64),
     Counters,
+    Locks,
 }
 
 /// The queries that fetch `w`, each with its parameters.
@@ -295,6 +308,11 @@ fn queries(w: &Wants) -> Vec<(Answer, &'static str, Owned)> {
     if p.counters {
         out.push((Answer::Counters, crate::LOAD_COUNTERS, Vec::new()));
     }
+    if let Some(scan) = &p.locks {
+        let (lo, hi) = ranges(&scan.below);
+        let params: Owned = vec![Box::new(strings(&scan.at)), Box::new(lo), Box::new(hi)];
+        out.push((Answer::Locks, FETCH_LOCKS, params));
+    }
     if let Some(cutoff) = w.purge {
         out.push((
             Answer::Purge(cutoff),
@@ -331,6 +349,7 @@ impl Known {
             self.rows.entry(path.clone()).or_insert(None);
         }
         self.trees.extend(p.trees.iter().cloned());
+        self.lock_scans.extend(p.locks.iter().cloned());
         let mut props: Vec<(i64, DeadProp)> = Vec::new();
         for ((answer, _, _), rows) in queries.into_iter().zip(answers) {
             match answer {
@@ -377,6 +396,17 @@ impl Known {
                 Answer::Counters => {
                     let r = rows.first().ok_or_else(|| pg_missing("the counters row"))?;
                     self.counters = Some(crate::counters(r)?);
+                }
+                Answer::Locks => {
+                    for r in &rows {
+                        let cols =
+                            LockColumns::read(|i| r.try_get(i), |i| r.try_get(i), |i| r.try_get(i))
+                                .map_err(pg_err)?;
+                        let lock = cols.lock()?;
+                        if !self.locks.iter().any(|l| l.token == lock.token) {
+                            self.locks.push(lock);
+                        }
+                    }
                 }
                 Answer::Purge(cutoff) => {
                     let r = rows.first().ok_or_else(|| pg_missing("count"))?;

@@ -4,7 +4,7 @@
 use tokio_postgres::Client;
 
 /// The schema version this build writes.
-pub(crate) const CURRENT: i64 = 1;
+pub(crate) const CURRENT: i64 = 2;
 
 /// Key of the advisory lock taken while migrating ("davrepl" in ASCII).
 const LOCK_KEY: i64 = 0x0064_6176_7265_706c;
@@ -67,6 +67,21 @@ CREATE TABLE davrepl_uploads (
 );
 "#;
 
+/// Version 2: write locks (WebDAV class 2), state beside the content.
+const V2: &str = r#"
+CREATE TABLE davrepl_locks (
+    token     TEXT PRIMARY KEY,
+    root      TEXT COLLATE "C" NOT NULL,
+    deep      BIGINT NOT NULL,
+    exclusive BIGINT NOT NULL,
+    owner     TEXT,
+    principal TEXT,
+    timeout   BIGINT NOT NULL,
+    expires   BIGINT NOT NULL
+);
+CREATE INDEX davrepl_locks_root ON davrepl_locks (root);
+"#;
+
 /// Brings the database to [`CURRENT`], creating the tables if absent. Refuses a database
 /// written by a newer version.
 pub(crate) async fn migrate(
@@ -126,6 +141,7 @@ pub(crate) async fn migrate(
                 .await
                 .map_err(e)?;
             }
+            1 => tx.batch_execute(V2).await.map_err(e)?,
             other => return Err(format!("no migration from schema version {other}")),
         }
         v += 1;

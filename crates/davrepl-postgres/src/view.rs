@@ -21,10 +21,11 @@ use std::ops::Bound;
 use std::time::SystemTime;
 
 use bytes::Bytes;
+use davrepl_store::engine::sql::LockColumns;
 use davrepl_store::engine::sql::{self, Columns};
-use davrepl_store::engine::{Counters, LogQuery, PageQuery, Pieces, Rows, Tombstone};
+use davrepl_store::engine::{Counters, LockScan, LogQuery, PageQuery, Pieces, Rows, Tombstone};
 use davrepl_store::{
-    DeadProp, ErrorKind, PurgeReport, ReplUid, ResourcePath, StoreError, StoreId, StoreResult,
+    DeadProp, ErrorKind, Lock, PurgeReport, ReplUid, ResourcePath, StoreError, StoreId, StoreResult,
 };
 use deadpool_postgres::ClientWrapper;
 use futures_util::future::try_join_all;
@@ -59,6 +60,11 @@ pub(crate) struct View<'k> {
     released: Vec<i64>,
     /// Tombstones recorded before this time are purged.
     purged: Option<i64>,
+    /// Locks this run created or refreshed, and the tokens of those it removed.
+    lock_puts: Vec<Lock>,
+    lock_removes: Vec<String>,
+    /// Locks that expired at or before this time are removed.
+    locks_swept: Option<i64>,
     /// The first row this run needed and did not have.
     pub(crate) need: Option<Need>,
 }
@@ -85,6 +91,9 @@ impl<'k> View<'k> {
             copies: Vec::new(),
             released: Vec::new(),
             purged: None,
+            lock_puts: Vec::new(),
+            lock_removes: Vec::new(),
+            locks_swept: None,
             need: None,
         }
     }
@@ -220,6 +229,28 @@ impl<'k> View<'k> {
         }
         if let Some(cutoff) = &self.purged {
             batch.push((sql::PURGE, vec![cutoff]));
+        }
+        for token in &self.lock_removes {
+            batch.push((sql::REMOVE_LOCK, vec![token]));
+        }
+        let lock_rows: Vec<LockColumns> = self.lock_puts.iter().map(LockColumns::of).collect();
+        for l in &lock_rows {
+            batch.push((
+                sql::PUT_LOCK,
+                vec![
+                    &l.token,
+                    &l.root,
+                    &l.deep,
+                    &l.exclusive,
+                    &l.owner,
+                    &l.principal,
+                    &l.timeout,
+                    &l.expires,
+                ],
+            ));
+        }
+        if let Some(now) = &self.locks_swept {
+            batch.push((sql::SWEEP_LOCKS, vec![now]));
         }
         batch.push((
             SAVE_COUNTERS,
@@ -389,6 +420,42 @@ impl Rows for View<'_> {
             removed: count as u64,
             low_water: *low_water,
         })
+    }
+
+    fn locks(&mut self, scan: &LockScan) -> StoreResult<Vec<Lock>> {
+        if !self.known.lock_scans.iter().any(|k| k.includes(scan)) {
+            return Err(miss(Need::Locks(scan.clone()), &mut self.need));
+        }
+        let known = self.known.locks.iter().filter(|l| {
+            !self.lock_removes.contains(&l.token)
+                && !self.lock_puts.iter().any(|p| p.token == l.token)
+        });
+        Ok(known
+            .chain(&self.lock_puts)
+            .filter(|l| scan.contains(&l.root))
+            .cloned()
+            .collect())
+    }
+
+    fn put_lock(&mut self, lock: &Lock) -> StoreResult<()> {
+        self.lock_removes.retain(|t| *t != lock.token);
+        self.lock_puts.retain(|l| l.token != lock.token);
+        self.lock_puts.push(lock.clone());
+        Ok(())
+    }
+
+    fn remove_lock(&mut self, lock: &Lock) -> StoreResult<()> {
+        self.lock_puts.retain(|l| l.token != lock.token);
+        if !self.lock_removes.contains(&lock.token) {
+            self.lock_removes.push(lock.token.clone());
+        }
+        Ok(())
+    }
+
+    fn sweep_locks(&mut self, now: SystemTime) -> StoreResult<u64> {
+        // Counted by the database when the batch runs; the engine does not need the number.
+        self.locks_swept = Some(sql::nanos(now));
+        Ok(0)
     }
 
     fn content(&mut self, blob: &Option<i64>, (start, end): (u64, u64)) -> StoreResult<Pieces> {

@@ -122,12 +122,22 @@ async fn newer_schema_is_refused() {
         return;
     };
     put(&n[0], "/keep", "data").await;
-    sql(&url, "UPDATE davrepl_store SET schema_version = 99").await;
+    // Keep this build's version aside, to put it back afterwards.
+    sql(
+        &url,
+        "CREATE TABLE kept AS SELECT schema_version FROM davrepl_store;
+         UPDATE davrepl_store SET schema_version = 99",
+    )
+    .await;
     let err = PgStore::connect(&url)
         .await
         .expect_err("newer schema must be refused");
     assert!(err.to_string().contains("newer"), "{err}");
-    sql(&url, "UPDATE davrepl_store SET schema_version = 1").await;
+    sql(
+        &url,
+        "UPDATE davrepl_store SET schema_version = (SELECT schema_version FROM kept)",
+    )
+    .await;
     let again = PgStore::connect(&url).await.expect("reopen");
     assert_eq!(read_string(&again, "/keep").await, "data");
 }

@@ -352,3 +352,63 @@ mod tests {
         assert!(parse_if("(\u{7a1}\u{7a1})", 8).is_ok());
     }
 }
+
+/// The `Timeout` header of a LOCK (RFC 4918 §10.7): the first acceptable entry of its list,
+/// as seconds, with `None` for `Infinite`. Entries the server does not understand are skipped
+/// (the server may pick any timeout); a header with none it understands gives `Ok(None)` too.
+pub fn parse_timeout(v: &str) -> Option<Option<u64>> {
+    for entry in v.split(',').map(str::trim) {
+        if entry.eq_ignore_ascii_case("infinite") {
+            return Some(None);
+        }
+        if let Some(n) = entry
+            .get(..7)
+            .filter(|p| p.eq_ignore_ascii_case("second-"))
+            .and_then(|_| entry[7..].parse::<u64>().ok())
+        {
+            return Some(Some(n));
+        }
+    }
+    None
+}
+
+/// The `Lock-Token` header of an UNLOCK: one Coded-URL, `<token>`.
+pub fn parse_lock_token(v: &str) -> Result<&str, HeaderError> {
+    let inner = v
+        .trim()
+        .strip_prefix('<')
+        .and_then(|s| s.strip_suffix('>'))
+        .ok_or_else(|| err("Lock-Token", "expected one lock token in angle brackets"))?;
+    if inner.is_empty() || inner.contains(['<', '>', ' ']) {
+        return Err(err(
+            "Lock-Token",
+            "expected one lock token in angle brackets",
+        ));
+    }
+    Ok(inner)
+}
+
+#[cfg(test)]
+mod lock_header_tests {
+    use super::*;
+
+    #[test]
+    fn timeouts() {
+        assert_eq!(parse_timeout("Second-3600"), Some(Some(3600)));
+        assert_eq!(parse_timeout("Infinite, Second-4100000000"), Some(None));
+        assert_eq!(parse_timeout("Bogus, second-10"), Some(Some(10)));
+        assert_eq!(parse_timeout("Second-x"), None);
+        assert_eq!(parse_timeout("Second-99999999999999999999999"), None);
+    }
+
+    #[test]
+    fn lock_tokens() {
+        assert_eq!(
+            parse_lock_token(" <opaquelocktoken:a-b> "),
+            Ok("opaquelocktoken:a-b")
+        );
+        assert!(parse_lock_token("opaquelocktoken:a").is_err());
+        assert!(parse_lock_token("<>").is_err());
+        assert!(parse_lock_token("<a> <b>").is_err());
+    }
+}

@@ -361,3 +361,116 @@ async fn sync_tokens_move_between_nodes_and_skip_nothing() {
     assert!(!truth.is_empty());
     assert_eq!(replica, truth, "the replica converged across nodes");
 }
+
+const LOCKINFO: &str = r#"<?xml version="1.0" encoding="utf-8"?>
+<D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope>
+<D:locktype><D:write/></D:locktype><D:owner>node test</D:owner></D:lockinfo>"#;
+
+/// A lock taken through one node is enforced by the other (lock state lives in the database),
+/// and nodes racing for one exclusive lock give exactly one winner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn locks_hold_across_nodes() {
+    let Some(cluster) = Cluster::shared() else {
+        return;
+    };
+    let url = cluster.create_database().await.expect("database");
+    let (a, b) = (node(&url), node(&url));
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let lock = |base: &str, path: &str| {
+        client
+            .request(method("LOCK"), format!("{base}{path}"))
+            .header("Depth", "0")
+            .header("Timeout", "Second-600")
+            .body(LOCKINFO)
+            .send()
+    };
+    let r = client
+        .put(format!("{}/doc", a.base))
+        .body("v1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let etag = r.headers()["etag"].to_str().unwrap().to_owned();
+
+    let r = lock(&a.base, "/doc").await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let token = r.headers()["lock-token"].to_str().unwrap().to_owned();
+    assert!(token.starts_with("<opaquelocktoken:"), "{token}");
+    let r = client
+        .put(format!("{}/doc", b.base))
+        .body("v2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 423, "node B must see A's lock");
+    let r = lock(&b.base, "/doc").await.unwrap();
+    assert_eq!(
+        r.status().as_u16(),
+        423,
+        "a second exclusive lock through B"
+    );
+    let r = client
+        .put(format!("{}/doc", b.base))
+        .header("If", format!("({token} [{etag}])"))
+        .body("v2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204, "with the token, through B");
+    let r = client
+        .request(method("UNLOCK"), format!("{}/doc", b.base))
+        .header("Lock-Token", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204, "released through B");
+    let r = client
+        .put(format!("{}/doc", a.base))
+        .body("v3")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204, "free again through A");
+
+    // 16 tasks, half through each node, race for one exclusive lock.
+    let r = client
+        .put(format!("{}/contended", a.base))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let barrier = Arc::new(tokio::sync::Barrier::new(16));
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let base = if i % 2 == 0 {
+                a.base.clone()
+            } else {
+                b.base.clone()
+            };
+            let (client, barrier) = (client.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let r = client
+                    .request(method("LOCK"), format!("{base}/contended"))
+                    .header("Depth", "0")
+                    .body(LOCKINFO)
+                    .send()
+                    .await
+                    .unwrap();
+                r.status().as_u16()
+            })
+        })
+        .collect();
+    let mut codes = Vec::new();
+    for t in tasks {
+        codes.push(t.await.unwrap());
+    }
+    codes.sort_unstable();
+    assert_eq!(codes.iter().filter(|c| **c == 200).count(), 1, "{codes:?}");
+    assert!(codes.iter().all(|c| *c == 200 || *c == 423), "{codes:?}");
+}

@@ -339,6 +339,12 @@ impl Backend for Sqlite {
     type Payload = Option<i64>;
     type Upload = chunks::Staged;
 
+    fn capabilities(&self) -> davrepl_store::Capabilities {
+        let mut caps = davrepl_store::Capabilities::default();
+        caps.locking = true;
+        caps
+    }
+
     async fn atomic<T: Send + 'static>(&self, a: AtomicOf<Self, T>) -> StoreResult<T> {
         let Atomic {
             plan, upload, step, ..

@@ -5,10 +5,12 @@
 use std::time::SystemTime;
 
 use davrepl_store::chunks::{self, slice_chunk};
+use davrepl_store::engine::sql::LockColumns;
 use davrepl_store::engine::sql::{self, Columns, Param};
-use davrepl_store::engine::{self, LogQuery, PageQuery, Pieces, Record, Rows, Tombstone};
+use davrepl_store::engine::{self, LockScan, LogQuery, PageQuery, Pieces, Record, Rows, Tombstone};
 use davrepl_store::{
-    DeadProp, PropName, PurgeReport, ReplUid, ResourceKind, ResourcePath, Seq, StoreId, StoreResult,
+    DeadProp, Lock, PropName, PurgeReport, ReplUid, ResourceKind, ResourcePath, Seq, StoreId,
+    StoreResult,
 };
 use rusqlite::types::Value;
 use rusqlite::{OptionalExtension, Transaction, params, params_from_iter};
@@ -22,6 +24,7 @@ fn values(params: &[Param]) -> impl Iterator<Item = Value> + '_ {
     params.iter().map(|p| match p {
         Param::Text(s) => Value::Text(s.clone()),
         Param::Int(n) => Value::Integer(*n),
+        Param::OptText(s) => s.clone().map_or(Value::Null, Value::Text),
     })
 }
 
@@ -286,6 +289,50 @@ impl Rows for Tx<'_> {
             removed: count as u64,
             low_water: *low_water,
         })
+    }
+
+    fn locks(&mut self, scan: &LockScan) -> StoreResult<Vec<Lock>> {
+        let mut out = Vec::new();
+        for (query, params) in sql::lock_queries(scan) {
+            let mut st = self
+                .tx
+                .prepare_cached(&sql::sqlite(query))
+                .map_err(db_err)?;
+            let rows = st
+                .query_map(params_from_iter(values(&params)), |r| {
+                    LockColumns::read(|i| r.get(i), |i| r.get(i), |i| r.get(i))
+                })
+                .map_err(db_err)?;
+            for row in rows {
+                out.push(row.map_err(db_err)?.lock()?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn put_lock(&mut self, lock: &Lock) -> StoreResult<()> {
+        let params = LockColumns::of(lock).params();
+        self.tx
+            .prepare_cached(&sql::sqlite(sql::PUT_LOCK))
+            .and_then(|mut st| st.execute(params_from_iter(values(&params))))
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn remove_lock(&mut self, lock: &Lock) -> StoreResult<()> {
+        self.tx
+            .prepare_cached(&sql::sqlite(sql::REMOVE_LOCK))
+            .and_then(|mut st| st.execute([lock.token.as_str()]))
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn sweep_locks(&mut self, now: SystemTime) -> StoreResult<u64> {
+        let n = self
+            .tx
+            .execute(&sql::sqlite(sql::SWEEP_LOCKS), [sql::nanos(now)])
+            .map_err(db_err)?;
+        Ok(n as u64)
     }
 
     fn content(&mut self, blob: &Option<i64>, (start, end): (u64, u64)) -> StoreResult<Pieces> {

@@ -3,7 +3,7 @@
 use rusqlite::{Connection, params};
 
 /// The schema version this build writes.
-pub(crate) const CURRENT: i64 = 2;
+pub(crate) const CURRENT: i64 = 3;
 
 const V1: &str = r"
 CREATE TABLE store (
@@ -62,6 +62,20 @@ ALTER TABLE tombstones RENAME TO davrepl_tombstones;
 ALTER TABLE chunks RENAME TO davrepl_chunks;
 ";
 
+const V3: &str = r"
+CREATE TABLE davrepl_locks (
+    token     TEXT PRIMARY KEY,
+    root      TEXT NOT NULL,
+    deep      INTEGER NOT NULL,
+    exclusive INTEGER NOT NULL,
+    owner     TEXT,
+    principal TEXT,
+    timeout   INTEGER NOT NULL,
+    expires   INTEGER NOT NULL
+);
+CREATE INDEX davrepl_locks_root ON davrepl_locks(root);
+";
+
 /// Brings the database to [`CURRENT`], creating it if empty. Refuses a database written by a
 /// newer version, and anything that is not a davrepl database.
 pub(crate) fn migrate(
@@ -118,6 +132,8 @@ pub(crate) fn migrate(
             // Version 2: the tables the SQL backends share carry PostgreSQL's names, so the
             // queries in `davrepl_store::engine::sql` serve both.
             1 => tx.execute_batch(V2).map_err(|e| e.to_string())?,
+            // Version 3: write locks (WebDAV class 2), state beside the content.
+            2 => tx.execute_batch(V3).map_err(|e| e.to_string())?,
             other => return Err(format!("no migration from schema version {other}")),
         }
         v += 1;

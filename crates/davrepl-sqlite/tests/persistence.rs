@@ -164,6 +164,7 @@ async fn version_1_files_are_upgraded() {
          ALTER TABLE davrepl_props RENAME TO props;
          ALTER TABLE davrepl_tombstones RENAME TO tombstones;
          ALTER TABLE davrepl_chunks RENAME TO chunks;
+         DROP TABLE davrepl_locks;
          PRAGMA user_version = 1;",
     )
     .unwrap();
@@ -182,5 +183,5 @@ async fn version_1_files_are_upgraded() {
     let v: i64 = c
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(v, 2);
+    assert_eq!(v, 3);
 }

@@ -77,21 +77,35 @@ pub struct Condition {
     pub if_match: Option<EntityMatch>,
     /// `If-None-Match`.
     pub if_none_match: Option<EntityMatch>,
+    /// The principal sending the request: lock tokens of locks another principal took do not
+    /// count as submitted by it (RFC 4918 §6.4). `None` when the request is not authenticated.
+    pub principal: Option<String>,
 }
 
 fn strip_weak(tag: &str) -> &str {
     tag.strip_prefix("W/").unwrap_or(tag)
 }
 
+/// Whether a state token is one of the tokens a resource's state derives from (resourcetag,
+/// repl-uid, contenttag) rather than a lock token or another URI.
+fn is_state_token(t: &str) -> bool {
+    ["rt:", "rid:", "ct:"].iter().any(|p| t.starts_with(p))
+}
+
 impl IfCondition {
-    fn holds(&self, state: Option<&Tokens>) -> bool {
+    /// `locked` says whether the token names an active lock covering the resource (a lock
+    /// covers a URL whether or not a resource is mapped there).
+    fn holds(&self, state: Option<&Tokens>, locked: impl FnOnce(&str) -> bool) -> bool {
         let matched = match (&self.term, state) {
-            (_, None) => false,
-            (IfTerm::Token(t), Some(s)) => {
-                *t == s.resource_tag
+            (IfTerm::Token(t), Some(s))
+                if *t == s.resource_tag
                     || *t == s.repl_uid
-                    || s.content_tag.as_deref() == Some(t.as_str())
+                    || s.content_tag.as_deref() == Some(t.as_str()) =>
+            {
+                true
             }
+            (IfTerm::Token(t), _) => !is_state_token(t) && locked(t),
+            (IfTerm::ETag(_), None) => false,
             (IfTerm::ETag(e), Some(s)) => strip_weak(e) == s.etag,
         };
         matched != self.negated
@@ -133,13 +147,47 @@ impl Condition {
         out
     }
 
+    /// The lock tokens the request submits: every token of the `If` header that is not
+    /// negated (RFC 4918 §10.4.1: appearing in the header is submitting it, whether or not its
+    /// list holds).
+    pub fn submitted(&self) -> impl Iterator<Item = &str> {
+        self.if_lists
+            .iter()
+            .flat_map(|l| &l.conditions)
+            .filter_map(|c| match &c.term {
+                IfTerm::Token(t) if !c.negated && !is_state_token(t) => Some(t.as_str()),
+                _ => None,
+            })
+    }
+
+    /// Whether evaluating the condition needs to know which locks cover a path: some term
+    /// names a token that is not a resourcetag, repl-uid or contenttag.
+    pub fn needs_locks(&self) -> bool {
+        self.if_lists
+            .iter()
+            .flat_map(|l| &l.conditions)
+            .any(|c| matches!(&c.term, IfTerm::Token(t) if !is_state_token(t)))
+    }
+
     /// Evaluates the whole condition for a request on `target`. `lookup` returns the current
     /// state of a path, or `None` if nothing exists there; the store calls this inside the
-    /// atomic step of the write. Returns `true` when the request may proceed.
+    /// atomic step of the write. Returns `true` when the request may proceed. Lock tokens
+    /// never match here; see [`evaluate_locked`](Self::evaluate_locked).
     pub fn evaluate(
         &self,
         target: &ResourcePath,
+        lookup: impl FnMut(&ResourcePath) -> Option<Tokens>,
+    ) -> bool {
+        self.evaluate_locked(target, lookup, |_, _| false)
+    }
+
+    /// [`evaluate`](Self::evaluate), where a token term also holds when `locked(path, token)`
+    /// says an active lock with that token covers the path.
+    pub fn evaluate_locked(
+        &self,
+        target: &ResourcePath,
         mut lookup: impl FnMut(&ResourcePath) -> Option<Tokens>,
+        mut locked: impl FnMut(&ResourcePath, &str) -> bool,
     ) -> bool {
         let target_state = lookup(target);
         let target_state = target_state.as_ref();
@@ -171,16 +219,18 @@ impl Condition {
         }
         self.if_lists.iter().any(|list| {
             let other;
-            let state = match &list.resource {
-                IfResource::Target => target_state,
-                IfResource::Path(p) if p == target => target_state,
+            let (path, state) = match &list.resource {
+                IfResource::Target => (Some(target), target_state),
+                IfResource::Path(p) if p == target => (Some(target), target_state),
                 IfResource::Path(p) => {
                     other = lookup(p);
-                    other.as_ref()
+                    (Some(p), other.as_ref())
                 }
-                IfResource::Foreign => None,
+                IfResource::Foreign => (None, None),
             };
-            list.conditions.iter().all(|c| c.holds(state))
+            list.conditions
+                .iter()
+                .all(|c| c.holds(state, |t| path.is_some_and(|p| locked(p, t))))
         })
     }
 }

@@ -5,12 +5,13 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use crate::{
-    ByteStream, Capabilities, ChangePage, ChangesQuery, CreateOptions, DeleteOptions, Entry,
-    GetOptions, ListOptions, Listing, Meta, PatchOptions, PropPatch, PurgeReport, PutOptions,
-    ReplStore, ResourcePath, Secret, Seq, StoreId, StoreResult, TransferOptions, WriteOutcome,
+    ByteStream, Capabilities, ChangePage, ChangesQuery, Condition, CreateOptions, DeleteOptions,
+    Entry, GetOptions, ListOptions, Listing, Lock, LockGrant, LockRequest, Meta, PatchOptions,
+    PropPatch, PurgeReport, PutOptions, ReplStore, ResourcePath, Secret, Seq, StoreId, StoreResult,
+    TransferOptions, WriteOutcome,
 };
 
 /// A boxed, sendable future.
@@ -87,6 +88,32 @@ pub trait DynReplStore: Send + Sync + 'static {
     fn changes(&self, query: ChangesQuery) -> BoxFuture<'_, StoreResult<ChangePage>>;
     /// See [`ReplStore::purge`].
     fn purge(&self, before: SystemTime) -> BoxFuture<'_, StoreResult<PurgeReport>>;
+    /// See [`ReplStore::lock`].
+    fn lock<'a>(
+        &'a self,
+        path: &'a ResourcePath,
+        req: LockRequest,
+    ) -> BoxFuture<'a, StoreResult<LockGrant>>;
+    /// See [`ReplStore::refresh_lock`].
+    fn refresh_lock<'a>(
+        &'a self,
+        path: &'a ResourcePath,
+        cond: Condition,
+        timeout: Duration,
+    ) -> BoxFuture<'a, StoreResult<Lock>>;
+    /// See [`ReplStore::unlock`].
+    fn unlock<'a>(
+        &'a self,
+        path: &'a ResourcePath,
+        token: &'a str,
+        principal: Option<&'a str>,
+    ) -> BoxFuture<'a, StoreResult<Lock>>;
+    /// See [`ReplStore::locks`].
+    fn locks<'a>(
+        &'a self,
+        path: &'a ResourcePath,
+        below: bool,
+    ) -> BoxFuture<'a, StoreResult<Vec<Lock>>>;
 }
 
 impl<T: ReplStore> DynReplStore for T {
@@ -173,6 +200,36 @@ impl<T: ReplStore> DynReplStore for T {
     }
     fn purge(&self, before: SystemTime) -> BoxFuture<'_, StoreResult<PurgeReport>> {
         Box::pin(ReplStore::purge(self, before))
+    }
+    fn lock<'a>(
+        &'a self,
+        path: &'a ResourcePath,
+        req: LockRequest,
+    ) -> BoxFuture<'a, StoreResult<LockGrant>> {
+        Box::pin(ReplStore::lock(self, path, req))
+    }
+    fn refresh_lock<'a>(
+        &'a self,
+        path: &'a ResourcePath,
+        cond: Condition,
+        timeout: Duration,
+    ) -> BoxFuture<'a, StoreResult<Lock>> {
+        Box::pin(ReplStore::refresh_lock(self, path, cond, timeout))
+    }
+    fn unlock<'a>(
+        &'a self,
+        path: &'a ResourcePath,
+        token: &'a str,
+        principal: Option<&'a str>,
+    ) -> BoxFuture<'a, StoreResult<Lock>> {
+        Box::pin(ReplStore::unlock(self, path, token, principal))
+    }
+    fn locks<'a>(
+        &'a self,
+        path: &'a ResourcePath,
+        below: bool,
+    ) -> BoxFuture<'a, StoreResult<Vec<Lock>>> {
+        Box::pin(ReplStore::locks(self, path, below))
     }
 }
 
@@ -307,6 +364,40 @@ macro_rules! forward_repl_store {
             async fn purge(&self, before: ::std::time::SystemTime) -> $crate::StoreResult<$crate::PurgeReport> {
                 let $s = self;
                 $($via)+::purge(&$inner, before).await
+            }
+            async fn lock(
+                &self,
+                path: &$crate::ResourcePath,
+                req: $crate::LockRequest,
+            ) -> $crate::StoreResult<$crate::LockGrant> {
+                let $s = self;
+                $($via)+::lock(&$inner, path, req).await
+            }
+            async fn refresh_lock(
+                &self,
+                path: &$crate::ResourcePath,
+                cond: $crate::Condition,
+                timeout: ::std::time::Duration,
+            ) -> $crate::StoreResult<$crate::Lock> {
+                let $s = self;
+                $($via)+::refresh_lock(&$inner, path, cond, timeout).await
+            }
+            async fn unlock(
+                &self,
+                path: &$crate::ResourcePath,
+                token: &str,
+                principal: ::std::option::Option<&str>,
+            ) -> $crate::StoreResult<$crate::Lock> {
+                let $s = self;
+                $($via)+::unlock(&$inner, path, token, principal).await
+            }
+            async fn locks(
+                &self,
+                path: &$crate::ResourcePath,
+                below: bool,
+            ) -> $crate::StoreResult<::std::vec::Vec<$crate::Lock>> {
+                let $s = self;
+                $($via)+::locks(&$inner, path, below).await
             }
         }
     };

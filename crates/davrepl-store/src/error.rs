@@ -41,6 +41,17 @@ pub enum ErrorKind {
     InvalidInput,
     /// The store does not support this operation (see `Capabilities`).
     Unsupported,
+    /// A lock covers a resource the write changes and the request did not submit its token
+    /// ([`StoreError::resource`] names the lock root; HTTP 423 `DAV:lock-token-submitted`).
+    Locked,
+    /// A LOCK conflicts with a lock already held ([`StoreError::resource`] names its root;
+    /// HTTP 423 `DAV:no-conflicting-lock`).
+    LockConflict,
+    /// No lock with the given token covers the resource (UNLOCK: HTTP 409
+    /// `DAV:lock-token-matches-request-uri`).
+    NoSuchLock,
+    /// The lock belongs to another principal (HTTP 403).
+    NotLockOwner,
     /// A temporary condition (connection lost, serialization failure) that survived retries.
     Unavailable,
     /// Anything else: a bug or a broken backend.
@@ -52,6 +63,7 @@ pub struct StoreError {
     kind: ErrorKind,
     message: Cow<'static, str>,
     source: Option<BoxError>,
+    resource: Option<crate::path::ResourcePath>,
 }
 
 impl StoreError {
@@ -61,7 +73,21 @@ impl StoreError {
             kind,
             message: message.into(),
             source: None,
+            resource: None,
         }
+    }
+
+    /// Names the resource the error is about (the lock root of [`ErrorKind::Locked`] and
+    /// [`ErrorKind::LockConflict`]).
+    #[must_use]
+    pub fn with_resource(mut self, path: crate::path::ResourcePath) -> Self {
+        self.resource = Some(path);
+        self
+    }
+
+    /// The resource the error is about, if it names one.
+    pub fn resource(&self) -> Option<&crate::path::ResourcePath> {
+        self.resource.as_ref()
     }
 
     /// Attaches the underlying cause.

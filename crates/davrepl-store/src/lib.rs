@@ -39,17 +39,19 @@ mod condition;
 pub mod engine;
 mod erased;
 mod error;
+mod lock;
 mod memory;
 mod path;
 pub mod tags;
 mod types;
 
 use std::future::Future;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 pub use condition::{Condition, EntityMatch, IfCondition, IfList, IfResource, IfTerm, Tokens};
 pub use erased::{BoxFuture, DynReplStore, DynStore};
 pub use error::{BoxError, ErrorKind, StoreError, StoreResult};
+pub use lock::{LOCK_TOKEN_SCHEME, Lock, LockGrant, LockRequest, LockScope};
 pub use memory::{MemStore, Transform};
 pub use path::{PathError, ResourcePath};
 pub use tags::{ReplUid, Seq, StoreId};
@@ -167,6 +169,68 @@ pub trait ReplStore: Send + Sync + 'static {
     /// number of changes since `query.since`, not to the size of the scope.
     fn changes(&self, query: ChangesQuery) -> impl Future<Output = StoreResult<ChangePage>> + Send;
 
-    /// Purges tombstones recorded before `before` and raises the low-water mark accordingly.
+    /// Purges tombstones recorded before `before` and raises the low-water mark accordingly,
+    /// and removes locks that have expired.
     fn purge(&self, before: SystemTime) -> impl Future<Output = StoreResult<PurgeReport>> + Send;
+
+    /// Takes a write lock on `path` (RFC 4918 §9.10), in one atomic step with the evaluation
+    /// of `req.condition` and the conflict check against every lock in force
+    /// ([`ErrorKind::LockConflict`]). Nothing mapped at `path` (its parent must exist): an
+    /// empty item is created there. Changes no tag and writes nothing to the change log
+    /// (except the creation). [`Capabilities::locking`] says whether a store keeps locks; the
+    /// default refuses with [`ErrorKind::Unsupported`].
+    fn lock(
+        &self,
+        path: &ResourcePath,
+        req: LockRequest,
+    ) -> impl Future<Output = StoreResult<LockGrant>> + Send {
+        let _ = (path, req);
+        std::future::ready(Err(StoreError::new(
+            ErrorKind::Unsupported,
+            "this store does not keep locks",
+        )))
+    }
+
+    /// Refreshes the lock covering `path` whose token `cond` submits (and whose principal is
+    /// `cond.principal`, if the lock has one), granting `timeout` from now;
+    /// [`ErrorKind::PreconditionFailed`] when `cond` is false or submits no such token.
+    fn refresh_lock(
+        &self,
+        path: &ResourcePath,
+        cond: Condition,
+        timeout: Duration,
+    ) -> impl Future<Output = StoreResult<Lock>> + Send {
+        let _ = (path, cond, timeout);
+        std::future::ready(Err(StoreError::new(
+            ErrorKind::Unsupported,
+            "this store does not keep locks",
+        )))
+    }
+
+    /// Releases the lock with `token` that covers `path` and returns it
+    /// ([`ErrorKind::NoSuchLock`] if there is none, [`ErrorKind::NotLockOwner`] if `principal`
+    /// may not use it).
+    fn unlock(
+        &self,
+        path: &ResourcePath,
+        token: &str,
+        principal: Option<&str>,
+    ) -> impl Future<Output = StoreResult<Lock>> + Send {
+        let _ = (path, token, principal);
+        std::future::ready(Err(StoreError::new(
+            ErrorKind::Unsupported,
+            "this store does not keep locks",
+        )))
+    }
+
+    /// The locks in force that cover `path` and, with `below`, also those rooted anywhere
+    /// below it, ordered by root and token. The default: none.
+    fn locks(
+        &self,
+        path: &ResourcePath,
+        below: bool,
+    ) -> impl Future<Output = StoreResult<Vec<Lock>>> + Send {
+        let _ = (path, below);
+        std::future::ready(Ok(Vec::new()))
+    }
 }

@@ -17,13 +17,14 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 
 use crate::engine::{
-    Atomic, AtomicOf, Backend, Counters, Engine, Incoming, LogQuery, PageQuery, Pieces, Record,
-    Rows, Staged, Tombstone,
+    Atomic, AtomicOf, Backend, Counters, Engine, Incoming, LockScan, LogQuery, PageQuery, Pieces,
+    Record, Rows, Staged, Tombstone,
 };
 use crate::error::{ErrorKind, StoreError, StoreResult};
+use crate::lock::Lock;
 use crate::path::ResourcePath;
 use crate::tags::{ReplUid, Seq, StoreId};
-use crate::types::{ByteStream, DeadProp, Depth, PurgeReport, ResourceKind};
+use crate::types::{ByteStream, Capabilities, DeadProp, Depth, PurgeReport, ResourceKind};
 use crate::{Secret, forward_repl_store};
 
 /// A hook that may rewrite uploaded content before it is stored; returning `Some` makes the
@@ -45,6 +46,8 @@ struct State {
     props: HashMap<u64, Vec<DeadProp>>,
     log: BTreeMap<Seq, LogRow>,
     counters: Counters,
+    /// Locks by root.
+    locks: BTreeMap<ResourcePath, Vec<Lock>>,
 }
 
 struct Shared {
@@ -96,6 +99,7 @@ impl MemStore {
             props: HashMap::new(),
             log: BTreeMap::new(),
             counters: Counters::default(),
+            locks: BTreeMap::new(),
         };
         let shared = Arc::new(Shared {
             id,
@@ -315,6 +319,57 @@ impl Rows for Tx<'_> {
         Ok(Some(vec![payload.slice(start as usize..=end as usize)]))
     }
 
+    fn locks(&mut self, scan: &LockScan) -> StoreResult<Vec<Lock>> {
+        let locks = &self.st().locks;
+        let mut out: Vec<Lock> = scan
+            .at
+            .iter()
+            .filter_map(|p| locks.get(p))
+            .flatten()
+            .cloned()
+            .collect();
+        for b in &scan.below {
+            let prefix = b.descendant_prefix();
+            let below = locks
+                .range::<str, _>((Bound::Included(prefix.as_str()), Bound::Unbounded))
+                .take_while(|(p, _)| p.as_str().starts_with(&prefix))
+                .filter(|(p, _)| *p != b);
+            out.extend(below.flat_map(|(_, l)| l.iter().cloned()));
+        }
+        Ok(out)
+    }
+
+    fn put_lock(&mut self, lock: &Lock) -> StoreResult<()> {
+        let at = self.st_mut()?.locks.entry(lock.root.clone()).or_default();
+        match at.iter_mut().find(|l| l.token == lock.token) {
+            Some(l) => *l = lock.clone(),
+            None => at.push(lock.clone()),
+        }
+        Ok(())
+    }
+
+    fn remove_lock(&mut self, lock: &Lock) -> StoreResult<()> {
+        let locks = &mut self.st_mut()?.locks;
+        if let Some(at) = locks.get_mut(&lock.root) {
+            at.retain(|l| l.token != lock.token);
+            if at.is_empty() {
+                locks.remove(&lock.root);
+            }
+        }
+        Ok(())
+    }
+
+    fn sweep_locks(&mut self, now: SystemTime) -> StoreResult<u64> {
+        let locks = &mut self.st_mut()?.locks;
+        let before: usize = locks.values().map(Vec::len).sum();
+        locks.retain(|_, at| {
+            at.retain(|l| l.is_active(now));
+            !at.is_empty()
+        });
+        let after: usize = locks.values().map(Vec::len).sum();
+        Ok((before - after) as u64)
+    }
+
     fn kind(&mut self, path: &ResourcePath) -> StoreResult<Option<ResourceKind>> {
         Ok(self.st().nodes.get(path).map(|n| n.kind))
     }
@@ -347,6 +402,13 @@ async fn collect(mut body: ByteStream, max_len: Option<u64>) -> StoreResult<Byte
 impl Backend for Mem {
     type Payload = Bytes;
     type Upload = Bytes;
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            locking: true,
+            ..Capabilities::default()
+        }
+    }
 
     async fn stage(&self, incoming: Incoming) -> StoreResult<Staged<Bytes>> {
         let content = collect(incoming.body, incoming.max_len).await?;

@@ -473,6 +473,9 @@ pub struct Capabilities {
     pub dead_properties: bool,
     /// Collections can be copied without their members (COPY Depth 0).
     pub shallow_copy: bool,
+    /// The store keeps write locks ([`ReplStore::lock`](crate::ReplStore::lock) and the
+    /// rest); the layer then answers WebDAV class 2.
+    pub locking: bool,
 }
 
 impl Default for Capabilities {
@@ -480,6 +483,7 @@ impl Default for Capabilities {
         Self {
             dead_properties: true,
             shallow_copy: true,
+            locking: false,
         }
     }
 }

@@ -40,7 +40,10 @@ macro_rules! conformance {
             failed_condition_has_no_side_effect, changes_scope_and_paging,
             superseded_changes_reported_once, aborted_body_writes_nothing, too_large_writes_nothing,
             secret_is_stable, large_content_round_trip, read_condition, cas_race_single_winner,
-            cas_race_no_lost_update, gap_free_feed
+            cas_race_no_lost_update, gap_free_feed, lock_grant_conflict_unlock,
+            lock_depth_and_membership, lock_refresh_and_expiry, lock_unmapped_url,
+            lock_belongs_to_its_principal, lock_with_conditional_write, locks_are_not_content,
+            lock_race_single_winner
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

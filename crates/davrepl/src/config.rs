@@ -88,6 +88,12 @@ pub struct Limits {
     pub max_row_ranges: usize,
     /// SQL text length and expression depth.
     pub sql: davrepl_proto::sql::SqlLimits,
+    /// The longest timeout a LOCK or refresh is granted (a request for more, or for
+    /// `Infinite`, gets this). Default one day.
+    pub max_lock_timeout: std::time::Duration,
+    /// The timeout of a LOCK that asks for none (capped by `max_lock_timeout`). Default one
+    /// hour.
+    pub default_lock_timeout: std::time::Duration,
 }
 
 impl Default for Limits {
@@ -107,6 +113,8 @@ impl Default for Limits {
             max_search_results: 100_000,
             max_row_ranges: 16,
             sql: davrepl_proto::sql::SqlLimits::default(),
+            max_lock_timeout: std::time::Duration::from_secs(24 * 3600),
+            default_lock_timeout: std::time::Duration::from_secs(3600),
         }
     }
 }

@@ -17,6 +17,9 @@ pub(crate) struct DavError {
     pub(crate) status: StatusCode,
     pub(crate) reason: Cow<'static, str>,
     pub(crate) condition: Option<&'static str>,
+    /// A resource the condition names (`DAV:lock-token-submitted` and
+    /// `DAV:no-conflicting-lock` carry the lock root's href).
+    pub(crate) resource: Option<davrepl_store::ResourcePath>,
 }
 
 pub(crate) type DavResult<T> = Result<T, DavError>;
@@ -27,6 +30,7 @@ impl DavError {
             status,
             reason: reason.into(),
             condition: None,
+            resource: None,
         }
     }
 
@@ -40,7 +44,18 @@ impl DavError {
         self
     }
 
+    /// The response, with any resource the condition names written as an href under `mount`.
+    pub(crate) fn into_response_at(self, mount: &davrepl_proto::href::Mount) -> Response<DavBody> {
+        let href = self.resource.as_ref().map(|p| mount.href(p, false));
+        self.render(href.as_deref())
+    }
+
     pub(crate) fn into_response(self) -> Response<DavBody> {
+        let href = self.resource.as_ref().map(|p| p.as_str().to_owned());
+        self.render(href.as_deref())
+    }
+
+    fn render(self, href: Option<&str>) -> Response<DavBody> {
         if self.status.is_server_error() {
             tracing::error!(status = %self.status, reason = %self.reason, "request failed");
         } else {
@@ -49,10 +64,17 @@ impl DavError {
         let (ct, body) = match self.condition {
             Some(cond) => {
                 let mut w = XmlWriter::new();
-                w.declaration()
-                    .start("D:error", &[("xmlns:D", "DAV:")])
-                    .empty(&format!("D:{cond}"), &[])
-                    .end("D:error");
+                let tag = format!("D:{cond}");
+                w.declaration().start("D:error", &[("xmlns:D", "DAV:")]);
+                match href {
+                    Some(h) => {
+                        w.start(&tag, &[]).text_element("D:href", h).end(&tag);
+                    }
+                    None => {
+                        w.empty(&tag, &[]);
+                    }
+                }
+                w.end("D:error");
                 ("application/xml; charset=utf-8", w.finish())
             }
             None if self.status == StatusCode::NOT_MODIFIED => ("", bytes::Bytes::new()),
@@ -96,8 +118,22 @@ impl From<StoreError> for DavError {
             ErrorKind::BodyAborted | ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
             ErrorKind::Unsupported => StatusCode::NOT_IMPLEMENTED,
             ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Locked | ErrorKind::LockConflict => StatusCode::LOCKED,
+            ErrorKind::NoSuchLock => StatusCode::CONFLICT,
+            ErrorKind::NotLockOwner => StatusCode::FORBIDDEN,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
+        let condition = match e.kind() {
+            ErrorKind::Locked => Some("lock-token-submitted"),
+            ErrorKind::LockConflict => Some("no-conflicting-lock"),
+            ErrorKind::NoSuchLock => Some("lock-token-matches-request-uri"),
+            _ => None,
+        };
+        if let Some(cond) = condition {
+            let mut out = Self::new(status, e.message().to_owned()).with_condition(cond);
+            out.resource = e.resource().cloned();
+            return out;
+        }
         if !status.is_server_error() {
             return Self::new(status, e.message().to_owned());
         }

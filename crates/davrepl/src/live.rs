@@ -49,6 +49,7 @@ pub(crate) fn names(meta: &Meta) -> Vec<PropName> {
         "getlastmodified",
         "resourcetype",
         "supportedlock",
+        "lockdiscovery",
     ]
     .iter()
     .map(|l| PropName::new("DAV:", *l))

@@ -234,6 +234,54 @@ pub fn parse_search(body: &[u8], limits: &XmlLimits) -> Result<SearchRequest, Xm
     })
 }
 
+/// A parsed LOCK body (`DAV:lockinfo`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockInfo {
+    /// `DAV:exclusive` (otherwise shared).
+    pub exclusive: bool,
+    /// The content of `DAV:owner` as a self-contained fragment, if given.
+    pub owner: Option<String>,
+}
+
+/// Parses a LOCK body; only write locks exist (RFC 4918 §14.11).
+pub fn parse_lockinfo(body: &[u8], limits: &XmlLimits) -> Result<LockInfo, XmlError> {
+    let root = parse_document(body, limits)?;
+    if !is_dav(&root, "lockinfo") {
+        return Err(XmlError::Unexpected(
+            "root element must be DAV:lockinfo".into(),
+        ));
+    }
+    let mut exclusive = None;
+    let mut write = false;
+    let mut owner = None;
+    for c in child_elements(&root) {
+        if is_dav(c, "lockscope") {
+            for s in child_elements(c) {
+                if is_dav(s, "exclusive") {
+                    exclusive = Some(true);
+                } else if is_dav(s, "shared") {
+                    exclusive = Some(false);
+                }
+            }
+        } else if is_dav(c, "locktype") {
+            write |= child_elements(c).any(|t| is_dav(t, "write"));
+        } else if is_dav(c, "owner") {
+            let mut value = String::new();
+            write_children(&mut value, c);
+            owner = Some(value);
+        }
+    }
+    let exclusive = exclusive.ok_or_else(|| {
+        XmlError::Unexpected("lockinfo needs lockscope exclusive or shared".into())
+    })?;
+    if !write {
+        return Err(XmlError::Unexpected(
+            "lockinfo needs locktype write (the only lock type)".into(),
+        ));
+    }
+    Ok(LockInfo { exclusive, owner })
+}
+
 /// One instruction of a PROPPATCH, in document order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PatchInstruction {

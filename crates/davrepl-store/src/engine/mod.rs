@@ -13,6 +13,7 @@
 //! needs first ([`Condition::paths`], the target, its parent and the subtrees involved), runs
 //! the engine on that view and applies the recorded changes in one round trip.
 
+mod lock;
 mod read;
 pub mod sql;
 mod store;
@@ -26,6 +27,7 @@ use std::time::SystemTime;
 
 use crate::condition::{Condition, Tokens};
 use crate::error::{ErrorKind, StoreError, StoreResult};
+use crate::lock::Lock;
 use crate::path::ResourcePath;
 use crate::tags::{ReplUid, Seq, StoreId};
 use bytes::Bytes;
@@ -164,6 +166,51 @@ impl LogQuery {
     }
 }
 
+/// Which lock rows a step reads ([`Rows::locks`]): those rooted exactly at one of `at`, and
+/// those rooted strictly below one of `below`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct LockScan {
+    /// Exact lock roots.
+    pub at: Vec<ResourcePath>,
+    /// Subtrees whose every lock is read (the subtree's root itself through `at`).
+    pub below: Vec<ResourcePath>,
+}
+
+impl LockScan {
+    /// Whether a lock rooted at `root` is in the scan.
+    pub fn contains(&self, root: &ResourcePath) -> bool {
+        self.at.contains(root) || self.below.iter().any(|b| root.is_strictly_within(b))
+    }
+
+    /// Adds every lock that could cover `path`: rooted at it or at any of its ancestors.
+    pub fn add_covering(&mut self, path: &ResourcePath) {
+        let mut next = Some(path.clone());
+        while let Some(p) = next {
+            next = p.parent();
+            if !self.at.contains(&p) {
+                self.at.push(p);
+            }
+        }
+    }
+
+    /// Adds every lock that covers `path` or lies below it.
+    pub fn add_tree(&mut self, path: &ResourcePath) {
+        self.add_covering(path);
+        if !self.below.iter().any(|b| path.is_within(b)) {
+            self.below.push(path.clone());
+        }
+    }
+
+    /// Whether every lock `other` reads is read by this scan too.
+    pub fn includes(&self, other: &LockScan) -> bool {
+        other.at.iter().all(|p| self.contains(p))
+            && other
+                .below
+                .iter()
+                .all(|b| self.below.iter().any(|mine| b.is_within(mine)))
+    }
+}
+
 /// A resource leaving a path (deleted, or moved away): its row in the change log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tombstone {
@@ -242,6 +289,39 @@ pub trait Rows {
     /// (large content).
     fn content(&mut self, payload: &Self::Payload, span: (u64, u64)) -> StoreResult<Pieces>;
 
+    /// Lock rows rooted where `scan` says, expired ones included, in any order. The default
+    /// reads none: a backend without lock rows holds no locks (and does not claim
+    /// [`Capabilities::locking`](crate::Capabilities)).
+    fn locks(&mut self, scan: &LockScan) -> StoreResult<Vec<Lock>> {
+        let _ = scan;
+        Ok(Vec::new())
+    }
+
+    /// Creates a lock row, or replaces the one with the same token (a refresh).
+    fn put_lock(&mut self, lock: &Lock) -> StoreResult<()> {
+        let _ = lock;
+        Err(StoreError::new(
+            ErrorKind::Unsupported,
+            "this store does not keep locks",
+        ))
+    }
+
+    /// Removes a lock row.
+    fn remove_lock(&mut self, lock: &Lock) -> StoreResult<()> {
+        let _ = lock;
+        Err(StoreError::new(
+            ErrorKind::Unsupported,
+            "this store does not keep locks",
+        ))
+    }
+
+    /// Removes every lock row that expired at or before `now`; returns how many (0 when the
+    /// backend does not count them).
+    fn sweep_locks(&mut self, now: SystemTime) -> StoreResult<u64> {
+        let _ = now;
+        Ok(0)
+    }
+
     /// The next change sequence number (one more than every number handed out before).
     fn next_seq(&mut self) -> StoreResult<Seq> {
         let c = self.counters()?;
@@ -284,12 +364,14 @@ pub trait Rows {
 }
 
 /// Evaluates `cond` for a request on `target`, looking up the tokens of each path it names
-/// (`None` for a path with no resource). For reads, which do not run on [`Rows`]; writes use
-/// [`check`].
+/// (`None` for a path with no resource); `locked(path, token)` says whether a lock in force
+/// with that token covers the path. For reads, which do not run on [`Rows`]; writes use
+/// `check`.
 pub fn evaluate(
     target: &ResourcePath,
     cond: &Condition,
     mut lookup: impl FnMut(&ResourcePath) -> StoreResult<Option<Tokens>>,
+    locked: impl FnMut(&ResourcePath, &str) -> bool,
 ) -> StoreResult<()> {
     if cond.is_empty() {
         return Ok(());
@@ -305,23 +387,28 @@ pub fn evaluate(
             .find(|(q, _)| q == p)
             .and_then(|(_, t)| t.clone())
     };
-    if cond.evaluate(target, found) {
+    if cond.evaluate_locked(target, found, locked) {
         Ok(())
     } else {
         Err(StoreError::precondition_failed())
     }
 }
 
-/// Evaluates `cond` for a request on `target` against the current rows.
-pub fn check<R: Rows + ?Sized>(
+/// Evaluates `cond` for a request on `target` against the current rows and the locks `held`
+/// (read by the step with a scan that covers every path the condition names).
+pub(crate) fn check<R: Rows + ?Sized>(
     rows: &mut R,
     target: &ResourcePath,
     cond: &Condition,
+    held: &lock::Held,
 ) -> StoreResult<()> {
     let store = rows.store_id();
-    evaluate(target, cond, |p| {
-        Ok(rows.get(p)?.map(|r| r.meta(store, p).tokens()))
-    })
+    evaluate(
+        target,
+        cond,
+        |p| Ok(rows.get(p)?.map(|r| r.meta(store, p).tokens())),
+        |p, t| held.holds(p, t),
+    )
 }
 
 /// Whether a listing of the resource at `path` (of `kind`) with `opts` has anything to look

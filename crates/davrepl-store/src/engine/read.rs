@@ -97,9 +97,18 @@ pub(super) fn content<R: Rows + ?Sized>(
         ));
     }
     let store = rows.store_id();
-    evaluate(path, &opts.condition, |p| {
-        Ok(rows.get(p)?.map(|r| r.meta(store, p).tokens()))
-    })?;
+    let held = if opts.condition.needs_locks() {
+        let scan = super::lock::scan(&[], &[], path, &opts.condition);
+        super::lock::Held::read(rows, &scan, std::time::SystemTime::now())?
+    } else {
+        super::lock::Held::default()
+    };
+    evaluate(
+        path,
+        &opts.condition,
+        |p| Ok(rows.get(p)?.map(|r| r.meta(store, p).tokens())),
+        |p, t| held.holds(p, t),
+    )?;
     let (start, end) = resolve_range(r.len, opts.range)?;
     let bytes = if r.len == 0 {
         Some(Vec::new())

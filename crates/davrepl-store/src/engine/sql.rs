@@ -241,6 +241,8 @@ pub enum Param {
     Text(String),
     /// An `INTEGER`/`BIGINT` value.
     Int(i64),
+    /// A `TEXT` value that may be `NULL`.
+    OptText(Option<String>),
 }
 
 fn text(s: &str) -> Param {
@@ -358,4 +360,131 @@ mod tests {
         assert_eq!(chunk_span(5, 6, 4), (1, 1));
         assert_eq!(chunk_span(0, 9, 4), (0, 2));
     }
+}
+
+/// The columns of `davrepl_locks` that [`LockColumns`] holds, in its order.
+macro_rules! lock_cols {
+    () => {
+        "token, root, deep, exclusive, owner, principal, timeout, expires"
+    };
+}
+
+/// Locks rooted at `$1`.
+pub const LOCKS_AT: &str = concat!(
+    "SELECT ",
+    lock_cols!(),
+    " FROM davrepl_locks WHERE root = $1"
+);
+/// Locks rooted strictly between `$1` and `$2` (a [`below`] range).
+pub const LOCKS_BELOW: &str = concat!(
+    "SELECT ",
+    lock_cols!(),
+    " FROM davrepl_locks WHERE root > $1 AND root < $2"
+);
+/// Creates a lock, or (same token) refreshes its timeout.
+pub const PUT_LOCK: &str = concat!(
+    "INSERT INTO davrepl_locks (",
+    lock_cols!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    " ON CONFLICT (token) DO UPDATE SET timeout = excluded.timeout, expires = excluded.expires"
+);
+/// Removes the lock with token `$1`.
+pub const REMOVE_LOCK: &str = "DELETE FROM davrepl_locks WHERE token = $1";
+/// Removes the locks that expired at or before `$1`.
+pub const SWEEP_LOCKS: &str = "DELETE FROM davrepl_locks WHERE expires <= $1";
+
+/// One `davrepl_locks` row, column by column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub struct LockColumns {
+    pub token: String,
+    pub root: String,
+    pub deep: i64,
+    pub exclusive: i64,
+    pub owner: Option<String>,
+    pub principal: Option<String>,
+    /// Seconds.
+    pub timeout: i64,
+    pub expires: i64,
+}
+
+impl LockColumns {
+    /// Reads a row through the driver's typed getters, in column order.
+    pub fn read<E>(
+        int: impl Fn(usize) -> Result<i64, E>,
+        text: impl Fn(usize) -> Result<String, E>,
+        opt_text: impl Fn(usize) -> Result<Option<String>, E>,
+    ) -> Result<Self, E> {
+        Ok(Self {
+            token: text(0)?,
+            root: text(1)?,
+            deep: int(2)?,
+            exclusive: int(3)?,
+            owner: opt_text(4)?,
+            principal: opt_text(5)?,
+            timeout: int(6)?,
+            expires: int(7)?,
+        })
+    }
+
+    /// The row of `lock`.
+    pub fn of(lock: &crate::lock::Lock) -> Self {
+        Self {
+            token: lock.token.clone(),
+            root: lock.root.as_str().to_owned(),
+            deep: i64::from(lock.deep),
+            exclusive: i64::from(lock.scope == crate::lock::LockScope::Exclusive),
+            owner: lock.owner.clone(),
+            principal: lock.principal.clone(),
+            timeout: int(lock.timeout.as_secs()),
+            expires: nanos(lock.expires),
+        }
+    }
+
+    /// The lock this row stores.
+    pub fn lock(self) -> StoreResult<crate::lock::Lock> {
+        use crate::lock::LockScope;
+        Ok(crate::lock::Lock {
+            token: self.token,
+            root: stored_path(&self.root)?,
+            deep: self.deep != 0,
+            scope: if self.exclusive != 0 {
+                LockScope::Exclusive
+            } else {
+                LockScope::Shared
+            },
+            owner: self.owner,
+            principal: self.principal,
+            timeout: Duration::from_secs(u64::try_from(self.timeout).unwrap_or(0)),
+            expires: time(self.expires),
+        })
+    }
+
+    /// The row's values as [`Param`]s for [`PUT_LOCK`].
+    pub fn params(&self) -> Vec<Param> {
+        vec![
+            Param::Text(self.token.clone()),
+            Param::Text(self.root.clone()),
+            Param::Int(self.deep),
+            Param::Int(self.exclusive),
+            Param::OptText(self.owner.clone()),
+            Param::OptText(self.principal.clone()),
+            Param::Int(self.timeout),
+            Param::Int(self.expires),
+        ]
+    }
+}
+
+/// The queries that read the lock rows of `scan`, with their parameters.
+pub fn lock_queries(scan: &super::LockScan) -> Vec<(&'static str, Vec<Param>)> {
+    let mut out: Vec<(&'static str, Vec<Param>)> = scan
+        .at
+        .iter()
+        .map(|p| (LOCKS_AT, vec![Param::Text(p.as_str().to_owned())]))
+        .collect();
+    for b in &scan.below {
+        let (lo, hi) = below(b);
+        out.push((LOCKS_BELOW, vec![Param::Text(lo), Param::Text(hi)]));
+    }
+    out
 }

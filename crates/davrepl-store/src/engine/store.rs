@@ -2,11 +2,12 @@
 //! on its rows and moves content.
 
 use std::future::Future;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use super::{LogQuery, PageQuery, Rows, read, write};
+use super::{LockScan, LogQuery, PageQuery, Rows, lock, read, write};
 use crate::condition::Condition;
 use crate::error::{ErrorKind, StoreError, StoreResult};
+use crate::lock::{LOCK_TOKEN_SCHEME, Lock, LockGrant, LockRequest};
 use crate::path::ResourcePath;
 use crate::tags::{Seq, StoreId};
 use crate::types::{
@@ -49,6 +50,8 @@ pub struct Plan {
     /// It reads the content of this item (a range of it, or all), when small
     /// ([`Rows::content`]).
     pub content: Option<(ResourcePath, Option<ByteRange>)>,
+    /// Lock rows it reads ([`Rows::locks`]).
+    pub locks: Option<LockScan>,
 }
 
 impl Plan {
@@ -59,10 +62,12 @@ impl Plan {
         }
     }
 
-    /// A write on `target`: the target, its parent and every path `cond` names.
-    fn write(target: &ResourcePath, cond: &Condition) -> Self {
+    /// A write on `target`: the target, its parent and every path `cond` names, and the lock
+    /// rows of `locks`.
+    fn write(target: &ResourcePath, cond: &Condition, locks: LockScan) -> Self {
         let mut plan = Self {
             write: true,
+            locks: Some(locks),
             ..Self::read(cond.paths(target)) // the target first, each path once
         };
         if let Some(parent) = target.parent() {
@@ -261,7 +266,8 @@ impl<B: Backend> Engine<B> {
         moving: bool,
     ) -> StoreResult<WriteOutcome> {
         let plan = self.plan(true, || {
-            let mut plan = Plan::write(from, &opts.condition);
+            let locks = write::transfer_scan(from, to, &opts.condition, moving);
+            let mut plan = Plan::write(from, &opts.condition, locks);
             if let Some(parent) = to.parent() {
                 plan.add_path(parent);
             }
@@ -337,6 +343,9 @@ impl<B: Backend> ReplStore for Engine<B> {
         let plan = self.plan(false, || {
             let mut plan = Plan::read(opts.condition.paths(&p)); // `p` first
             plan.content = Some((p.clone(), opts.range));
+            if opts.condition.needs_locks() {
+                plan.locks = Some(lock::scan(&[], &[], &p, &opts.condition));
+            }
             plan
         });
         let found = self
@@ -367,7 +376,10 @@ impl<B: Backend> ReplStore for Engine<B> {
         };
         let staged = self.backend.stage(incoming).await?;
         let (len, transformed) = (staged.len, staged.transformed);
-        let plan = self.plan(true, || Plan::write(path, &opts.condition));
+        let plan = self.plan(true, || {
+            let locks = lock::scan(&[path], &[], path, &opts.condition);
+            Plan::write(path, &opts.condition, locks)
+        });
         let path = path.clone();
         self.run(plan, Some(staged.upload), move |rows, payload| {
             let payload = payload.ok_or_else(no_payload)?;
@@ -382,7 +394,10 @@ impl<B: Backend> ReplStore for Engine<B> {
         path: &ResourcePath,
         opts: CreateOptions,
     ) -> StoreResult<WriteOutcome> {
-        let plan = self.plan(true, || Plan::write(path, &opts.condition));
+        let plan = self.plan(true, || {
+            let locks = lock::scan(&[path], &[], path, &opts.condition);
+            Plan::write(path, &opts.condition, locks)
+        });
         let path = path.clone();
         self.run(plan, None, move |rows, _| {
             write::create_collection(rows, &path, &opts.condition)
@@ -393,7 +408,11 @@ impl<B: Backend> ReplStore for Engine<B> {
     async fn delete(&self, path: &ResourcePath, opts: DeleteOptions) -> StoreResult<Meta> {
         let plan = self.plan(true, || Plan {
             trees: vec![path.clone()],
-            ..Plan::write(path, &opts.condition)
+            ..Plan::write(
+                path,
+                &opts.condition,
+                lock::scan(&[], &[path], path, &opts.condition),
+            )
         });
         let path = path.clone();
         self.run(plan, None, move |rows, _| {
@@ -428,7 +447,11 @@ impl<B: Backend> ReplStore for Engine<B> {
     ) -> StoreResult<WriteOutcome> {
         let plan = self.plan(true, || Plan {
             props_of: vec![path.clone()],
-            ..Plan::write(path, &opts.condition)
+            ..Plan::write(
+                path,
+                &opts.condition,
+                lock::scan(&[path], &[], path, &opts.condition),
+            )
         });
         let path = path.clone();
         self.run(plan, None, move |rows, _| {
@@ -460,9 +483,99 @@ impl<B: Backend> ReplStore for Engine<B> {
             write: true,
             ..Plan::default()
         });
-        self.run(plan, None, move |rows, _| rows.purge(before))
-            .await
+        self.run(plan, None, move |rows, _| {
+            rows.sweep_locks(SystemTime::now())?;
+            rows.purge(before)
+        })
+        .await
     }
+
+    async fn lock(&self, path: &ResourcePath, req: LockRequest) -> StoreResult<LockGrant> {
+        // Staged in case nothing is mapped at the URL (a locked empty resource); released
+        // otherwise.
+        let empty: crate::ByteStream = Box::pin(futures_util::stream::empty());
+        let incoming = Incoming {
+            path: path.clone(),
+            body: empty,
+            max_len: None,
+        };
+        let staged = self.backend.stage(incoming).await?;
+        let token = new_lock_token();
+        let plan = self.plan(true, || {
+            Plan::write(path, &req.condition, lock::lock_scan(path, &req))
+        });
+        let path = path.clone();
+        self.run(plan, Some(staged.upload), move |rows, payload| {
+            let payload = payload.ok_or_else(no_payload)?;
+            lock::lock(rows, &path, &req, &token, payload, SystemTime::now())
+        })
+        .await
+    }
+
+    async fn refresh_lock(
+        &self,
+        path: &ResourcePath,
+        cond: Condition,
+        timeout: Duration,
+    ) -> StoreResult<Lock> {
+        let plan = self.plan(true, || {
+            let locks = lock::covering_scan(path, &cond);
+            Plan::write(path, &cond, locks)
+        });
+        let path = path.clone();
+        self.run(plan, None, move |rows, _| {
+            lock::refresh(rows, &path, &cond, timeout, SystemTime::now())
+        })
+        .await
+    }
+
+    async fn unlock(
+        &self,
+        path: &ResourcePath,
+        token: &str,
+        principal: Option<&str>,
+    ) -> StoreResult<Lock> {
+        let none = Condition::none();
+        let plan = self.plan(true, || {
+            Plan::write(path, &none, lock::covering_scan(path, &none))
+        });
+        let (path, token) = (path.clone(), token.to_owned());
+        let principal = principal.map(str::to_owned);
+        self.run(plan, None, move |rows, _| {
+            let now = SystemTime::now();
+            lock::unlock(rows, &path, &token, principal.as_deref(), now)
+        })
+        .await
+    }
+
+    async fn locks(&self, path: &ResourcePath, below: bool) -> StoreResult<Vec<Lock>> {
+        let plan = self.plan(false, || Plan {
+            locks: Some(lock::discovery_scan(path, below)),
+            ..Plan::default()
+        });
+        let path = path.clone();
+        self.run(plan, None, move |rows, _| {
+            lock::discover(rows, &path, below, SystemTime::now())
+        })
+        .await
+    }
+}
+
+/// `opaquelocktoken:` and a random (version 4) UUID.
+fn new_lock_token() -> String {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).expect("operating system random source is unavailable");
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{LOCK_TOKEN_SCHEME}{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
 }
 
 #[cfg(test)]
@@ -488,13 +601,13 @@ mod tests {
             if_lists: vec![tagged("/a/b"), tagged("/c"), tagged("/c"), tagged("/a")],
             ..Condition::default()
         };
-        let plan = Plan::write(&path("/a/b"), &cond);
+        let plan = Plan::write(&path("/a/b"), &cond, Default::default());
         assert!(plan.write);
         assert_eq!(plan.paths, [path("/a/b"), path("/c"), path("/a")]);
         let mut moving = plan.clone();
         moving.add_path(path("/c"));
         assert_eq!(moving.paths, plan.paths);
-        let plain = Plan::write(&path("/a/b"), &Condition::default());
+        let plain = Plan::write(&path("/a/b"), &Condition::default(), Default::default());
         assert_eq!(plain.paths, [path("/a/b"), path("/a")]);
     }
 }

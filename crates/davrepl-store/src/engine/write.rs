@@ -2,6 +2,7 @@
 
 use std::time::SystemTime;
 
+use super::lock::{self, Held, Touch};
 use super::{Record, Rows, Tombstone, check};
 use crate::condition::Condition;
 use crate::error::{ErrorKind, StoreError, StoreResult};
@@ -10,7 +11,10 @@ use crate::tags::{ReplUid, Seq};
 use crate::types::{Depth, Meta, PropPatch, ResourceKind, TransferOptions, WriteOutcome};
 
 /// The parent of `path`, which must be an existing collection.
-fn check_parent<R: Rows + ?Sized>(rows: &mut R, path: &ResourcePath) -> StoreResult<ResourcePath> {
+pub(super) fn check_parent<R: Rows + ?Sized>(
+    rows: &mut R,
+    path: &ResourcePath,
+) -> StoreResult<ResourcePath> {
     let parent = path
         .parent()
         .ok_or_else(|| StoreError::new(ErrorKind::RootImmutable, "the root cannot be replaced"))?;
@@ -123,26 +127,57 @@ pub fn put<R: Rows + ?Sized>(
 ) -> StoreResult<WriteOutcome> {
     let checked = (|| {
         let parent = check_parent(rows, path)?;
-        check(rows, path, cond)?;
+        let held = Held::read(
+            rows,
+            &lock::scan(&[path], &[], path, cond),
+            SystemTime::now(),
+        )?;
+        check(rows, path, cond, &held)?;
         let existing = rows.get(path)?;
-        if existing
-            .as_ref()
-            .is_some_and(|r| r.kind == ResourceKind::Collection)
-        {
-            return Err(StoreError::new(
-                ErrorKind::IsCollection,
-                format!("{path} is a collection"),
-            ));
-        }
+        let touch = match &existing {
+            Some(r) if r.kind == ResourceKind::Collection => {
+                return Err(StoreError::new(
+                    ErrorKind::IsCollection,
+                    format!("{path} is a collection"),
+                ));
+            }
+            Some(_) => Touch::Resource(path),
+            None => Touch::Member(path),
+        };
+        lock::guard(&held, cond, &[touch])?;
         Ok((parent, existing))
     })();
-    let (parent, existing) = match checked {
-        Ok(v) => v,
+    match checked {
+        Ok((parent, existing)) => store_item(
+            rows,
+            path,
+            &parent,
+            existing,
+            payload,
+            len,
+            content_type,
+            transformed,
+        ),
         Err(e) => {
             rows.release(payload)?;
-            return Err(e);
+            Err(e)
         }
-    };
+    }
+}
+
+/// Stores an item at `path` (below the collection `parent`, replacing `existing`) once every
+/// check has passed.
+#[allow(clippy::too_many_arguments)] // every argument is one part of the item
+pub(super) fn store_item<R: Rows + ?Sized>(
+    rows: &mut R,
+    path: &ResourcePath,
+    parent: &ResourcePath,
+    existing: Option<Record<R::Payload>>,
+    payload: R::Payload,
+    len: u64,
+    content_type: Option<String>,
+    transformed: bool,
+) -> StoreResult<WriteOutcome> {
     let now = SystemTime::now();
     let created = existing.is_none();
     let record = match existing {
@@ -168,7 +203,7 @@ pub fn put<R: Rows + ?Sized>(
         },
     };
     let record = upsert(rows, path, record, now)?;
-    touch(rows, &parent, record.version)?;
+    touch(rows, parent, record.version)?;
     outcome(rows, path, created, transformed)
 }
 
@@ -185,8 +220,10 @@ pub fn create_collection<R: Rows + ?Sized>(
         ));
     }
     let parent = check_parent(rows, path)?;
-    check(rows, path, cond)?;
     let now = SystemTime::now();
+    let held = Held::read(rows, &lock::scan(&[path], &[], path, cond), now)?;
+    check(rows, path, cond, &held)?;
+    lock::guard(&held, cond, &[Touch::Member(path)])?;
     let rid = ReplUid::new(rows.store_id(), rows.next_rid()?);
     let record = upsert(rows, path, Record::collection(rid, now), now)?;
     touch(rows, &parent, record.version)?;
@@ -206,12 +243,31 @@ pub fn delete<R: Rows + ?Sized>(
         ));
     }
     get(rows, path)?;
-    check(rows, path, cond)?;
-    remove_tree(rows, path, SystemTime::now())?.ok_or_else(|| StoreError::not_found(path))
+    let now = SystemTime::now();
+    let held = Held::read(rows, &lock::scan(&[], &[path], path, cond), now)?;
+    check(rows, path, cond, &held)?;
+    lock::guard(&held, cond, &[Touch::Tree(path)])?;
+    let old = remove_tree(rows, path, now)?.ok_or_else(|| StoreError::not_found(path))?;
+    lock::removed(rows, &held, path)?;
+    Ok(old)
+}
+
+/// The lock rows a COPY or MOVE reads.
+pub(super) fn transfer_scan(
+    from: &ResourcePath,
+    to: &ResourcePath,
+    cond: &Condition,
+    moving: bool,
+) -> super::LockScan {
+    if moving {
+        lock::scan(&[], &[from, to], from, cond)
+    } else {
+        lock::scan(&[from], &[to], from, cond)
+    }
 }
 
 /// Checks a COPY or MOVE and clears an existing destination when allowed. Returns whether the
-/// destination existed.
+/// destination existed, and the locks read.
 fn prepare_transfer<R: Rows + ?Sized>(
     rows: &mut R,
     from: &ResourcePath,
@@ -219,12 +275,21 @@ fn prepare_transfer<R: Rows + ?Sized>(
     opts: &TransferOptions,
     moving: bool,
     now: SystemTime,
-) -> StoreResult<bool> {
+) -> StoreResult<(bool, Held)> {
     crate::types::check_transfer_paths(from, to, moving)?;
     get(rows, from)?;
-    check(rows, from, &opts.condition)?;
+    let held = Held::read(rows, &transfer_scan(from, to, &opts.condition, moving), now)?;
+    check(rows, from, &opts.condition, &held)?;
     check_parent(rows, to)?;
     let exists = rows.kind(to)?.is_some();
+    let mut touches = vec![if exists {
+        Touch::Tree(to)
+    } else {
+        Touch::Member(to)
+    }];
+    if moving {
+        touches.push(Touch::Tree(from));
+    }
     if exists {
         if !opts.overwrite {
             return Err(StoreError::new(
@@ -238,9 +303,13 @@ fn prepare_transfer<R: Rows + ?Sized>(
                 "the destination is an ancestor of the source",
             ));
         }
+        lock::guard(&held, &opts.condition, &touches)?;
         remove_tree(rows, to, now)?;
+        lock::removed(rows, &held, to)?;
+    } else {
+        lock::guard(&held, &opts.condition, &touches)?;
     }
-    Ok(exists)
+    Ok((exists, held))
 }
 
 /// COPY: new repl-uids for every copy; `Depth: 0` copies a collection without its members.
@@ -251,7 +320,7 @@ pub fn copy<R: Rows + ?Sized>(
     opts: &TransferOptions,
 ) -> StoreResult<WriteOutcome> {
     let now = SystemTime::now();
-    let existed = prepare_transfer(rows, from, to, opts, false, now)?;
+    let (existed, _) = prepare_transfer(rows, from, to, opts, false, now)?;
     let mut sources = subtree(rows, from)?;
     if opts.depth != Depth::Infinity {
         sources.truncate(1);
@@ -288,7 +357,8 @@ pub fn rename<R: Rows + ?Sized>(
     opts: &TransferOptions,
 ) -> StoreResult<WriteOutcome> {
     let now = SystemTime::now();
-    let existed = prepare_transfer(rows, from, to, opts, true, now)?;
+    let (existed, held) = prepare_transfer(rows, from, to, opts, true, now)?;
+    lock::removed(rows, &held, from)?;
     for (src, record) in subtree(rows, from)? {
         let Some(dst) = src.rebase(from, to) else {
             continue;
@@ -319,7 +389,13 @@ pub fn patch_props<R: Rows + ?Sized>(
     cond: &Condition,
 ) -> StoreResult<WriteOutcome> {
     let record = get(rows, path)?;
-    check(rows, path, cond)?;
+    let held = Held::read(
+        rows,
+        &lock::scan(&[path], &[], path, cond),
+        SystemTime::now(),
+    )?;
+    check(rows, path, cond, &held)?;
+    lock::guard(&held, cond, &[Touch::Resource(path)])?;
     let mut props = rows.props(record.rid)?;
     for op in patch {
         match op {

@@ -23,12 +23,14 @@ fn kind_of<T: std::fmt::Debug>(r: Result<T, StoreError>) -> ErrorKind {
 
 mod conditions;
 mod content;
+mod locks;
 mod log;
 mod races;
 mod tree;
 
 pub use conditions::*;
 pub use content::*;
+pub use locks::*;
 pub use log::*;
 pub use races::*;
 pub use tree::*;

@@ -12,7 +12,7 @@ const GROUPS: usize = 4;
 /// by a barrier), and within each task its racers are interleaved at every `.await`. A store
 /// that checks and then writes without holding a lock loses to the first kind when it blocks
 /// in between and to the second when it yields in between. Results come back in racer order.
-async fn race<S, F, Fut, T>(store: &S, task: F) -> Vec<T>
+pub(super) async fn race<S, F, Fut, T>(store: &S, task: F) -> Vec<T>
 where
     S: ReplStore + Clone,
     F: Fn(S, usize) -> Fut,

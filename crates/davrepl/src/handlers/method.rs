@@ -22,11 +22,13 @@ pub(crate) enum DavMethod {
     Proppatch,
     Search,
     Report,
+    Lock,
+    Unlock,
 }
 
 impl DavMethod {
     /// Every method, in `Allow` order.
-    pub(crate) const ALL: [Self; 13] = [
+    pub(crate) const ALL: [Self; 15] = [
         Self::Options,
         Self::Get,
         Self::Head,
@@ -40,10 +42,12 @@ impl DavMethod {
         Self::Proppatch,
         Self::Search,
         Self::Report,
+        Self::Lock,
+        Self::Unlock,
     ];
 
     /// The `Allow` header value: every method above.
-    pub(crate) const ALLOW: &'static str = "OPTIONS, GET, HEAD, PUT, POST, DELETE, MKCOL, COPY, MOVE, PROPFIND, PROPPATCH, SEARCH, REPORT";
+    pub(crate) const ALLOW: &'static str = "OPTIONS, GET, HEAD, PUT, POST, DELETE, MKCOL, COPY, MOVE, PROPFIND, PROPPATCH, SEARCH, REPORT, LOCK, UNLOCK";
 
     /// The method of a request, `None` when the layer does not serve it.
     pub(crate) fn parse(m: &Method) -> Option<Self> {
@@ -66,6 +70,8 @@ impl DavMethod {
             Self::Proppatch => "PROPPATCH",
             Self::Search => "SEARCH",
             Self::Report => "REPORT",
+            Self::Lock => "LOCK",
+            Self::Unlock => "UNLOCK",
         }
     }
 
@@ -80,7 +86,12 @@ impl DavMethod {
             // The only report served lists a collection's members (or its whole tree).
             Some(Self::Report) => Access::ReadTree,
             Some(Self::Delete | Self::Move) => Access::WriteTree,
-            Some(Self::Put | Self::Post | Self::Mkcol | Self::Proppatch) | None => Access::Write,
+            // A deep lock keeps everyone else from writing anywhere below.
+            Some(Self::Lock) if !shallow => Access::WriteTree,
+            Some(
+                Self::Put | Self::Post | Self::Mkcol | Self::Proppatch | Self::Lock | Self::Unlock,
+            )
+            | None => Access::Write,
         }
     }
 }
@@ -123,7 +134,9 @@ mod tests {
         assert_eq!(a(M::Report, Some(Depth::Zero)), Access::ReadTree);
         assert_eq!(a(M::Delete, Some(Depth::Zero)), Access::WriteTree);
         assert_eq!(a(M::Move, None), Access::WriteTree);
-        for m in [M::Put, M::Post, M::Mkcol, M::Proppatch] {
+        assert_eq!(a(M::Lock, None), Access::WriteTree, "a deep lock");
+        assert_eq!(a(M::Lock, Some(Depth::Zero)), Access::Write);
+        for m in [M::Put, M::Post, M::Mkcol, M::Proppatch, M::Unlock] {
             assert_eq!(a(m, None), Access::Write, "{m:?}");
         }
         assert_eq!(DavMethod::access(None, None), Access::Write);

@@ -1,5 +1,6 @@
 //! The request handlers, one module per group of methods, and what they share.
 
+mod lock;
 mod log;
 mod manifest;
 mod method;
@@ -86,6 +87,11 @@ impl<S: ReplStore> Ctx<S> {
     /// The combined precondition of `If`, `If-Match` and `If-None-Match`.
     fn condition(&self) -> DavResult<Condition> {
         let mut c = Condition::none();
+        c.principal = self
+            .parts
+            .extensions
+            .get::<Principal>()
+            .map(|p| p.0.clone());
         if let Some(v) = self.header("if-match")? {
             c.if_match = Some(parse_entity_match("If-Match", v)?);
         }
@@ -165,14 +171,25 @@ impl<S: ReplStore> Ctx<S> {
                 others.push((p.clone(), m.tokens()));
             }
         }
-        let tokens = meta.tokens();
-        let ok = cond.evaluate(&self.path, |p| {
-            if p == &self.path {
-                Some(tokens.clone())
-            } else {
-                others.iter().find(|(q, _)| q == p).map(|(_, t)| t.clone())
+        // Lock tokens hold where a lock in force covers the path.
+        let mut locks = Vec::new();
+        if cond.needs_locks() {
+            for p in cond.paths(&self.path) {
+                locks.extend(self.store().locks(&p, false).await?);
             }
-        });
+        }
+        let tokens = meta.tokens();
+        let ok = cond.evaluate_locked(
+            &self.path,
+            |p| {
+                if p == &self.path {
+                    Some(tokens.clone())
+                } else {
+                    others.iter().find(|(q, _)| q == p).map(|(_, t)| t.clone())
+                }
+            },
+            |p, t| locks.iter().any(|l| l.token == t && l.covers(p)),
+        );
         if ok {
             Ok(())
         } else {
@@ -268,9 +285,9 @@ where
     let span = tracing::info_span!("dav", method = %req.method(), path = %req.uri().path(), status = tracing::field::Empty);
     let is_head = req.method() == Method::HEAD;
     let fut = async {
-        let mut resp = dispatch(shared, req)
+        let mut resp = dispatch(shared.clone(), req)
             .await
-            .unwrap_or_else(DavError::into_response);
+            .unwrap_or_else(|e| e.into_response_at(&shared.config.mount));
         tracing::Span::current().record("status", resp.status().as_u16());
         if is_head {
             // Keep Content-Length of the GET it stands for; send no bytes.
@@ -333,7 +350,7 @@ where
         return Ok(resp);
     };
     match method {
-        DavMethod::Options => Ok(read::options()),
+        DavMethod::Options => Ok(read::options(ctx.store().capabilities().locking)),
         DavMethod::Get | DavMethod::Head => read::get(&ctx).await,
         DavMethod::Put => write::put(&ctx, body).await,
         DavMethod::Post => write::post(&ctx, body).await,
@@ -345,6 +362,8 @@ where
         DavMethod::Propfind => props::propfind(&ctx, body).await,
         DavMethod::Proppatch => props::proppatch(&ctx, body).await,
         DavMethod::Report => sync::report(&ctx, body).await,
+        DavMethod::Lock => lock::lock(&ctx, body).await,
+        DavMethod::Unlock => lock::unlock(&ctx).await,
     }
 }
 

@@ -14,6 +14,7 @@ use davrepl_store::{
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body::Body;
 
+use super::lock::{self, LockProps};
 use super::multistatus::{self, Rows};
 use super::sync::SyncTokens;
 use super::{Ctx, read_small_body, set_etag, set_repl_uid, set_resource_tag};
@@ -50,6 +51,10 @@ pub(super) struct PropRequest {
     /// Where `DAV:sync-token` is asked for: how to issue one for a collection, and the state
     /// of the log it stands for.
     sync: Option<(SyncTokens, Seq)>,
+    /// The store keeps locks (`DAV:supportedlock` lists them).
+    pub(super) locking: bool,
+    /// The locks in force on the listed resources, where `DAV:lockdiscovery` is asked for.
+    locks: Option<LockProps>,
 }
 
 impl PropRequest {
@@ -58,7 +63,35 @@ impl PropRequest {
             kind,
             brief,
             sync: None,
+            locking: false,
+            locks: None,
         }
+    }
+
+    /// Whether `DAV:lockdiscovery` is asked for (by name, or by `allprop`).
+    fn wants_locks(&self) -> bool {
+        match &self.kind {
+            PropfindKind::AllProp(_) => true,
+            PropfindKind::PropName => false,
+            PropfindKind::Prop(names) => names.iter().any(|n| is_dav_named(n, "lockdiscovery")),
+        }
+    }
+
+    /// Writes a lock property of `meta`; false when `name` is not one.
+    fn write_lock_prop(&self, w: &mut XmlWriter, meta: &Meta, name: &PropName) -> bool {
+        if is_dav_named(name, "supportedlock") {
+            lock::write_supported(w, self.locking);
+        } else if is_dav_named(name, "lockdiscovery") {
+            match &self.locks {
+                Some(l) => l.write_discovery(w, meta),
+                None => {
+                    w.empty("D:lockdiscovery", &[]);
+                }
+            }
+        } else {
+            return false;
+        }
+        true
     }
 
     /// Whether `DAV:sync-token` is among the names asked for.
@@ -83,7 +116,9 @@ impl PropRequest {
         match &self.kind {
             PropfindKind::AllProp(_) => {
                 for n in live::names(meta) {
-                    live::write(&mut found, meta, &n);
+                    if !self.write_lock_prop(&mut found, meta, &n) {
+                        live::write(&mut found, meta, &n);
+                    }
                 }
                 if !dead_display {
                     found.text_element("D:displayname", live::display_name(meta));
@@ -105,7 +140,8 @@ impl PropRequest {
             }
             PropfindKind::Prop(names) => {
                 for n in names {
-                    if live::write(&mut found, meta, n) {
+                    if self.write_lock_prop(&mut found, meta, n) || live::write(&mut found, meta, n)
+                    {
                         continue;
                     }
                     if is_sync_token(n)
@@ -147,7 +183,11 @@ impl PropRequest {
 }
 
 fn is_sync_token(n: &PropName) -> bool {
-    n.ns == "DAV:" && n.local == "sync-token"
+    is_dav_named(n, "sync-token")
+}
+
+fn is_dav_named(n: &PropName, local: &str) -> bool {
+    n.ns == "DAV:" && n.local == local
 }
 
 fn write_dead(w: &mut XmlWriter, d: &DeadProp) {
@@ -203,6 +243,10 @@ where
         return super::manifest::propfind_manifest(ctx, repl, request.kind, depth, root).await;
     }
     let mut req = PropRequest::new(request.kind, ctx.head.brief);
+    req.locking = ctx.store().capabilities().locking;
+    if req.locking && req.wants_locks() {
+        req.locks = LockProps::read(ctx, depth != Depth::Zero).await?;
+    }
     if req.wants_sync_token() {
         // One state of the log for every collection in the response.
         let tokens = SyncTokens::new(ctx).await?;

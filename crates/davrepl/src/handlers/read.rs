@@ -16,10 +16,12 @@ use crate::error::{DavError, DavResult};
 /// Most members shown on the HTML page of a collection.
 const INDEX_LIMIT: usize = 1000;
 
-pub(crate) fn options() -> Response<DavBody> {
+/// `OPTIONS`: the compliance classes (`2` when the store keeps locks) and the methods.
+pub(crate) fn options(locking: bool) -> Response<DavBody> {
     let mut r = status_only(StatusCode::OK);
     let h = r.headers_mut();
-    h.insert("dav", HeaderValue::from_static("1, 3"));
+    let classes = if locking { "1, 2, 3" } else { "1, 3" };
+    h.insert("dav", HeaderValue::from_static(classes));
     h.insert(header::ALLOW, HeaderValue::from_static(ALLOW));
     h.insert("ms-author-via", HeaderValue::from_static("DAV"));
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));

@@ -1,0 +1,28 @@
+//! Starts a throwaway PostgreSQL cluster, prints the URL of a fresh database on stdout and keeps
+//! the cluster until stdin closes; then removes it. For scripts that need a real PostgreSQL
+//! for a while (the litmus run of `.ci/run`):
+//!
+//! ```text
+//! cargo run --release -p davrepl-postgres --example throwaway-cluster < fifo > url
+//! ```
+
+use std::io::Read;
+
+use davrepl_postgres::throwaway::{Cluster, ClusterOptions};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), String> {
+    let Some(cluster) = Cluster::start(&ClusterOptions::default())? else {
+        return Err("PostgreSQL binaries not found (the message above says why)".into());
+    };
+    let url = cluster.create_database().await?;
+    #[allow(clippy::print_stdout)] // the URL on stdout is this program's output
+    {
+        println!("{url}");
+    }
+    // Until stdin closes; the cluster is removed when dropped.
+    let mut sink = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut sink);
+    drop(cluster);
+    Ok(())
+}

@@ -63,6 +63,10 @@ struct Args {
     /// with a `507` and a token to continue from (RFC 6578 §3.6).
     #[arg(long, default_value_t = 10_000, value_name = "N")]
     max_sync_results: u64,
+    /// The longest a WebDAV lock is granted for, in seconds (a LOCK asking for more, or for
+    /// `Infinite`, gets this).
+    #[arg(long, default_value_t = 86_400, value_name = "SECONDS")]
+    max_lock_timeout: u64,
     /// Days tombstones are kept; older ones are purged hourly, and collblobs older than the
     /// purge get `475` (the client does a first sync). 0 keeps them forever.
     #[arg(long, default_value_t = 30)]
@@ -298,6 +302,7 @@ async fn run<S: ReplStore + Clone>(args: &Args, store: S) -> Result<(), String> 
     }
     let mut limits = davrepl::Limits::default();
     limits.max_sync_results = args.max_sync_results.max(1);
+    limits.max_lock_timeout = std::time::Duration::from_secs(args.max_lock_timeout.max(1));
     let mut layer = ReplLayer::new(store.clone())
         .mount(&args.prefix)
         .limits(limits)

@@ -185,10 +185,7 @@ pub trait ReplStore: Send + Sync + 'static {
         req: LockRequest,
     ) -> impl Future<Output = StoreResult<LockGrant>> + Send {
         let _ = (path, req);
-        std::future::ready(Err(StoreError::new(
-            ErrorKind::Unsupported,
-            "this store does not keep locks",
-        )))
+        std::future::ready(Err(lock::not_kept()))
     }
 
     /// Refreshes the lock covering `path` whose token `cond` submits (and whose principal is
@@ -201,10 +198,7 @@ pub trait ReplStore: Send + Sync + 'static {
         timeout: Duration,
     ) -> impl Future<Output = StoreResult<Lock>> + Send {
         let _ = (path, cond, timeout);
-        std::future::ready(Err(StoreError::new(
-            ErrorKind::Unsupported,
-            "this store does not keep locks",
-        )))
+        std::future::ready(Err(lock::not_kept()))
     }
 
     /// Releases the lock with `token` that covers `path` and returns it
@@ -217,10 +211,7 @@ pub trait ReplStore: Send + Sync + 'static {
         principal: Option<&str>,
     ) -> impl Future<Output = StoreResult<Lock>> + Send {
         let _ = (path, token, principal);
-        std::future::ready(Err(StoreError::new(
-            ErrorKind::Unsupported,
-            "this store does not keep locks",
-        )))
+        std::future::ready(Err(lock::not_kept()))
     }
 
     /// The locks in force that cover `path` and, with `below`, also those rooted anywhere

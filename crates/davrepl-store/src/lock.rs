@@ -15,6 +15,14 @@ use crate::types::Meta;
 /// The URI scheme of the lock tokens davrepl hands out (RFC 4918 appendix C).
 pub const LOCK_TOKEN_SCHEME: &str = "opaquelocktoken:";
 
+/// The error of a lock operation on a store that keeps no locks.
+pub(crate) fn not_kept() -> crate::StoreError {
+    crate::StoreError::new(
+        crate::ErrorKind::Unsupported,
+        "this store does not keep locks",
+    )
+}
+
 /// Exclusive or shared (RFC 4918 §6.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LockScope {

@@ -300,19 +300,13 @@ pub trait Rows {
     /// Creates a lock row, or replaces the one with the same token (a refresh).
     fn put_lock(&mut self, lock: &Lock) -> StoreResult<()> {
         let _ = lock;
-        Err(StoreError::new(
-            ErrorKind::Unsupported,
-            "this store does not keep locks",
-        ))
+        Err(crate::lock::not_kept())
     }
 
     /// Removes a lock row.
     fn remove_lock(&mut self, lock: &Lock) -> StoreResult<()> {
         let _ = lock;
-        Err(StoreError::new(
-            ErrorKind::Unsupported,
-            "this store does not keep locks",
-        ))
+        Err(crate::lock::not_kept())
     }
 
     /// Removes every lock row that expired at or before `now`; returns how many (0 when the

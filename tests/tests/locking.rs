@@ -85,6 +85,15 @@ async fn lock_answers_and_423_names_the_lock_root() {
         )
         .await;
     ok.expect(201);
+    // POST into the locked collection: the same rule.
+    s.send(s.req("POST", "/docs/").body("p")).await.expect(423);
+    s.send(
+        s.req("POST", "/docs/")
+            .header("If", format!("({t})"))
+            .body("p"),
+    )
+    .await
+    .expect(201);
 
     // Discovery through a member, and supportedlock.
     let pf = s

@@ -29,6 +29,14 @@ pub enum IfTerm {
     ETag(String),
 }
 
+impl IfTerm {
+    /// Whether this is a replication state token (a resourcetag, repl-uid or contenttag), as
+    /// opposed to a lock token, another URI or an entity tag.
+    pub fn is_replication_token(&self) -> bool {
+        matches!(self, IfTerm::Token(t) if is_state_token(t))
+    }
+}
+
 /// One condition of an `If` list, possibly negated with `Not`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IfCondition {

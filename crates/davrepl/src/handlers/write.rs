@@ -187,7 +187,8 @@ pub(crate) async fn copy_move<S: ReplStore>(
 }
 
 /// POST to a collection: a new item under a server-chosen name (spec §3.4). Replication state
-/// tokens in `If` are ignored (A21); entity-tag conditions apply to the collection.
+/// tokens in `If` are ignored (A21); entity-tag conditions and lock tokens apply to the
+/// collection.
 pub(crate) async fn post<S, B>(ctx: &Ctx<S>, body: B) -> DavResult<Response<DavBody>>
 where
     S: ReplStore,
@@ -217,8 +218,7 @@ where
         .if_lists
         .into_iter()
         .filter_map(|mut l| {
-            l.conditions
-                .retain(|c| matches!(c.term, store::IfTerm::ETag(_)));
+            l.conditions.retain(|c| !c.term.is_replication_token());
             if matches!(l.resource, store::IfResource::Target) {
                 l.resource = store::IfResource::Path(ctx.path.clone());
             }

@@ -32,11 +32,15 @@ pub(crate) struct Wants {
     pub(crate) purge: Option<i64>,
     /// Dead properties of these repl-uid counters.
     pub(crate) props_rids: Vec<i64>,
+    /// Lock rows (a read's, from its plan; a write's only when its counters row says the
+    /// store holds any, see `View::may_hold_locks`).
+    pub(crate) locks: Option<LockScan>,
 }
 
 impl From<Plan> for Wants {
     fn from(plan: Plan) -> Self {
         Self {
+            locks: plan.locks.clone(),
             plan,
             ..Self::default()
         }
@@ -81,7 +85,7 @@ impl Need {
             Need::Content(b, s, e) => w.content = Some((b, s, e)),
             Need::Purge(cutoff) => w.purge = Some(cutoff),
             Need::Counters => w.plan.counters = true,
-            Need::Locks(scan) => w.plan.locks = Some(scan),
+            Need::Locks(scan) => w.locks = Some(scan),
         }
         w
     }
@@ -113,6 +117,8 @@ pub(crate) struct Known {
     /// Lock scans fetched, and the locks they found (each once).
     pub(crate) lock_scans: Vec<LockScan>,
     pub(crate) locks: Vec<Lock>,
+    /// How many lock rows the store holds, when the counters row was read.
+    pub(crate) lock_count: Option<i64>,
 }
 
 /// Up to this many single rows are fetched with one lookup each, more with one array query.
@@ -308,7 +314,7 @@ fn queries(w: &Wants) -> Vec<(Answer, &'static str, Owned)> {
     if p.counters {
         out.push((Answer::Counters, crate::LOAD_COUNTERS, Vec::new()));
     }
-    if let Some(scan) = &p.locks {
+    if let Some(scan) = &w.locks {
         let (lo, hi) = ranges(&scan.below);
         let params: Owned = vec![Box::new(strings(&scan.at)), Box::new(lo), Box::new(hi)];
         out.push((Answer::Locks, FETCH_LOCKS, params));
@@ -349,7 +355,7 @@ impl Known {
             self.rows.entry(path.clone()).or_insert(None);
         }
         self.trees.extend(p.trees.iter().cloned());
-        self.lock_scans.extend(p.locks.iter().cloned());
+        self.lock_scans.extend(w.locks.iter().cloned());
         let mut props: Vec<(i64, DeadProp)> = Vec::new();
         for ((answer, _, _), rows) in queries.into_iter().zip(answers) {
             match answer {
@@ -396,6 +402,7 @@ impl Known {
                 Answer::Counters => {
                     let r = rows.first().ok_or_else(|| pg_missing("the counters row"))?;
                     self.counters = Some(crate::counters(r)?);
+                    self.lock_count = Some(crate::lock_count(r)?);
                 }
                 Answer::Locks => {
                     for r in &rows {

@@ -345,9 +345,16 @@ fn describe(c: &tokio_postgres::Config) -> String {
 /// Locks the counters row for the rest of the transaction and reads it: this serializes
 /// writers and is what makes sequence numbers commit in order.
 const LOCK_COUNTERS: &str =
-    "SELECT seq, rid_counter, low_water FROM davrepl_store WHERE id = 1 FOR UPDATE";
+    "SELECT seq, rid_counter, low_water, locks FROM davrepl_store WHERE id = 1 FOR UPDATE";
 /// Reads the counters row (a snapshot read).
-const LOAD_COUNTERS: &str = "SELECT seq, rid_counter, low_water FROM davrepl_store WHERE id = 1";
+const LOAD_COUNTERS: &str =
+    "SELECT seq, rid_counter, low_water, locks FROM davrepl_store WHERE id = 1";
+
+/// How many lock rows the store holds, from a counters row ([`LOCK_COUNTERS`]): a write that
+/// finds none does not read the lock table at all.
+fn lock_count(r: &Row) -> StoreResult<i64> {
+    r.try_get(3).map_err(pg_err)
+}
 
 fn counters(r: &Row) -> StoreResult<Counters> {
     let get = |i| r.try_get::<_, i64>(i).map_err(pg_err).map(|n| n as u64);

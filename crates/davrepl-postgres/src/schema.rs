@@ -80,6 +80,7 @@ CREATE TABLE davrepl_locks (
     expires   BIGINT NOT NULL
 );
 CREATE INDEX davrepl_locks_root ON davrepl_locks (root);
+ALTER TABLE davrepl_store ADD COLUMN locks BIGINT NOT NULL DEFAULT 0;
 "#;
 
 /// Brings the database to [`CURRENT`], creating the tables if absent. Refuses a database

@@ -19,7 +19,8 @@ use futures_util::FutureExt;
 use crate::fetch::{Known, Wants};
 use crate::view::{Content, INSERT_CHUNK, View};
 use crate::{
-    LOCK_COUNTERS, Pg, commit_err, counters as counters_of, now_nanos, pg_err, pooled, retryable,
+    LOCK_COUNTERS, Pg, commit_err, counters as counters_of, lock_count, now_nanos, pg_err, pooled,
+    retryable,
 };
 
 /// A transaction open on a pooled connection: rolled back when dropped uncommitted (a read, or
@@ -124,7 +125,7 @@ impl Pg {
                 match &lock {
                     Some(lock) => {
                         let row = client.query_one(lock, &[]).await.map_err(pg_err)?;
-                        counters_of(&row).map(Some)
+                        Ok(Some((counters_of(&row)?, lock_count(&row)?)))
                     }
                     None => Ok(None),
                 }
@@ -132,8 +133,9 @@ impl Pg {
             known.fetch(client, id, wants),
         )
         .await?;
-        if counters.is_some() {
-            known.counters = counters;
+        if let Some((counters, locks)) = counters {
+            known.counters = Some(counters);
+            known.lock_count = Some(locks);
         }
         let payload = content.map(|c| Some(c.blob));
         for _ in 0..MAX_REFETCH {

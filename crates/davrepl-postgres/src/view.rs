@@ -252,6 +252,11 @@ impl<'k> View<'k> {
         if let Some(now) = &self.locks_swept {
             batch.push((sql::SWEEP_LOCKS, vec![now]));
         }
+        if !self.lock_puts.is_empty() || !self.lock_removes.is_empty() || self.locks_swept.is_some()
+        {
+            // Runs after the lock statements above (a connection runs them in order).
+            batch.push((COUNT_LOCKS, Vec::new()));
+        }
         batch.push((
             SAVE_COUNTERS,
             vec![&counters[0], &counters[1], &counters[2]],
@@ -289,6 +294,8 @@ const INSERT_TOMBSTONES: &str = "INSERT INTO davrepl_tombstones (seq, rid, path,
     SELECT * FROM unnest($1::int8[], $2::int8[], $3::text[], $4::text[], $5::int8[], $6::int8[])";
 const INSERT_PROPS: &str = "INSERT INTO davrepl_props (rid, ns, local, value)
     SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[])";
+const COUNT_LOCKS: &str =
+    "UPDATE davrepl_store SET locks = (SELECT count(*) FROM davrepl_locks) WHERE id = 1";
 pub(crate) const SAVE_COUNTERS: &str =
     "UPDATE davrepl_store SET seq = $1, rid_counter = $2, low_water = $3 WHERE id = 1";
 
@@ -422,8 +429,15 @@ impl Rows for View<'_> {
         })
     }
 
+    fn may_hold_locks(&mut self) -> StoreResult<bool> {
+        // A write knows from its counters row; a read fetched what its plan named.
+        Ok(self.known.lock_count != Some(0) || !self.lock_puts.is_empty())
+    }
+
     fn locks(&mut self, scan: &LockScan) -> StoreResult<Vec<Lock>> {
-        if !self.known.lock_scans.iter().any(|k| k.includes(scan)) {
+        // With no lock rows in the store (the common case), there is nothing to fetch.
+        let none_stored = self.known.lock_count == Some(0);
+        if !none_stored && !self.known.lock_scans.iter().any(|k| k.includes(scan)) {
             return Err(miss(Need::Locks(scan.clone()), &mut self.need));
         }
         let known = self.known.locks.iter().filter(|l| {

@@ -319,6 +319,10 @@ impl Rows for Tx<'_> {
         Ok(Some(vec![payload.slice(start as usize..=end as usize)]))
     }
 
+    fn may_hold_locks(&mut self) -> StoreResult<bool> {
+        Ok(!self.st().locks.is_empty())
+    }
+
     fn locks(&mut self, scan: &LockScan) -> StoreResult<Vec<Lock>> {
         let locks = &self.st().locks;
         let mut out: Vec<Lock> = scan

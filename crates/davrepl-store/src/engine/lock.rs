@@ -17,17 +17,22 @@ pub(crate) struct Held {
 }
 
 impl Held {
-    /// Reads the locks of `scan` (nothing when the scan is empty).
+    /// Reads the locks of the scan `scan` builds (nothing when the store holds no locks, or
+    /// the scan is empty).
     pub(crate) fn read<R: Rows + ?Sized>(
         rows: &mut R,
-        scan: &LockScan,
+        scan: impl FnOnce() -> LockScan,
         now: SystemTime,
     ) -> StoreResult<Self> {
+        if !rows.may_hold_locks()? {
+            return Ok(Self::default());
+        }
+        let scan = scan();
         if scan.at.is_empty() && scan.below.is_empty() {
             return Ok(Self::default());
         }
         let (active, expired) = rows
-            .locks(scan)?
+            .locks(&scan)?
             .into_iter()
             .filter(|l| scan.contains(&l.root))
             .partition(|l| l.is_active(now));
@@ -165,7 +170,7 @@ pub(crate) fn lock<R: Rows + ?Sized>(
     payload: R::Payload,
     now: SystemTime,
 ) -> StoreResult<LockGrant> {
-    let held = Held::read(rows, &lock_scan(path, req), now)?;
+    let held = Held::read(rows, || lock_scan(path, req), now)?;
     let checked = (|| {
         check(rows, path, &req.condition, &held)?;
         for l in &held.active {
@@ -242,7 +247,7 @@ pub(crate) fn refresh<R: Rows + ?Sized>(
     timeout: Duration,
     now: SystemTime,
 ) -> StoreResult<Lock> {
-    let held = Held::read(rows, &covering_scan(path, cond), now)?;
+    let held = Held::read(rows, || covering_scan(path, cond), now)?;
     check(rows, path, cond, &held)?;
     let principal = cond.principal.as_deref();
     let mut lock = held
@@ -270,7 +275,7 @@ pub(crate) fn unlock<R: Rows + ?Sized>(
     principal: Option<&str>,
     now: SystemTime,
 ) -> StoreResult<Lock> {
-    let held = Held::read(rows, &covering_scan(path, &Condition::none()), now)?;
+    let held = Held::read(rows, || covering_scan(path, &Condition::none()), now)?;
     let lock = held
         .covering(path)
         .find(|l| l.token == token)
@@ -310,7 +315,7 @@ pub(crate) fn discover<R: Rows + ?Sized>(
     below: bool,
     now: SystemTime,
 ) -> StoreResult<Vec<Lock>> {
-    let held = Held::read(rows, &discovery_scan(path, below), now)?;
+    let held = Held::read(rows, || discovery_scan(path, below), now)?;
     let mut out: Vec<Lock> = held
         .active
         .into_iter()

@@ -289,6 +289,12 @@ pub trait Rows {
     /// (large content).
     fn content(&mut self, payload: &Self::Payload, span: (u64, u64)) -> StoreResult<Pieces>;
 
+    /// Whether the store may hold any lock row now; `false` lets a step skip reading them. The
+    /// default says yes; a backend that knows it holds none answers cheaply.
+    fn may_hold_locks(&mut self) -> StoreResult<bool> {
+        Ok(true)
+    }
+
     /// Lock rows rooted where `scan` says, expired ones included, in any order. The default
     /// reads none: a backend without lock rows holds no locks (and does not claim
     /// [`Capabilities::locking`](crate::Capabilities)).

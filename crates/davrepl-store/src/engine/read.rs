@@ -98,8 +98,8 @@ pub(super) fn content<R: Rows + ?Sized>(
     }
     let store = rows.store_id();
     let held = if opts.condition.needs_locks() {
-        let scan = super::lock::scan(&[], &[], path, &opts.condition);
-        super::lock::Held::read(rows, &scan, std::time::SystemTime::now())?
+        let scan = || super::lock::scan(&[], &[], path, &opts.condition);
+        super::lock::Held::read(rows, scan, std::time::SystemTime::now())?
     } else {
         super::lock::Held::default()
     };

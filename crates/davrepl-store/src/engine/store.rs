@@ -50,7 +50,8 @@ pub struct Plan {
     /// It reads the content of this item (a range of it, or all), when small
     /// ([`Rows::content`]).
     pub content: Option<(ResourcePath, Option<ByteRange>)>,
-    /// Lock rows it reads ([`Rows::locks`]).
+    /// Lock rows a read reads ([`Rows::locks`]); a write's are found through
+    /// [`Rows::may_hold_locks`].
     pub locks: Option<LockScan>,
 }
 
@@ -62,12 +63,12 @@ impl Plan {
         }
     }
 
-    /// A write on `target`: the target, its parent and every path `cond` names, and the lock
-    /// rows of `locks`.
-    fn write(target: &ResourcePath, cond: &Condition, locks: LockScan) -> Self {
+    /// A write on `target`: the target, its parent and every path `cond` names. (Lock rows
+    /// are not listed: a write reads them only when the store holds any,
+    /// [`Rows::may_hold_locks`].)
+    fn write(target: &ResourcePath, cond: &Condition) -> Self {
         let mut plan = Self {
             write: true,
-            locks: Some(locks),
             ..Self::read(cond.paths(target)) // the target first, each path once
         };
         if let Some(parent) = target.parent() {
@@ -266,8 +267,7 @@ impl<B: Backend> Engine<B> {
         moving: bool,
     ) -> StoreResult<WriteOutcome> {
         let plan = self.plan(true, || {
-            let locks = write::transfer_scan(from, to, &opts.condition, moving);
-            let mut plan = Plan::write(from, &opts.condition, locks);
+            let mut plan = Plan::write(from, &opts.condition);
             if let Some(parent) = to.parent() {
                 plan.add_path(parent);
             }
@@ -376,10 +376,7 @@ impl<B: Backend> ReplStore for Engine<B> {
         };
         let staged = self.backend.stage(incoming).await?;
         let (len, transformed) = (staged.len, staged.transformed);
-        let plan = self.plan(true, || {
-            let locks = lock::scan(&[path], &[], path, &opts.condition);
-            Plan::write(path, &opts.condition, locks)
-        });
+        let plan = self.plan(true, || Plan::write(path, &opts.condition));
         let path = path.clone();
         self.run(plan, Some(staged.upload), move |rows, payload| {
             let payload = payload.ok_or_else(no_payload)?;
@@ -394,10 +391,7 @@ impl<B: Backend> ReplStore for Engine<B> {
         path: &ResourcePath,
         opts: CreateOptions,
     ) -> StoreResult<WriteOutcome> {
-        let plan = self.plan(true, || {
-            let locks = lock::scan(&[path], &[], path, &opts.condition);
-            Plan::write(path, &opts.condition, locks)
-        });
+        let plan = self.plan(true, || Plan::write(path, &opts.condition));
         let path = path.clone();
         self.run(plan, None, move |rows, _| {
             write::create_collection(rows, &path, &opts.condition)
@@ -408,11 +402,7 @@ impl<B: Backend> ReplStore for Engine<B> {
     async fn delete(&self, path: &ResourcePath, opts: DeleteOptions) -> StoreResult<Meta> {
         let plan = self.plan(true, || Plan {
             trees: vec![path.clone()],
-            ..Plan::write(
-                path,
-                &opts.condition,
-                lock::scan(&[], &[path], path, &opts.condition),
-            )
+            ..Plan::write(path, &opts.condition)
         });
         let path = path.clone();
         self.run(plan, None, move |rows, _| {
@@ -447,11 +437,7 @@ impl<B: Backend> ReplStore for Engine<B> {
     ) -> StoreResult<WriteOutcome> {
         let plan = self.plan(true, || Plan {
             props_of: vec![path.clone()],
-            ..Plan::write(
-                path,
-                &opts.condition,
-                lock::scan(&[path], &[], path, &opts.condition),
-            )
+            ..Plan::write(path, &opts.condition)
         });
         let path = path.clone();
         self.run(plan, None, move |rows, _| {
@@ -501,9 +487,7 @@ impl<B: Backend> ReplStore for Engine<B> {
         };
         let staged = self.backend.stage(incoming).await?;
         let token = new_lock_token();
-        let plan = self.plan(true, || {
-            Plan::write(path, &req.condition, lock::lock_scan(path, &req))
-        });
+        let plan = self.plan(true, || Plan::write(path, &req.condition));
         let path = path.clone();
         self.run(plan, Some(staged.upload), move |rows, payload| {
             let payload = payload.ok_or_else(no_payload)?;
@@ -518,10 +502,7 @@ impl<B: Backend> ReplStore for Engine<B> {
         cond: Condition,
         timeout: Duration,
     ) -> StoreResult<Lock> {
-        let plan = self.plan(true, || {
-            let locks = lock::covering_scan(path, &cond);
-            Plan::write(path, &cond, locks)
-        });
+        let plan = self.plan(true, || Plan::write(path, &cond));
         let path = path.clone();
         self.run(plan, None, move |rows, _| {
             lock::refresh(rows, &path, &cond, timeout, SystemTime::now())
@@ -536,9 +517,7 @@ impl<B: Backend> ReplStore for Engine<B> {
         principal: Option<&str>,
     ) -> StoreResult<Lock> {
         let none = Condition::none();
-        let plan = self.plan(true, || {
-            Plan::write(path, &none, lock::covering_scan(path, &none))
-        });
+        let plan = self.plan(true, || Plan::write(path, &none));
         let (path, token) = (path.clone(), token.to_owned());
         let principal = principal.map(str::to_owned);
         self.run(plan, None, move |rows, _| {
@@ -601,13 +580,13 @@ mod tests {
             if_lists: vec![tagged("/a/b"), tagged("/c"), tagged("/c"), tagged("/a")],
             ..Condition::default()
         };
-        let plan = Plan::write(&path("/a/b"), &cond, Default::default());
+        let plan = Plan::write(&path("/a/b"), &cond);
         assert!(plan.write);
         assert_eq!(plan.paths, [path("/a/b"), path("/c"), path("/a")]);
         let mut moving = plan.clone();
         moving.add_path(path("/c"));
         assert_eq!(moving.paths, plan.paths);
-        let plain = Plan::write(&path("/a/b"), &Condition::default(), Default::default());
+        let plain = Plan::write(&path("/a/b"), &Condition::default());
         assert_eq!(plain.paths, [path("/a/b"), path("/a")]);
     }
 }

@@ -33,7 +33,7 @@ fn check_with_locks<R: Rows + ?Sized>(
     rows: &mut R,
     target: &ResourcePath,
     cond: &Condition,
-    scan: &super::LockScan,
+    scan: impl FnOnce() -> super::LockScan,
     now: SystemTime,
 ) -> StoreResult<Held> {
     let held = Held::read(rows, scan, now)?;
@@ -141,8 +141,8 @@ pub fn put<R: Rows + ?Sized>(
 ) -> StoreResult<WriteOutcome> {
     let checked = (|| {
         let parent = check_parent(rows, path)?;
-        let scan = lock::scan(&[path], &[], path, cond);
-        let held = check_with_locks(rows, path, cond, &scan, SystemTime::now())?;
+        let scan = || lock::scan(&[path], &[], path, cond);
+        let held = check_with_locks(rows, path, cond, scan, SystemTime::now())?;
         let existing = rows.get(path)?;
         let touch = match &existing {
             Some(r) if r.kind == ResourceKind::Collection => {
@@ -231,7 +231,8 @@ pub fn create_collection<R: Rows + ?Sized>(
     }
     let parent = check_parent(rows, path)?;
     let now = SystemTime::now();
-    let held = check_with_locks(rows, path, cond, &lock::scan(&[path], &[], path, cond), now)?;
+    let scan = || lock::scan(&[path], &[], path, cond);
+    let held = check_with_locks(rows, path, cond, scan, now)?;
     lock::guard(&held, cond, &[Touch::Member(path)])?;
     let rid = ReplUid::new(rows.store_id(), rows.next_rid()?);
     let record = upsert(rows, path, Record::collection(rid, now), now)?;
@@ -253,7 +254,8 @@ pub fn delete<R: Rows + ?Sized>(
     }
     get(rows, path)?;
     let now = SystemTime::now();
-    let held = check_with_locks(rows, path, cond, &lock::scan(&[], &[path], path, cond), now)?;
+    let scan = || lock::scan(&[], &[path], path, cond);
+    let held = check_with_locks(rows, path, cond, scan, now)?;
     lock::guard(&held, cond, &[Touch::Tree(path)])?;
     let old = remove_tree(rows, path, now)?.ok_or_else(|| StoreError::not_found(path))?;
     lock::removed(rows, &held, path)?;
@@ -286,8 +288,8 @@ fn prepare_transfer<R: Rows + ?Sized>(
 ) -> StoreResult<(bool, Held)> {
     crate::types::check_transfer_paths(from, to, moving)?;
     get(rows, from)?;
-    let scan = transfer_scan(from, to, &opts.condition, moving);
-    let held = check_with_locks(rows, from, &opts.condition, &scan, now)?;
+    let scan = || transfer_scan(from, to, &opts.condition, moving);
+    let held = check_with_locks(rows, from, &opts.condition, scan, now)?;
     check_parent(rows, to)?;
     let exists = rows.kind(to)?.is_some();
     let mut touches = vec![if exists {
@@ -397,8 +399,8 @@ pub fn patch_props<R: Rows + ?Sized>(
     cond: &Condition,
 ) -> StoreResult<WriteOutcome> {
     let record = get(rows, path)?;
-    let scan = lock::scan(&[path], &[], path, cond);
-    let held = check_with_locks(rows, path, cond, &scan, SystemTime::now())?;
+    let scan = || lock::scan(&[path], &[], path, cond);
+    let held = check_with_locks(rows, path, cond, scan, SystemTime::now())?;
     lock::guard(&held, cond, &[Touch::Resource(path)])?;
     let mut props = rows.props(record.rid)?;
     for op in patch {

@@ -204,10 +204,12 @@ async fn sync_collection<S: ReplStore>(
         .map_or(limits.max_sync_results, |n| n.min(limits.max_sync_results))
         .max(1);
     let hrefs_only = req.props.is_empty();
+    let mut props = PropRequest::new(PropfindKind::Prop(req.props), false);
+    props.locking = ctx.store().capabilities().locking;
     let rows = SyncRows {
         shared: ctx.shared.clone(),
         log,
-        req: PropRequest::new(PropfindKind::Prop(req.props), false),
+        req: props,
         hrefs_only,
         limit,
         upper,

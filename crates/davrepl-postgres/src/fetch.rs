@@ -125,8 +125,8 @@ pub(crate) struct Known {
 const FEW_PATHS: usize = 4;
 
 const FETCH_PATHS: &str = concat!(
-    "SELECT path, rid, kind, version, content_version, len, content_type, created, modified, blob",
-    " FROM davrepl_resources WHERE path = ANY($1)"
+    "SELECT path, rid, kind, version, content_version, len, content_type, created, modified,",
+    " blob, digests FROM davrepl_resources WHERE path = ANY($1)"
 );
 /// The locks of a [`LockScan`] in one statement: rooted at one of `$1`, or strictly inside
 /// one of the ranges `($2[i], $3[i])`. The table holds few rows; its plan is a scan either way.
@@ -134,8 +134,8 @@ const FETCH_LOCKS: &str = "SELECT token, root, deep, exclusive, owner, principal
     FROM davrepl_locks WHERE root = ANY($1) OR EXISTS (
         SELECT 1 FROM unnest($2::text[], $3::text[]) AS t(lo, hi) WHERE root > t.lo AND root < t.hi)";
 const FETCH_TREES: &str = concat!(
-    "SELECT path, rid, kind, version, content_version, len, content_type, created, modified, blob",
-    " FROM davrepl_resources r JOIN unnest($1::text[], $2::text[]) AS t(lo, hi)",
+    "SELECT path, rid, kind, version, content_version, len, content_type, created, modified,",
+    " blob, digests FROM davrepl_resources r JOIN unnest($1::text[], $2::text[]) AS t(lo, hi)",
     " ON r.path > t.lo AND r.path < t.hi"
 );
 const FETCH_PROPS: &str =
@@ -156,7 +156,7 @@ const FETCH_BLOB_IDS: &str =
 /// per chunk, or once with no chunk.
 const ITEM_WITH_CONTENT: &str = concat!(
     "SELECT r.path, r.rid, r.kind, r.version, r.content_version, r.len, r.content_type,",
-    " r.created, r.modified, r.blob, c.n, c.data FROM davrepl_resources r",
+    " r.created, r.modified, r.blob, r.digests, c.n, c.data FROM davrepl_resources r",
     " LEFT JOIN LATERAL (SELECT n, data FROM davrepl_chunks",
     " WHERE blob = r.blob AND r.len <= $2 AND n >= $3 AND n <= $4) c ON true",
     " WHERE r.path = $1 ORDER BY c.n"
@@ -164,6 +164,7 @@ const ITEM_WITH_CONTENT: &str = concat!(
 
 fn columns(r: &Row) -> StoreResult<Columns> {
     Columns::read(
+        |i| r.try_get(i),
         |i| r.try_get(i),
         |i| r.try_get(i),
         |i| r.try_get(i),
@@ -463,7 +464,7 @@ impl Known {
         let (from, to) = sql::chunk_span(start, end, CHUNK);
         let mut pieces = Vec::with_capacity(rows.len());
         for (i, r) in rows.iter().enumerate() {
-            let Some(n) = r.try_get::<_, Option<i64>>(10).map_err(pg_err)? else {
+            let Some(n) = r.try_get::<_, Option<i64>>(11).map_err(pg_err)? else {
                 return Ok(()); // too large to prefetch, or empty: read on demand
             };
             if n != from + i as i64 || n > to {
@@ -472,7 +473,7 @@ impl Known {
             pieces.push(slice_chunk(
                 n as u64,
                 CHUNK,
-                r.try_get(11).map_err(pg_err)?,
+                r.try_get(12).map_err(pg_err)?,
                 start,
                 end,
             ));

@@ -345,10 +345,10 @@ fn describe(c: &tokio_postgres::Config) -> String {
 /// Locks the counters row for the rest of the transaction and reads it: this serializes
 /// writers and is what makes sequence numbers commit in order.
 const LOCK_COUNTERS: &str =
-    "SELECT seq, rid_counter, low_water, locks FROM davrepl_store WHERE id = 1 FOR UPDATE";
+    "SELECT seq, rid_counter, low_water, locks, bytes FROM davrepl_store WHERE id = 1 FOR UPDATE";
 /// Reads the counters row (a snapshot read).
 const LOAD_COUNTERS: &str =
-    "SELECT seq, rid_counter, low_water, locks FROM davrepl_store WHERE id = 1";
+    "SELECT seq, rid_counter, low_water, locks, bytes FROM davrepl_store WHERE id = 1";
 
 /// How many lock rows the store holds, from a counters row ([`LOCK_COUNTERS`]): a write that
 /// finds none does not read the lock table at all.
@@ -362,6 +362,7 @@ fn counters(r: &Row) -> StoreResult<Counters> {
         seq: get(0)?,
         rid: get(1)?,
         low_water: get(2)?,
+        bytes: get(4)?,
     })
 }
 

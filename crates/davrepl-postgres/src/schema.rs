@@ -4,7 +4,7 @@
 use tokio_postgres::Client;
 
 /// The schema version this build writes.
-pub(crate) const CURRENT: i64 = 2;
+pub(crate) const CURRENT: i64 = 3;
 
 /// Key of the advisory lock taken while migrating ("davrepl" in ASCII).
 const LOCK_KEY: i64 = 0x0064_6176_7265_706c;
@@ -83,6 +83,12 @@ CREATE INDEX davrepl_locks_root ON davrepl_locks (root);
 ALTER TABLE davrepl_store ADD COLUMN locks BIGINT NOT NULL DEFAULT 0;
 "#;
 
+/// Version 3: content digests (SHA-1, MD5, SHA-256 concatenated) of every item written since.
+/// Also the bytes of content the store holds, for quotas.
+const V3: &str = "ALTER TABLE davrepl_resources ADD COLUMN digests BYTEA;
+ALTER TABLE davrepl_store ADD COLUMN bytes BIGINT NOT NULL DEFAULT 0;
+UPDATE davrepl_store SET bytes = (SELECT coalesce(sum(len), 0) FROM davrepl_resources);";
+
 /// Brings the database to [`CURRENT`], creating the tables if absent. Refuses a database
 /// written by a newer version.
 pub(crate) async fn migrate(
@@ -143,6 +149,7 @@ pub(crate) async fn migrate(
                 .map_err(e)?;
             }
             1 => tx.batch_execute(V2).await.map_err(e)?,
+            2 => tx.batch_execute(V3).await.map_err(e)?,
             other => return Err(format!("no migration from schema version {other}")),
         }
         v += 1;

@@ -401,8 +401,8 @@ pub async fn bulk_members(url: &str, parent: &str, n: u64) -> Result<(), String>
         .await
         .map_err(e)?;
         tx.execute(
-            "UPDATE davrepl_store SET seq = $1, rid_counter = $2 WHERE id = 1",
-            &[&(seq + n), &(rid + n)],
+            "UPDATE davrepl_store SET seq = $1, rid_counter = $2, bytes = bytes + 5 * $3 WHERE id = 1",
+            &[&(seq + n), &(rid + n), &n],
         )
         .await
         .map_err(e)?;

@@ -129,6 +129,7 @@ impl<'k> View<'k> {
         let up_type: Vec<Option<&str>> =
             up.iter().map(|(c, _)| c.content_type.as_deref()).collect();
         let up_blob: Vec<Option<i64>> = up.iter().map(|(c, _)| c.blob).collect();
+        let up_digests: Vec<Option<&[u8]>> = up.iter().map(|(c, _)| c.digests.as_deref()).collect();
 
         let t_seq: Vec<i64> = self.tombs.iter().map(|t| sql::int(t.seq)).collect();
         let t_rid: Vec<i64> = self
@@ -162,7 +163,12 @@ impl<'k> View<'k> {
         let c = self.counters.ok_or_else(|| {
             StoreError::new(ErrorKind::Internal, "a write step without its counters")
         })?;
-        let counters = [sql::int(c.seq), sql::int(c.rid), sql::int(c.low_water)];
+        let counters = [
+            sql::int(c.seq),
+            sql::int(c.rid),
+            sql::int(c.low_water),
+            sql::int(c.bytes),
+        ];
         let rest = content.and_then(|c| c.rest.as_ref().map(|r| (c.blob, c.n, &r[..])));
 
         type Params<'a> = Vec<&'a (dyn ToSql + Sync)>;
@@ -209,6 +215,7 @@ impl<'k> View<'k> {
                     &up_created,
                     &up_modified,
                     &up_blob,
+                    &up_digests,
                 ],
             ));
         }
@@ -259,7 +266,7 @@ impl<'k> View<'k> {
         }
         batch.push((
             SAVE_COUNTERS,
-            vec![&counters[0], &counters[1], &counters[2]],
+            vec![&counters[0], &counters[1], &counters[2], &counters[3]],
         ));
         let statements = try_join_all(batch.iter().map(|(s, _)| tx.prepare_cached(s)))
             .await
@@ -282,14 +289,16 @@ const COPY_CHUNKS: &str = "INSERT INTO davrepl_chunks (blob, n, data)
     SELECT m.new, c.n, c.data FROM unnest($1::int8[], $2::int8[]) AS m(new, old)
     JOIN davrepl_chunks c ON c.blob = m.old";
 const UPSERT_RESOURCES: &str = "INSERT INTO davrepl_resources
-    (path, parent, rid, kind, version, content_version, len, content_type, created, modified, blob)
+    (path, parent, rid, kind, version, content_version, len, content_type, created, modified, blob,
+     digests)
     SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::int8[], $6::int8[],
-                         $7::int8[], $8::text[], $9::int8[], $10::int8[], $11::int8[])
+                         $7::int8[], $8::text[], $9::int8[], $10::int8[], $11::int8[],
+                         $12::bytea[])
     ON CONFLICT (path) DO UPDATE SET parent = EXCLUDED.parent, rid = EXCLUDED.rid,
         kind = EXCLUDED.kind, version = EXCLUDED.version,
         content_version = EXCLUDED.content_version, len = EXCLUDED.len,
         content_type = EXCLUDED.content_type, created = EXCLUDED.created,
-        modified = EXCLUDED.modified, blob = EXCLUDED.blob";
+        modified = EXCLUDED.modified, blob = EXCLUDED.blob, digests = EXCLUDED.digests";
 const INSERT_TOMBSTONES: &str = "INSERT INTO davrepl_tombstones (seq, rid, path, parent, kind, at)
     SELECT * FROM unnest($1::int8[], $2::int8[], $3::text[], $4::text[], $5::int8[], $6::int8[])";
 const INSERT_PROPS: &str = "INSERT INTO davrepl_props (rid, ns, local, value)
@@ -297,7 +306,7 @@ const INSERT_PROPS: &str = "INSERT INTO davrepl_props (rid, ns, local, value)
 const COUNT_LOCKS: &str =
     "UPDATE davrepl_store SET locks = (SELECT count(*) FROM davrepl_locks) WHERE id = 1";
 pub(crate) const SAVE_COUNTERS: &str =
-    "UPDATE davrepl_store SET seq = $1, rid_counter = $2, low_water = $3 WHERE id = 1";
+    "UPDATE davrepl_store SET seq = $1, rid_counter = $2, low_water = $3, bytes = $4 WHERE id = 1";
 
 impl Rows for View<'_> {
     type Payload = Option<i64>;

@@ -36,7 +36,13 @@ pub(crate) struct Tx<'a> {
 }
 
 pub(crate) fn columns(r: &rusqlite::Row<'_>) -> rusqlite::Result<Columns> {
-    Columns::read(|i| r.get(i), |i| r.get(i), |i| r.get(i), |i| r.get(i))
+    Columns::read(
+        |i| r.get(i),
+        |i| r.get(i),
+        |i| r.get(i),
+        |i| r.get(i),
+        |i| r.get(i),
+    )
 }
 
 impl Tx<'_> {
@@ -156,10 +162,10 @@ impl Rows for Tx<'_> {
         let parent = path.parent().map(|p| p.as_str().to_owned());
         self.tx
             .prepare_cached(
-                "INSERT INTO davrepl_resources (path, parent, rid, kind, version, content_version, len, content_type, created, modified, blob)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                "INSERT INTO davrepl_resources (path, parent, rid, kind, version, content_version, len, content_type, created, modified, blob, digests)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
                  ON CONFLICT(path) DO UPDATE SET rid = ?3, kind = ?4, version = ?5, content_version = ?6,
-                   len = ?7, content_type = ?8, created = ?9, modified = ?10, blob = ?11",
+                   len = ?7, content_type = ?8, created = ?9, modified = ?10, blob = ?11, digests = ?12",
             )
             .and_then(|mut st| {
                 st.execute(params![
@@ -173,7 +179,8 @@ impl Rows for Tx<'_> {
                     c.content_type,
                     c.created,
                     c.modified,
-                    c.blob
+                    c.blob,
+                    c.digests
                 ])
             })
             .map_err(db_err)?;

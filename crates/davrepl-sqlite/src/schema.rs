@@ -3,7 +3,7 @@
 use rusqlite::{Connection, params};
 
 /// The schema version this build writes.
-pub(crate) const CURRENT: i64 = 3;
+pub(crate) const CURRENT: i64 = 4;
 
 const V1: &str = r"
 CREATE TABLE store (
@@ -76,6 +76,14 @@ CREATE TABLE davrepl_locks (
 CREATE INDEX davrepl_locks_root ON davrepl_locks(root);
 ";
 
+/// Version 4: content digests (SHA-1, MD5, SHA-256 concatenated) of every item written since.
+/// Also the bytes of content the store holds, for quotas.
+const V4: &str = r"
+ALTER TABLE davrepl_resources ADD COLUMN digests BLOB;
+ALTER TABLE store ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
+UPDATE store SET bytes = (SELECT coalesce(sum(len), 0) FROM davrepl_resources);
+";
+
 /// Brings the database to [`CURRENT`], creating it if empty. Refuses a database written by a
 /// newer version, and anything that is not a davrepl database.
 pub(crate) fn migrate(
@@ -134,6 +142,7 @@ pub(crate) fn migrate(
             1 => tx.execute_batch(V2).map_err(|e| e.to_string())?,
             // Version 3: write locks (WebDAV class 2), state beside the content.
             2 => tx.execute_batch(V3).map_err(|e| e.to_string())?,
+            3 => tx.execute_batch(V4).map_err(|e| e.to_string())?,
             other => return Err(format!("no migration from schema version {other}")),
         }
         v += 1;

@@ -96,13 +96,14 @@ pub(crate) struct Counters {
 impl Counters {
     pub(crate) fn load(tx: &Transaction<'_>) -> StoreResult<Self> {
         tx.query_row(
-            "SELECT seq, rid_counter, blob_counter, low_water FROM store WHERE id = 1",
+            "SELECT seq, rid_counter, blob_counter, low_water, bytes FROM store WHERE id = 1",
             [],
             |r| {
                 let log = engine::Counters {
                     seq: r.get::<_, i64>(0)? as u64,
                     rid: r.get::<_, i64>(1)? as u64,
                     low_water: r.get::<_, i64>(3)? as u64,
+                    bytes: r.get::<_, i64>(4)? as u64,
                 };
                 Ok(Self {
                     log,
@@ -115,12 +116,13 @@ impl Counters {
 
     fn save(&self, tx: &Transaction<'_>) -> StoreResult<()> {
         tx.execute(
-            "UPDATE store SET seq = ?1, rid_counter = ?2, blob_counter = ?3, low_water = ?4 WHERE id = 1",
+            "UPDATE store SET seq = ?1, rid_counter = ?2, blob_counter = ?3, low_water = ?4, bytes = ?5 WHERE id = 1",
             params![
                 sql::int(self.log.seq),
                 sql::int(self.log.rid),
                 self.blob,
-                sql::int(self.log.low_water)
+                sql::int(self.log.low_water),
+                sql::int(self.log.bytes)
             ],
         )
         .map_err(db_err)?;

@@ -82,6 +82,8 @@ pub trait DynReplStore: Send + Sync + 'static {
         patch: Vec<PropPatch>,
         opts: PatchOptions,
     ) -> BoxFuture<'a, StoreResult<WriteOutcome>>;
+    /// See [`ReplStore::usage`].
+    fn usage(&self) -> BoxFuture<'_, StoreResult<Option<u64>>>;
     /// See [`ReplStore::watermark`].
     fn watermark(&self) -> BoxFuture<'_, StoreResult<Seq>>;
     /// See [`ReplStore::changes`].
@@ -191,6 +193,9 @@ impl<T: ReplStore> DynReplStore for T {
         opts: PatchOptions,
     ) -> BoxFuture<'a, StoreResult<WriteOutcome>> {
         Box::pin(ReplStore::patch_props(self, path, patch, opts))
+    }
+    fn usage(&self) -> BoxFuture<'_, StoreResult<Option<u64>>> {
+        Box::pin(ReplStore::usage(self))
     }
     fn watermark(&self) -> BoxFuture<'_, StoreResult<Seq>> {
         Box::pin(ReplStore::watermark(self))
@@ -352,6 +357,10 @@ macro_rules! forward_repl_store {
             ) -> $crate::StoreResult<$crate::WriteOutcome> {
                 let $s = self;
                 $($via)+::patch_props(&$inner, path, patch, opts).await
+            }
+            async fn usage(&self) -> $crate::StoreResult<::std::option::Option<u64>> {
+                let $s = self;
+                $($via)+::usage(&$inner).await
             }
             async fn watermark(&self) -> $crate::StoreResult<$crate::Seq> {
                 let $s = self;

@@ -37,6 +37,10 @@ pub enum ErrorKind {
     TooLarge,
     /// Reading the content from the client failed; nothing was written.
     BodyAborted,
+    /// The content does not have the checksum the request said it has; nothing was written.
+    ChecksumMismatch,
+    /// The write would take the store over its quota; nothing was written.
+    QuotaExceeded,
     /// The input is not acceptable to this store (bad property name, value too large).
     InvalidInput,
     /// The store does not support this operation (see `Capabilities`).

@@ -36,6 +36,7 @@
 
 pub mod chunks;
 mod condition;
+mod digest;
 pub mod engine;
 mod erased;
 mod error;
@@ -49,6 +50,7 @@ use std::future::Future;
 use std::time::{Duration, SystemTime};
 
 pub use condition::{Condition, EntityMatch, IfCondition, IfList, IfResource, IfTerm, Tokens};
+pub use digest::{Checksum, Digests, hex};
 pub use erased::{BoxFuture, DynReplStore, DynStore};
 pub use error::{BoxError, ErrorKind, StoreError, StoreResult};
 pub use lock::{LOCK_TOKEN_SCHEME, Lock, LockGrant, LockRequest, LockScope};
@@ -160,6 +162,12 @@ pub trait ReplStore: Send + Sync + 'static {
         patch: Vec<PropPatch>,
         opts: PatchOptions,
     ) -> impl Future<Output = StoreResult<WriteOutcome>> + Send;
+
+    /// How many bytes of content the store holds (for quotas), if it counts them. The default:
+    /// `None`.
+    fn usage(&self) -> impl Future<Output = StoreResult<Option<u64>>> + Send {
+        std::future::ready(Ok(None))
+    }
 
     /// The highest change sequence number visible now. Every change at or below it is
     /// visible (gap-free), so a reader may treat it as a consistent upper bound.

@@ -47,8 +47,12 @@ pub struct Meta {
     pub content_type: Option<String>,
     /// When the resource was created.
     pub created: SystemTime,
-    /// When the resource last changed.
+    /// When the resource last changed, or the modification time a client set (`X-OC-Mtime`,
+    /// a PROPPATCH of `getlastmodified`).
     pub modified: SystemTime,
+    /// Digests of an item's content (`None` for collections, and for items stored before
+    /// digests were kept).
+    pub digests: Option<crate::Digests>,
 }
 
 impl Meta {
@@ -217,6 +221,15 @@ pub struct PutOptions {
     pub condition: Condition,
     /// Refuse content longer than this many bytes with [`ErrorKind::TooLarge`](crate::ErrorKind).
     pub max_len: Option<u64>,
+    /// The modification time to record instead of the time of the write (a client's own
+    /// file time, `X-OC-Mtime`).
+    pub modified: Option<SystemTime>,
+    /// Refuse the content ([`ErrorKind::ChecksumMismatch`](crate::ErrorKind), nothing
+    /// written) unless it has this checksum.
+    pub checksum: Option<crate::Checksum>,
+    /// Refuse a write that adds content ([`ErrorKind::QuotaExceeded`](crate::ErrorKind),
+    /// nothing written) when the store would then hold more than this many bytes.
+    pub quota: Option<u64>,
 }
 
 impl PutOptions {
@@ -301,8 +314,26 @@ condition_options! {
     CreateOptions;
     /// Options of [`ReplStore::delete`](crate::ReplStore::delete).
     DeleteOptions;
-    /// Options of [`ReplStore::patch_props`](crate::ReplStore::patch_props).
-    PatchOptions;
+}
+
+/// Options of [`ReplStore::patch_props`](crate::ReplStore::patch_props).
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct PatchOptions {
+    /// Precondition, evaluated atomically with the write.
+    pub condition: Condition,
+    /// A modification time to record with the change (a client setting `getlastmodified`);
+    /// otherwise the time of the write.
+    pub modified: Option<SystemTime>,
+}
+
+impl From<Condition> for PatchOptions {
+    fn from(condition: Condition) -> Self {
+        Self {
+            condition,
+            modified: None,
+        }
+    }
 }
 
 /// Options of [`ReplStore::copy`](crate::ReplStore::copy) and
@@ -317,6 +348,9 @@ pub struct TransferOptions {
     pub overwrite: bool,
     /// Precondition on the source (and any tagged resources), evaluated atomically.
     pub condition: Condition,
+    /// Refuse a COPY ([`ErrorKind::QuotaExceeded`](crate::ErrorKind), nothing written) that
+    /// would take the store over this many bytes.
+    pub quota: Option<u64>,
 }
 
 impl TransferOptions {
@@ -326,6 +360,7 @@ impl TransferOptions {
             depth: Depth::Infinity,
             overwrite: true,
             condition: Condition::none(),
+            quota: None,
         }
     }
 

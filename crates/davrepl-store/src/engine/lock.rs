@@ -210,7 +210,9 @@ pub(crate) fn lock<R: Rows + ?Sized>(
                     return Err(e);
                 }
             };
-            let out = super::write::store_item(rows, path, &parent, None, payload, 0, None, false)?;
+            let mut empty = super::write::NewContent::new(payload, 0);
+            empty.digests = Some(crate::digest::Digests::of(b""));
+            let out = super::write::store_item(rows, path, &parent, None, empty)?;
             (out.meta, true)
         }
     };

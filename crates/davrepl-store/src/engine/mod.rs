@@ -21,11 +21,12 @@ mod write;
 
 pub use store::{Atomic, AtomicOf, Backend, Engine, Incoming, Plan, Staged, Step};
 
-pub use write::{copy, create_collection, delete, patch_props, put, rename};
+pub use write::{NewContent, copy, create_collection, delete, patch_props, put, rename};
 
 use std::time::SystemTime;
 
 use crate::condition::{Condition, Tokens};
+use crate::digest::Digests;
 use crate::error::{ErrorKind, StoreError, StoreResult};
 use crate::lock::Lock;
 use crate::path::ResourcePath;
@@ -57,6 +58,8 @@ pub struct Record<P> {
     pub created: SystemTime,
     /// Last modification time.
     pub modified: SystemTime,
+    /// Digests of the content (items written since digests are kept).
+    pub digests: Option<Digests>,
     /// The backend's handle on the content.
     pub payload: P,
 }
@@ -74,6 +77,7 @@ impl<P: Default> Record<P> {
             content_type: None,
             created: now,
             modified: now,
+            digests: None,
             payload: P::default(),
         }
     }
@@ -93,6 +97,7 @@ impl<P> Record<P> {
             content_type: self.content_type.clone(),
             created: self.created,
             modified: self.modified,
+            digests: self.digests,
         }
     }
 }
@@ -110,6 +115,8 @@ pub struct Counters {
     pub rid: u64,
     /// Tombstones at or below this sequence number may have been purged.
     pub low_water: Seq,
+    /// Bytes of content the store holds (the sum of every item's length).
+    pub bytes: u64,
 }
 
 /// A page of a listing, as [`Rows::page`] reads it.

@@ -18,7 +18,7 @@ use crate::types::{Depth, Meta, ResourceKind};
 
 macro_rules! cols {
     () => {
-        "path, rid, kind, version, content_version, len, content_type, created, modified, blob"
+        "path, rid, kind, version, content_version, len, content_type, created, modified, blob, digests"
     };
 }
 
@@ -154,6 +154,8 @@ pub struct Columns {
     pub created: i64,
     pub modified: i64,
     pub blob: Option<i64>,
+    /// [`Digests`](crate::Digests) in their stored form.
+    pub digests: Option<Vec<u8>>,
 }
 
 impl Columns {
@@ -163,6 +165,7 @@ impl Columns {
         opt_int: impl Fn(usize) -> Result<Option<i64>, E>,
         text: impl Fn(usize) -> Result<String, E>,
         opt_text: impl Fn(usize) -> Result<Option<String>, E>,
+        opt_blob: impl Fn(usize) -> Result<Option<Vec<u8>>, E>,
     ) -> Result<Self, E> {
         Ok(Self {
             path: text(0)?,
@@ -175,6 +178,7 @@ impl Columns {
             created: int(7)?,
             modified: int(8)?,
             blob: opt_int(9)?,
+            digests: opt_blob(10)?,
         })
     }
 
@@ -191,6 +195,7 @@ impl Columns {
             created: nanos(r.created),
             modified: nanos(r.modified),
             blob: r.payload,
+            digests: r.digests.map(|d| d.to_bytes()),
         }
     }
 
@@ -210,6 +215,7 @@ impl Columns {
             content_type: self.content_type.clone(),
             created: time(self.created),
             modified: time(self.modified),
+            digests: self.digests.as_deref().and_then(crate::Digests::from_bytes),
             payload: self.blob,
         }
     }
@@ -338,6 +344,7 @@ mod tests {
             created: 1_000,
             modified: 2_000,
             blob: Some(4),
+            digests: Some(crate::Digests::of(b"abc").to_bytes()),
         };
         assert_eq!(Columns::of(&path, &c.record(store)), c);
     }

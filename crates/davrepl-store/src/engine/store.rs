@@ -369,6 +369,8 @@ impl<B: Backend> ReplStore for Engine<B> {
         body: ByteStream,
         opts: PutOptions,
     ) -> StoreResult<WriteOutcome> {
+        // Digests are computed as the body streams into the backend.
+        let (body, digests) = crate::digest::hashing(body);
         let incoming = Incoming {
             path: path.clone(),
             body,
@@ -376,12 +378,39 @@ impl<B: Backend> ReplStore for Engine<B> {
         };
         let staged = self.backend.stage(incoming).await?;
         let (len, transformed) = (staged.len, staged.transformed);
+        // A backend that changed the content did so after the hashing saw it.
+        let digests = match transformed {
+            true => None,
+            false => *digests.lock().unwrap_or_else(|e| e.into_inner()),
+        };
         let plan = self.plan(true, || Plan::write(path, &opts.condition));
         let path = path.clone();
+        if let Some(expected) = opts.checksum
+            && !digests.is_some_and(|d| expected.matches(&d))
+        {
+            // Refused before anything is written; the staged content is discarded by the
+            // failing step.
+            return self
+                .run(plan, Some(staged.upload), |rows, payload| {
+                    if let Some(p) = payload {
+                        rows.release(p)?;
+                    }
+                    Err(StoreError::new(
+                        ErrorKind::ChecksumMismatch,
+                        "the content does not have the checksum the request gave",
+                    ))
+                })
+                .await;
+        }
         self.run(plan, Some(staged.upload), move |rows, payload| {
             let payload = payload.ok_or_else(no_payload)?;
-            let ct = opts.content_type.clone();
-            write::put(rows, &path, payload, len, ct, &opts.condition, transformed)
+            let mut content = write::NewContent::new(payload, len);
+            content.content_type = opts.content_type.clone();
+            content.digests = digests;
+            content.modified = opts.modified;
+            content.transformed = transformed;
+            content.quota = opts.quota;
+            write::put(rows, &path, content, &opts.condition)
         })
         .await
     }
@@ -441,9 +470,18 @@ impl<B: Backend> ReplStore for Engine<B> {
         });
         let path = path.clone();
         self.run(plan, None, move |rows, _| {
-            write::patch_props(rows, &path, patch.clone(), &opts.condition)
+            write::patch_props(rows, &path, patch.clone(), &opts.condition, opts.modified)
         })
         .await
+    }
+
+    async fn usage(&self) -> StoreResult<Option<u64>> {
+        let plan = self.plan(false, || Plan {
+            counters: true,
+            ..Plan::default()
+        });
+        self.run(plan, None, |rows, _| Ok(Some(rows.counters()?.bytes)))
+            .await
     }
 
     async fn watermark(&self) -> StoreResult<Seq> {

@@ -5,6 +5,7 @@ use std::time::SystemTime;
 use super::lock::{self, Held, Touch};
 use super::{Record, Rows, Tombstone, check};
 use crate::condition::Condition;
+use crate::digest::Digests;
 use crate::error::{ErrorKind, StoreError, StoreResult};
 use crate::path::ResourcePath;
 use crate::tags::{ReplUid, Seq};
@@ -46,19 +47,19 @@ fn get<R: Rows + ?Sized>(rows: &mut R, path: &ResourcePath) -> StoreResult<Recor
 }
 
 /// Stores `record` at `path` as a new change: the next sequence number becomes its version (and
-/// the content version of an item, or of a new collection).
+/// the content version of an item, or of a new collection), `modified` its modification time.
 fn upsert<R: Rows + ?Sized>(
     rows: &mut R,
     path: &ResourcePath,
     mut record: Record<R::Payload>,
-    now: SystemTime,
+    modified: SystemTime,
 ) -> StoreResult<Record<R::Payload>> {
     let seq = rows.next_seq()?;
     record.version = seq;
     if record.kind == ResourceKind::Item || record.content_version == 0 {
         record.content_version = seq;
     }
-    record.modified = now;
+    record.modified = modified;
     rows.put(path, &record)?;
     Ok(record)
 }
@@ -97,6 +98,8 @@ fn remove_tree<R: Rows + ?Sized>(
         }
         rows.remove(&p)?;
         rows.set_props(r.rid, &[])?;
+        let c = rows.counters()?;
+        c.bytes = c.bytes.saturating_sub(r.len);
         let seq = rows.next_seq()?;
         rows.tombstone(Tombstone {
             seq,
@@ -128,16 +131,57 @@ fn outcome<R: Rows + ?Sized>(
     })
 }
 
-/// PUT: creates or replaces the item at `path` with content `payload` of `len` bytes.
-/// `transformed` is passed through to the outcome. On error the payload is released.
+/// An item's new content, as a PUT brings it.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct NewContent<P> {
+    /// The backend's handle on the content.
+    pub payload: P,
+    /// Its length in bytes.
+    pub len: u64,
+    /// Its content type.
+    pub content_type: Option<String>,
+    /// Its digests, if known.
+    pub digests: Option<Digests>,
+    /// The modification time to record (else the time of the write).
+    pub modified: Option<SystemTime>,
+    /// The backend changed the content (reported in the outcome).
+    pub transformed: bool,
+    /// Refuse the write ([`ErrorKind::QuotaExceeded`]) if the store would then hold more
+    /// bytes than this.
+    pub quota: Option<u64>,
+}
+
+impl<P> NewContent<P> {
+    /// `len` bytes behind `payload`, nothing else known.
+    pub fn new(payload: P, len: u64) -> Self {
+        Self {
+            payload,
+            len,
+            content_type: None,
+            digests: None,
+            modified: None,
+            transformed: false,
+            quota: None,
+        }
+    }
+}
+
+/// The error of a write that would take the store over `quota` bytes.
+fn over_quota(quota: u64) -> StoreError {
+    StoreError::new(
+        ErrorKind::QuotaExceeded,
+        format!("the store's quota of {quota} bytes would be exceeded"),
+    )
+}
+
+/// PUT: creates or replaces the item at `path` with `content`. On error the payload is
+/// released.
 pub fn put<R: Rows + ?Sized>(
     rows: &mut R,
     path: &ResourcePath,
-    payload: R::Payload,
-    len: u64,
-    content_type: Option<String>,
+    content: NewContent<R::Payload>,
     cond: &Condition,
-    transformed: bool,
 ) -> StoreResult<WriteOutcome> {
     let checked = (|| {
         let parent = check_parent(rows, path)?;
@@ -158,18 +202,9 @@ pub fn put<R: Rows + ?Sized>(
         Ok((parent, existing))
     })();
     match checked {
-        Ok((parent, existing)) => store_item(
-            rows,
-            path,
-            &parent,
-            existing,
-            payload,
-            len,
-            content_type,
-            transformed,
-        ),
+        Ok((parent, existing)) => store_item(rows, path, &parent, existing, content),
         Err(e) => {
-            rows.release(payload)?;
+            rows.release(content.payload)?;
             Err(e)
         }
     }
@@ -177,25 +212,45 @@ pub fn put<R: Rows + ?Sized>(
 
 /// Stores an item at `path` (below the collection `parent`, replacing `existing`) once every
 /// check has passed.
-#[allow(clippy::too_many_arguments)] // every argument is one part of the item
 pub(super) fn store_item<R: Rows + ?Sized>(
     rows: &mut R,
     path: &ResourcePath,
     parent: &ResourcePath,
     existing: Option<Record<R::Payload>>,
-    payload: R::Payload,
-    len: u64,
-    content_type: Option<String>,
-    transformed: bool,
+    content: NewContent<R::Payload>,
 ) -> StoreResult<WriteOutcome> {
     let now = SystemTime::now();
     let created = existing.is_none();
+    let NewContent {
+        payload,
+        len,
+        content_type,
+        digests,
+        modified,
+        transformed,
+        quota,
+    } = content;
+    let old_len = existing.as_ref().map_or(0, |r| r.len);
+    let bytes = rows
+        .counters()?
+        .bytes
+        .saturating_sub(old_len)
+        .saturating_add(len);
+    if let Some(q) = quota
+        && len > old_len
+        && bytes > q
+    {
+        rows.release(payload)?;
+        return Err(over_quota(q));
+    }
+    rows.counters()?.bytes = bytes;
     let record = match existing {
         Some(old) => {
             rows.release(old.payload.clone())?;
             Record {
                 len,
                 content_type,
+                digests,
                 payload,
                 ..old
             }
@@ -209,10 +264,11 @@ pub(super) fn store_item<R: Rows + ?Sized>(
             content_type,
             created: now,
             modified: now,
+            digests,
             payload,
         },
     };
-    let record = upsert(rows, path, record, now)?;
+    let record = upsert(rows, path, record, modified.unwrap_or(now))?;
     touch(rows, parent, record.version)?;
     outcome(rows, path, created, transformed)
 }
@@ -314,12 +370,43 @@ fn prepare_transfer<R: Rows + ?Sized>(
             ));
         }
         lock::guard(&held, &opts.condition, &touches)?;
+        if !moving {
+            check_copy_quota(rows, from, Some(to), opts)?;
+        }
         remove_tree(rows, to, now)?;
         lock::removed(rows, &held, to)?;
     } else {
         lock::guard(&held, &opts.condition, &touches)?;
+        if !moving {
+            check_copy_quota(rows, from, None, opts)?;
+        }
     }
     Ok((exists, held))
+}
+
+/// Refuses a COPY of `from` (replacing the subtree at `replaced`) that would take the store
+/// over `opts.quota`, before anything changes.
+fn check_copy_quota<R: Rows + ?Sized>(
+    rows: &mut R,
+    from: &ResourcePath,
+    replaced: Option<&ResourcePath>,
+    opts: &TransferOptions,
+) -> StoreResult<()> {
+    let Some(q) = opts.quota else { return Ok(()) };
+    let mut sources = subtree(rows, from)?;
+    if opts.depth != Depth::Infinity {
+        sources.truncate(1);
+    }
+    let incoming: u64 = sources.iter().map(|(_, r)| r.len).sum();
+    let freed: u64 = match replaced {
+        Some(to) => subtree(rows, to)?.iter().map(|(_, r)| r.len).sum(),
+        None => 0,
+    };
+    let bytes = rows.counters()?.bytes.saturating_sub(freed);
+    if incoming > freed && bytes.saturating_add(incoming) > q {
+        return Err(over_quota(q));
+    }
+    Ok(())
 }
 
 /// COPY: new repl-uids for every copy; `Depth: 0` copies a collection without its members.
@@ -349,6 +436,8 @@ pub fn copy<R: Rows + ?Sized>(
             ..record
         };
         let copy = upsert(rows, &dst, copy, now)?;
+        let c = rows.counters()?;
+        c.bytes = c.bytes.saturating_add(copy.len);
         rows.set_props(copy.rid, &props)?;
     }
     if let Some(parent) = to.parent() {
@@ -391,12 +480,14 @@ pub fn rename<R: Rows + ?Sized>(
     outcome(rows, to, !existed, false)
 }
 
-/// PROPPATCH: applies `patch` in order, all or nothing.
+/// PROPPATCH: applies `patch` in order, all or nothing, and records `modified` as the
+/// modification time when given.
 pub fn patch_props<R: Rows + ?Sized>(
     rows: &mut R,
     path: &ResourcePath,
     patch: Vec<PropPatch>,
     cond: &Condition,
+    modified: Option<SystemTime>,
 ) -> StoreResult<WriteOutcome> {
     let record = get(rows, path)?;
     let scan = || lock::scan(&[path], &[], path, cond);
@@ -414,7 +505,7 @@ pub fn patch_props<R: Rows + ?Sized>(
     }
     props.sort_by(|a, b| a.name.cmp(&b.name));
     rows.set_props(record.rid, &props)?;
-    let record = upsert(rows, path, record, SystemTime::now())?;
+    let record = upsert(rows, path, record, modified.unwrap_or_else(SystemTime::now))?;
     if let Some(parent) = path.parent() {
         touch(rows, &parent, record.version)?;
     }

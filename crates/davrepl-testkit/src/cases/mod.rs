@@ -23,6 +23,7 @@ fn kind_of<T: std::fmt::Debug>(r: Result<T, StoreError>) -> ErrorKind {
 
 mod conditions;
 mod content;
+mod content_meta;
 mod locks;
 mod log;
 mod races;
@@ -30,6 +31,7 @@ mod tree;
 
 pub use conditions::*;
 pub use content::*;
+pub use content_meta::*;
 pub use locks::*;
 pub use log::*;
 pub use races::*;

@@ -1,0 +1,164 @@
+//! What a store keeps about content besides the bytes: digests computed as the body streams
+//! in, a modification time the client sets, and checksums the client expects.
+
+use davrepl_store::{Checksum, Digests, PatchOptions};
+
+use super::*;
+
+fn checksum_of(data: &[u8]) -> Checksum {
+    Checksum::Sha1(Digests::of(data).sha1)
+}
+
+/// Every item carries the digests of its content: set by PUT, kept by COPY and MOVE, replaced
+/// with the content; collections have none.
+pub async fn digests_follow_content<S: ReplStore>(store: &S) {
+    let m = put(store, "/d", "abc").await;
+    assert_eq!(m.digests, Some(Digests::of(b"abc")));
+    assert_eq!(store.head(&path("/d")).await.unwrap().digests, m.digests);
+    let big = "x".repeat(300_000);
+    let b = put(store, "/big", &big).await;
+    assert_eq!(b.digests, Some(Digests::of(big.as_bytes())));
+    let c = store
+        .copy(&path("/d"), &path("/copy"), TransferOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(c.meta.digests, m.digests);
+    let moved = store
+        .rename(&path("/copy"), &path("/moved"), TransferOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(moved.meta.digests, m.digests);
+    let r = put(store, "/d", "changed").await;
+    assert_eq!(r.digests, Some(Digests::of(b"changed")));
+    let empty = put(store, "/empty", "").await;
+    assert_eq!(empty.digests, Some(Digests::of(b"")));
+    assert_eq!(mkcol(store, "/dir").await.digests, None);
+    let listed = list_all(store, "/", Depth::One).await;
+    let d = listed.iter().find(|e| e.path == path("/d")).unwrap();
+    assert_eq!(d.digests, r.digests);
+}
+
+/// A modification time the client gives is recorded as it is, by PUT and by PROPPATCH, in the
+/// same write.
+pub async fn client_modification_time<S: ReplStore>(store: &S) {
+    let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_600_000_000);
+    let mut opts = PutOptions::default();
+    opts.modified = Some(t);
+    let m = store
+        .put(&path("/old"), body("o"), opts)
+        .await
+        .unwrap()
+        .meta;
+    assert_eq!(m.modified, t);
+    assert_eq!(store.head(&path("/old")).await.unwrap().modified, t);
+    let later = t + Duration::from_secs(86_400);
+    let mut patch = PatchOptions::default();
+    patch.modified = Some(later);
+    let p = store
+        .patch_props(&path("/old"), Vec::new(), patch)
+        .await
+        .unwrap()
+        .meta;
+    assert_eq!(p.modified, later);
+    assert!(p.version > m.version, "a new time is a change");
+    let (changes, _) = all_changes(store, "/", m.version).await;
+    assert_eq!(changes.len(), 1);
+    // Without one, the time of the write.
+    let before = SystemTime::now() - Duration::from_secs(5);
+    let n = put(store, "/old", "new").await;
+    assert!(n.modified > before);
+}
+
+/// PUT with a checksum the content does not have is refused and writes nothing.
+pub async fn checksum_mismatch_writes_nothing<S: ReplStore>(store: &S) {
+    let old = put(store, "/c", "old").await;
+    let mark = store.watermark().await.unwrap();
+    let mut opts = PutOptions::default();
+    opts.checksum = Some(checksum_of(b"something else"));
+    let r = store.put(&path("/c"), body("new"), opts).await;
+    assert_eq!(kind_of(r), ErrorKind::ChecksumMismatch);
+    let mut opts = PutOptions::default();
+    opts.checksum = Some(Checksum::Md5(Digests::of(b"other").md5));
+    let r = store.put(&path("/fresh"), body("x"), opts).await;
+    assert_eq!(kind_of(r), ErrorKind::ChecksumMismatch);
+    assert_eq!(store.head(&path("/c")).await.unwrap(), old);
+    assert_eq!(read_string(store, "/c").await, "old");
+    assert_eq!(
+        kind_of(store.head(&path("/fresh")).await),
+        ErrorKind::NotFound
+    );
+    assert_eq!(store.watermark().await.unwrap(), mark);
+    // The right one (any of the three algorithms) passes.
+    for c in [
+        checksum_of(b"new"),
+        Checksum::Md5(Digests::of(b"new").md5),
+        Checksum::Sha256(Digests::of(b"new").sha256),
+    ] {
+        let mut opts = PutOptions::default();
+        opts.checksum = Some(c);
+        store.put(&path("/c"), body("new"), opts).await.unwrap();
+    }
+    assert_eq!(read_string(store, "/c").await, "new");
+}
+
+/// The store counts the bytes it holds; a write that would take it over a quota is refused and
+/// writes nothing, one that does not add bytes always passes.
+pub async fn quota_refuses_and_writes_nothing<S: ReplStore>(store: &S) {
+    let Some(base) = store.usage().await.unwrap() else {
+        return; // this store does not count bytes
+    };
+    let used = || async { store.usage().await.unwrap().unwrap() - base };
+    let with_quota = |q: u64| {
+        let mut o = PutOptions::default();
+        o.quota = Some(base + q);
+        o
+    };
+    let hundred = "h".repeat(100);
+    store
+        .put(&path("/q1"), body(hundred.clone()), with_quota(150))
+        .await
+        .unwrap();
+    assert_eq!(used().await, 100);
+    let mark = store.watermark().await.unwrap();
+    let r = store
+        .put(&path("/q2"), body(hundred.clone()), with_quota(150))
+        .await;
+    assert_eq!(kind_of(r), ErrorKind::QuotaExceeded);
+    assert_eq!(kind_of(store.head(&path("/q2")).await), ErrorKind::NotFound);
+    assert_eq!(store.watermark().await.unwrap(), mark);
+    assert_eq!(used().await, 100);
+    store
+        .put(&path("/q1"), body("r".repeat(120)), with_quota(150))
+        .await
+        .unwrap();
+    assert_eq!(used().await, 120);
+    // Over a (lowered) quota, shrinking still works.
+    store
+        .put(&path("/q1"), body("s".repeat(10)), with_quota(5))
+        .await
+        .unwrap();
+    assert_eq!(used().await, 10);
+    let mut copy = TransferOptions::new();
+    copy.quota = Some(base + 15);
+    let r = store.copy(&path("/q1"), &path("/q3"), copy.clone()).await;
+    assert_eq!(kind_of(r), ErrorKind::QuotaExceeded);
+    assert_eq!(kind_of(store.head(&path("/q3")).await), ErrorKind::NotFound);
+    copy.quota = Some(base + 20);
+    store.copy(&path("/q1"), &path("/q3"), copy).await.unwrap();
+    assert_eq!(used().await, 20);
+    mkcol(store, "/qd").await;
+    store
+        .rename(&path("/q3"), &path("/qd/q3"), TransferOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(used().await, 20, "a move holds the same bytes");
+    store
+        .delete(&path("/qd"), Default::default())
+        .await
+        .unwrap();
+    store
+        .delete(&path("/q1"), Default::default())
+        .await
+        .unwrap();
+    assert_eq!(used().await, 0);
+}

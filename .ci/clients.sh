@@ -11,7 +11,7 @@ work=$(mktemp -d)
 cargo build --release --locked -q -p davrepl-server
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 ./target/release/davrepl-server --listen "127.0.0.1:$port" --store "sqlite:$work/store.db" \
-    --max-sync-results 10 >"$work/server.log" 2>&1 &
+    --max-sync-results 10 --quota-bytes 10000000000 >"$work/server.log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$work"' EXIT
 for _ in $(seq 1 100); do grep -q "listening on" "$work/server.log" && break; sleep 0.1; done
@@ -39,6 +39,59 @@ mv "$src/dir3" "$src/dir3-renamed"
 rclone sync -I "$src" dav:tree
 rclone check --download "$src" dav:tree
 echo "rclone: re-sync after modify/delete/rename: check clean ($(find "$src" -type f | wc -l) files)"
+
+echo "--- rclone, owncloud vendor: modification times, checksums, bisync, quota"
+export RCLONE_CONFIG_OC_TYPE=webdav RCLONE_CONFIG_OC_URL="$base/" RCLONE_CONFIG_OC_VENDOR=owncloud
+# Count the lines of rclone's -v log that say a file was transferred.
+transferred() { grep -cE "Copied \((new|replaced existing)\)" "$1" || true; }
+start=$(date +%s.%N)
+rclone sync "$src" oc:octree -v >"$work/oc1.log" 2>&1
+n1=$(transferred "$work/oc1.log")
+t1=$(echo "$(date +%s.%N) - $start" | bc)
+# Modification times kept to the second: both listings equal once sub-seconds are dropped.
+lsl() { rclone lsl "$1" | sed -E 's/ ([0-9:]+)\.[0-9]+ / \1 /' | sort -k4; }
+if ! diff <(lsl "$src") <(lsl oc:octree); then echo "rclone owncloud: times differ"; exit 1; fi
+touch "$src/dir0/file5.bin" "$src/dir2/sub/note1.txt" "$src/dir3-renamed/file7.bin"
+start=$(date +%s.%N)
+rclone sync "$src" oc:octree -v >"$work/oc2.log" 2>&1
+n2=$(transferred "$work/oc2.log")
+t2=$(echo "$(date +%s.%N) - $start" | bc)
+if [ "$n2" != 3 ]; then echo "rclone owncloud: expected 3 transfers after touching 3 files, got $n2"; cat "$work/oc2.log"; exit 1; fi
+start=$(date +%s.%N)
+rclone sync "$src" oc:octree -v >"$work/oc3.log" 2>&1
+n3=$(transferred "$work/oc3.log")
+t3=$(echo "$(date +%s.%N) - $start" | bc)
+if [ "$n3" != 0 ]; then echo "rclone owncloud: a sync with no change transferred $n3 files"; exit 1; fi
+# Integrity through the server's checksums, without downloading anything.
+rclone check "$src" oc:octree >"$work/occheck.log" 2>&1 || { cat "$work/occheck.log"; exit 1; }
+if grep -q "No common hash" "$work/occheck.log"; then echo "rclone check found no common hash"; exit 1; fi
+grep -E "matching files" "$work/occheck.log"
+echo "rclone owncloud: sync $n1 files in $t1 s; after touching 3: $n2 transferred in $t2 s; no change: $n3 in $t3 s; lsl equal to the second; check via checksums clean"
+bi="$work/bisync-local"
+mkdir -p "$bi"
+for f in 1 2 3 4; do echo "bisync $f" >"$bi/b$f.txt"; done
+rclone mkdir oc:bisync
+rclone bisync "$bi" oc:bisync --resync --workdir "$work/bisync-state" -v >"$work/bi1.log" 2>&1 \
+    || { cat "$work/bi1.log"; exit 1; }
+# bisync detects changes by modification time, which the server keeps to the second.
+sleep 1.1
+echo "changed here" >>"$bi/b1.txt"
+echo "changed there" | rclone rcat oc:bisync/b2.txt
+rclone bisync "$bi" oc:bisync --workdir "$work/bisync-state" -v >"$work/bi2.log" 2>&1 \
+    || { cat "$work/bi2.log"; exit 1; }
+b2=$(transferred "$work/bi2.log")
+if [ "$b2" != 2 ] || [ "$(cat "$bi/b2.txt")" != "changed there" ] \
+    || ! rclone cat oc:bisync/b1.txt | grep -q "changed here"; then
+    echo "rclone bisync did not pick up one change on each side"; cat "$work/bi2.log"; exit 1
+fi
+rclone bisync "$bi" oc:bisync --workdir "$work/bisync-state" -v >"$work/bi3.log" 2>&1 \
+    || { cat "$work/bi3.log"; exit 1; }
+b3=$(transferred "$work/bi3.log")
+if [ "$b3" != 0 ]; then echo "rclone bisync with no change transferred $b3 files"; exit 1; fi
+echo "rclone bisync: resync, then one change each side ($b2 transferred), then no change ($b3)"
+rclone about oc: | tee "$work/about.txt"
+grep -q "^Used:" "$work/about.txt" && grep -q "^Free:" "$work/about.txt" \
+    || { echo "rclone about reported no quota"; exit 1; }
 
 echo "--- cadaver"
 echo "hello from cadaver" >"$work/c.txt"

@@ -67,6 +67,15 @@ struct Args {
     /// `Infinite`, gets this).
     #[arg(long, default_value_t = 86_400, value_name = "SECONDS")]
     max_lock_timeout: u64,
+    /// The most bytes of content the store may hold (RFC 4331 quota): writes that would go
+    /// over get `507`, and `DAV:quota-available-bytes` reports what is left. No quota when
+    /// absent.
+    #[arg(long, value_name = "BYTES")]
+    quota_bytes: Option<u64>,
+    /// Ignore modification times clients send (`X-OC-Mtime`) and keep `getlastmodified`
+    /// protected, as RFC 4918 has it.
+    #[arg(long)]
+    no_client_times: bool,
     /// Days tombstones are kept; older ones are purged hourly, and collblobs older than the
     /// purge get `475` (the client does a first sync). 0 keeps them forever.
     #[arg(long, default_value_t = 30)]
@@ -303,10 +312,12 @@ async fn run<S: ReplStore + Clone>(args: &Args, store: S) -> Result<(), String> 
     let mut limits = davrepl::Limits::default();
     limits.max_sync_results = args.max_sync_results.max(1);
     limits.max_lock_timeout = std::time::Duration::from_secs(args.max_lock_timeout.max(1));
+    limits.quota_bytes = args.quota_bytes;
     let mut layer = ReplLayer::new(store.clone())
         .mount(&args.prefix)
         .limits(limits)
-        .allow_depth_infinity(!args.no_depth_infinity);
+        .allow_depth_infinity(!args.no_depth_infinity)
+        .client_times(!args.no_client_times);
     if args.homes {
         let mut names: Vec<String> = auth
             .iter()

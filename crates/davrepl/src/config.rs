@@ -94,6 +94,10 @@ pub struct Limits {
     /// The timeout of a LOCK that asks for none (capped by `max_lock_timeout`). Default one
     /// hour.
     pub default_lock_timeout: std::time::Duration,
+    /// The most bytes of content the store may hold: a PUT or COPY that would go over is
+    /// refused with `507` and writes nothing; `DAV:quota-available-bytes` reports what is
+    /// left (RFC 4331). Default: no quota.
+    pub quota_bytes: Option<u64>,
 }
 
 impl Default for Limits {
@@ -115,6 +119,7 @@ impl Default for Limits {
             sql: davrepl_proto::sql::SqlLimits::default(),
             max_lock_timeout: std::time::Duration::from_secs(24 * 3600),
             default_lock_timeout: std::time::Duration::from_secs(3600),
+            quota_bytes: None,
         }
     }
 }
@@ -126,6 +131,9 @@ pub(crate) struct Config {
     /// Answer a manifest with no changes with a literal empty `repl` element (the SDK's
     /// wording) instead of `repl` holding an equivalent collblob (spec A5).
     pub(crate) strict_empty_repl: bool,
+    /// Clients may set an item's modification time (`X-OC-Mtime`, PROPPATCH of
+    /// `getlastmodified`, `lastmodified` or `Win32LastModifiedTime`).
+    pub(crate) client_times: bool,
     pub(crate) authorizer: Option<Authorizer>,
 }
 
@@ -135,6 +143,7 @@ impl std::fmt::Debug for Config {
             .field("mount", &self.mount)
             .field("limits", &self.limits)
             .field("strict_empty_repl", &self.strict_empty_repl)
+            .field("client_times", &self.client_times)
             .field("authorizer", &self.authorizer.is_some())
             .finish()
     }

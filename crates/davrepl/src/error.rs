@@ -115,18 +115,22 @@ impl From<StoreError> for DavError {
             | ErrorKind::DestinationInsideSource
             | ErrorKind::RootImmutable => StatusCode::FORBIDDEN,
             ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorKind::BodyAborted | ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
+            ErrorKind::BodyAborted | ErrorKind::InvalidInput | ErrorKind::ChecksumMismatch => {
+                StatusCode::BAD_REQUEST
+            }
             ErrorKind::Unsupported => StatusCode::NOT_IMPLEMENTED,
             ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::Locked | ErrorKind::LockConflict => StatusCode::LOCKED,
             ErrorKind::NoSuchLock => StatusCode::CONFLICT,
             ErrorKind::NotLockOwner => StatusCode::FORBIDDEN,
+            ErrorKind::QuotaExceeded => StatusCode::INSUFFICIENT_STORAGE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let condition = match e.kind() {
             ErrorKind::Locked => Some("lock-token-submitted"),
             ErrorKind::LockConflict => Some("no-conflicting-lock"),
             ErrorKind::NoSuchLock => Some("lock-token-matches-request-uri"),
+            ErrorKind::QuotaExceeded => Some("quota-not-exceeded"),
             _ => None,
         };
         if let Some(cond) = condition {

@@ -48,6 +48,7 @@ impl<S: ReplStore> ReplLayer<S> {
                 mount: Mount::new("/"),
                 limits: Limits::default(),
                 strict_empty_repl: false,
+                client_times: true,
                 authorizer: None,
             },
         }
@@ -93,6 +94,16 @@ impl<S: ReplStore> ReplLayer<S> {
     /// suits clients that always replace their stored collblob).
     pub fn strict_empty_repl(mut self, yes: bool) -> Self {
         self.config.strict_empty_repl = yes;
+        self
+    }
+
+    /// Lets clients set an item's modification time (on by default): `X-OC-Mtime` on PUT
+    /// (ownCloud/Nextcloud clients, rclone), and PROPPATCH of `DAV:getlastmodified`,
+    /// `DAV:lastmodified` (seconds, as rclone sends it) or Windows' `Win32LastModifiedTime`.
+    /// RFC 4918 calls `getlastmodified` protected; turned off, it is again (`403`), the header
+    /// is ignored, and the other two are ordinary dead properties.
+    pub fn client_times(mut self, yes: bool) -> Self {
+        self.config.client_times = yes;
         self
     }
 

@@ -21,6 +21,8 @@ const DAV_PROTECTED: &[&str] = &[
     "href",
     "sync-token",
     "supported-report-set",
+    "quota-used-bytes",
+    "quota-available-bytes",
 ];
 
 /// `DAV:supported-report-set` of a collection: RFC 6578 `sync-collection`. Self-contained
@@ -29,6 +31,9 @@ const COLLECTION_REPORTS: &str =
     "<supported-report xmlns=\"DAV:\"><report><sync-collection/></report></supported-report>";
 
 const REPL_LIVE: &[&str] = &["resourcetag", "repl-uid", "contenttag"];
+
+/// ownCloud's namespace: `oc:checksums` is computed from the content's digests.
+pub(crate) const OC_NS: &str = "http://owncloud.org/ns";
 
 /// Whether `name` is a live property the server computes (and clients may not set).
 pub(crate) fn is_protected(name: &PropName) -> bool {
@@ -39,6 +44,7 @@ pub(crate) fn is_protected(name: &PropName) -> bool {
 pub(crate) fn is_computed(ns: &str, local: &str) -> bool {
     (ns == "DAV:" && DAV_PROTECTED.contains(&local))
         || (is_repl_ns(ns) && REPL_LIVE.iter().any(|l| l.eq_ignore_ascii_case(local)))
+        || (ns == OC_NS && local == "checksums")
 }
 
 /// The live property names `meta` has, for allprop and propname.
@@ -73,6 +79,8 @@ pub(crate) enum PropValue<'a> {
     Text(String),
     /// A stored XML fragment.
     Xml(&'a str),
+    /// A computed XML fragment.
+    Fragment(String),
     /// `DAV:resourcetype` (collection or not).
     ResourceType(bool),
     /// An empty element.
@@ -102,6 +110,16 @@ pub(crate) fn live_value(meta: &Meta, ns: &str, local: &str) -> Option<PropValue
             "ishidden" => flag(false),
             _ => return None,
         });
+    }
+    if ns == OC_NS && local == "checksums" {
+        // ownCloud's form, which rclone reads: one `checksum` element, space-separated.
+        let d = meta.digests?;
+        return Some(PropValue::Fragment(format!(
+            "<checksum xmlns=\"{OC_NS}\">SHA1:{} MD5:{} SHA256:{}</checksum>",
+            davrepl_store::hex(&d.sha1),
+            davrepl_store::hex(&d.md5),
+            davrepl_store::hex(&d.sha256)
+        )));
     }
     if is_repl_ns(ns) {
         return match local.to_ascii_lowercase().as_str() {
@@ -143,6 +161,7 @@ pub(crate) fn sql_value(v: PropValue<'_>) -> Value {
     match v {
         PropValue::Text(t) => Value::Str(t),
         PropValue::Xml(x) => Value::Str(unescape(x)),
+        PropValue::Fragment(x) => Value::Str(unescape(&x)),
         PropValue::ResourceType(c) => Value::Str((if c { "collection" } else { "" }).into()),
         PropValue::Empty => Value::Str(String::new()),
     }
@@ -174,6 +193,9 @@ pub(crate) fn write_value(w: &mut XmlWriter, tag: &str, attrs: &[(&str, &str)], 
             w.start(tag, attrs).text(t).end(tag);
         }
         PropValue::Xml(x) => {
+            w.start(tag, attrs).fragment(x).end(tag);
+        }
+        PropValue::Fragment(x) => {
             w.start(tag, attrs).fragment(x).end(tag);
         }
         PropValue::ResourceType(coll) => {

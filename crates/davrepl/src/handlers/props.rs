@@ -55,6 +55,9 @@ pub(super) struct PropRequest {
     pub(super) locking: bool,
     /// The locks in force on the listed resources, where `DAV:lockdiscovery` is asked for.
     locks: Option<LockProps>,
+    /// Bytes the store holds and (with a quota) bytes left, where RFC 4331's quota
+    /// properties are asked for and the store counts bytes.
+    quota: Option<(u64, Option<u64>)>,
 }
 
 impl PropRequest {
@@ -65,7 +68,32 @@ impl PropRequest {
             sync: None,
             locking: false,
             locks: None,
+            quota: None,
         }
+    }
+
+    /// Whether RFC 4331's quota properties are asked for (by name; not in `allprop`).
+    fn wants_quota(&self) -> bool {
+        matches!(&self.kind, PropfindKind::Prop(names) if names.iter().any(|n| quota_prop(n).is_some()))
+    }
+
+    /// Writes a quota property of a collection; false when `name` is not one, or the value is
+    /// unknown.
+    fn write_quota_prop(&self, w: &mut XmlWriter, meta: &Meta, name: &PropName) -> bool {
+        let (Some(which), Some((used, left)), true) =
+            (quota_prop(name), self.quota, meta.is_collection())
+        else {
+            return false;
+        };
+        let value = match which {
+            QuotaProp::Used => used,
+            QuotaProp::Available => match left {
+                Some(l) => l,
+                None => return false,
+            },
+        };
+        w.text_element(&format!("D:{}", name.local), &value.to_string());
+        true
     }
 
     /// Whether `DAV:lockdiscovery` is asked for (by name, or by `allprop`).
@@ -140,7 +168,9 @@ impl PropRequest {
             }
             PropfindKind::Prop(names) => {
                 for n in names {
-                    if self.write_lock_prop(&mut found, meta, n) || live::write(&mut found, meta, n)
+                    if self.write_lock_prop(&mut found, meta, n)
+                        || self.write_quota_prop(&mut found, meta, n)
+                        || live::write(&mut found, meta, n)
                     {
                         continue;
                     }
@@ -182,8 +212,60 @@ impl PropRequest {
     }
 }
 
+/// Takes the PROPPATCH instructions that set a modification time out of `ops`: `DAV:getlastmodified`
+/// and Windows' `Win32LastModifiedTime` (HTTP dates), and `DAV:lastmodified` (seconds since
+/// 1970, as rclone sends it). `oc:checksums` is taken out too (the server computes it). Returns
+/// the rest and the last time set.
+fn take_times(
+    ops: Vec<PatchInstruction>,
+) -> DavResult<(Vec<PatchInstruction>, Option<std::time::SystemTime>)> {
+    let mut rest = Vec::with_capacity(ops.len());
+    let mut modified = None;
+    for op in ops {
+        let PatchInstruction::Set { name, value } = &op else {
+            rest.push(op);
+            continue;
+        };
+        let text = value.trim();
+        let time = match (name.ns.as_str(), name.local.as_str()) {
+            ("DAV:", "getlastmodified")
+            | ("urn:schemas-microsoft-com:", "Win32LastModifiedTime") => {
+                davrepl_proto::dates::parse_http_date(text)
+            }
+            ("DAV:", "lastmodified") => super::write::parse_mtime(text).ok(),
+            (live::OC_NS, "checksums") => continue,
+            _ => {
+                rest.push(op);
+                continue;
+            }
+        };
+        let t = time.ok_or_else(|| {
+            DavError::bad_request(format!("{} is not a time this server reads", name.local))
+        })?;
+        modified = Some(t);
+    }
+    Ok((rest, modified))
+}
+
 fn is_sync_token(n: &PropName) -> bool {
     is_dav_named(n, "sync-token")
+}
+
+/// RFC 4331's two properties.
+#[derive(Clone, Copy)]
+enum QuotaProp {
+    Used,
+    Available,
+}
+
+fn quota_prop(n: &PropName) -> Option<QuotaProp> {
+    if is_dav_named(n, "quota-used-bytes") {
+        Some(QuotaProp::Used)
+    } else if is_dav_named(n, "quota-available-bytes") {
+        Some(QuotaProp::Available)
+    } else {
+        None
+    }
 }
 
 fn is_dav_named(n: &PropName, local: &str) -> bool {
@@ -246,6 +328,12 @@ where
     req.locking = ctx.store().capabilities().locking;
     if req.locking && req.wants_locks() {
         req.locks = LockProps::read(ctx, depth != Depth::Zero).await?;
+    }
+    if req.wants_quota()
+        && let Some(used) = ctx.store().usage().await?
+    {
+        let left = limits.quota_bytes.map(|q| q.saturating_sub(used));
+        req.quota = Some((used, left));
     }
     if req.wants_sync_token() {
         // One state of the log for every collection in the response.
@@ -334,11 +422,14 @@ where
         PatchInstruction::Set { name, .. } | PatchInstruction::Remove(name) => name.clone(),
     };
     let names: BTreeSet<PropName> = ops.iter().map(name_of).collect();
-    let protected: BTreeSet<PropName> = names
-        .iter()
-        .filter(|n| live::is_protected(n))
-        .cloned()
-        .collect();
+    // Modification times a client sets are taken out and applied with the same write.
+    let (ops, modified) = if ctx.shared.config.client_times {
+        take_times(ops)?
+    } else {
+        (ops, None)
+    };
+    let protected: BTreeSet<PropName> =
+        ops.iter().map(name_of).filter(live::is_protected).collect();
     let href = ctx.href(&ctx.path, false);
     let mut w = XmlWriter::new();
     w.declaration()
@@ -384,10 +475,9 @@ where
             PatchInstruction::Remove(name) => PropPatch::Remove(name),
         })
         .collect();
-    let out = ctx
-        .store()
-        .patch_props(&ctx.path, patch, cond.into())
-        .await?;
+    let mut opts = store::PatchOptions::from(cond);
+    opts.modified = modified;
+    let out = ctx.store().patch_props(&ctx.path, patch, opts).await?;
     let _ = href;
     w.text_element(
         "D:href",

@@ -57,12 +57,51 @@ where
     let mut opts =
         PutOptions::with_condition(ctx.head.condition.clone()).content_type(content_type);
     opts.max_len = Some(max);
+    opts.checksum = oc_checksum(ctx)?;
+    opts.quota = ctx.shared.config.limits.quota_bytes;
+    let mtime = match ctx.header("x-oc-mtime")? {
+        Some(v) if ctx.shared.config.client_times => Some(parse_mtime(v)?),
+        _ => None,
+    };
+    opts.modified = mtime;
     let out = ctx.store().put(&ctx.path, body_stream(body), opts).await?;
     let mut resp = status_only(write_status(out.transformed, out.created));
     set_etag(&mut resp, &out.meta);
     set_resource_tag(&mut resp, &out.meta);
     set_repl_uid(&mut resp, &out.meta);
+    if mtime.is_some() {
+        resp.headers_mut()
+            .insert("x-oc-mtime", http::HeaderValue::from_static("accepted"));
+    }
     Ok(resp)
+}
+
+/// `X-OC-Mtime`: seconds since the epoch (a fraction is dropped, as ownCloud does).
+pub(crate) fn parse_mtime(v: &str) -> DavResult<std::time::SystemTime> {
+    let whole = v.trim().split('.').next().unwrap_or("");
+    whole
+        .parse::<u64>()
+        .ok()
+        .and_then(|s| std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(s)))
+        .ok_or_else(|| DavError::bad_request("X-OC-Mtime must be seconds since 1970"))
+}
+
+/// `OC-Checksum: SHA1:hex` (or `MD5:`, `SHA256:`): the upload is refused unless the body has
+/// it. An algorithm the server does not know is ignored, as ownCloud does.
+fn oc_checksum<S: ReplStore>(ctx: &Ctx<S>) -> DavResult<Option<store::Checksum>> {
+    let Some(v) = ctx.header("oc-checksum")? else {
+        return Ok(None);
+    };
+    let algo = v.split(':').next().unwrap_or("").trim();
+    if !["SHA1", "MD5", "SHA256"]
+        .iter()
+        .any(|a| a.eq_ignore_ascii_case(algo))
+    {
+        return Ok(None);
+    }
+    store::Checksum::parse(v)
+        .map(Some)
+        .ok_or_else(|| DavError::bad_request("OC-Checksum: expected ALGORITHM:hex digest"))
 }
 
 pub(crate) async fn delete<S: ReplStore>(ctx: &Ctx<S>) -> DavResult<Response<DavBody>> {
@@ -174,10 +213,11 @@ pub(crate) async fn copy_move<S: ReplStore>(
             )));
         }
     };
-    let opts = TransferOptions::new()
+    let mut opts = TransferOptions::new()
         .depth(depth)
         .overwrite(overwrite)
         .condition(ctx.head.condition.clone());
+    opts.quota = ctx.shared.config.limits.quota_bytes;
     let out = if moving {
         ctx.store().rename(&ctx.path, &to, opts).await?
     } else {
@@ -238,6 +278,7 @@ where
     let content_type = ctx.header("content-type")?.map(str::to_owned);
     let mut opts = PutOptions::with_condition(cond).content_type(content_type);
     opts.max_len = Some(max);
+    opts.quota = ctx.shared.config.limits.quota_bytes;
     let out = ctx.store().put(&path, body_stream(body), opts).await?;
     let mut resp = status_only(write_status(out.transformed, true));
     set_etag(&mut resp, &out.meta);

@@ -1,0 +1,216 @@
+//! What ownCloud-style clients (rclone's `owncloud` vendor, Windows) rely on, through the
+//! reference server on every store: modification times they set (`X-OC-Mtime`, PROPPATCH of
+//! the time properties), `oc:checksums` and `OC-Checksum`, and RFC 4331 quotas with `507`.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use davrepl_postgres::throwaway::Cluster;
+use davrepl_tests::{Running, spawn_listening};
+
+const QUOTA: u64 = 1000;
+
+fn server(store: &str) -> Running {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_davrepl-server"));
+    cmd.args(["--listen", "127.0.0.1:0", "--store", store])
+        .args(["--quota-bytes", &QUOTA.to_string()])
+        .env("DAVREPL_LOG", "warn")
+        .stderr(Stdio::null());
+    spawn_listening(cmd)
+}
+
+fn method(m: &str) -> reqwest::Method {
+    reqwest::Method::from_bytes(m.as_bytes()).expect("method")
+}
+
+async fn propfind(c: &reqwest::Client, url: &str, props: &str) -> String {
+    let body = format!(
+        "<?xml version=\"1.0\"?><d:propfind xmlns:d=\"DAV:\" xmlns:oc=\"http://owncloud.org/ns\">\
+         <d:prop>{props}</d:prop></d:propfind>"
+    );
+    let r = c
+        .request(method("PROPFIND"), url)
+        .header("Depth", "0")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 207);
+    r.text().await.unwrap()
+}
+
+async fn get(c: &reqwest::Client, url: &str) -> String {
+    c.get(url).send().await.unwrap().text().await.unwrap()
+}
+
+/// Everything, against one running server.
+async fn check(base: &str) {
+    let c = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let url = |p: &str| format!("{base}{p}");
+
+    // X-OC-Mtime: the time is kept to the second and reported as getlastmodified.
+    let r = c
+        .put(url("/a.txt"))
+        .header("X-OC-Mtime", "1600000000")
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    assert_eq!(r.headers()["x-oc-mtime"], "accepted");
+    let props = propfind(&c, &url("/a.txt"), "<d:getlastmodified/><oc:checksums/>").await;
+    assert!(props.contains("Sun, 13 Sep 2020 12:26:40 GMT"), "{props}");
+    // oc:checksums: SHA1, MD5 and SHA256 of "hello".
+    for sum in [
+        "SHA1:aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d",
+        "MD5:5d41402abc4b2a76b9719d911017c592",
+        "SHA256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824",
+    ] {
+        assert!(props.contains(sum), "{sum} in {props}");
+    }
+    let r = c
+        .put(url("/a.txt"))
+        .header("X-OC-Mtime", "soon")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400, "a malformed time is refused");
+
+    // PROPPATCH of the times: rclone's DAV:lastmodified (seconds), getlastmodified and
+    // Windows' Win32LastModifiedTime (HTTP dates), each answered 200.
+    for (prop, shown) in [
+        (
+            "<d:lastmodified>1500000000</d:lastmodified>",
+            "Fri, 14 Jul 2017 02:40:00 GMT",
+        ),
+        (
+            "<d:getlastmodified>Mon, 01 Jan 2001 00:00:00 GMT</d:getlastmodified>",
+            "Mon, 01 Jan 2001 00:00:00 GMT",
+        ),
+        (
+            "<w:Win32LastModifiedTime xmlns:w=\"urn:schemas-microsoft-com:\">Tue, 02 Jan 2001 00:00:00 GMT</w:Win32LastModifiedTime>",
+            "Tue, 02 Jan 2001 00:00:00 GMT",
+        ),
+    ] {
+        let body = format!(
+            "<?xml version=\"1.0\"?><d:propertyupdate xmlns:d=\"DAV:\"><d:set><d:prop>{prop}\
+             </d:prop></d:set></d:propertyupdate>"
+        );
+        let r = c
+            .request(method("PROPPATCH"), url("/a.txt"))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 207);
+        let text = r.text().await.unwrap();
+        assert!(text.contains("200 OK"), "{prop}: {text}");
+        let props = propfind(&c, &url("/a.txt"), "<d:getlastmodified/>").await;
+        assert!(props.contains(shown), "{prop}: {props}");
+    }
+    assert_eq!(
+        get(&c, &url("/a.txt")).await,
+        "hello",
+        "times never touch content"
+    );
+
+    // OC-Checksum: a wrong one is refused and the old content stays; a right one passes.
+    let r = c
+        .put(url("/a.txt"))
+        .header(
+            "OC-Checksum",
+            "SHA1:0000000000000000000000000000000000000000",
+        )
+        .body("corrupted in transit")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert_eq!(get(&c, &url("/a.txt")).await, "hello");
+    let r = c
+        .put(url("/a.txt"))
+        .header("OC-Checksum", "MD5:7815696ecbf1c96e6894b779456d330e")
+        .body("asd")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    let r = c
+        .put(url("/b.txt"))
+        .header("OC-Checksum", "ADLER32:01234567")
+        .body("unknown algorithms are ignored")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+
+    // Quota: what is used and left, and 507 with nothing written past it.
+    let q = propfind(
+        &c,
+        &url("/"),
+        "<d:quota-used-bytes/><d:quota-available-bytes/>",
+    )
+    .await;
+    let used = 3 + "unknown algorithms are ignored".len() as u64;
+    assert!(
+        q.contains(&format!("<D:quota-used-bytes>{used}</D:quota-used-bytes>")),
+        "{q}"
+    );
+    assert!(
+        q.contains(&format!(
+            "<D:quota-available-bytes>{}</D:quota-available-bytes>",
+            QUOTA - used
+        )),
+        "{q}"
+    );
+    let r = c
+        .put(url("/big.bin"))
+        .body(vec![7u8; QUOTA as usize])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 507);
+    assert!(r.text().await.unwrap().contains("quota-not-exceeded"));
+    let r = c.get(url("/big.bin")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 404, "nothing written");
+    let r = c
+        .request(method("COPY"), url("/b.txt"))
+        .header("Destination", url("/c.txt"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201, "a copy within the quota");
+    let q2 = propfind(&c, &url("/"), "<d:quota-used-bytes/>").await;
+    assert!(
+        q2.contains(&format!(
+            "<D:quota-used-bytes>{}</D:quota-used-bytes>",
+            used + 30
+        )),
+        "{q2}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory() {
+    check(&server("memory").base).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite:{}", dir.path().join("s.db").display());
+    check(&server(&store).base).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres() {
+    let Some(cluster) = Cluster::shared() else {
+        return;
+    };
+    let url = cluster.create_database().await.expect("database");
+    check(&server(&url).base).await;
+}

@@ -30,6 +30,7 @@
 //! TLS tunnel in front of it.
 
 mod fetch;
+mod listen;
 mod schema;
 mod step;
 mod stream;
@@ -116,6 +117,8 @@ impl Default for PgOptions {
 }
 
 struct Inner {
+    /// Fires the engine's change signal when any node commits; stops with the last handle.
+    _listener: Option<listen::Listener>,
     pool: Pool,
     id: StoreId,
     secret: Secret,
@@ -260,6 +263,7 @@ impl PgStore {
             row.try_get(0).map_err(pg_err)?,
             row.try_get(1).map_err(pg_err)?,
         )?;
+        let config_for_listen = config.clone();
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -274,8 +278,12 @@ impl PgStore {
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| config_err(e.to_string()))?;
+        // The engine (and its signal) is built first; the listener fires that signal.
+        let signal = davrepl_store::ChangeSignal::new();
+        let listener = listen::spawn(config_for_listen, signal.clone());
         let backend = Pg {
             inner: Arc::new(Inner {
+                _listener: Some(listener),
                 pool,
                 id,
                 secret,
@@ -288,7 +296,7 @@ impl PgStore {
             .remove_stale_uploads(opts.stale_upload_after)
             .await?;
         Ok(Self {
-            engine: Engine::new(backend),
+            engine: Engine::with_signal(backend, signal),
         })
     }
 }

@@ -264,6 +264,8 @@ impl<'k> View<'k> {
             // Runs after the lock statements above (a connection runs them in order).
             batch.push((COUNT_LOCKS, Vec::new()));
         }
+        // Delivered to every node's listener when the transaction commits.
+        batch.push((crate::listen::NOTIFY, Vec::new()));
         batch.push((
             SAVE_COUNTERS,
             vec![&counters[0], &counters[1], &counters[2], &counters[3]],

@@ -208,3 +208,23 @@ async fn a_new_generation_replaces_the_shared_secret() {
     let later = PgStore::connect(&url).await.expect("connect");
     assert_eq!(later.secret().await.unwrap(), new);
 }
+
+/// A write through one node wakes readers on another (LISTEN/NOTIFY): the signal only says
+/// "look again", and looking again finds the write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_write_on_one_node_wakes_the_other() {
+    let Some((n, _)) = nodes(2).await else {
+        return;
+    };
+    let signal = n[1]
+        .change_signal()
+        .expect("the PostgreSQL store has a change signal");
+    // Let the second node's listener start listening (it fires once when it has).
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let seen = signal.generation();
+    put(&n[0], "/woken", "x").await;
+    tokio::time::timeout(std::time::Duration::from_secs(5), signal.changed(seen))
+        .await
+        .expect("a write through the first node woke the second");
+    assert_eq!(read_string(&n[1], "/woken").await, "x");
+}

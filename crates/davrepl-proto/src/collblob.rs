@@ -28,6 +28,8 @@ pub enum BlobKind {
     Propfind,
     /// An RFC 6578 sync token (`sync-collection` REPORT or the `DAV:sync-token` property).
     Sync,
+    /// An event-stream cursor (the `id:` of a Server-Sent Event).
+    Events,
 }
 
 /// The decoded content of a collblob.
@@ -103,6 +105,7 @@ impl CollBlob {
             BlobKind::Search => 0,
             BlobKind::Propfind => 1,
             BlobKind::Sync => 2,
+            BlobKind::Events => 3,
         });
         out.extend_from_slice(&self.scope_rid);
         out.extend_from_slice(&self.binding);
@@ -146,6 +149,7 @@ impl CollBlob {
             0 => BlobKind::Search,
             1 => BlobKind::Propfind,
             2 => BlobKind::Sync,
+            3 => BlobKind::Events,
             _ => return Err(CollBlobError::Garbled),
         };
         let scope_rid = r.array::<22>()?;
@@ -253,7 +257,7 @@ mod tests {
         #[test]
         fn any_blob_round_trips(watermark in 0u64..(1 << 48), query in ".{0,200}",
                                 seen in proptest::collection::vec((0u64..(1 << 48), 0u64..(1 << 48)), 0..50),
-                                kind in prop_oneof![Just(BlobKind::Search), Just(BlobKind::Propfind), Just(BlobKind::Sync)]) {
+                                kind in prop_oneof![Just(BlobKind::Search), Just(BlobKind::Propfind), Just(BlobKind::Sync), Just(BlobKind::Events)]) {
             let key = [3u8; 32];
             let blob = CollBlob { watermark, query, seen, kind, ..sample() };
             prop_assert_eq!(CollBlob::decode(&blob.encode(&key), &key), Ok(blob));

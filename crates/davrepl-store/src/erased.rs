@@ -82,6 +82,8 @@ pub trait DynReplStore: Send + Sync + 'static {
         patch: Vec<PropPatch>,
         opts: PatchOptions,
     ) -> BoxFuture<'a, StoreResult<WriteOutcome>>;
+    /// See [`ReplStore::change_signal`].
+    fn change_signal(&self) -> Option<crate::ChangeSignal>;
     /// See [`ReplStore::usage`].
     fn usage(&self) -> BoxFuture<'_, StoreResult<Option<u64>>>;
     /// See [`ReplStore::watermark`].
@@ -193,6 +195,9 @@ impl<T: ReplStore> DynReplStore for T {
         opts: PatchOptions,
     ) -> BoxFuture<'a, StoreResult<WriteOutcome>> {
         Box::pin(ReplStore::patch_props(self, path, patch, opts))
+    }
+    fn change_signal(&self) -> Option<crate::ChangeSignal> {
+        ReplStore::change_signal(self)
     }
     fn usage(&self) -> BoxFuture<'_, StoreResult<Option<u64>>> {
         Box::pin(ReplStore::usage(self))
@@ -357,6 +362,10 @@ macro_rules! forward_repl_store {
             ) -> $crate::StoreResult<$crate::WriteOutcome> {
                 let $s = self;
                 $($via)+::patch_props(&$inner, path, patch, opts).await
+            }
+            fn change_signal(&self) -> ::std::option::Option<$crate::ChangeSignal> {
+                let $s = self;
+                $($via)+::change_signal(&$inner)
             }
             async fn usage(&self) -> $crate::StoreResult<::std::option::Option<u64>> {
                 let $s = self;

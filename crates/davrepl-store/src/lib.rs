@@ -43,6 +43,7 @@ mod error;
 mod lock;
 mod memory;
 mod path;
+mod signal;
 pub mod tags;
 mod types;
 
@@ -56,6 +57,7 @@ pub use error::{BoxError, ErrorKind, StoreError, StoreResult};
 pub use lock::{LOCK_TOKEN_SCHEME, Lock, LockGrant, LockRequest, LockScope};
 pub use memory::{MemStore, Transform};
 pub use path::{PathError, ResourcePath};
+pub use signal::{ChangeSignal, Changed};
 pub use tags::{ReplUid, Seq, StoreId};
 pub use types::{
     ByteRange, ByteStream, Capabilities, Change, ChangeKind, ChangePage, ChangesQuery,
@@ -162,6 +164,14 @@ pub trait ReplStore: Send + Sync + 'static {
         patch: Vec<PropPatch>,
         opts: PatchOptions,
     ) -> impl Future<Output = StoreResult<WriteOutcome>> + Send;
+
+    /// A signal that fires after changes commit (on any node sharing the store, where the
+    /// backend can tell), for readers waiting for the log to move. It only wakes: a reader
+    /// re-reads the log from its own cursor. `None` (the default): the store cannot tell, and
+    /// waiters fall back to polling.
+    fn change_signal(&self) -> Option<ChangeSignal> {
+        None
+    }
 
     /// How many bytes of content the store holds (for quotas), if it counts them. The default:
     /// `None`.

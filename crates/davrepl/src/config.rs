@@ -98,6 +98,14 @@ pub struct Limits {
     /// refused with `507` and writes nothing; `DAV:quota-available-bytes` reports what is
     /// left (RFC 4331). Default: no quota.
     pub quota_bytes: Option<u64>,
+    /// Event streams (`Accept: text/event-stream`) open at once on this layer; more get
+    /// `429`. Default 1,024.
+    pub max_event_streams: usize,
+    /// Event streams one principal (or the anonymous one) may hold open. Default 32.
+    pub max_event_streams_per_principal: usize,
+    /// How often an idle event stream sends a comment line, so proxies and clients see the
+    /// connection is alive. Default 15 s.
+    pub event_heartbeat: std::time::Duration,
 }
 
 impl Default for Limits {
@@ -120,6 +128,9 @@ impl Default for Limits {
             max_lock_timeout: std::time::Duration::from_secs(24 * 3600),
             default_lock_timeout: std::time::Duration::from_secs(3600),
             quota_bytes: None,
+            max_event_streams: 1024,
+            max_event_streams_per_principal: 32,
+            event_heartbeat: std::time::Duration::from_secs(15),
         }
     }
 }
@@ -135,6 +146,58 @@ pub(crate) struct Config {
     /// `getlastmodified`, `lastmodified` or `Win32LastModifiedTime`).
     pub(crate) client_times: bool,
     pub(crate) authorizer: Option<Authorizer>,
+    /// Event streams open through this layer, in total and by principal.
+    pub(crate) streams: Arc<StreamCounts>,
+}
+
+/// Event streams open, in total and by principal (`None` for anonymous).
+#[derive(Debug, Default)]
+pub(crate) struct StreamCounts {
+    by_principal: std::sync::Mutex<std::collections::HashMap<Option<String>, usize>>,
+}
+
+/// One open stream's place in [`StreamCounts`], given back when dropped.
+#[derive(Debug)]
+pub(crate) struct StreamPermit {
+    counts: Arc<StreamCounts>,
+    principal: Option<String>,
+}
+
+impl StreamCounts {
+    /// A place for a new stream of `principal`, unless a limit is reached.
+    pub(crate) fn admit(
+        self: &Arc<Self>,
+        principal: Option<String>,
+        limits: &Limits,
+    ) -> Option<StreamPermit> {
+        let mut by = self.by_principal.lock().unwrap_or_else(|e| e.into_inner());
+        let total: usize = by.values().sum();
+        let mine = by.get(&principal).copied().unwrap_or(0);
+        if total >= limits.max_event_streams || mine >= limits.max_event_streams_per_principal {
+            return None;
+        }
+        *by.entry(principal.clone()).or_default() += 1;
+        Some(StreamPermit {
+            counts: self.clone(),
+            principal,
+        })
+    }
+}
+
+impl Drop for StreamPermit {
+    fn drop(&mut self) {
+        let mut by = self
+            .counts
+            .by_principal
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = by.get_mut(&self.principal) {
+            *n -= 1;
+            if *n == 0 {
+                by.remove(&self.principal);
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Config {

@@ -49,6 +49,7 @@ impl<S: ReplStore> ReplLayer<S> {
                 limits: Limits::default(),
                 strict_empty_repl: false,
                 client_times: true,
+                streams: Default::default(),
                 authorizer: None,
             },
         }

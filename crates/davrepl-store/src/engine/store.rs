@@ -200,6 +200,7 @@ pub struct Engine<B> {
     backend: B,
     id: StoreId,
     secret: Secret,
+    signal: crate::ChangeSignal,
 }
 
 impl<B> std::fmt::Debug for Engine<B> {
@@ -214,12 +215,26 @@ impl<B> std::fmt::Debug for Engine<B> {
 impl<B: Backend> Engine<B> {
     /// The store of `backend`.
     pub fn new(backend: B) -> Self {
+        Self::with_signal(backend, crate::ChangeSignal::new())
+    }
+
+    /// The store of `backend`, firing `signal` after every write step it commits (a backend
+    /// shared by several processes fires the same signal when another one commits).
+    pub fn with_signal(backend: B, signal: crate::ChangeSignal) -> Self {
         let (id, secret) = backend.identity();
         Self {
             backend,
             id,
             secret,
+            signal,
         }
+    }
+
+    /// The signal fired after every write step this engine commits. A backend shared by
+    /// several processes fires it too when another process commits (PostgreSQL does, through
+    /// `LISTEN`).
+    pub fn signal(&self) -> &crate::ChangeSignal {
+        &self.signal
     }
 
     /// The backend.
@@ -251,12 +266,17 @@ impl<B: Backend> Engine<B> {
         + Sync
         + 'static,
     ) -> StoreResult<T> {
+        let write = plan.write;
         let step = Atomic {
             plan,
             upload,
             step: Box::new(step),
         };
-        self.backend.atomic(step).await
+        let out = self.backend.atomic(step).await;
+        if write && out.is_ok() {
+            self.signal.notify();
+        }
+        out
     }
 
     async fn transfer(
@@ -305,6 +325,10 @@ impl<B: Backend> ReplStore for Engine<B> {
 
     fn capabilities(&self) -> Capabilities {
         self.backend.capabilities()
+    }
+
+    fn change_signal(&self) -> Option<crate::ChangeSignal> {
+        Some(self.signal.clone())
     }
 
     async fn secret(&self) -> StoreResult<Secret> {

@@ -1,5 +1,6 @@
 //! The request handlers, one module per group of methods, and what they share.
 
+mod events;
 mod lock;
 mod log;
 mod manifest;

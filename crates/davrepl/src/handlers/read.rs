@@ -163,6 +163,10 @@ pub(crate) async fn get<S: ReplStore>(ctx: &Ctx<S>) -> DavResult<Response<DavBod
             }
             Err(e) if e.kind() == davrepl_store::ErrorKind::IsCollection => {
                 let meta = ctx.store().head(&ctx.path).await?;
+                if !is_head && super::events::wanted(ctx) {
+                    ctx.check_read(&cond, &meta).await?;
+                    return super::events::stream(ctx, &meta).await;
+                }
                 return Ok(match read_preconditions(ctx, &cond, &meta).await? {
                     Verdict::NotModified => not_modified(&meta),
                     Verdict::Proceed => collection_index(ctx, &meta).await?,

@@ -106,6 +106,9 @@ pub struct Limits {
     /// How often an idle event stream sends a comment line, so proxies and clients see the
     /// connection is alive. Default 15 s.
     pub event_heartbeat: std::time::Duration,
+    /// The longest a manifest or `sync-collection` report with `Prefer: wait=N` is held while
+    /// it would be empty. Default 60 s.
+    pub max_prefer_wait: std::time::Duration,
 }
 
 impl Default for Limits {
@@ -131,6 +134,7 @@ impl Default for Limits {
             max_event_streams: 1024,
             max_event_streams_per_principal: 32,
             event_heartbeat: std::time::Duration::from_secs(15),
+            max_prefer_wait: std::time::Duration::from_secs(60),
         }
     }
 }

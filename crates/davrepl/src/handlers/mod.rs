@@ -9,6 +9,7 @@ mod multistatus;
 mod props;
 mod read;
 mod sync;
+mod wait;
 mod write;
 
 use std::sync::Arc;

@@ -171,18 +171,30 @@ async fn sync_collection<S: ReplStore>(
         Some(t) => Some(tokens.check(t, &collection, req.level)?),
         None => None,
     };
-    let upper = ctx.store().watermark().await?;
+    let level_depth = match req.level {
+        SyncLevel::One => store::Depth::One,
+        SyncLevel::Infinite => store::Depth::Infinity,
+    };
+    let mut upper = ctx.store().watermark().await?;
     if since.is_some_and(|s| s > upper) {
         // The store lost changes the client has seen (restored from a backup): their numbers
         // will be handed out again, so the client must start over, never skip them.
         return Err(invalid_token("it is newer than the store"));
     }
+    if let (Some(wait), Some(from)) = (super::wait::prefer_wait(ctx)?, since) {
+        // Long poll: held while no change in scope follows the token.
+        super::wait::hold(ctx, wait, || async move {
+            let mut q = store::ChangesQuery::new(ctx.path.clone(), level_depth, from, 1);
+            q.include_removed = true;
+            let page = ctx.store().changes(q).await?;
+            Ok(!page.changes.is_empty() || from < page.low_water)
+        })
+        .await?;
+        upper = ctx.store().watermark().await?;
+    }
     let what = LogScope {
         scope: ctx.path.clone(),
-        depth: match req.level {
-            SyncLevel::One => store::Depth::One,
-            SyncLevel::Infinite => store::Depth::Infinity,
-        },
+        depth: level_depth,
         include_scope: false,
         // An initial sync reports no removed members (RFC 6578 §3.4).
         include_removed: since.is_some(),

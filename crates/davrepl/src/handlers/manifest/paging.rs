@@ -46,6 +46,26 @@ pub(super) async fn respond<S: ReplStore>(
     }
     let specs = row_specs(ctx)?;
     let plan = Arc::new(m.plan);
+    let mut upper = upper;
+    if let Some(wait) = crate::handlers::wait::prefer_wait(ctx)?
+        && !plan.first_sync
+    {
+        // Long poll: held while the delta would be empty.
+        crate::handlers::wait::hold(ctx, wait, || {
+            let plan = plan.clone();
+            async move {
+                let now = ctx.store().watermark().await?;
+                let mut probe = Engine::new(ctx.shared.clone(), plan.clone(), now);
+                probe.fetch().await?;
+                if plan.watermark < probe.log.low_water() {
+                    return Ok(true); // answered (with 475) at once
+                }
+                Ok(probe.next().await?.is_some())
+            }
+        })
+        .await?;
+        upper = ctx.store().watermark().await?;
+    }
     let mut engine = Engine::new(ctx.shared.clone(), plan.clone(), upper);
     engine.fetch().await?;
     if !plan.first_sync && plan.watermark < engine.log.low_water() {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Real clients against the reference server (SQLite store): rclone, cadaver, a Python
-# replication client and the Python caldav library's RFC 6578 sync (the server lists at most
-# 10 members per sync report, so the library must page). Each step must succeed; figures are printed.
+# Real clients against the reference server (SQLite store): rclone (plain and with its
+# owncloud vendor), cadaver, a Python replication client, the Python caldav library's RFC 6578
+# sync (the server lists at most 10 members per sync report, so the library must page) and an
+# SSE client library on the event stream. Each step must succeed; figures are printed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 for tool in rclone cadaver python3; do
@@ -123,8 +124,11 @@ echo "cadaver: $ok operations succeeded (mkcol, put, get, copy, move, propset, p
 
 echo "--- python replication client"
 python3 -m venv "$work/venv"
-"$work/venv/bin/pip" install -q requests caldav==3.6.0
+"$work/venv/bin/pip" install -q requests caldav==3.6.0 httpx==0.28.1 httpx-sse==0.4.0
 "$work/venv/bin/python" .ci/repl_client.py "$base"
 
 echo "--- python caldav library: RFC 6578 sync-collection"
 "$work/venv/bin/python" .ci/caldav_sync.py "$base"
+
+echo "--- python httpx-sse: the event stream"
+"$work/venv/bin/python" .ci/sse_client.py "$base"

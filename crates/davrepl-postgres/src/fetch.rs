@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
 use davrepl_store::chunks::slice_chunk;
-use davrepl_store::engine::sql::LockColumns;
 use davrepl_store::engine::sql::{self, Columns, Param};
+use davrepl_store::engine::sql::{LockColumns, SubscriptionColumns};
 use davrepl_store::engine::{
     Counters, LockScan, LogQuery, PageQuery, Plan, Record, Tombstone, resolve_range,
 };
@@ -60,6 +60,7 @@ pub(crate) enum Need {
     Purge(i64),
     Counters,
     Locks(LockScan),
+    Subscription(u64),
 }
 
 impl Need {
@@ -86,6 +87,7 @@ impl Need {
             Need::Purge(cutoff) => w.purge = Some(cutoff),
             Need::Counters => w.plan.counters = true,
             Need::Locks(scan) => w.locks = Some(scan),
+            Need::Subscription(id) => w.plan.subscriptions.push(id),
         }
         w
     }
@@ -119,6 +121,8 @@ pub(crate) struct Known {
     pub(crate) locks: Vec<Lock>,
     /// How many lock rows the store holds, when the counters row was read.
     pub(crate) lock_count: Option<i64>,
+    /// Subscriptions by id (`None`: known to be absent).
+    pub(crate) subscriptions: HashMap<u64, Option<davrepl_store::Subscription>>,
 }
 
 /// Up to this many single rows are fetched with one lookup each, more with one array query.
@@ -221,6 +225,7 @@ enum Answer {
     Purge(i64),
     Counters,
     Locks,
+    Subscription(u64),
 }
 
 /// The queries that fetch `w`, each with its parameters.
@@ -314,6 +319,10 @@ fn queries(w: &Wants) -> Vec<(Answer, &'static str, Owned)> {
     }
     if p.counters {
         out.push((Answer::Counters, crate::LOAD_COUNTERS, Vec::new()));
+    }
+    for &id in &p.subscriptions {
+        let id_param: Owned = vec![Box::new(sql::int(id))];
+        out.push((Answer::Subscription(id), sql::SUBSCRIPTION, id_param));
     }
     if let Some(scan) = &w.locks {
         let (lo, hi) = ranges(&scan.below);
@@ -415,6 +424,21 @@ impl Known {
                             self.locks.push(lock);
                         }
                     }
+                }
+                Answer::Subscription(id) => {
+                    let found = match rows.first() {
+                        Some(r) => Some(
+                            SubscriptionColumns::read(
+                                |i| r.try_get(i),
+                                |i| r.try_get(i),
+                                |i| r.try_get(i),
+                            )
+                            .map_err(pg_err)?
+                            .subscription()?,
+                        ),
+                        None => None,
+                    };
+                    self.subscriptions.insert(id, found);
                 }
                 Answer::Purge(cutoff) => {
                     let r = rows.first().ok_or_else(|| pg_missing("count"))?;

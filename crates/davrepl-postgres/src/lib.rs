@@ -390,6 +390,7 @@ impl Backend for Pg {
     fn capabilities(&self) -> davrepl_store::Capabilities {
         let mut caps = davrepl_store::Capabilities::default();
         caps.locking = true;
+        caps.subscriptions = true;
         caps
     }
 

@@ -4,7 +4,7 @@
 use tokio_postgres::Client;
 
 /// The schema version this build writes.
-pub(crate) const CURRENT: i64 = 3;
+pub(crate) const CURRENT: i64 = 4;
 
 /// Key of the advisory lock taken while migrating ("davrepl" in ASCII).
 const LOCK_KEY: i64 = 0x0064_6176_7265_706c;
@@ -89,6 +89,21 @@ const V3: &str = "ALTER TABLE davrepl_resources ADD COLUMN digests BYTEA;
 ALTER TABLE davrepl_store ADD COLUMN bytes BIGINT NOT NULL DEFAULT 0;
 UPDATE davrepl_store SET bytes = (SELECT coalesce(sum(len), 0) FROM davrepl_resources);";
 
+/// Version 4: Exchange-style subscriptions (named cursors into the log), shared by all nodes.
+const V4: &str = r#"
+CREATE TABLE davrepl_subscriptions (
+    id        BIGINT PRIMARY KEY,
+    path      TEXT COLLATE "C" NOT NULL,
+    members   BIGINT NOT NULL,
+    types     BIGINT NOT NULL,
+    principal TEXT,
+    lifetime  BIGINT NOT NULL,
+    expires   BIGINT NOT NULL,
+    cursor    BIGINT NOT NULL,
+    acked     BIGINT NOT NULL
+);
+"#;
+
 /// Brings the database to [`CURRENT`], creating the tables if absent. Refuses a database
 /// written by a newer version.
 pub(crate) async fn migrate(
@@ -150,6 +165,7 @@ pub(crate) async fn migrate(
             }
             1 => tx.batch_execute(V2).await.map_err(e)?,
             2 => tx.batch_execute(V3).await.map_err(e)?,
+            3 => tx.batch_execute(V4).await.map_err(e)?,
             other => return Err(format!("no migration from schema version {other}")),
         }
         v += 1;

@@ -21,8 +21,8 @@ use std::ops::Bound;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use davrepl_store::engine::sql::LockColumns;
 use davrepl_store::engine::sql::{self, Columns};
+use davrepl_store::engine::sql::{LockColumns, SubscriptionColumns};
 use davrepl_store::engine::{Counters, LockScan, LogQuery, PageQuery, Pieces, Rows, Tombstone};
 use davrepl_store::{
     DeadProp, ErrorKind, Lock, PurgeReport, ReplUid, ResourcePath, StoreError, StoreId, StoreResult,
@@ -65,6 +65,10 @@ pub(crate) struct View<'k> {
     lock_removes: Vec<String>,
     /// Locks that expired at or before this time are removed.
     locks_swept: Option<i64>,
+    /// Subscriptions this run wrote (`None`: removed), by id.
+    subscriptions: BTreeMap<u64, Option<davrepl_store::Subscription>>,
+    /// Subscriptions that expired at or before this time are removed.
+    subscriptions_swept: Option<i64>,
     /// The first row this run needed and did not have.
     pub(crate) need: Option<Need>,
 }
@@ -94,6 +98,8 @@ impl<'k> View<'k> {
             lock_puts: Vec::new(),
             lock_removes: Vec::new(),
             locks_swept: None,
+            subscriptions: BTreeMap::new(),
+            subscriptions_swept: None,
             need: None,
         }
     }
@@ -263,6 +269,40 @@ impl<'k> View<'k> {
         {
             // Runs after the lock statements above (a connection runs them in order).
             batch.push((COUNT_LOCKS, Vec::new()));
+        }
+        let sub_rows: Vec<SubscriptionColumns> = self
+            .subscriptions
+            .values()
+            .flatten()
+            .map(SubscriptionColumns::of)
+            .collect();
+        let sub_removed: Vec<i64> = self
+            .subscriptions
+            .iter()
+            .filter(|(_, s)| s.is_none())
+            .map(|(id, _)| sql::int(*id))
+            .collect();
+        for id in &sub_removed {
+            batch.push((sql::REMOVE_SUBSCRIPTION, vec![id]));
+        }
+        for r in &sub_rows {
+            batch.push((
+                sql::PUT_SUBSCRIPTION,
+                vec![
+                    &r.id,
+                    &r.path,
+                    &r.members,
+                    &r.types,
+                    &r.principal,
+                    &r.lifetime,
+                    &r.expires,
+                    &r.cursor,
+                    &r.acked,
+                ],
+            ));
+        }
+        if let Some(now) = &self.subscriptions_swept {
+            batch.push((sql::SWEEP_SUBSCRIPTIONS, vec![now]));
         }
         // Delivered to every node's listener when the transaction commits.
         batch.push((crate::listen::NOTIFY, Vec::new()));
@@ -438,6 +478,31 @@ impl Rows for View<'_> {
             removed: count as u64,
             low_water: *low_water,
         })
+    }
+
+    fn subscription(&mut self, id: u64) -> StoreResult<Option<davrepl_store::Subscription>> {
+        if let Some(s) = self.subscriptions.get(&id) {
+            return Ok(s.clone());
+        }
+        match self.known.subscriptions.get(&id) {
+            Some(s) => Ok(s.clone()),
+            None => Err(miss(Need::Subscription(id), &mut self.need)),
+        }
+    }
+
+    fn put_subscription(&mut self, sub: &davrepl_store::Subscription) -> StoreResult<()> {
+        self.subscriptions.insert(sub.id, Some(sub.clone()));
+        Ok(())
+    }
+
+    fn remove_subscription(&mut self, id: u64) -> StoreResult<()> {
+        self.subscriptions.insert(id, None);
+        Ok(())
+    }
+
+    fn sweep_subscriptions(&mut self, now: SystemTime) -> StoreResult<()> {
+        self.subscriptions_swept = Some(sql::nanos(now));
+        Ok(())
     }
 
     fn may_hold_locks(&mut self) -> StoreResult<bool> {

@@ -474,3 +474,78 @@ async fn locks_hold_across_nodes() {
     assert_eq!(codes.iter().filter(|c| **c == 200).count(), 1, "{codes:?}");
     assert!(codes.iter().all(|c| *c == 200 || *c == 423), "{codes:?}");
 }
+
+/// Live changes across nodes: an event stream open on node B sees a write made through node
+/// A (PostgreSQL LISTEN/NOTIFY wakes B), and a subscription made through A is polled on B.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn live_changes_cross_nodes() {
+    let Some(cluster) = Cluster::shared() else {
+        return;
+    };
+    let url = cluster.create_database().await.expect("database");
+    let (a, b) = (node(&url), node(&url));
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let r = client
+        .request(method("MKCOL"), format!("{}/feed/", a.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let sub = client
+        .request(method("SUBSCRIBE"), format!("{}/feed/", a.base))
+        .header("Notification-Type", "update")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sub.status().as_u16(), 200);
+    let id = sub.headers()["subscription-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+
+    let mut stream = client
+        .get(format!("{}/feed/", b.base))
+        .header("Accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status().as_u16(), 200);
+    let mut seen = String::new();
+    // Wait for `ready`, then write through A.
+    while !seen.contains("event: ready") {
+        let chunk = stream.chunk().await.unwrap().expect("stream open");
+        seen.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    let r = client
+        .put(format!("{}/feed/news", a.base))
+        .body("n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let waited = tokio::time::timeout(Duration::from_secs(10), async {
+        while !seen.contains("event: change") {
+            let chunk = stream.chunk().await.unwrap().expect("stream open");
+            seen.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "B's stream saw A's write: {seen}");
+    assert!(seen.contains("/feed/news"), "{seen}");
+
+    let polled = client
+        .request(method("POLL"), format!("{}/feed/", b.base))
+        .header("Subscription-ID", &id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(polled.status().as_u16(), 207);
+    let text = polled.text().await.unwrap();
+    assert!(
+        text.contains("200 OK") && text.contains(&format!("<D:li>{id}</D:li>")),
+        "{text}"
+    );
+}

@@ -342,6 +342,7 @@ impl Backend for Sqlite {
     fn capabilities(&self) -> davrepl_store::Capabilities {
         let mut caps = davrepl_store::Capabilities::default();
         caps.locking = true;
+        caps.subscriptions = true;
         caps
     }
 

@@ -5,8 +5,8 @@
 use std::time::SystemTime;
 
 use davrepl_store::chunks::{self, slice_chunk};
-use davrepl_store::engine::sql::LockColumns;
 use davrepl_store::engine::sql::{self, Columns, Param};
+use davrepl_store::engine::sql::{LockColumns, SubscriptionColumns};
 use davrepl_store::engine::{self, LockScan, LogQuery, PageQuery, Pieces, Record, Rows, Tombstone};
 use davrepl_store::{
     DeadProp, Lock, PropName, PurgeReport, ReplUid, ResourceKind, ResourcePath, Seq, StoreId,
@@ -296,6 +296,44 @@ impl Rows for Tx<'_> {
             removed: count as u64,
             low_water: *low_water,
         })
+    }
+
+    fn subscription(&mut self, id: u64) -> StoreResult<Option<davrepl_store::Subscription>> {
+        let found = self
+            .tx
+            .prepare_cached(&sql::sqlite(sql::SUBSCRIPTION))
+            .and_then(|mut st| {
+                st.query_row([sql::int(id)], |r| {
+                    SubscriptionColumns::read(|i| r.get(i), |i| r.get(i), |i| r.get(i))
+                })
+                .optional()
+            })
+            .map_err(db_err)?;
+        found.map(SubscriptionColumns::subscription).transpose()
+    }
+
+    fn put_subscription(&mut self, sub: &davrepl_store::Subscription) -> StoreResult<()> {
+        let params = SubscriptionColumns::of(sub).params();
+        self.tx
+            .prepare_cached(&sql::sqlite(sql::PUT_SUBSCRIPTION))
+            .and_then(|mut st| st.execute(params_from_iter(values(&params))))
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn remove_subscription(&mut self, id: u64) -> StoreResult<()> {
+        self.tx
+            .prepare_cached(&sql::sqlite(sql::REMOVE_SUBSCRIPTION))
+            .and_then(|mut st| st.execute([sql::int(id)]))
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn sweep_subscriptions(&mut self, now: SystemTime) -> StoreResult<()> {
+        self.tx
+            .execute(&sql::sqlite(sql::SWEEP_SUBSCRIPTIONS), [sql::nanos(now)])
+            .map_err(db_err)?;
+        Ok(())
     }
 
     fn locks(&mut self, scan: &LockScan) -> StoreResult<Vec<Lock>> {

@@ -3,7 +3,7 @@
 use rusqlite::{Connection, params};
 
 /// The schema version this build writes.
-pub(crate) const CURRENT: i64 = 4;
+pub(crate) const CURRENT: i64 = 5;
 
 const V1: &str = r"
 CREATE TABLE store (
@@ -84,6 +84,21 @@ ALTER TABLE store ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
 UPDATE store SET bytes = (SELECT coalesce(sum(len), 0) FROM davrepl_resources);
 ";
 
+/// Version 5: Exchange-style subscriptions (named cursors into the log).
+const V5: &str = r"
+CREATE TABLE davrepl_subscriptions (
+    id        INTEGER PRIMARY KEY,
+    path      TEXT NOT NULL,
+    members   INTEGER NOT NULL,
+    types     INTEGER NOT NULL,
+    principal TEXT,
+    lifetime  INTEGER NOT NULL,
+    expires   INTEGER NOT NULL,
+    cursor    INTEGER NOT NULL,
+    acked     INTEGER NOT NULL
+);
+";
+
 /// Brings the database to [`CURRENT`], creating it if empty. Refuses a database written by a
 /// newer version, and anything that is not a davrepl database.
 pub(crate) fn migrate(
@@ -143,6 +158,7 @@ pub(crate) fn migrate(
             // Version 3: write locks (WebDAV class 2), state beside the content.
             2 => tx.execute_batch(V3).map_err(|e| e.to_string())?,
             3 => tx.execute_batch(V4).map_err(|e| e.to_string())?,
+            4 => tx.execute_batch(V5).map_err(|e| e.to_string())?,
             other => return Err(format!("no migration from schema version {other}")),
         }
         v += 1;

@@ -167,6 +167,7 @@ async fn version_1_files_are_upgraded() {
          ALTER TABLE davrepl_tombstones RENAME TO tombstones;
          ALTER TABLE davrepl_chunks RENAME TO chunks;
          DROP TABLE davrepl_locks;
+         DROP TABLE davrepl_subscriptions;
          PRAGMA user_version = 1;",
     )
     .unwrap();
@@ -189,5 +190,5 @@ async fn version_1_files_are_upgraded() {
     let v: i64 = c
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(v, 4);
+    assert_eq!(v, 5);
 }

@@ -112,6 +112,26 @@ pub trait DynReplStore: Send + Sync + 'static {
         token: &'a str,
         principal: Option<&'a str>,
     ) -> BoxFuture<'a, StoreResult<Lock>>;
+    /// See [`ReplStore::subscribe`].
+    fn subscribe(
+        &self,
+        req: crate::NewSubscription,
+    ) -> BoxFuture<'_, StoreResult<crate::Subscription>>;
+    /// See [`ReplStore::subscriptions`].
+    fn subscriptions(
+        &self,
+        ids: Vec<u64>,
+        principal: Option<String>,
+    ) -> BoxFuture<'_, StoreResult<Vec<crate::Subscription>>>;
+    /// See [`ReplStore::update_subscription`].
+    fn update_subscription(
+        &self,
+        id: u64,
+        principal: Option<String>,
+        update: crate::SubscriptionUpdate,
+    ) -> BoxFuture<'_, StoreResult<crate::Subscription>>;
+    /// See [`ReplStore::unsubscribe`].
+    fn unsubscribe(&self, id: u64, principal: Option<String>) -> BoxFuture<'_, StoreResult<()>>;
     /// See [`ReplStore::locks`].
     fn locks<'a>(
         &'a self,
@@ -240,6 +260,30 @@ impl<T: ReplStore> DynReplStore for T {
         below: bool,
     ) -> BoxFuture<'a, StoreResult<Vec<Lock>>> {
         Box::pin(ReplStore::locks(self, path, below))
+    }
+    fn subscribe(
+        &self,
+        req: crate::NewSubscription,
+    ) -> BoxFuture<'_, StoreResult<crate::Subscription>> {
+        Box::pin(ReplStore::subscribe(self, req))
+    }
+    fn subscriptions(
+        &self,
+        ids: Vec<u64>,
+        principal: Option<String>,
+    ) -> BoxFuture<'_, StoreResult<Vec<crate::Subscription>>> {
+        Box::pin(ReplStore::subscriptions(self, ids, principal))
+    }
+    fn update_subscription(
+        &self,
+        id: u64,
+        principal: Option<String>,
+        update: crate::SubscriptionUpdate,
+    ) -> BoxFuture<'_, StoreResult<crate::Subscription>> {
+        Box::pin(ReplStore::update_subscription(self, id, principal, update))
+    }
+    fn unsubscribe(&self, id: u64, principal: Option<String>) -> BoxFuture<'_, StoreResult<()>> {
+        Box::pin(ReplStore::unsubscribe(self, id, principal))
     }
 }
 
@@ -416,6 +460,38 @@ macro_rules! forward_repl_store {
             ) -> $crate::StoreResult<::std::vec::Vec<$crate::Lock>> {
                 let $s = self;
                 $($via)+::locks(&$inner, path, below).await
+            }
+            async fn subscribe(
+                &self,
+                req: $crate::NewSubscription,
+            ) -> $crate::StoreResult<$crate::Subscription> {
+                let $s = self;
+                $($via)+::subscribe(&$inner, req).await
+            }
+            async fn subscriptions(
+                &self,
+                ids: ::std::vec::Vec<u64>,
+                principal: ::std::option::Option<::std::string::String>,
+            ) -> $crate::StoreResult<::std::vec::Vec<$crate::Subscription>> {
+                let $s = self;
+                $($via)+::subscriptions(&$inner, ids, principal).await
+            }
+            async fn update_subscription(
+                &self,
+                id: u64,
+                principal: ::std::option::Option<::std::string::String>,
+                update: $crate::SubscriptionUpdate,
+            ) -> $crate::StoreResult<$crate::Subscription> {
+                let $s = self;
+                $($via)+::update_subscription(&$inner, id, principal, update).await
+            }
+            async fn unsubscribe(
+                &self,
+                id: u64,
+                principal: ::std::option::Option<::std::string::String>,
+            ) -> $crate::StoreResult<()> {
+                let $s = self;
+                $($via)+::unsubscribe(&$inner, id, principal).await
             }
         }
     };

@@ -44,6 +44,7 @@ mod lock;
 mod memory;
 mod path;
 mod signal;
+mod subscription;
 pub mod tags;
 mod types;
 
@@ -58,6 +59,7 @@ pub use lock::{LOCK_TOKEN_SCHEME, Lock, LockGrant, LockRequest, LockScope};
 pub use memory::{MemStore, Transform};
 pub use path::{PathError, ResourcePath};
 pub use signal::{ChangeSignal, Changed};
+pub use subscription::{NewSubscription, NotificationTypes, Subscription, SubscriptionUpdate};
 pub use tags::{ReplUid, Seq, StoreId};
 pub use types::{
     ByteRange, ByteStream, Capabilities, Change, ChangeKind, ChangePage, ChangesQuery,
@@ -230,6 +232,50 @@ pub trait ReplStore: Send + Sync + 'static {
     ) -> impl Future<Output = StoreResult<Lock>> + Send {
         let _ = (path, token, principal);
         std::future::ready(Err(lock::not_kept()))
+    }
+
+    /// Creates a subscription (Exchange's SUBSCRIBE) at the current end of the change log.
+    /// [`Capabilities::subscriptions`] says whether a store keeps them; the default refuses
+    /// with [`ErrorKind::Unsupported`].
+    fn subscribe(
+        &self,
+        req: NewSubscription,
+    ) -> impl Future<Output = StoreResult<Subscription>> + Send {
+        let _ = req;
+        std::future::ready(Err(subscription::not_kept()))
+    }
+
+    /// The subscriptions among `ids` that are in force and belong to `principal` (others are
+    /// left out).
+    fn subscriptions(
+        &self,
+        ids: Vec<u64>,
+        principal: Option<String>,
+    ) -> impl Future<Output = StoreResult<Vec<Subscription>>> + Send {
+        let _ = (ids, principal);
+        std::future::ready(Ok(Vec::new()))
+    }
+
+    /// Renews and/or acknowledges a subscription of `principal`
+    /// ([`ErrorKind::NotFound`] when it is unknown, expired or another principal's).
+    fn update_subscription(
+        &self,
+        id: u64,
+        principal: Option<String>,
+        update: SubscriptionUpdate,
+    ) -> impl Future<Output = StoreResult<Subscription>> + Send {
+        let _ = (id, principal, update);
+        std::future::ready(Err(subscription::not_kept()))
+    }
+
+    /// Ends a subscription of `principal` ([`ErrorKind::NotFound`] as above).
+    fn unsubscribe(
+        &self,
+        id: u64,
+        principal: Option<String>,
+    ) -> impl Future<Output = StoreResult<()>> + Send {
+        let _ = (id, principal);
+        std::future::ready(Err(subscription::not_kept()))
     }
 
     /// The locks in force that cover `path` and, with `below`, also those rooted anywhere

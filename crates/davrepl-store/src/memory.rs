@@ -48,6 +48,7 @@ struct State {
     counters: Counters,
     /// Locks by root.
     locks: BTreeMap<ResourcePath, Vec<Lock>>,
+    subscriptions: HashMap<u64, crate::Subscription>,
 }
 
 struct Shared {
@@ -100,6 +101,7 @@ impl MemStore {
             log: BTreeMap::new(),
             counters: Counters::default(),
             locks: BTreeMap::new(),
+            subscriptions: HashMap::new(),
         };
         let shared = Arc::new(Shared {
             id,
@@ -319,6 +321,25 @@ impl Rows for Tx<'_> {
         Ok(Some(vec![payload.slice(start as usize..=end as usize)]))
     }
 
+    fn subscription(&mut self, id: u64) -> StoreResult<Option<crate::Subscription>> {
+        Ok(self.st().subscriptions.get(&id).cloned())
+    }
+
+    fn put_subscription(&mut self, sub: &crate::Subscription) -> StoreResult<()> {
+        self.st_mut()?.subscriptions.insert(sub.id, sub.clone());
+        Ok(())
+    }
+
+    fn remove_subscription(&mut self, id: u64) -> StoreResult<()> {
+        self.st_mut()?.subscriptions.remove(&id);
+        Ok(())
+    }
+
+    fn sweep_subscriptions(&mut self, now: SystemTime) -> StoreResult<()> {
+        self.st_mut()?.subscriptions.retain(|_, s| s.is_active(now));
+        Ok(())
+    }
+
     fn may_hold_locks(&mut self) -> StoreResult<bool> {
         Ok(!self.st().locks.is_empty())
     }
@@ -410,6 +431,7 @@ impl Backend for Mem {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             locking: true,
+            subscriptions: true,
             ..Capabilities::default()
         }
     }

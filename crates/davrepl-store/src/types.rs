@@ -511,6 +511,9 @@ pub struct Capabilities {
     /// The store keeps write locks ([`ReplStore::lock`](crate::ReplStore::lock) and the
     /// rest); the layer then answers WebDAV class 2.
     pub locking: bool,
+    /// The store keeps Exchange-style subscriptions
+    /// ([`ReplStore::subscribe`](crate::ReplStore::subscribe) and the rest).
+    pub subscriptions: bool,
 }
 
 impl Default for Capabilities {
@@ -519,6 +522,7 @@ impl Default for Capabilities {
             dead_properties: true,
             shallow_copy: true,
             locking: false,
+            subscriptions: false,
         }
     }
 }

@@ -44,7 +44,8 @@ macro_rules! conformance {
             lock_depth_and_membership, lock_refresh_and_expiry, lock_unmapped_url,
             lock_belongs_to_its_principal, lock_with_conditional_write, locks_are_not_content,
             lock_race_single_winner, digests_follow_content, client_modification_time,
-            checksum_mismatch_writes_nothing, quota_refuses_and_writes_nothing
+            checksum_mismatch_writes_nothing, quota_refuses_and_writes_nothing,
+            subscriptions_are_cursors
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

@@ -109,6 +109,9 @@ pub struct Limits {
     /// The longest a manifest or `sync-collection` report with `Prefer: wait=N` is held while
     /// it would be empty. Default 60 s.
     pub max_prefer_wait: std::time::Duration,
+    /// The longest lifetime a subscription is granted (SUBSCRIBE's `Subscription-Lifetime`;
+    /// a POLL or renewal extends it again). Default one day.
+    pub max_subscription_lifetime: std::time::Duration,
 }
 
 impl Default for Limits {
@@ -135,6 +138,7 @@ impl Default for Limits {
             max_event_streams_per_principal: 32,
             event_heartbeat: std::time::Duration::from_secs(15),
             max_prefer_wait: std::time::Duration::from_secs(60),
+            max_subscription_lifetime: std::time::Duration::from_secs(24 * 3600),
         }
     }
 }

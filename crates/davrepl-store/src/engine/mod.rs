@@ -17,6 +17,7 @@ mod lock;
 mod read;
 pub mod sql;
 mod store;
+mod subscription;
 mod write;
 
 pub use store::{Atomic, AtomicOf, Backend, Engine, Incoming, Plan, Staged, Step};
@@ -327,6 +328,31 @@ pub trait Rows {
     fn sweep_locks(&mut self, now: SystemTime) -> StoreResult<u64> {
         let _ = now;
         Ok(0)
+    }
+
+    /// The subscription with `id`, expired or not. The default: none (a backend that keeps no
+    /// subscriptions, and does not claim [`Capabilities::subscriptions`](crate::Capabilities)).
+    fn subscription(&mut self, id: u64) -> StoreResult<Option<crate::Subscription>> {
+        let _ = id;
+        Ok(None)
+    }
+
+    /// Creates or replaces (by id) a subscription.
+    fn put_subscription(&mut self, sub: &crate::Subscription) -> StoreResult<()> {
+        let _ = sub;
+        Err(crate::subscription::not_kept())
+    }
+
+    /// Removes a subscription.
+    fn remove_subscription(&mut self, id: u64) -> StoreResult<()> {
+        let _ = id;
+        Err(crate::subscription::not_kept())
+    }
+
+    /// Removes every subscription that expired at or before `now`.
+    fn sweep_subscriptions(&mut self, now: SystemTime) -> StoreResult<()> {
+        let _ = now;
+        Ok(())
     }
 
     /// The next change sequence number (one more than every number handed out before).

@@ -495,3 +495,99 @@ pub fn lock_queries(scan: &super::LockScan) -> Vec<(&'static str, Vec<Param>)> {
     }
     out
 }
+
+/// The subscription with id `$1`.
+pub const SUBSCRIPTION: &str = "SELECT id, path, members, types, principal, lifetime, expires, \
+     cursor, acked FROM davrepl_subscriptions WHERE id = $1";
+/// Creates or replaces a subscription.
+pub const PUT_SUBSCRIPTION: &str = "INSERT INTO davrepl_subscriptions \
+     (id, path, members, types, principal, lifetime, expires, cursor, acked) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+     ON CONFLICT (id) DO UPDATE SET lifetime = excluded.lifetime, expires = excluded.expires, \
+     cursor = excluded.cursor, acked = excluded.acked";
+/// Removes the subscription with id `$1`.
+pub const REMOVE_SUBSCRIPTION: &str = "DELETE FROM davrepl_subscriptions WHERE id = $1";
+/// Removes the subscriptions that expired at or before `$1`.
+pub const SWEEP_SUBSCRIPTIONS: &str = "DELETE FROM davrepl_subscriptions WHERE expires <= $1";
+
+/// One `davrepl_subscriptions` row, column by column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub struct SubscriptionColumns {
+    pub id: i64,
+    pub path: String,
+    pub members: i64,
+    pub types: i64,
+    pub principal: Option<String>,
+    /// Seconds.
+    pub lifetime: i64,
+    pub expires: i64,
+    pub cursor: i64,
+    pub acked: i64,
+}
+
+impl SubscriptionColumns {
+    /// Reads a row through the driver's typed getters, in column order.
+    pub fn read<E>(
+        int: impl Fn(usize) -> Result<i64, E>,
+        text: impl Fn(usize) -> Result<String, E>,
+        opt_text: impl Fn(usize) -> Result<Option<String>, E>,
+    ) -> Result<Self, E> {
+        Ok(Self {
+            id: int(0)?,
+            path: text(1)?,
+            members: int(2)?,
+            types: int(3)?,
+            principal: opt_text(4)?,
+            lifetime: int(5)?,
+            expires: int(6)?,
+            cursor: int(7)?,
+            acked: int(8)?,
+        })
+    }
+
+    /// The row of `s`.
+    pub fn of(s: &crate::Subscription) -> Self {
+        Self {
+            id: int(s.id),
+            path: s.path.as_str().to_owned(),
+            members: i64::from(s.members),
+            types: i64::from(s.types.bits()),
+            principal: s.principal.clone(),
+            lifetime: int(s.lifetime.as_secs()),
+            expires: nanos(s.expires),
+            cursor: int(s.cursor),
+            acked: nanos(s.acked),
+        }
+    }
+
+    /// The subscription this row stores.
+    pub fn subscription(self) -> StoreResult<crate::Subscription> {
+        Ok(crate::Subscription {
+            id: u64::try_from(self.id).unwrap_or(0),
+            path: stored_path(&self.path)?,
+            members: self.members != 0,
+            types: crate::NotificationTypes::from_bits(u8::try_from(self.types).unwrap_or(0)),
+            principal: self.principal,
+            lifetime: Duration::from_secs(u64::try_from(self.lifetime).unwrap_or(0)),
+            expires: time(self.expires),
+            cursor: u64::try_from(self.cursor).unwrap_or(0),
+            acked: time(self.acked),
+        })
+    }
+
+    /// The row's values as [`Param`]s for [`PUT_SUBSCRIPTION`].
+    pub fn params(&self) -> Vec<Param> {
+        vec![
+            Param::Int(self.id),
+            Param::Text(self.path.clone()),
+            Param::Int(self.members),
+            Param::Int(self.types),
+            Param::OptText(self.principal.clone()),
+            Param::Int(self.lifetime),
+            Param::Int(self.expires),
+            Param::Int(self.cursor),
+            Param::Int(self.acked),
+        ]
+    }
+}

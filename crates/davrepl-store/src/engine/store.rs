@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::time::{Duration, SystemTime};
 
-use super::{LockScan, LogQuery, PageQuery, Rows, lock, read, write};
+use super::{LockScan, LogQuery, PageQuery, Rows, lock, read, subscription, write};
 use crate::condition::Condition;
 use crate::error::{ErrorKind, StoreError, StoreResult};
 use crate::lock::{LOCK_TOKEN_SCHEME, Lock, LockGrant, LockRequest};
@@ -53,6 +53,8 @@ pub struct Plan {
     /// Lock rows a read reads ([`Rows::locks`]); a write's are found through
     /// [`Rows::may_hold_locks`].
     pub locks: Option<LockScan>,
+    /// Subscriptions it reads ([`Rows::subscription`]).
+    pub subscriptions: Vec<u64>,
 }
 
 impl Plan {
@@ -532,7 +534,9 @@ impl<B: Backend> ReplStore for Engine<B> {
             ..Plan::default()
         });
         self.run(plan, None, move |rows, _| {
-            rows.sweep_locks(SystemTime::now())?;
+            let now = SystemTime::now();
+            rows.sweep_locks(now)?;
+            rows.sweep_subscriptions(now)?;
             rows.purge(before)
         })
         .await
@@ -589,6 +593,78 @@ impl<B: Backend> ReplStore for Engine<B> {
         .await
     }
 
+    async fn subscribe(&self, req: crate::NewSubscription) -> StoreResult<crate::Subscription> {
+        // Ids are random (Exchange's are small decimal numbers; these stay below 2^53 so any
+        // client's number type holds them); a taken one is drawn again.
+        for _ in 0..8 {
+            let id = random_subscription_id();
+            let plan = self.plan(true, || Plan {
+                counters: true,
+                subscriptions: vec![id],
+                write: true,
+                ..Plan::default()
+            });
+            let req = req.clone();
+            let made = self
+                .run(plan, None, move |rows, _| {
+                    subscription::subscribe(rows, id, &req, SystemTime::now())
+                })
+                .await;
+            match made {
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+                other => return other,
+            }
+        }
+        Err(StoreError::new(
+            ErrorKind::Internal,
+            "no free subscription id after 8 draws",
+        ))
+    }
+
+    async fn subscriptions(
+        &self,
+        ids: Vec<u64>,
+        principal: Option<String>,
+    ) -> StoreResult<Vec<crate::Subscription>> {
+        let plan = self.plan(false, || Plan {
+            subscriptions: ids.clone(),
+            ..Plan::default()
+        });
+        self.run(plan, None, move |rows, _| {
+            subscription::read(rows, &ids, principal.as_deref(), SystemTime::now())
+        })
+        .await
+    }
+
+    async fn update_subscription(
+        &self,
+        id: u64,
+        principal: Option<String>,
+        update: crate::SubscriptionUpdate,
+    ) -> StoreResult<crate::Subscription> {
+        let plan = self.plan(true, || Plan {
+            subscriptions: vec![id],
+            write: true,
+            ..Plan::default()
+        });
+        self.run(plan, None, move |rows, _| {
+            subscription::update(rows, id, principal.as_deref(), update, SystemTime::now())
+        })
+        .await
+    }
+
+    async fn unsubscribe(&self, id: u64, principal: Option<String>) -> StoreResult<()> {
+        let plan = self.plan(true, || Plan {
+            subscriptions: vec![id],
+            write: true,
+            ..Plan::default()
+        });
+        self.run(plan, None, move |rows, _| {
+            subscription::unsubscribe(rows, id, principal.as_deref(), SystemTime::now())
+        })
+        .await
+    }
+
     async fn locks(&self, path: &ResourcePath, below: bool) -> StoreResult<Vec<Lock>> {
         let plan = self.plan(false, || Plan {
             locks: Some(lock::discovery_scan(path, below)),
@@ -600,6 +676,13 @@ impl<B: Backend> ReplStore for Engine<B> {
         })
         .await
     }
+}
+
+/// A random subscription id in `1..2^53`.
+fn random_subscription_id() -> u64 {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).expect("operating system random source is unavailable");
+    (u64::from_le_bytes(b) >> 11).max(1)
 }
 
 /// `opaquelocktoken:` and a random (version 4) UUID.

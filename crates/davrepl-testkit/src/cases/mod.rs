@@ -27,6 +27,7 @@ mod content_meta;
 mod locks;
 mod log;
 mod races;
+mod subscriptions;
 mod tree;
 
 pub use conditions::*;
@@ -35,4 +36,5 @@ pub use content_meta::*;
 pub use locks::*;
 pub use log::*;
 pub use races::*;
+pub use subscriptions::*;
 pub use tree::*;

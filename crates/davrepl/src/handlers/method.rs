@@ -24,11 +24,14 @@ pub(crate) enum DavMethod {
     Report,
     Lock,
     Unlock,
+    Subscribe,
+    Poll,
+    Unsubscribe,
 }
 
 impl DavMethod {
     /// Every method, in `Allow` order.
-    pub(crate) const ALL: [Self; 15] = [
+    pub(crate) const ALL: [Self; 18] = [
         Self::Options,
         Self::Get,
         Self::Head,
@@ -44,10 +47,13 @@ impl DavMethod {
         Self::Report,
         Self::Lock,
         Self::Unlock,
+        Self::Subscribe,
+        Self::Poll,
+        Self::Unsubscribe,
     ];
 
     /// The `Allow` header value: every method above.
-    pub(crate) const ALLOW: &'static str = "OPTIONS, GET, HEAD, PUT, POST, DELETE, MKCOL, COPY, MOVE, PROPFIND, PROPPATCH, SEARCH, REPORT, LOCK, UNLOCK";
+    pub(crate) const ALLOW: &'static str = "OPTIONS, GET, HEAD, PUT, POST, DELETE, MKCOL, COPY, MOVE, PROPFIND, PROPPATCH, SEARCH, REPORT, LOCK, UNLOCK, SUBSCRIBE, POLL, UNSUBSCRIBE";
 
     /// The method of a request, `None` when the layer does not serve it.
     pub(crate) fn parse(m: &Method) -> Option<Self> {
@@ -72,6 +78,9 @@ impl DavMethod {
             Self::Report => "REPORT",
             Self::Lock => "LOCK",
             Self::Unlock => "UNLOCK",
+            Self::Subscribe => "SUBSCRIBE",
+            Self::Poll => "POLL",
+            Self::Unsubscribe => "UNSUBSCRIBE",
         }
     }
 
@@ -81,6 +90,10 @@ impl DavMethod {
         let shallow = matches!(depth, Some(Depth::Zero));
         match method {
             Some(Self::Get | Self::Head | Self::Options | Self::Search) => Access::Read,
+            // Watching a collection's members reveals them, like listing them.
+            Some(Self::Subscribe) if shallow => Access::Read,
+            Some(Self::Subscribe) => Access::ReadTree,
+            Some(Self::Poll | Self::Unsubscribe) => Access::Read,
             Some(Self::Propfind | Self::Copy) if shallow => Access::Read,
             Some(Self::Propfind | Self::Copy) => Access::ReadTree,
             // The only report served lists a collection's members (or its whole tree).

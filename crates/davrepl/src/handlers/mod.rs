@@ -8,6 +8,7 @@ mod method;
 mod multistatus;
 mod props;
 mod read;
+mod subscribe;
 mod sync;
 mod wait;
 mod write;
@@ -366,6 +367,9 @@ where
         DavMethod::Report => sync::report(&ctx, body).await,
         DavMethod::Lock => lock::lock(&ctx, body).await,
         DavMethod::Unlock => lock::unlock(&ctx).await,
+        DavMethod::Subscribe => subscribe::subscribe(&ctx).await,
+        DavMethod::Poll => subscribe::poll(&ctx).await,
+        DavMethod::Unsubscribe => subscribe::unsubscribe(&ctx).await,
     }
 }
 

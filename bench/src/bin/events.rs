@@ -1,0 +1,177 @@
+//! Commit-to-event latency of the event stream: `--streams` clients hold `GET Accept:
+//! text/event-stream` open on one collection of one in-process server; a writer PUTs
+//! `--writes` items one after another; for every (stream, write) pair the time from sending
+//! the PUT to that stream receiving its event is recorded. Prints p50, p99 and max, and the
+//! PUT round trip for comparison.
+//!
+//! ```text
+//! cargo run --release -p davrepl-bench --bin events -- --streams 1000 --writes 200
+//! ```
+
+#![allow(clippy::print_stdout)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::Parser;
+use davrepl::{Limits, MemStore, ReplLayer};
+use futures_util::StreamExt;
+use tokio::net::TcpListener;
+
+#[derive(Parser)]
+struct Args {
+    /// Event streams held open.
+    #[arg(long, default_value_t = 1000)]
+    streams: usize,
+    /// Writes, one after another.
+    #[arg(long, default_value_t = 200)]
+    writes: usize,
+    /// Pause between writes, in milliseconds.
+    #[arg(long, default_value_t = 20)]
+    gap_ms: u64,
+}
+
+type Arrivals = Arc<Mutex<HashMap<String, Vec<Instant>>>>;
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let mut limits = Limits::default();
+    limits.max_event_streams = args.streams + 10;
+    limits.max_event_streams_per_principal = args.streams + 10;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let fallback = tower::service_fn(|_r: http::Request<davrepl_hyper::Incoming>| async {
+        Ok::<_, std::convert::Infallible>(
+            http::Response::new(http_body_util::Empty::<Bytes>::new()),
+        )
+    });
+    let svc = ReplLayer::new(MemStore::new())
+        .limits(limits)
+        .service(fallback);
+    tokio::spawn(davrepl_hyper::serve(listener, svc, std::future::pending()));
+    let base = format!("http://{addr}");
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.streams + 10)
+        .build()
+        .expect("client");
+    let r = client
+        .request(
+            reqwest::Method::from_bytes(b"MKCOL").unwrap(),
+            format!("{base}/feed/"),
+        )
+        .send()
+        .await
+        .expect("mkcol");
+    assert_eq!(r.status().as_u16(), 201);
+
+    let arrivals: Arrivals = Arc::default();
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(args.streams);
+    for _ in 0..args.streams {
+        let (client, base, arrivals, ready) = (
+            client.clone(),
+            base.clone(),
+            arrivals.clone(),
+            ready_tx.clone(),
+        );
+        tokio::spawn(async move {
+            let resp = client
+                .get(format!("{base}/feed/"))
+                .header("Accept", "text/event-stream")
+                .send()
+                .await
+                .expect("stream");
+            assert_eq!(resp.status().as_u16(), 200);
+            let mut body = resp.bytes_stream();
+            let mut buf = String::new();
+            let mut announced = false;
+            while let Some(chunk) = body.next().await {
+                let now = Instant::now();
+                buf.push_str(std::str::from_utf8(&chunk.expect("chunk")).expect("utf-8"));
+                while let Some(end) = buf.find("\n\n") {
+                    let event: String = buf.drain(..end + 2).collect();
+                    if event.contains("event: ready") && !announced {
+                        announced = true;
+                        let _ = ready.send(()).await;
+                    }
+                    if let Some(i) = event.find("\"href\":\"") {
+                        let rest = &event[i + 8..];
+                        let href = rest[..rest.find('"').unwrap_or(0)].to_owned();
+                        arrivals.lock().unwrap().entry(href).or_default().push(now);
+                    }
+                }
+            }
+        });
+    }
+    drop(ready_tx);
+    for _ in 0..args.streams {
+        ready_rx.recv().await.expect("a stream failed to open");
+    }
+
+    let mut sent = Vec::with_capacity(args.writes);
+    let mut round_trips = Vec::with_capacity(args.writes);
+    for i in 0..args.writes {
+        let href = format!("/feed/w{i:05}");
+        let t = Instant::now();
+        let r = client
+            .put(format!("{base}{href}"))
+            .body("x")
+            .send()
+            .await
+            .expect("put");
+        assert_eq!(r.status().as_u16(), 201);
+        round_trips.push(t.elapsed());
+        sent.push((href, t));
+        tokio::time::sleep(Duration::from_millis(args.gap_ms)).await;
+    }
+    // Let the last events arrive.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let done = {
+            let a = arrivals.lock().unwrap();
+            sent.iter()
+                .all(|(h, _)| a.get(h).is_some_and(|v| v.len() >= args.streams))
+        };
+        if done || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let a = arrivals.lock().unwrap();
+    let mut lat: Vec<Duration> = Vec::new();
+    let mut missing = 0usize;
+    for (h, t) in &sent {
+        let got = a.get(h).map_or(&[][..], Vec::as_slice);
+        missing += args.streams.saturating_sub(got.len());
+        lat.extend(got.iter().map(|r| r.saturating_duration_since(*t)));
+    }
+    lat.sort();
+    round_trips.sort();
+    let pct = |v: &[Duration], p: f64| {
+        v.get(((v.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or_default()
+    };
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "{} streams, {} writes ({} ms apart), memory store, one process; {} events delivered, {} missing",
+        args.streams,
+        args.writes,
+        args.gap_ms,
+        lat.len(),
+        missing
+    );
+    println!(
+        "write sent → event received: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        ms(pct(&lat, 0.5)),
+        ms(pct(&lat, 0.99)),
+        ms(pct(&lat, 1.0))
+    );
+    println!(
+        "PUT round trip (for comparison): p50 {:.2} ms, p99 {:.2} ms",
+        ms(pct(&round_trips, 0.5)),
+        ms(pct(&round_trips, 0.99))
+    );
+}

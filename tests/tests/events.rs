@@ -309,3 +309,54 @@ async fn streams_are_limited_per_principal() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let _again = Stream::open(&s, "/l/", "1", None, None).await;
 }
+
+/// Every wake-up lost: the stream and a long poll still deliver every change, only later
+/// (the stream after its next heartbeat, the long poll at the end of its wait).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_notifications_cost_only_latency() {
+    let store = davrepl_testkit::faulty::FaultyStore::new(MemStore::new()).dropping_notifications();
+    let mut limits = Limits::default();
+    limits.event_heartbeat = Duration::from_millis(200);
+    let s = std::sync::Arc::new(serve(ReplLayer::new(store).limits(limits)).await);
+    s.mkcol("/d/").await.expect(201);
+    let mut st = Stream::open(&s, "/d/", "1", None, None).await;
+    assert_eq!(st.next().await.unwrap().kind, "ready");
+    for i in 0..5 {
+        put(&s, &format!("/d/f{i}")).await;
+    }
+    let mut got = HashSet::new();
+    while got.len() < 5 {
+        let e = st.next_change().await;
+        assert!(got.insert(e.field("href").unwrap()), "{e:?}");
+    }
+    // A sync-collection long poll: answered with the change when its wait ends.
+    let first = davrepl_tests::SyncAnswer::parse(
+        &s.sync("/d/", None, "1", "<D:getetag/>", None).await,
+        "/d/",
+    );
+    let held = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            s.send(
+                s.req("REPORT", "/d/")
+                    .header("Depth", "0")
+                    .header("Prefer", "wait=1")
+                    .body(davrepl_tests::sync_body(
+                        Some(&first.token),
+                        "1",
+                        "<D:getetag/>",
+                        None,
+                    )),
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    put(&s, "/d/late").await; // its wake-up is lost
+    let answer = davrepl_tests::SyncAnswer::parse(&held.await.unwrap(), "/d/");
+    assert!(
+        answer.changed.contains_key("/d/late"),
+        "{:?}",
+        answer.changed.keys()
+    );
+}

@@ -29,6 +29,8 @@ pub enum Failure {
 pub struct FaultyStore<S> {
     inner: S,
     failure: Arc<Mutex<Option<Failure>>>,
+    /// A change signal nobody fires, handed out instead of the inner store's.
+    deaf: Option<davrepl_store::ChangeSignal>,
 }
 
 /// Text every injected error carries, for tests that check it stays out of responses.
@@ -40,7 +42,16 @@ impl<S: ReplStore> FaultyStore<S> {
         Self {
             inner,
             failure: Arc::default(),
+            deaf: None,
         }
+    }
+
+    /// Drops every change notification: readers get a change signal that never fires, as if
+    /// every wake-up were lost. They must still see every change (later).
+    #[must_use]
+    pub fn dropping_notifications(mut self) -> Self {
+        self.deaf = Some(davrepl_store::ChangeSignal::new());
+        self
     }
 
     /// From now on, fails as `failure` says (`None`: works again). Shared by all clones.
@@ -69,7 +80,18 @@ impl<S: ReplStore> ReplStore for FaultyStore<S> {
     }
 
     fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
+        // Locks and subscriptions are not forwarded by this decorator.
+        let mut caps = self.inner.capabilities();
+        caps.locking = false;
+        caps.subscriptions = false;
+        caps
+    }
+
+    fn change_signal(&self) -> Option<davrepl_store::ChangeSignal> {
+        match &self.deaf {
+            Some(s) => Some(s.clone()),
+            None => self.inner.change_signal(),
+        }
     }
 
     async fn secret(&self) -> StoreResult<Secret> {

@@ -139,14 +139,17 @@ async fn main() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let a = arrivals.lock().unwrap();
-    let mut lat: Vec<Duration> = Vec::new();
-    let mut missing = 0usize;
-    for (h, t) in &sent {
-        let got = a.get(h).map_or(&[][..], Vec::as_slice);
-        missing += args.streams.saturating_sub(got.len());
-        lat.extend(got.iter().map(|r| r.saturating_duration_since(*t)));
-    }
+    let (mut lat, missing) = {
+        let a = arrivals.lock().unwrap();
+        let mut lat: Vec<Duration> = Vec::new();
+        let mut missing = 0usize;
+        for (h, t) in &sent {
+            let got = a.get(h).map_or(&[][..], Vec::as_slice);
+            missing += args.streams.saturating_sub(got.len());
+            lat.extend(got.iter().map(|r| r.saturating_duration_since(*t)));
+        }
+        (lat, missing)
+    };
     lat.sort();
     round_trips.sort();
     let pct = |v: &[Duration], p: f64| {
@@ -174,7 +177,6 @@ async fn main() {
         ms(pct(&round_trips, 0.5)),
         ms(pct(&round_trips, 0.99))
     );
-    drop(a);
 
     // Long poll: a sync-collection REPORT held with `Prefer: wait=30`, then a write.
     let report = |token: Option<String>| {

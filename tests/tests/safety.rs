@@ -249,6 +249,37 @@ async fn recursive_requests_and_if_headers_respect_the_authorizer() {
     s.sync("/alice/", None, "1", "<D:getetag/>", None)
         .await
         .expect(403);
+    // Watching a collection reveals its members like listing them: a subscription to the
+    // root's members or to /alice is refused; LOCK on /alice too.
+    for (path, depth) in [("/", "1"), ("/alice/", "0")] {
+        s.send(
+            s.req("SUBSCRIBE", path)
+                .header("Notification-Type", "update")
+                .header("Depth", depth),
+        )
+        .await
+        .expect(403);
+    }
+    s.send(
+        s.req("SUBSCRIBE", "/bob/")
+            .header("Notification-Type", "update"),
+    )
+    .await
+    .expect(200);
+    s.send(
+        s.req("LOCK", "/alice/secret")
+            .header("Depth", "0")
+            .body("<D:lockinfo xmlns:D=\"DAV:\"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockinfo>"),
+    )
+    .await
+    .expect(403);
+    // An event stream on /alice is refused (one on the root never shows its paths: events.rs).
+    s.send(
+        s.req("GET", "/alice/")
+            .header("Accept", "text/event-stream"),
+    )
+    .await
+    .expect(403);
     admin
         .send(admin.req("GET", "/alice/secret"))
         .await

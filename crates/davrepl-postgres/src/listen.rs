@@ -14,8 +14,44 @@ use tokio_postgres::{AsyncMessage, NoTls};
 /// The notification channel.
 pub(crate) const CHANNEL: &str = "davrepl_changes";
 
-/// The statement a write sends inside its transaction.
-pub(crate) const NOTIFY: &str = "SELECT pg_notify('davrepl_changes', '')";
+/// The statement a write sends inside its transaction; `$1` names the paths it changed, one
+/// per line (empty: anything may have changed).
+pub(crate) const NOTIFY: &str = "SELECT pg_notify('davrepl_changes', $1)";
+
+/// The longest payload sent; above it the notification names no paths (PostgreSQL allows
+/// 8,000 bytes).
+const MAX_PAYLOAD: usize = 7000;
+
+/// The payload naming `paths`, or an empty one when they do not fit.
+pub(crate) fn payload<'a>(paths: impl Iterator<Item = &'a str>) -> String {
+    let mut out = String::new();
+    for p in paths {
+        if out.len() + p.len() + 1 > MAX_PAYLOAD {
+            return String::new();
+        }
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(p);
+    }
+    out
+}
+
+/// Fires `signal` for a payload: for the paths it names, or for anything.
+fn fire(signal: &ChangeSignal, payload: &str) {
+    let paths: Option<Vec<_>> = (!payload.is_empty())
+        .then(|| {
+            payload
+                .lines()
+                .map(|l| davrepl_store::ResourcePath::parse(l).ok())
+                .collect()
+        })
+        .flatten();
+    match paths {
+        Some(p) => signal.notify_paths(p),
+        None => signal.notify(),
+    }
+}
 
 /// The listener task of one store handle; stopped when dropped.
 #[derive(Debug)]
@@ -49,8 +85,8 @@ async fn listen_once(
     let drive = Box::pin(async {
         let mut messages = messages;
         while let Some(m) = messages.next().await {
-            if let AsyncMessage::Notification(_) = m? {
-                signal.notify();
+            if let AsyncMessage::Notification(n) = m? {
+                fire(signal, n.payload());
             }
         }
         Ok::<(), tokio_postgres::Error>(())

@@ -304,8 +304,13 @@ impl<'k> View<'k> {
         if let Some(now) = &self.subscriptions_swept {
             batch.push((sql::SWEEP_SUBSCRIPTIONS, vec![now]));
         }
-        // Delivered to every node's listener when the transaction commits.
-        batch.push((crate::listen::NOTIFY, Vec::new()));
+        // Delivered to every node's listener when the transaction commits (a step that
+        // changed no resource, such as a LOCK, wakes nobody).
+        let changed = self.rows.keys().chain(self.tombs.iter().map(|t| &t.path));
+        let notice = crate::listen::payload(changed.map(ResourcePath::as_str));
+        if !self.rows.is_empty() || !self.tombs.is_empty() {
+            batch.push((crate::listen::NOTIFY, vec![&notice]));
+        }
         batch.push((
             SAVE_COUNTERS,
             vec![&counters[0], &counters[1], &counters[2], &counters[3]],

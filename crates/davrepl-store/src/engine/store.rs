@@ -268,15 +268,29 @@ impl<B: Backend> Engine<B> {
         + Sync
         + 'static,
     ) -> StoreResult<T> {
-        let write = plan.write;
         let step = Atomic {
             plan,
             upload,
             step: Box::new(step),
         };
-        let out = self.backend.atomic(step).await;
-        if write && out.is_ok() {
-            self.signal.notify();
+        self.backend.atomic(step).await
+    }
+
+    /// [`run`](Self::run) for a step that may add to the change log at (or below) `touched`:
+    /// once it commits, the change signal wakes the readers it may concern.
+    async fn run_changing<T: Send + 'static>(
+        &self,
+        plan: Plan,
+        upload: Option<B::Upload>,
+        touched: Vec<ResourcePath>,
+        step: impl Fn(&mut dyn Rows<Payload = B::Payload>, Option<B::Payload>) -> StoreResult<T>
+        + Send
+        + Sync
+        + 'static,
+    ) -> StoreResult<T> {
+        let out = self.run(plan, upload, step).await;
+        if out.is_ok() {
+            self.signal.notify_paths(touched);
         }
         out
     }
@@ -302,7 +316,12 @@ impl<B: Backend> Engine<B> {
             plan
         });
         let (from, to) = (from.clone(), to.clone());
-        self.run(plan, None, move |rows, _| {
+        let touched = if moving {
+            vec![from.clone(), to.clone()]
+        } else {
+            vec![to.clone()]
+        };
+        self.run_changing(plan, None, touched, move |rows, _| {
             if moving {
                 write::rename(rows, &from, &to, &opts)
             } else {
@@ -428,16 +447,21 @@ impl<B: Backend> ReplStore for Engine<B> {
                 })
                 .await;
         }
-        self.run(plan, Some(staged.upload), move |rows, payload| {
-            let payload = payload.ok_or_else(no_payload)?;
-            let mut content = write::NewContent::new(payload, len);
-            content.content_type = opts.content_type.clone();
-            content.digests = digests;
-            content.modified = opts.modified;
-            content.transformed = transformed;
-            content.quota = opts.quota;
-            write::put(rows, &path, content, &opts.condition)
-        })
+        self.run_changing(
+            plan,
+            Some(staged.upload),
+            vec![path.clone()],
+            move |rows, payload| {
+                let payload = payload.ok_or_else(no_payload)?;
+                let mut content = write::NewContent::new(payload, len);
+                content.content_type = opts.content_type.clone();
+                content.digests = digests;
+                content.modified = opts.modified;
+                content.transformed = transformed;
+                content.quota = opts.quota;
+                write::put(rows, &path, content, &opts.condition)
+            },
+        )
         .await
     }
 
@@ -448,7 +472,7 @@ impl<B: Backend> ReplStore for Engine<B> {
     ) -> StoreResult<WriteOutcome> {
         let plan = self.plan(true, || Plan::write(path, &opts.condition));
         let path = path.clone();
-        self.run(plan, None, move |rows, _| {
+        self.run_changing(plan, None, vec![path.clone()], move |rows, _| {
             write::create_collection(rows, &path, &opts.condition)
         })
         .await
@@ -460,7 +484,7 @@ impl<B: Backend> ReplStore for Engine<B> {
             ..Plan::write(path, &opts.condition)
         });
         let path = path.clone();
-        self.run(plan, None, move |rows, _| {
+        self.run_changing(plan, None, vec![path.clone()], move |rows, _| {
             write::delete(rows, &path, &opts.condition)
         })
         .await
@@ -495,7 +519,7 @@ impl<B: Backend> ReplStore for Engine<B> {
             ..Plan::write(path, &opts.condition)
         });
         let path = path.clone();
-        self.run(plan, None, move |rows, _| {
+        self.run_changing(plan, None, vec![path.clone()], move |rows, _| {
             write::patch_props(rows, &path, patch.clone(), &opts.condition, opts.modified)
         })
         .await
@@ -555,10 +579,15 @@ impl<B: Backend> ReplStore for Engine<B> {
         let token = new_lock_token();
         let plan = self.plan(true, || Plan::write(path, &req.condition));
         let path = path.clone();
-        self.run(plan, Some(staged.upload), move |rows, payload| {
-            let payload = payload.ok_or_else(no_payload)?;
-            lock::lock(rows, &path, &req, &token, payload, SystemTime::now())
-        })
+        self.run_changing(
+            plan,
+            Some(staged.upload),
+            vec![path.clone()],
+            move |rows, payload| {
+                let payload = payload.ok_or_else(no_payload)?;
+                lock::lock(rows, &path, &req, &token, payload, SystemTime::now())
+            },
+        )
         .await
     }
 

@@ -277,7 +277,7 @@ impl<S: ReplStore> Feed<S> {
             }
             let wait = async {
                 match (&self.signal, generation) {
-                    (Some(s), Some(g)) => s.changed(g).await,
+                    (Some(s), Some(g)) => s.changed_within(g, self.scope.clone()).await,
                     _ => tokio::time::sleep(POLL.min(self.heartbeat)).await,
                 }
             };

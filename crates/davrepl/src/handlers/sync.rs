@@ -183,7 +183,7 @@ async fn sync_collection<S: ReplStore>(
     }
     if let (Some(wait), Some(from)) = (super::wait::prefer_wait(ctx)?, since) {
         // Long poll: held while no change in scope follows the token.
-        super::wait::hold(ctx, wait, || async move {
+        super::wait::hold(ctx, &ctx.path, wait, || async move {
             let mut q = store::ChangesQuery::new(ctx.path.clone(), level_depth, from, 1);
             q.include_removed = true;
             let page = ctx.store().changes(q).await?;

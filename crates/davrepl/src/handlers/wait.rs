@@ -38,8 +38,14 @@ pub(crate) fn prefer_wait<S: ReplStore>(ctx: &Ctx<S>) -> DavResult<Option<Durati
     Ok(None)
 }
 
-/// Returns once `probe` says there is something to answer with, or `wait` has passed.
-pub(crate) async fn hold<S, F, Fut>(ctx: &Ctx<S>, wait: Duration, mut probe: F) -> DavResult<()>
+/// Returns once `probe` says there is something to answer with, or `wait` has passed; only
+/// changes at or below `scope` (or above it) wake it to look again.
+pub(crate) async fn hold<S, F, Fut>(
+    ctx: &Ctx<S>,
+    scope: &davrepl_store::ResourcePath,
+    wait: Duration,
+    mut probe: F,
+) -> DavResult<()>
 where
     S: ReplStore,
     F: FnMut() -> Fut,
@@ -59,7 +65,7 @@ where
         }
         let woken = async {
             match (&signal, generation) {
-                (Some(s), Some(g)) => s.changed(g).await,
+                (Some(s), Some(g)) => s.changed_within(g, scope.clone()).await,
                 _ => tokio::time::sleep(POLL).await,
             }
         };

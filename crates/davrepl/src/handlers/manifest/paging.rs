@@ -51,7 +51,7 @@ pub(super) async fn respond<S: ReplStore>(
         && !plan.first_sync
     {
         // Long poll: held while the delta would be empty.
-        crate::handlers::wait::hold(ctx, wait, || {
+        crate::handlers::wait::hold(ctx, &plan.scope, wait, || {
             let plan = plan.clone();
             async move {
                 let now = ctx.store().watermark().await?;

@@ -6,6 +6,7 @@
 //!
 //! ```text
 //! cargo run --release -p davrepl-bench --bin events -- --streams 1000 --writes 200
+//! cargo run --release -p davrepl-bench --bin events -- --streams 1000 --collections 10
 //! ```
 
 #![allow(clippy::print_stdout)]
@@ -31,9 +32,18 @@ struct Args {
     /// Pause between writes, in milliseconds.
     #[arg(long, default_value_t = 20)]
     gap_ms: u64,
+    /// Collections the streams are spread over (round robin); every write goes to the first,
+    /// so only its streams receive events and the others should not be woken.
+    #[arg(long, default_value_t = 1)]
+    collections: usize,
 }
 
 type Arrivals = Arc<Mutex<HashMap<String, Vec<Instant>>>>;
+
+/// The path of collection `c`.
+fn coll(c: usize) -> String {
+    format!("/feed{c}/")
+}
 
 #[tokio::main]
 async fn main() {
@@ -57,28 +67,34 @@ async fn main() {
         .pool_max_idle_per_host(args.streams + 10)
         .build()
         .expect("client");
-    let r = client
-        .request(
-            reqwest::Method::from_bytes(b"MKCOL").unwrap(),
-            format!("{base}/feed/"),
-        )
-        .send()
-        .await
-        .expect("mkcol");
-    assert_eq!(r.status().as_u16(), 201);
+    let collections = args.collections.max(1);
+    for c in 0..collections {
+        let r = client
+            .request(
+                reqwest::Method::from_bytes(b"MKCOL").unwrap(),
+                format!("{base}{}", coll(c)),
+            )
+            .send()
+            .await
+            .expect("mkcol");
+        assert_eq!(r.status().as_u16(), 201);
+    }
+    // The streams on the collection written to.
+    let watching = (0..args.streams).filter(|i| i % collections == 0).count();
 
     let arrivals: Arrivals = Arc::default();
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(args.streams);
-    for _ in 0..args.streams {
+    for i in 0..args.streams {
         let (client, base, arrivals, ready) = (
             client.clone(),
             base.clone(),
             arrivals.clone(),
             ready_tx.clone(),
         );
+        let path = coll(i % collections);
         tokio::spawn(async move {
             let resp = client
-                .get(format!("{base}/feed/"))
+                .get(format!("{base}{path}"))
                 .header("Accept", "text/event-stream")
                 .send()
                 .await
@@ -113,7 +129,7 @@ async fn main() {
     let mut sent = Vec::with_capacity(args.writes);
     let mut round_trips = Vec::with_capacity(args.writes);
     for i in 0..args.writes {
-        let href = format!("/feed/w{i:05}");
+        let href = format!("{}w{i:05}", coll(0));
         let t = Instant::now();
         let r = client
             .put(format!("{base}{href}"))
@@ -132,7 +148,7 @@ async fn main() {
         let done = {
             let a = arrivals.lock().unwrap();
             sent.iter()
-                .all(|(h, _)| a.get(h).is_some_and(|v| v.len() >= args.streams))
+                .all(|(h, _)| a.get(h).is_some_and(|v| v.len() >= watching))
         };
         if done || Instant::now() > deadline {
             break;
@@ -145,7 +161,7 @@ async fn main() {
         let mut missing = 0usize;
         for (h, t) in &sent {
             let got = a.get(h).map_or(&[][..], Vec::as_slice);
-            missing += args.streams.saturating_sub(got.len());
+            missing += watching.saturating_sub(got.len());
             lat.extend(got.iter().map(|r| r.saturating_duration_since(*t)));
         }
         (lat, missing)
@@ -159,8 +175,10 @@ async fn main() {
     };
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
-        "{} streams, {} writes ({} ms apart), memory store, one process; {} events delivered, {} missing",
+        "{} streams over {} collection(s), {} watching the one written to; {} writes ({} ms apart), memory store, one process; {} events delivered, {} missing",
         args.streams,
+        collections,
+        watching,
         args.writes,
         args.gap_ms,
         lat.len(),
@@ -188,7 +206,7 @@ async fn main() {
         client
             .request(
                 reqwest::Method::from_bytes(b"REPORT").unwrap(),
-                format!("{base}/feed/"),
+                format!("{base}{}", coll(0)),
             )
             .header("Depth", "0")
             .header("Prefer", "wait=30")
@@ -218,7 +236,7 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(args.gap_ms.max(20))).await;
         let t = Instant::now();
         let r = client
-            .put(format!("{base}/feed/lp{i:05}"))
+            .put(format!("{base}{}lp{i:05}", coll(0)))
             .body("x")
             .send()
             .await

@@ -17,7 +17,12 @@ const METHODS: &[&str] = &[
     "PROPFIND",
     "PROPPATCH",
     "SEARCH",
+    "REPORT",
     "LOCK",
+    "UNLOCK",
+    "SUBSCRIBE",
+    "POLL",
+    "UNSUBSCRIBE",
     "BREW",
 ];
 
@@ -123,7 +128,7 @@ async fn malformed_bodies_never_500_and_change_nothing() {
     let before = snapshot(&store).await;
     let bodies = bad_bodies();
     let garbled_collblob = bodies.len() - 1;
-    for m in ["PROPFIND", "PROPPATCH", "SEARCH"] {
+    for m in ["PROPFIND", "PROPPATCH", "SEARCH", "REPORT", "LOCK"] {
         for (i, body) in bodies.iter().enumerate() {
             for path in ["/c/", "/c/f"] {
                 let r = s.send(s.req(m, path).body(body.clone())).await;
@@ -134,10 +139,13 @@ async fn malformed_bodies_never_500_and_change_nothing() {
                 } else {
                     400
                 };
-                assert_eq!(
+                // A well-formed body naming another report is RFC 3253's 403
+                // (DAV:supported-report).
+                let other_report = m == "REPORT" && r.status == 403;
+                assert!(
+                    r.status == want || other_report,
+                    "{m} {path} gave {} for {:?}",
                     r.status,
-                    want,
-                    "{m} {path} for {:?}",
                     String::from_utf8_lossy(&body[..body.len().min(60)])
                 );
             }

@@ -1,5 +1,6 @@
 //! Crash safety over real processes: the server is SIGKILLed in the middle of a write storm,
-//! restarted on the same SQLite file, and every acknowledged write must be there.
+//! restarted on the same SQLite file, and every acknowledged write must be there. Half the
+//! writers send long bodies (kept in content files), half short ones (kept in the database).
 
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
@@ -114,7 +115,11 @@ async fn acknowledged_writes_survive_sigkill() {
                 tokio::spawn(async move {
                     for i in 0.. {
                         let path = format!("/data/r{round}-w{w}-f{}", i % 5);
-                        let body = format!("round {round} writer {w} write {i}");
+                        let mut body = format!("round {round} writer {w} write {i}\n");
+                        if w % 2 == 1 {
+                            // Past the content-file threshold (128 KiB).
+                            body = body.repeat(200_000 / body.len());
+                        }
                         acked
                             .lock()
                             .unwrap()
@@ -184,6 +189,23 @@ async fn acknowledged_writes_survive_sigkill() {
     let server = start(&db);
     let snapshot = acked.lock().unwrap().clone();
     verify(&client, &server.base, &snapshot).await;
+    // Every content file belongs to a long item that exists: nothing a kill cut off is left.
+    let mut long_items = 0;
+    for path in snapshot.keys() {
+        let r = client
+            .get(format!("{}{path}", server.base))
+            .send()
+            .await
+            .unwrap();
+        if r.status().is_success() && r.bytes().await.unwrap().len() >= 128 * 1024 {
+            long_items += 1;
+        }
+    }
+    let files = std::fs::read_dir(dir.path().join("store.db.content"))
+        .unwrap()
+        .count();
+    assert!(long_items > 0, "no long item survived to check");
+    assert_eq!(files, long_items, "content files without an item");
     drop(server);
     let acked = acked.lock().unwrap();
     for round in 0..ROUNDS {

@@ -21,31 +21,35 @@
 //! # let _ = store; Ok(()) }
 //! ```
 
+mod files;
+mod local;
 mod rows;
 mod schema;
 mod stream;
 mod writer;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use davrepl_store::chunks;
+use davrepl_store::chunks::Chunker;
 use davrepl_store::engine::{Atomic, AtomicOf, Backend, Engine, Incoming, Staged, sql};
 use davrepl_store::{
     ByteStream, ErrorKind, ResourcePath, Secret, StoreError, StoreId, StoreResult,
 };
 use rusqlite::{Connection, OpenFlags, params};
 
+use crate::files::{Content, Files, StagedFile, io_err};
 use crate::rows::Tx;
-use crate::writer::{Counters, Finish, Job, spawn_writer};
+use crate::writer::{Finish, Job, spawn_writer};
 
-/// Content is stored in chunks of this many bytes.
+/// Content files are written and read in pieces of this many bytes.
 pub const CHUNK: usize = 256 * 1024;
-/// Reads up to this size are taken from one snapshot in one step.
-const INLINE_READ: u64 = 8 * 1024 * 1024;
+/// Content of this many bytes or more lives in a file of its own beside the database; shorter
+/// content is one row of the database.
+pub const FILE_MIN: u64 = 128 * 1024;
 
 /// SQLite's `synchronous` setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -64,8 +68,14 @@ pub enum Synchronous {
 pub struct SqliteOptions {
     /// Durability of commits.
     pub synchronous: Synchronous,
-    /// Reader connections (readers never block the writer in WAL mode).
+    /// Reader connections for reads that scan (listings, manifests, reports); readers never
+    /// block the writer in WAL mode.
     pub readers: usize,
+    /// Most threads that keep a reader connection of their own for point reads (the HEAD,
+    /// PROPFIND or GET of one resource: a few indexed lookups), run on the calling thread
+    /// without a hop to the blocking pool. `0` sends every read to the pool. A thread beyond
+    /// the limit uses the pool.
+    pub local_readers: usize,
     /// Start a new generation at open: the collblob secret is replaced, so every collblob
     /// issued before is refused (`475`) and clients resynchronise. Do this once after restoring
     /// the database from a backup (or after a power loss under `synchronous=NORMAL`): the
@@ -78,6 +88,7 @@ impl Default for SqliteOptions {
         Self {
             synchronous: Synchronous::Full,
             readers: 4,
+            local_readers: 64,
             new_generation: false,
         }
     }
@@ -89,6 +100,12 @@ struct Inner {
     next_reader: AtomicUsize,
     id: StoreId,
     secret: Secret,
+    path: PathBuf,
+    synchronous: Synchronous,
+    files: Arc<Files>,
+    /// Threads holding a connection of their own (at most `local_max`).
+    local_count: AtomicUsize,
+    local_max: usize,
 }
 
 /// The SQLite-backed [`ReplStore`](davrepl_store::ReplStore): the storage engine over SQLite
@@ -100,7 +117,8 @@ pub struct SqliteStore {
 
 davrepl_store::forward_repl_store!(impl[] for SqliteStore => |s| (s.engine));
 
-/// The engine backend of [`SqliteStore`]: one writer thread, a few reader connections.
+/// The engine backend of [`SqliteStore`]: one writer thread, a few reader connections, and
+/// content files.
 #[derive(Clone)]
 pub(crate) struct Sqlite {
     inner: Arc<Inner>,
@@ -145,7 +163,11 @@ fn join_err(e: tokio::task::JoinError) -> StoreError {
     StoreError::internal(e)
 }
 
-fn open_conn(path: &Path, sync: Synchronous, create: bool) -> Result<Connection, rusqlite::Error> {
+pub(crate) fn open_conn(
+    path: &Path,
+    sync: Synchronous,
+    create: bool,
+) -> Result<Connection, rusqlite::Error> {
     let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
         | OpenFlags::SQLITE_OPEN_URI;
@@ -164,6 +186,8 @@ fn open_conn(path: &Path, sync: Synchronous, create: bool) -> Result<Connection,
         },
     )?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Every statement the store runs stays prepared (the default keeps 16).
+    conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
 
@@ -171,6 +195,13 @@ impl SqliteStore {
     /// Opens (creating if needed, with its parent directory) the store at `path`.
     pub async fn open(path: impl AsRef<Path>) -> StoreResult<Self> {
         Self::open_with(path, SqliteOptions::default()).await
+    }
+
+    /// The directory beside the database that holds long content (one file per item of
+    /// [`FILE_MIN`] bytes or more): a backup must copy it with the database. See
+    /// `docs/durability.md`.
+    pub fn content_dir(&self) -> &Path {
+        self.engine.backend().inner.files.dir()
     }
 
     /// Opens with options.
@@ -204,10 +235,12 @@ impl Sqlite {
             )
             .with_source(e)
         })?;
+        let files =
+            Files::open(path).map_err(|e| io_err("cannot create the content directory", e))?;
         let mut secret = [0u8; 32];
         getrandom::fill(&mut secret)
             .map_err(|e| StoreError::new(ErrorKind::Internal, format!("no randomness: {e}")))?;
-        schema::migrate(&mut writer, StoreId::random().0, secret).map_err(|e| {
+        schema::migrate(&mut writer, StoreId::random().0, secret, &files).map_err(|e| {
             StoreError::new(ErrorKind::Internal, format!("{}: {e}", path.display()))
         })?;
         if opts.new_generation {
@@ -226,27 +259,40 @@ impl Sqlite {
             })
             .map_err(db_err)?;
         let (id, secret) = sql::identity(id, secret)?;
-        // Staged uploads of a process that died before swapping them in.
-        let orphans = writer
-            .execute("DELETE FROM davrepl_chunks WHERE blob NOT IN (SELECT blob FROM davrepl_resources WHERE blob IS NOT NULL)", [])
+        // Content files of uploads that never completed, or whose removal a crash prevented.
+        let referenced = writer
+            .prepare("SELECT -blob FROM davrepl_resources WHERE blob < 0")
+            .and_then(|mut st| {
+                st.query_map([], |r| r.get::<_, i64>(0))?
+                    .collect::<Result<std::collections::HashSet<i64>, _>>()
+            })
             .map_err(db_err)?;
+        let orphans = files
+            .sweep(&referenced)
+            .map_err(|e| io_err("cannot sweep the content directory", e))?;
         if orphans > 0 {
             tracing::info!(
-                chunks = orphans,
-                "removed content of uploads that never completed"
+                files = orphans,
+                "removed content files no resource refers to (uploads cut off by a crash)"
             );
         }
         let readers = (0..opts.readers.max(1))
             .map(|_| open_conn(path, opts.synchronous, false).map(Mutex::new))
             .collect::<Result<Vec<_>, _>>()
             .map_err(db_err)?;
+        let files = Arc::new(files);
         Ok(Self {
             inner: Arc::new(Inner {
-                writer: spawn_writer(writer, id)?,
+                writer: spawn_writer(writer, id, files.clone())?,
                 readers,
                 next_reader: AtomicUsize::new(0),
                 id,
                 secret,
+                path: path.to_path_buf(),
+                synchronous: opts.synchronous,
+                files,
+                local_count: AtomicUsize::new(0),
+                local_max: opts.local_readers,
             }),
         })
     }
@@ -285,7 +331,8 @@ impl Sqlite {
         })?
     }
 
-    /// Runs `f` on a reader connection inside one read transaction (a consistent snapshot).
+    /// Runs `f` on a pooled reader connection, on the blocking pool, inside one read
+    /// transaction (a consistent snapshot).
     async fn read<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
@@ -294,50 +341,91 @@ impl Sqlite {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let i = inner.next_reader.fetch_add(1, Ordering::Relaxed) % inner.readers.len();
-            let mut conn = inner.readers[i].lock().unwrap_or_else(|e| e.into_inner());
-            let tx = conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Deferred)
-                .map_err(db_err)?;
-            let counters = Counters::load(&tx)?;
-            let mut t = Tx {
-                tx: &tx,
-                c: counters,
-                id: inner.id,
-            };
-            let out = f(&mut t);
-            let _ = tx.rollback();
-            out
+            let conn = inner.readers[i].lock().unwrap_or_else(|e| e.into_inner());
+            rows::read_tx(&conn, inner.id, &inner.files, f)
         })
         .await
         .map_err(join_err)?
     }
-}
 
-/// Whole chunks of an upload go in one small write each, before the write that adopts them.
-impl chunks::ChunkSink for Sqlite {
-    async fn begin(&self) -> StoreResult<i64> {
-        self.write(|t| Ok(t.next_blob())).await
-    }
-
-    async fn append(&self, blob: i64, n: i64, piece: Bytes) -> StoreResult<()> {
-        self.write(move |t| t.insert_chunk(blob, n, &piece)).await
-    }
-
-    async fn discard(&self, blob: i64) {
-        let drop_blob = move |t: &mut Tx<'_>| {
-            t.tx.execute(&sql::sqlite(sql::DROP_BLOB), [blob])
-                .map_err(db_err)?;
-            Ok(())
+    /// Writes a long upload into a new content file, piece by piece on the blocking pool,
+    /// starting with `first` (already read); syncs it once at the end. Returns the file's
+    /// number and length. The file is removed if anything fails.
+    async fn stage_file(
+        &self,
+        first: Option<Bytes>,
+        mut chunker: Chunker,
+    ) -> StoreResult<(StagedFile, u64)> {
+        let files = self.inner.files.clone();
+        let (id, file) = blocking(move || files.create())
+            .await
+            .map_err(|e| io_err("cannot create a content file", e))?;
+        // Removes the file if anything below fails, or this future is dropped.
+        let staged = StagedFile::new(id, self.inner.files.clone());
+        let write = async {
+            let mut file = match first {
+                Some(piece) => write_piece(file, piece).await?,
+                None => file,
+            };
+            while let Some(piece) = chunker.full_chunk().await? {
+                file = write_piece(file, piece).await?;
+            }
+            let total = chunker.total();
+            if let Some(rest) = chunker.into_rest() {
+                file = write_piece(file, rest).await?;
+            }
+            blocking(move || file.sync_data())
+                .await
+                .map_err(|e| io_err("cannot sync a content file", e))?;
+            Ok(total)
         };
-        if let Err(e) = self.write(drop_blob).await {
-            tracing::warn!(error = %e, blob, "could not discard a staged upload; it is removed at next start");
+        match write.await {
+            Ok(total) => Ok((staged, total)),
+            Err(e) => {
+                // Removed before the error is returned, not some time after.
+                staged.disarm();
+                let files = self.inner.files.clone();
+                let _ = blocking(move || {
+                    files.remove(id);
+                    Ok(())
+                })
+                .await;
+                Err(e)
+            }
         }
     }
 }
 
+/// Runs blocking file work on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())))
+}
+
+async fn write_piece(mut file: std::fs::File, piece: Bytes) -> StoreResult<std::fs::File> {
+    blocking(move || {
+        std::io::Write::write_all(&mut file, &piece)?;
+        Ok(file)
+    })
+    .await
+    .map_err(|e| io_err("cannot write a content file", e))
+}
+
+/// An upload staged by [`Sqlite`]: short content waits in memory for its write; long content
+/// is already in its (synced) file.
+pub(crate) enum Upload {
+    /// Shorter than [`FILE_MIN`].
+    Short(Bytes),
+    /// A content file, removed unless a committed write keeps it.
+    File(StagedFile),
+}
+
 impl Backend for Sqlite {
     type Payload = Option<i64>;
-    type Upload = chunks::Staged;
+    type Upload = Upload;
 
     fn capabilities(&self) -> davrepl_store::Capabilities {
         let mut caps = davrepl_store::Capabilities::default();
@@ -351,32 +439,38 @@ impl Backend for Sqlite {
             plan, upload, step, ..
         } = a;
         if !plan.write {
+            if plan.point
+                && let Some(out) = local::read(&self.inner, |t| step(t, None))
+            {
+                return out;
+            }
             return self.read(move |t| step(t, None)).await;
         }
-        let staged_blob = upload.as_ref().and_then(|u| u.blob);
-        let result = self
-            .write(move |t| {
-                let payload = match &upload {
-                    Some(u) => Some(t.adopt(u)?),
-                    None => None,
-                };
-                step(t, payload)
-            })
-            .await;
-        if result.is_err()
-            && let Some(b) = staged_blob
-        {
-            chunks::ChunkSink::discard(self, b).await;
-        }
-        result
+        // A staged file travels with the write; the writer keeps it once the write commits.
+        self.write(move |t| {
+            let payload = match upload {
+                Some(u) => Some(t.adopt(u)?),
+                None => None,
+            };
+            step(t, payload)
+        })
+        .await
     }
 
-    async fn stage(&self, incoming: Incoming) -> StoreResult<Staged<chunks::Staged>> {
-        chunks::stage(self, incoming.body, CHUNK, incoming.max_len).await
+    async fn stage(&self, incoming: Incoming) -> StoreResult<Staged<Upload>> {
+        let mut chunker = Chunker::new(incoming.body, CHUNK, incoming.max_len);
+        let first = chunker.full_chunk().await?;
+        if first.is_none() && chunker.total() < FILE_MIN {
+            let total = chunker.total();
+            let short = chunker.into_rest().unwrap_or_default();
+            return Ok(Staged::new(Upload::Short(short), total));
+        }
+        let (id, total) = self.stage_file(first, chunker).await?;
+        Ok(Staged::new(Upload::File(id), total))
     }
 
     fn stream(&self, path: &ResourcePath, blob: Option<i64>, span: (u64, u64)) -> ByteStream {
-        stream::stream(self.clone(), path.clone(), blob, span)
+        stream::stream(self.clone(), path.clone(), Content::of(blob), span)
     }
 
     fn identity(&self) -> (StoreId, Secret) {

@@ -1,10 +1,11 @@
 //! The engine's rows on SQLite: `davrepl_resources`, `davrepl_props`, `davrepl_tombstones` and
-//! `davrepl_chunks` inside the writer thread's group transaction (or a reader's snapshot). The
-//! payload of a record is its blob id.
+//! `davrepl_content` inside the writer thread's group transaction (or a reader's snapshot). The
+//! payload of a record is its `blob` column: a `davrepl_content` row, or a content file
+//! ([`Content`]).
 
 use std::time::SystemTime;
 
-use davrepl_store::chunks::{self, slice_chunk};
+use bytes::Bytes;
 use davrepl_store::engine::sql::{self, Columns, Param};
 use davrepl_store::engine::sql::{LockColumns, SubscriptionColumns};
 use davrepl_store::engine::{self, LockScan, LogQuery, PageQuery, Pieces, Record, Rows, Tombstone};
@@ -13,10 +14,11 @@ use davrepl_store::{
     StoreResult,
 };
 use rusqlite::types::Value;
-use rusqlite::{OptionalExtension, Transaction, params, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
+use crate::files::{Content, Files, StagedFile, io_err};
 use crate::writer::Counters;
-use crate::{CHUNK, INLINE_READ, db_err};
+use crate::{Upload, db_err};
 
 type Rec = Record<Option<i64>>;
 
@@ -28,11 +30,66 @@ fn values(params: &[Param]) -> impl Iterator<Item = Value> + '_ {
     })
 }
 
-/// One transaction and the counters it allocates from.
+/// One transaction (on a connection inside it), the counters it allocates from (read when
+/// first needed), and what it did to content files.
 pub(crate) struct Tx<'a> {
-    pub(crate) tx: &'a Transaction<'a>,
-    pub(crate) c: Counters,
+    pub(crate) tx: &'a Connection,
+    pub(crate) c: Option<Counters>,
     pub(crate) id: StoreId,
+    pub(crate) files: &'a Files,
+    pub(crate) fx: FileEffects,
+}
+
+/// What a write did to content files, for the writer to finish once the fate of its
+/// transaction is known.
+#[derive(Debug, Default)]
+pub(crate) struct FileEffects {
+    /// Names this write linked (a COPY): removed if the write does not commit.
+    pub(crate) linked: Vec<i64>,
+    /// Uploaded files this write refers to: kept once it has committed, removed otherwise.
+    pub(crate) adopted: Vec<StagedFile>,
+    /// Names this write stopped referring to: removed once it has committed.
+    pub(crate) released: Vec<i64>,
+    /// New names the write refers to: the directory must be synced before the commit.
+    pub(crate) new_names: bool,
+}
+
+impl FileEffects {
+    /// Adds a committed job's effects to its group's.
+    pub(crate) fn absorb(&mut self, other: FileEffects) {
+        self.linked.extend(other.linked);
+        self.adopted.extend(other.adopted);
+        self.released.extend(other.released);
+        self.new_names |= other.new_names;
+    }
+}
+
+/// Runs `f` inside one read transaction on `conn` (a consistent snapshot), then ends it.
+pub(crate) fn read_tx<T>(
+    conn: &Connection,
+    id: StoreId,
+    files: &Files,
+    f: impl FnOnce(&mut Tx<'_>) -> StoreResult<T>,
+) -> StoreResult<T> {
+    if !conn.is_autocommit() {
+        // A read that panicked left its transaction open.
+        conn.execute_batch("ROLLBACK").map_err(db_err)?;
+    }
+    conn.prepare_cached("BEGIN")
+        .and_then(|mut st| st.execute([]))
+        .map_err(db_err)?;
+    let mut t = Tx {
+        tx: conn,
+        c: None,
+        id,
+        files,
+        fx: FileEffects::default(),
+    };
+    let out = f(&mut t);
+    let _ = conn
+        .prepare_cached("ROLLBACK")
+        .and_then(|mut st| st.execute([]));
+    out
 }
 
 pub(crate) fn columns(r: &rusqlite::Row<'_>) -> rusqlite::Result<Columns> {
@@ -85,26 +142,40 @@ impl Tx<'_> {
         rows.collect::<Result<_, _>>().map_err(db_err)
     }
 
-    /// Stores chunk `n` of blob `blob`.
-    pub(crate) fn insert_chunk(&self, blob: i64, n: i64, data: &[u8]) -> StoreResult<()> {
-        self.tx
-            .prepare_cached("INSERT INTO davrepl_chunks (blob, n, data) VALUES (?1, ?2, ?3)")
-            .and_then(|mut st| st.execute(params![blob, n, data]))
-            .map_err(db_err)?;
-        Ok(())
+    /// Makes staged content part of this write: short content becomes a `davrepl_content`
+    /// row, a content file is referred to as it is. Empty content needs neither.
+    pub(crate) fn adopt(&mut self, u: Upload) -> StoreResult<Option<i64>> {
+        match u {
+            Upload::Short(b) if b.is_empty() => Ok(None),
+            Upload::Short(b) => {
+                let id = self.next_blob()?;
+                self.tx
+                    .prepare_cached("INSERT INTO davrepl_content (id, data) VALUES (?1, ?2)")
+                    .and_then(|mut st| st.execute(params![id, &b[..]]))
+                    .map_err(db_err)?;
+                Ok(Some(Content::Row(id).column()))
+            }
+            Upload::File(staged) => {
+                let id = staged.id();
+                self.fx.adopted.push(staged);
+                self.fx.new_names = true;
+                Ok(Some(Content::File(id).column()))
+            }
+        }
     }
 
-    /// Makes staged content part of this write: the rest chunk goes in, and the payload is
-    /// the staged blob (or a new one, for content shorter than a chunk).
-    pub(crate) fn adopt(&mut self, u: &chunks::Staged) -> StoreResult<Option<i64>> {
-        let blob = match u.blob {
-            Some(b) => b,
-            None => self.next_blob(),
-        };
-        if let Some(rest) = &u.rest {
-            self.insert_chunk(blob, u.chunks, rest)?;
-        }
-        Ok(Some(blob))
+    /// Bytes `start..=end` of the `davrepl_content` row `id`.
+    pub(crate) fn short_content(&self, id: i64, start: u64, end: u64) -> StoreResult<Bytes> {
+        let data = self
+            .tx
+            .prepare_cached("SELECT data FROM davrepl_content WHERE id = ?1")
+            .and_then(|mut st| st.query_row([id], |r| r.get::<_, Vec<u8>>(0)))
+            .map_err(db_err)?;
+        let to = usize::try_from(end.saturating_add(1))
+            .unwrap_or(usize::MAX)
+            .min(data.len());
+        let from = usize::try_from(start).unwrap_or(usize::MAX).min(to);
+        Ok(Bytes::from(data).slice(from..to))
     }
 
     /// Runs a shared query whose rows are tombstones.
@@ -129,9 +200,18 @@ impl Tx<'_> {
             .collect()
     }
 
-    pub(crate) fn next_blob(&mut self) -> i64 {
-        self.c.blob += 1;
-        self.c.blob
+    /// The counters, read from the database the first time a read asks.
+    pub(crate) fn counters_mut(&mut self) -> StoreResult<&mut Counters> {
+        match &mut self.c {
+            Some(c) => Ok(c),
+            slot => Ok(slot.insert(Counters::load(self.tx)?)),
+        }
+    }
+
+    pub(crate) fn next_blob(&mut self) -> StoreResult<i64> {
+        let c = self.counters_mut()?;
+        c.blob += 1;
+        Ok(c.blob)
     }
 }
 
@@ -216,7 +296,7 @@ impl Rows for Tx<'_> {
     }
 
     fn counters(&mut self) -> StoreResult<&mut engine::Counters> {
-        Ok(&mut self.c.log)
+        Ok(&mut self.counters_mut()?.log)
     }
 
     fn props(&mut self, rid: ReplUid) -> StoreResult<Vec<DeadProp>> {
@@ -240,22 +320,40 @@ impl Rows for Tx<'_> {
     }
 
     fn duplicate(&mut self, payload: &Option<i64>) -> StoreResult<Option<i64>> {
-        let Some(old) = *payload else { return Ok(None) };
-        let b = self.next_blob();
-        self.tx
-            .execute(
-                "INSERT INTO davrepl_chunks (blob, n, data) SELECT ?1, n, data FROM davrepl_chunks WHERE blob = ?2",
-                params![b, old],
-            )
-            .map_err(db_err)?;
-        Ok(Some(b))
+        match Content::of(*payload) {
+            None => Ok(None),
+            Some(Content::Row(old)) => {
+                let id = self.next_blob()?;
+                self.tx
+                    .prepare_cached(
+                        "INSERT INTO davrepl_content (id, data) SELECT ?1, data FROM davrepl_content WHERE id = ?2",
+                    )
+                    .and_then(|mut st| st.execute(params![id, old]))
+                    .map_err(db_err)?;
+                Ok(Some(Content::Row(id).column()))
+            }
+            Some(Content::File(old)) => {
+                let id = self
+                    .files
+                    .link(old)
+                    .map_err(|e| io_err("cannot link a content file", e))?;
+                self.fx.linked.push(id);
+                self.fx.new_names = true;
+                Ok(Some(Content::File(id).column()))
+            }
+        }
     }
 
     fn release(&mut self, payload: Option<i64>) -> StoreResult<()> {
-        if let Some(b) = payload {
-            self.tx
-                .execute(&sql::sqlite(sql::DROP_BLOB), [b])
-                .map_err(db_err)?;
+        match Content::of(payload) {
+            None => {}
+            Some(Content::Row(id)) => {
+                self.tx
+                    .prepare_cached("DELETE FROM davrepl_content WHERE id = ?1")
+                    .and_then(|mut st| st.execute([id]))
+                    .map_err(db_err)?;
+            }
+            Some(Content::File(id)) => self.fx.released.push(id),
         }
         Ok(())
     }
@@ -288,7 +386,7 @@ impl Rows for Tx<'_> {
         self.tx
             .execute(&sql::sqlite(sql::PURGE), [cutoff])
             .map_err(db_err)?;
-        let low_water = &mut self.c.log.low_water;
+        let low_water = &mut self.counters_mut()?.log.low_water;
         if let Some(m) = max {
             *low_water = (*low_water).max(m as u64);
         }
@@ -381,23 +479,12 @@ impl Rows for Tx<'_> {
     }
 
     fn content(&mut self, blob: &Option<i64>, (start, end): (u64, u64)) -> StoreResult<Pieces> {
-        if end - start >= INLINE_READ {
-            return Ok(None);
+        match Content::of(*blob) {
+            Some(Content::Row(id)) => Ok(Some(vec![self.short_content(id, start, end)?])),
+            // Files are streamed after the step; a missing payload is empty content.
+            Some(Content::File(_)) => Ok(None),
+            None => Ok(Some(Vec::new())),
         }
-        let (first, last) = sql::chunk_span(start, end, CHUNK);
-        let mut st = self
-            .tx
-            .prepare_cached(&sql::sqlite(sql::CHUNKS))
-            .map_err(db_err)?;
-        let chunks = st
-            .query_map(params![blob, first, last], |r| r.get::<_, Vec<u8>>(0))
-            .map_err(db_err)?;
-        let mut out = Vec::new();
-        for (i, data) in chunks.enumerate() {
-            let n = (first + i as i64) as u64;
-            out.push(slice_chunk(n, CHUNK, data.map_err(db_err)?, start, end));
-        }
-        Ok(Some(out))
     }
 
     fn kind(&mut self, path: &ResourcePath) -> StoreResult<Option<ResourceKind>> {

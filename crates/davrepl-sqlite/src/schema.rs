@@ -1,9 +1,12 @@
 //! Schema and migrations. The version lives in `PRAGMA user_version`.
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, Transaction, params};
+
+use crate::FILE_MIN;
+use crate::files::{Content, Files};
 
 /// The schema version this build writes.
-pub(crate) const CURRENT: i64 = 5;
+pub(crate) const CURRENT: i64 = 6;
 
 const V1: &str = r"
 CREATE TABLE store (
@@ -99,12 +102,85 @@ CREATE TABLE davrepl_subscriptions (
 );
 ";
 
+/// Version 6: short content as one row of `davrepl_content` (a rowid table: looking a row up
+/// never reads another row's bytes, as it did in the chunk table's key-ordered pages), long
+/// content in content files (`files.rs`). A resource's `blob` is the row id, or the file
+/// number negated. [`move_content`] carries the chunks over.
+const V6: &str = r"
+CREATE TABLE davrepl_content (
+    id   INTEGER PRIMARY KEY,
+    data BLOB NOT NULL
+);
+";
+
+/// Moves every blob of the version 5 chunk table into a `davrepl_content` row or a content
+/// file (written and synced before the migration commits; a crash before leaves files the
+/// next start sweeps), points its resource at it, and drops the chunk table.
+fn move_content(tx: &Transaction<'_>, files: &Files) -> Result<(), String> {
+    let e = |e: rusqlite::Error| e.to_string();
+    let blobs: Vec<(String, i64, i64)> = tx
+        .prepare("SELECT path, blob, len FROM davrepl_resources WHERE blob IS NOT NULL")
+        .and_then(|mut st| {
+            st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect()
+        })
+        .map_err(e)?;
+    let mut wrote_files = false;
+    for (path, blob, len) in blobs {
+        let mut chunks = tx
+            .prepare_cached("SELECT data FROM davrepl_chunks WHERE blob = ?1 ORDER BY n")
+            .map_err(e)?;
+        let mut rows = chunks.query([blob]).map_err(e)?;
+        let content = if (len as u64) < FILE_MIN {
+            let mut data = Vec::with_capacity(len as usize);
+            while let Some(r) = rows.next().map_err(e)? {
+                data.extend_from_slice(
+                    r.get_ref(0)
+                        .map_err(e)?
+                        .as_blob()
+                        .map_err(|x| x.to_string())?,
+                );
+            }
+            tx.execute(
+                "INSERT INTO davrepl_content (id, data) VALUES (?1, ?2)",
+                params![blob, data],
+            )
+            .map_err(e)?;
+            Content::Row(blob)
+        } else {
+            let (id, mut file) = files.create().map_err(|x| x.to_string())?;
+            while let Some(r) = rows.next().map_err(e)? {
+                let piece = r
+                    .get_ref(0)
+                    .map_err(e)?
+                    .as_blob()
+                    .map_err(|x| x.to_string())?;
+                std::io::Write::write_all(&mut file, piece).map_err(|x| x.to_string())?;
+            }
+            file.sync_data().map_err(|x| x.to_string())?;
+            wrote_files = true;
+            Content::File(id)
+        };
+        drop(rows);
+        tx.execute(
+            "UPDATE davrepl_resources SET blob = ?1 WHERE path = ?2",
+            params![content.column(), path],
+        )
+        .map_err(e)?;
+    }
+    if wrote_files {
+        files.sync_dir().map_err(|x| x.to_string())?;
+    }
+    tx.execute_batch("DROP TABLE davrepl_chunks").map_err(e)
+}
+
 /// Brings the database to [`CURRENT`], creating it if empty. Refuses a database written by a
 /// newer version, and anything that is not a davrepl database.
 pub(crate) fn migrate(
     conn: &mut Connection,
     store_id: [u8; 16],
     secret: [u8; 32],
+    files: &Files,
 ) -> Result<(), String> {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
@@ -159,6 +235,10 @@ pub(crate) fn migrate(
             2 => tx.execute_batch(V3).map_err(|e| e.to_string())?,
             3 => tx.execute_batch(V4).map_err(|e| e.to_string())?,
             4 => tx.execute_batch(V5).map_err(|e| e.to_string())?,
+            5 => {
+                tx.execute_batch(V6).map_err(|e| e.to_string())?;
+                move_content(&tx, files)?;
+            }
             other => return Err(format!("no migration from schema version {other}")),
         }
         v += 1;

@@ -1,45 +1,88 @@
-//! Large content, streamed chunk by chunk after the read step.
+//! Content a read step did not return itself: a content file, read piece by piece on the
+//! blocking pool.
+//!
+//! A content file never changes once written, and an open file outlives the removal of its
+//! name, so a stream that has opened its file sends one version whole even if the resource
+//! is replaced meanwhile. A stream that finds the name already gone ends with an error
+//! (the resource changed between the read step and the open).
 
-use davrepl_store::chunks::slice_chunk;
-use davrepl_store::engine::sql;
-use davrepl_store::{ByteStream, ErrorKind, ResourcePath, StoreError};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 
-use crate::{CHUNK, Sqlite, db_err};
+use bytes::{Bytes, BytesMut};
+use davrepl_store::{ByteStream, ErrorKind, ResourcePath, StoreError, StoreResult};
 
-/// Bytes `start..=end` of blob `blob` (the content of `path`), one chunk per read step. Each
-/// step checks that `path` still has that blob, so a concurrent replacement ends the stream
-/// with an error instead of mixing two versions.
+use crate::files::{Content, io_err};
+use crate::{CHUNK, Sqlite, blocking};
+
+/// Bytes `start..=end` of `content` (the content of `path`).
 pub(crate) fn stream(
     store: Sqlite,
     path: ResourcePath,
-    blob: Option<i64>,
+    content: Option<Content>,
     (start, end): (u64, u64),
 ) -> ByteStream {
-    let (first, last) = sql::chunk_span(start, end, CHUNK);
-    Box::pin(futures_util::stream::unfold(first, move |n| {
-        let (store, path) = (store.clone(), path.clone());
+    match content {
+        Some(Content::File(id)) => file(&store, id, start, end),
+        Some(Content::Row(id)) => {
+            // Short content is normally read inside the step; read it now if it was not.
+            Box::pin(futures_util::stream::once(async move {
+                store
+                    .read(move |t| {
+                        if t.node(&path)?.and_then(|c| c.blob) != Some(Content::Row(id).column()) {
+                            return Err(changed());
+                        }
+                        t.short_content(id, start, end)
+                    })
+                    .await
+            }))
+        }
+        None => Box::pin(futures_util::stream::empty()),
+    }
+}
+
+fn changed() -> StoreError {
+    StoreError::new(
+        ErrorKind::Unavailable,
+        "the resource changed while it was being read",
+    )
+}
+
+/// One piece of a file: `len` bytes at `at`.
+fn piece(file: &File, at: u64, len: usize) -> std::io::Result<Bytes> {
+    let mut buf = BytesMut::zeroed(len);
+    file.read_exact_at(&mut buf, at)?;
+    Ok(buf.freeze())
+}
+
+fn file(store: &Sqlite, id: i64, start: u64, end: u64) -> ByteStream {
+    let files = store.inner.files.clone();
+    let state = (None::<File>, start);
+    Box::pin(futures_util::stream::unfold(Some(state), move |state| {
+        let files = files.clone();
         async move {
-            if n > last {
+            let (open, at) = state?;
+            if at > end {
                 return None;
             }
-            let res = store
-                .read(move |t| {
-                    if t.node(&path)?.and_then(|x| x.blob) != blob {
-                        return Err(StoreError::new(
-                            ErrorKind::Unavailable,
-                            "the resource changed while it was being read",
-                        ));
-                    }
-                    t.tx.query_row(
-                        "SELECT data FROM davrepl_chunks WHERE blob = ?1 AND n = ?2",
-                        rusqlite::params![blob, n],
-                        |r| r.get::<_, Vec<u8>>(0),
-                    )
-                    .map_err(db_err)
-                })
-                .await
-                .map(|d| slice_chunk(n as u64, CHUNK, d, start, end));
-            Some((res, n + 1))
+            let len = usize::try_from((end - at + 1).min(CHUNK as u64)).unwrap_or(CHUNK);
+            let read: StoreResult<(File, Bytes)> = blocking(move || {
+                let f = match open {
+                    Some(f) => f,
+                    None => File::open(files.path(id))?,
+                };
+                let bytes = piece(&f, at, len)?;
+                Ok((f, bytes))
+            })
+            .await
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => changed(),
+                _ => io_err("cannot read a content file", e),
+            });
+            match read {
+                Ok((f, bytes)) => Some((Ok(bytes), Some((Some(f), at + len as u64)))),
+                Err(e) => Some((Err(e), None)),
+            }
         }
     }))
 }

@@ -1,12 +1,15 @@
 //! The writer thread: one connection, writes grouped into transactions (one savepoint each),
 //! and the counters every write allocates from.
 
+use std::sync::Arc;
+
 use davrepl_store::engine::{self, sql};
 use davrepl_store::{ErrorKind, StoreError, StoreId, StoreResult};
-use rusqlite::{Connection, Transaction, params};
+use rusqlite::{Connection, params};
 
 use crate::db_err;
-use crate::rows::Tx;
+use crate::files::{Files, StagedFile, io_err};
+use crate::rows::{FileEffects, Tx};
 
 /// Delivers a write's result once its transaction's fate is known.
 pub(crate) type Finish = Box<dyn FnOnce(Option<&StoreError>) + Send>;
@@ -20,6 +23,7 @@ const MAX_GROUP: usize = 64;
 pub(crate) fn spawn_writer(
     mut conn: Connection,
     id: StoreId,
+    files: Arc<Files>,
 ) -> StoreResult<std::sync::mpsc::Sender<Job>> {
     let (tx, rx) = std::sync::mpsc::channel::<Job>();
     let spawned = std::thread::Builder::new()
@@ -33,7 +37,7 @@ pub(crate) fn spawn_writer(
                         Err(_) => break,
                     }
                 }
-                run_group(&mut conn, id, jobs);
+                run_group(&mut conn, id, &files, jobs);
             }
         });
     spawned.map_err(|e| {
@@ -42,8 +46,9 @@ pub(crate) fn spawn_writer(
     Ok(tx)
 }
 
-fn run_group(conn: &mut Connection, id: StoreId, jobs: Vec<Job>) {
+fn run_group(conn: &mut Connection, id: StoreId, files: &Files, jobs: Vec<Job>) {
     let mut finishers: Vec<Finish> = Vec::with_capacity(jobs.len());
+    let mut group = FileEffects::default();
     let outcome: StoreResult<()> = (|| {
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -53,33 +58,55 @@ fn run_group(conn: &mut Connection, id: StoreId, jobs: Vec<Job>) {
             tx.execute_batch("SAVEPOINT job").map_err(db_err)?;
             let mut t = Tx {
                 tx: &tx,
-                c: counters,
+                c: Some(counters),
                 id,
+                files,
+                fx: FileEffects::default(),
             };
             // A panic in one write (a bug) must not take the writer thread, and with it every
             // later write, down: that write is rolled back and its caller gets an error.
             let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut t)));
-            let Ok((ok, finish)) = ran else {
-                tracing::error!("a write panicked; it was rolled back and the writer goes on");
-                tx.execute_batch("ROLLBACK TO job; RELEASE job")
-                    .map_err(db_err)?;
-                continue;
+            let fx = std::mem::take(&mut t.fx);
+            let ok = match ran {
+                Ok((ok, finish)) => {
+                    finishers.push(finish);
+                    ok
+                }
+                Err(_) => {
+                    tracing::error!("a write panicked; it was rolled back and the writer goes on");
+                    false
+                }
             };
             if ok {
-                counters = t.c;
+                counters = t.c.unwrap_or(counters);
                 tx.execute_batch("RELEASE job").map_err(db_err)?;
+                group.absorb(fx);
             } else {
                 tx.execute_batch("ROLLBACK TO job; RELEASE job")
                     .map_err(db_err)?;
+                fx.linked.iter().for_each(|&f| files.remove(f));
             }
-            finishers.push(finish);
         }
         counters.save(&tx)?;
+        // New content file names are made durable before the rows naming them commit.
+        if group.new_names {
+            files
+                .sync_dir()
+                .map_err(|e| io_err("cannot sync the content directory", e))?;
+        }
         tx.commit().map_err(db_err)
     })();
     let err = outcome.err();
-    if let Some(e) = &err {
-        tracing::error!(error = %e, "a write transaction failed; its writes are refused");
+    match &err {
+        Some(e) => {
+            tracing::error!(error = %e, "a write transaction failed; its writes are refused");
+            group.linked.iter().for_each(|&f| files.remove(f));
+        }
+        None => {
+            group.adopted.into_iter().for_each(StagedFile::disarm);
+            // Content no committed row refers to any more.
+            group.released.iter().for_each(|&f| files.remove(f));
+        }
     }
     for f in finishers {
         f(err.as_ref());
@@ -94,37 +121,38 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
-    pub(crate) fn load(tx: &Transaction<'_>) -> StoreResult<Self> {
-        tx.query_row(
-            "SELECT seq, rid_counter, blob_counter, low_water, bytes FROM store WHERE id = 1",
-            [],
-            |r| {
-                let log = engine::Counters {
-                    seq: r.get::<_, i64>(0)? as u64,
-                    rid: r.get::<_, i64>(1)? as u64,
-                    low_water: r.get::<_, i64>(3)? as u64,
-                    bytes: r.get::<_, i64>(4)? as u64,
-                };
-                Ok(Self {
-                    log,
-                    blob: r.get(2)?,
-                })
-            },
-        )
+    pub(crate) fn load(conn: &Connection) -> StoreResult<Self> {
+        let mut st = conn
+            .prepare_cached(
+                "SELECT seq, rid_counter, blob_counter, low_water, bytes FROM store WHERE id = 1",
+            )
+            .map_err(db_err)?;
+        st.query_row([], |r| {
+            let log = engine::Counters {
+                seq: r.get::<_, i64>(0)? as u64,
+                rid: r.get::<_, i64>(1)? as u64,
+                low_water: r.get::<_, i64>(3)? as u64,
+                bytes: r.get::<_, i64>(4)? as u64,
+            };
+            Ok(Self {
+                log,
+                blob: r.get(2)?,
+            })
+        })
         .map_err(db_err)
     }
 
-    fn save(&self, tx: &Transaction<'_>) -> StoreResult<()> {
-        tx.execute(
+    fn save(&self, tx: &Connection) -> StoreResult<()> {
+        tx.prepare_cached(
             "UPDATE store SET seq = ?1, rid_counter = ?2, blob_counter = ?3, low_water = ?4, bytes = ?5 WHERE id = 1",
-            params![
+        )
+        .and_then(|mut st| st.execute(params![
                 sql::int(self.log.seq),
                 sql::int(self.log.rid),
                 self.blob,
                 sql::int(self.log.low_water),
                 sql::int(self.log.bytes)
-            ],
-        )
+            ]))
         .map_err(db_err)?;
         Ok(())
     }

@@ -107,12 +107,231 @@ async fn interrupted_uploads_leave_nothing() {
         )
         .await;
     assert!(r.is_err());
+    assert_eq!(
+        files_in(s.content_dir()),
+        0,
+        "the cut-off upload's file is gone"
+    );
     drop(s);
     let c = rusqlite::Connection::open(&file).unwrap();
-    let chunks: i64 = c
-        .query_row("SELECT count(*) FROM davrepl_chunks", [], |r| r.get(0))
+    let rows: i64 = c
+        .query_row("SELECT count(*) FROM davrepl_content", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(chunks, 0);
+    assert_eq!(rows, 0);
+}
+
+fn files_in(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir).unwrap().count()
+}
+
+fn bytes_body(data: &[u8]) -> davrepl_store::ByteStream {
+    // Several frames, as a network body arrives.
+    let frames: Vec<Result<bytes::Bytes, davrepl_store::StoreError>> = data
+        .chunks(100_000)
+        .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+        .collect();
+    Box::pin(futures_util::stream::iter(frames))
+}
+
+async fn read_bytes(s: &SqliteStore, p: &str) -> Vec<u8> {
+    use futures_util::StreamExt;
+    let (_, mut stream) = s.read(&path(p), Default::default()).await.unwrap();
+    let mut out = Vec::new();
+    while let Some(piece) = stream.next().await {
+        out.extend_from_slice(&piece.unwrap());
+    }
+    out
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8 ^ seed).collect()
+}
+
+/// Long content lives in content files: written once, linked by COPY, removed once nothing
+/// refers to it, and read back whole (ranges too) while it is replaced.
+#[tokio::test]
+async fn long_content_lives_in_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(dir.path().join("store.db"))
+        .await
+        .unwrap();
+    let files = s.content_dir().to_path_buf();
+    let small = pattern(davrepl_sqlite::FILE_MIN as usize - 1, 1);
+    let big = pattern(700_000, 2);
+    s.put(&path("/small"), bytes_body(&small), PutOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(files_in(&files), 0, "short content stays in the database");
+    let m = s
+        .put(&path("/big"), bytes_body(&big), PutOptions::default())
+        .await
+        .unwrap()
+        .meta;
+    assert_eq!(m.len, 700_000);
+    assert_eq!(files_in(&files), 1);
+    assert_eq!(read_bytes(&s, "/small").await, small);
+    assert_eq!(read_bytes(&s, "/big").await, big);
+
+    // A range across piece boundaries.
+    let mut opts = davrepl_store::GetOptions::default();
+    opts.range = Some(davrepl_store::ByteRange {
+        start: 262_000,
+        end: 530_000,
+    });
+    let (_, mut stream) = s.read(&path("/big"), opts).await.unwrap();
+    let mut got = Vec::new();
+    while let Some(piece) = futures_util::StreamExt::next(&mut stream).await {
+        got.extend_from_slice(&piece.unwrap());
+    }
+    assert_eq!(got, big[262_000..=530_000]);
+
+    // COPY links a second name; the copy outlives the original.
+    s.copy(&path("/big"), &path("/copy"), Default::default())
+        .await
+        .unwrap();
+    assert_eq!(files_in(&files), 2);
+    s.delete(&path("/big"), Default::default()).await.unwrap();
+    assert_eq!(files_in(&files), 1, "the original's name is removed");
+    assert_eq!(read_bytes(&s, "/copy").await, big);
+
+    // A stream that has started keeps its version while the item is replaced.
+    let (_, mut stream) = s.read(&path("/copy"), Default::default()).await.unwrap();
+    let first = futures_util::StreamExt::next(&mut stream)
+        .await
+        .unwrap()
+        .unwrap();
+    let other = pattern(400_000, 3);
+    s.put(&path("/copy"), bytes_body(&other), PutOptions::default())
+        .await
+        .unwrap();
+    let mut old = first.to_vec();
+    while let Some(piece) = futures_util::StreamExt::next(&mut stream).await {
+        old.extend_from_slice(&piece.unwrap());
+    }
+    assert_eq!(old, big, "one version, whole");
+    assert_eq!(read_bytes(&s, "/copy").await, other);
+    assert_eq!(files_in(&files), 1, "the replaced file's name is removed");
+
+    // Replaced by short content: no file left.
+    s.put(&path("/copy"), body("tiny"), PutOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(files_in(&files), 0);
+    assert_eq!(s.usage().await.unwrap(), Some(small.len() as u64 + 4));
+}
+
+/// A refused write (its condition fails) leaves no content file behind, and files nothing
+/// refers to are removed when the store opens.
+#[tokio::test]
+async fn refused_and_orphaned_files_are_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("store.db");
+    let s = SqliteStore::open(&file).await.unwrap();
+    let files = s.content_dir().to_path_buf();
+    let m = s
+        .put(
+            &path("/x"),
+            bytes_body(&pattern(300_000, 4)),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap()
+        .meta;
+    let mut opts = PutOptions::default();
+    opts.condition = davrepl_store::Condition::create_only();
+    let e = s
+        .put(&path("/x"), bytes_body(&pattern(300_000, 5)), opts)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), davrepl_store::ErrorKind::PreconditionFailed);
+    assert_eq!(files_in(&files), 1);
+    assert_eq!(read_bytes(&s, "/x").await, pattern(300_000, 4));
+    drop(s);
+    // What a crash mid-upload leaves: a file no row names, and a stray temporary name.
+    std::fs::write(files.join("00000000000000ab"), b"half an upload").unwrap();
+    std::fs::write(files.join("not-content"), b"?").unwrap();
+    let s = SqliteStore::open(&file).await.unwrap();
+    assert_eq!(files_in(&files), 1);
+    assert_eq!(s.head(&path("/x")).await.unwrap(), m);
+    assert_eq!(read_bytes(&s, "/x").await, pattern(300_000, 4));
+}
+
+/// A store written by schema version 5 (content in 256 KiB chunks of a `davrepl_chunks`
+/// table) is upgraded: short content becomes a row, long content a file, every byte kept.
+#[tokio::test]
+async fn version_5_chunks_are_moved_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("store.db");
+    let big = pattern(600_000, 6);
+    let (small_meta, big_meta, mark) = {
+        let s = SqliteStore::open(&file).await.unwrap();
+        let a = s
+            .put(&path("/small"), body("hello"), PutOptions::default())
+            .await
+            .unwrap()
+            .meta;
+        let b = s
+            .put(&path("/big"), bytes_body(&big), PutOptions::default())
+            .await
+            .unwrap()
+            .meta;
+        (a, b, s.watermark().await.unwrap())
+    };
+    let content_dir = dir.path().join("store.db.content");
+    // Turn the file back into what version 5 wrote.
+    let c = rusqlite::Connection::open(&file).unwrap();
+    c.execute_batch(
+        "CREATE TABLE davrepl_chunks (blob INTEGER NOT NULL, n INTEGER NOT NULL, data BLOB NOT NULL,
+             PRIMARY KEY (blob, n)) WITHOUT ROWID;
+         INSERT INTO davrepl_chunks SELECT id, 0, data FROM davrepl_content;
+         DROP TABLE davrepl_content;",
+    )
+    .unwrap();
+    let file_id: i64 = c
+        .query_row(
+            "SELECT -blob FROM davrepl_resources WHERE path = '/big'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let name = content_dir.join(format!("{file_id:016x}"));
+    let data = std::fs::read(&name).unwrap();
+    for (n, piece) in data.chunks(256 * 1024).enumerate() {
+        c.execute(
+            "INSERT INTO davrepl_chunks (blob, n, data) VALUES (1000, ?1, ?2)",
+            rusqlite::params![n as i64, piece],
+        )
+        .unwrap();
+    }
+    c.execute_batch(
+        "UPDATE davrepl_resources SET blob = 1000 WHERE path = '/big';
+         PRAGMA user_version = 5;",
+    )
+    .unwrap();
+    drop(c);
+    std::fs::remove_file(&name).unwrap();
+
+    let s = SqliteStore::open(&file).await.unwrap();
+    assert_eq!(s.head(&path("/small")).await.unwrap(), small_meta);
+    assert_eq!(s.head(&path("/big")).await.unwrap(), big_meta);
+    assert_eq!(read_string(&s, "/small").await, "hello");
+    assert_eq!(read_bytes(&s, "/big").await, big);
+    assert_eq!(s.watermark().await.unwrap(), mark);
+    assert_eq!(files_in(&content_dir), 1, "the long item became a file");
+    drop(s);
+    let c = rusqlite::Connection::open(&file).unwrap();
+    let v: i64 = c
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, 6);
+    let chunk_tables: i64 = c
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'davrepl_chunks'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(chunk_tables, 0);
 }
 
 /// The database holds the collblob secret and every user's content: only its owner may read it,
@@ -165,7 +384,10 @@ async fn version_1_files_are_upgraded() {
          ALTER TABLE davrepl_resources RENAME TO resources;
          ALTER TABLE davrepl_props RENAME TO props;
          ALTER TABLE davrepl_tombstones RENAME TO tombstones;
-         ALTER TABLE davrepl_chunks RENAME TO chunks;
+         CREATE TABLE chunks (blob INTEGER NOT NULL, n INTEGER NOT NULL, data BLOB NOT NULL,
+             PRIMARY KEY (blob, n)) WITHOUT ROWID;
+         INSERT INTO chunks SELECT id, 0, data FROM davrepl_content;
+         DROP TABLE davrepl_content;
          DROP TABLE davrepl_locks;
          DROP TABLE davrepl_subscriptions;
          PRAGMA user_version = 1;",
@@ -190,5 +412,34 @@ async fn version_1_files_are_upgraded() {
     let v: i64 = c
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(v, 5);
+    assert_eq!(v, 6);
+}
+
+/// A client that goes away mid-upload (the request future is dropped while the body is still
+/// arriving) leaves no content file behind.
+#[tokio::test]
+async fn dropped_uploads_leave_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(dir.path().join("store.db"))
+        .await
+        .unwrap();
+    let first: Result<bytes::Bytes, davrepl_store::StoreError> =
+        Ok(bytes::Bytes::from(pattern(600_000, 7)));
+    let stalled = futures_util::StreamExt::chain(
+        futures_util::stream::iter(vec![first]),
+        futures_util::stream::pending(),
+    );
+    let target = path("/x");
+    let put = s.put(&target, Box::pin(stalled), PutOptions::default());
+    let cut = tokio::time::timeout(std::time::Duration::from_millis(300), put).await;
+    assert!(cut.is_err(), "the upload was still waiting for its body");
+    // The file is removed on the blocking pool; give it a moment.
+    for _ in 0..100 {
+        if files_in(s.content_dir()) == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(files_in(s.content_dir()), 0);
+    assert!(s.head(&path("/x")).await.is_err());
 }

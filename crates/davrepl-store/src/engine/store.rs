@@ -31,6 +31,10 @@ pub type Step<P, T> =
 pub struct Plan {
     /// The step writes (otherwise it reads from one consistent snapshot).
     pub write: bool,
+    /// A read of a few rows by key, no scan and no log (a HEAD, PROPFIND of one resource, or
+    /// the GET of an item): cheap enough that a backend may run it on the calling thread
+    /// instead of handing it to a blocking pool. Set for every backend.
+    pub point: bool,
     /// Single rows it reads.
     pub paths: Vec<ResourcePath>,
     /// Subtrees it reads whole (the root's row included).
@@ -332,6 +336,12 @@ impl<B: Backend> Engine<B> {
     }
 }
 
+/// `plan`, marked as a [point read](Plan::point).
+fn point(mut plan: Plan) -> Plan {
+    plan.point = true;
+    plan
+}
+
 fn no_payload() -> StoreError {
     StoreError::new(
         ErrorKind::Internal,
@@ -358,17 +368,17 @@ impl<B: Backend> ReplStore for Engine<B> {
 
     async fn head(&self, path: &ResourcePath) -> StoreResult<Meta> {
         let path = path.clone();
-        let plan = self.plan(false, || Plan::read([path.clone()]));
+        let plan = point(self.plan(false, || Plan::read([path.clone()])));
         self.run(plan, None, move |rows, _| read::head(rows, &path))
             .await
     }
 
     async fn props(&self, path: &ResourcePath) -> StoreResult<Entry> {
         let path = path.clone();
-        let plan = self.plan(false, || Plan {
+        let plan = point(self.plan(false, || Plan {
             props_of: vec![path.clone()],
             ..Plan::read([path.clone()])
-        });
+        }));
         self.run(plan, None, move |rows, _| read::entry(rows, &path))
             .await
     }
@@ -385,14 +395,14 @@ impl<B: Backend> ReplStore for Engine<B> {
 
     async fn read(&self, path: &ResourcePath, opts: GetOptions) -> StoreResult<(Meta, ByteStream)> {
         let p = path.clone();
-        let plan = self.plan(false, || {
+        let plan = point(self.plan(false, || {
             let mut plan = Plan::read(opts.condition.paths(&p)); // `p` first
             plan.content = Some((p.clone(), opts.range));
             if opts.condition.needs_locks() {
                 plan.locks = Some(lock::scan(&[], &[], &p, &opts.condition));
             }
             plan
-        });
+        }));
         let found = self
             .run(plan, None, move |rows, _| read::content(rows, &p, &opts))
             .await?;

@@ -150,6 +150,31 @@ def dav_server(tmp):
     return Server("dav-server (localfs)", argv, port)
 
 
+def dav_server_mem(tmp):
+    port = free_port()
+    argv = [os.path.join(ROOT, "target/peers/release/dav-server-peer"), f"127.0.0.1:{port}",
+            "memfs"]
+    return Server("dav-server (MemFs)", argv, port)
+
+
+CEILING = "bare axum (bytes in memory)"
+
+
+def ceiling(tmp):
+    """Not a WebDAV server: the HTTP stack's own ceiling for the same GET and PUT requests."""
+    port = free_port()
+    argv = [os.path.join(ROOT, "target/release/overhead"), "ceiling", f"127.0.0.1:{port}"]
+    return Server(CEILING, argv, port)
+
+
+def sqlite_raw(tmp):
+    """One-row INSERT transactions per second on SQLite (WAL, synchronous=FULL)."""
+    out = subprocess.run([os.path.join(ROOT, "target/release/sqlite_raw"),
+                          os.path.join(tmp, "sqlite-raw"), str(SECONDS)],
+                         capture_output=True, text=True, check=True).stdout
+    return float(re.search(r"inserts/s ([\d.]+)", out).group(1))
+
+
 def apache(tmp):
     d = os.path.join(tmp, "apache")
     www, lock = os.path.join(d, "www"), os.path.join(d, "lock")
@@ -221,8 +246,10 @@ def plain_rows(tmp):
 
 def run_plain(tmp, results):
     starters = [
+        lambda: ceiling(tmp),
         lambda: davrepl("davrepl (memory)", "memory", tmp),
         lambda: davrepl("davrepl (SQLite)", f"sqlite:{tmp}/davrepl-sqlite/store.db", tmp),
+        lambda: dav_server_mem(tmp),
         lambda: dav_server(tmp),
         lambda: apache(tmp),
     ]
@@ -232,11 +259,15 @@ def run_plain(tmp, results):
             print(f"==> plain WebDAV: {srv.name}")
             prepare_plain(srv, 1000)
             for row, path, script in plain_rows(tmp):
-                # A PUT on the same path first, so every server answers overwrites (204).
+                if srv.name == CEILING and row.startswith("PROPFIND"):
+                    continue
                 f = measure(srv.base + path, script)
                 table.setdefault(row, {})[srv.name] = f
                 print(f"   {row}: {f['median']:.0f}/s")
     results["plain"] = table
+    raw = figure([sqlite_raw(tmp) for _ in range(RUNS)])
+    print(f"==> raw SQLite one-row INSERT transactions: {raw['median']:.0f}/s")
+    results["sqlite_raw"] = raw
 
 
 def run_overhead(tmp, results):
@@ -432,6 +463,18 @@ def fmt(f, digits=0):
     return f"{f['median']:,.{digits}f} ({f['min']:,.{digits}f}–{f['max']:,.{digits}f}, {n} runs)"
 
 
+TARGETS = [
+    ("GET 1 KiB", "davrepl (memory)", CEILING, 0.8),
+    ("GET 1 KiB", "davrepl (memory)", "dav-server (MemFs)", 1.2),
+    ("PUT 1 KiB", "davrepl (memory)", "dav-server (MemFs)", 1.2),
+    ("GET 1 MiB", "davrepl (memory)", CEILING, 0.95),
+    ("GET 1 KiB", "davrepl (SQLite)", "Apache httpd mod_dav", 1.5),
+    ("GET 1 MiB", "davrepl (SQLite)", "Apache httpd mod_dav", 1.2),
+    ("PUT 1 KiB", "davrepl (SQLite)", "Apache httpd mod_dav", 1.5),
+    ("PUT 1 MiB", "davrepl (SQLite)", "Apache httpd mod_dav", 1.0),
+]
+
+
 def write_report(results):
     os.makedirs(OUT, exist_ok=True)
     with open(os.path.join(OUT, "peers.json"), "w") as f:
@@ -458,16 +501,41 @@ def write_report(results):
                  "A negative loss means the layered run was faster: noise of the shared machine.\n")
     plain = results.get("plain")
     if plain:
-        servers = list(next(iter(plain.values())).keys())
+        servers = []
+        for by in plain.values():
+            servers += [k for k in by if k not in servers]
         L.append("## 2. Plain WebDAV, requests/s\n")
+        L.append(f"`{CEILING}` is not a WebDAV server: a bare axum handler on the same hyper "
+                 "stack that keeps each PUT body in a map and answers GET with it — the ceiling "
+                 "of what any layer over that stack can reach.\n")
         L.append("| request | " + " | ".join(servers) + " | davrepl (memory) ÷ best peer |")
         L.append("|---|" + "---:|" * len(servers) + "---:|")
         for row, by in plain.items():
-            peers = [v["median"] for k, v in by.items() if not k.startswith("davrepl")]
+            peers = [v["median"] for k, v in by.items()
+                     if not k.startswith("davrepl") and k != CEILING]
             ratio = by["davrepl (memory)"]["median"] / max(peers) if peers else 0
             sq = by["davrepl (SQLite)"]["median"] / max(peers) if peers else 0
-            L.append(f"| {row} | " + " | ".join(fmt(by[s]) for s in servers)
+            L.append(f"| {row} | " + " | ".join(fmt(by[s]) if s in by else "–" for s in servers)
                      + f" | {ratio:.2f}× (SQLite {sq:.2f}×) |")
+        L.append("")
+        raw = results.get("sqlite_raw")
+        if raw:
+            put = plain.get("PUT 1 KiB", {}).get("davrepl (SQLite)")
+            line = (f"Raw SQLite on the same disk (`sqlite_raw`: one-row INSERT transactions of "
+                    f"1 KiB, one after another, WAL, `synchronous=FULL`): {fmt(raw)} per second.")
+            if put:
+                line += (f" davrepl (SQLite) PUT 1 KiB = **{put['median'] / raw['median']:.2f}×** "
+                         "that (concurrent writes share one commit).")
+            L.append(line + "\n")
+        L.append("### Targets (issue #14), ratios of medians from this run\n")
+        L.append("| target | ratio | |\n|---|---:|---|")
+        for row, a, b, want in TARGETS:
+            fa = plain.get(row, {}).get(a)
+            fb = plain.get(row, {}).get(b)
+            if not fa or not fb:
+                continue
+            r = fa["median"] / fb["median"]
+            L.append(f"| {row}: {a} ÷ {b} ≥ {want} | {r:.2f}× | {'met' if r >= want else '**missed**'} |")
         L.append("")
     sync = results.get("sync")
     if sync:
@@ -613,7 +681,8 @@ def main():
     if parts != {"overhead", "plain", "sync"} and os.path.exists(previous):
         with open(previous) as f:
             old = json.load(f)
-        kept = [k for k in ("overhead", "plain", "memory") if k in old and k not in results]
+        kept = [k for k in ("overhead", "plain", "sqlite_raw", "memory")
+                if k in old and k not in results]
         for k in kept:
             results[k] = old[k]
         results["notes"].append(f"Parts {', '.join(sorted(parts))} from {results['date']}; "

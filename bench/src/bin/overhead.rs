@@ -3,12 +3,48 @@
 //! (mounted at `/dav`, so `/hello` takes the pass-through path). Both through
 //! `davrepl_hyper::serve`, so the only difference is the layer. Prints
 //! `listening on http://ADDR/` once bound.
+//!
+//! `overhead ceiling` is the ceiling of the plain-WebDAV rows: a bare axum handler that
+//! keeps each PUT body in memory under its path and answers GET with it (MKCOL just says
+//! 201), so the HTTP stack's own cost is measured with the same requests and bytes.
 
 #![allow(clippy::print_stdout)]
 
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
 use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use davrepl::{MemStore, ReplLayer};
+
+type Kept = Arc<RwLock<HashMap<String, Bytes>>>;
+
+async fn ceiling(State(kept): State<Kept>, req: Request) -> Response {
+    let path = req.uri().path().to_owned();
+    match req.method().clone() {
+        Method::GET => match kept.read().expect("lock").get(&path) {
+            Some(b) => b.clone().into_response(),
+            None => StatusCode::NOT_FOUND.into_response(),
+        },
+        Method::PUT => {
+            let Ok(body) = axum::body::to_bytes(req.into_body(), usize::MAX).await else {
+                return StatusCode::BAD_REQUEST.into_response();
+            };
+            let old = kept.write().expect("lock").insert(path, body);
+            if old.is_some() {
+                StatusCode::NO_CONTENT.into_response()
+            } else {
+                StatusCode::CREATED.into_response()
+            }
+        }
+        m if m.as_str() == "MKCOL" => (StatusCode::CREATED, Body::empty()).into_response(),
+        _ => StatusCode::METHOD_NOT_ALLOWED.into_response(),
+    }
+}
 
 #[tokio::main]
 async fn main() {
@@ -23,6 +59,10 @@ async fn main() {
         listener.local_addr().expect("addr")
     );
     let served = match mode.as_str() {
+        "ceiling" => {
+            let app = Router::new().fallback(ceiling).with_state(Kept::default());
+            davrepl_hyper::serve(listener, app, std::future::pending()).await
+        }
         "layered" => {
             let svc = ReplLayer::new(MemStore::new()).mount("/dav").service(app);
             davrepl_hyper::serve(listener, svc, std::future::pending()).await

@@ -5,7 +5,7 @@
 //! resourcetag is `rt:` + hex(repl-uid) + hex(change key) (88 hex digits), so it names both the
 //! resource and its state, and is never reused for another state or another resource.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 
 /// A store-wide change sequence number. Only the low 48 bits are used in tokens.
 pub type Seq = u64;
@@ -14,9 +14,17 @@ pub type Seq = u64;
 pub const MAX_SEQ: Seq = (1 << 48) - 1;
 
 fn push_hex(out: &mut String, bytes: &[u8]) {
-    for b in bytes {
-        // Writing to a String cannot fail.
-        let _ = write!(out, "{b:02x}");
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    // Tags are formatted on every response: by table into a stack buffer, not through `fmt`
+    // or a char at a time.
+    let mut buf = [0u8; 64];
+    for chunk in bytes.chunks(32) {
+        for (pair, b) in buf.chunks_exact_mut(2).zip(chunk) {
+            pair[0] = DIGITS[usize::from(b >> 4)];
+            pair[1] = DIGITS[usize::from(b & 0xf)];
+        }
+        // Hex digits are ASCII: this never fails.
+        out.push_str(std::str::from_utf8(&buf[..2 * chunk.len()]).unwrap_or_default());
     }
 }
 

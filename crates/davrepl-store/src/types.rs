@@ -68,7 +68,10 @@ impl Meta {
 
     /// `rid:` + 44 hex digits.
     pub fn repl_uid(&self) -> String {
-        self.rid.to_string()
+        let mut s = String::with_capacity(48);
+        s.push_str("rid:");
+        s.push_str(&self.rid.to_hex());
+        s
     }
 
     /// `ct:` + 88 hex digits for collections.

@@ -8,6 +8,7 @@
 //! with a manifest. Between changes the stream waits on the store's change signal (which only
 //! wakes it; it always re-reads the log), sending a comment line as heartbeat.
 
+use crate::handlers::names;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
@@ -140,7 +141,7 @@ pub(crate) async fn stream<S: ReplStore>(
         ),
     };
     let watermark = ctx.store().watermark().await?;
-    let given = match ctx.header("last-event-id")? {
+    let given = match ctx.header(&names::LAST_EVENT_ID)? {
         Some(v) => Some(v.to_owned()),
         None => query_cursor(ctx.parts.uri.query()),
     };

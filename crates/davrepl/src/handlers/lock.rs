@@ -3,6 +3,7 @@
 //! The rules live in the store (checked and granted in the same atomic step as any write); this
 //! module reads the request, picks the timeout and writes the answers.
 
+use crate::handlers::names;
 use std::time::{Duration, SystemTime};
 
 use davrepl_proto::headers::{self, Depth};
@@ -44,7 +45,7 @@ where
 {
     let limits = &ctx.shared.config.limits;
     let bytes = read_small_body(body, limits.xml.max_bytes).await?;
-    let timeout = timeout(ctx.header("timeout")?, limits);
+    let timeout = timeout(ctx.header(&names::TIMEOUT)?, limits);
     let cond = ctx.head.condition.clone();
     if bytes.iter().all(u8::is_ascii_whitespace) {
         // A refresh: no body, the lock's token in `If`.
@@ -111,7 +112,7 @@ fn answer<S: ReplStore>(
 
 pub(crate) async fn unlock<S: ReplStore>(ctx: &Ctx<S>) -> DavResult<Response<DavBody>> {
     let value = ctx
-        .header("lock-token")?
+        .header(&names::LOCK_TOKEN)?
         .ok_or_else(|| DavError::bad_request("UNLOCK needs a Lock-Token header"))?;
     let token = headers::parse_lock_token(value)?;
     let principal = ctx.head.condition.principal.as_deref();

@@ -7,6 +7,7 @@
 //! offered: a SUBSCRIBE with `Call-Back` gets `501`, and clients poll (docs/design-notes.md
 //! records how the Exchange SDK's descriptions were read).
 
+use crate::handlers::names;
 use std::time::Duration;
 
 use davrepl_proto::headers::Depth;
@@ -34,7 +35,7 @@ fn principal<S: ReplStore>(ctx: &Ctx<S>) -> Option<String> {
 
 /// `Subscription-ID: 1, 18, 243`; `None` when absent.
 fn ids<S: ReplStore>(ctx: &Ctx<S>) -> DavResult<Option<Vec<u64>>> {
-    let Some(v) = ctx.header("subscription-id")? else {
+    let Some(v) = ctx.header(&names::SUBSCRIPTION_ID)? else {
         return Ok(None);
     };
     let mut out = Vec::new();
@@ -63,7 +64,7 @@ fn no_subscription() -> DavError {
 
 fn lifetime<S: ReplStore>(ctx: &Ctx<S>) -> DavResult<Duration> {
     let max = ctx.shared.config.limits.max_subscription_lifetime;
-    Ok(match ctx.header("subscription-lifetime")? {
+    Ok(match ctx.header(&names::SUBSCRIPTION_LIFETIME)? {
         Some(v) => Duration::from_secs(
             v.trim()
                 .parse::<u64>()
@@ -114,7 +115,7 @@ async fn mine<S: ReplStore>(ctx: &Ctx<S>, ids: &[u64]) -> DavResult<Vec<Subscrip
 }
 
 pub(crate) async fn subscribe<S: ReplStore>(ctx: &Ctx<S>) -> DavResult<Response<DavBody>> {
-    if ctx.header("call-back")?.is_some() {
+    if ctx.header(&names::CALL_BACK)?.is_some() {
         return Err(DavError::new(
             StatusCode::NOT_IMPLEMENTED,
             "UDP call-backs are not offered; subscribe without Call-Back and POLL",
@@ -123,7 +124,7 @@ pub(crate) async fn subscribe<S: ReplStore>(ctx: &Ctx<S>) -> DavResult<Response<
     let lifetime = lifetime(ctx)?;
     if let Some(ids) = ids(ctx)? {
         // A renewal.
-        if ctx.header("notification-type")?.is_some() || ctx.head.depth.is_some() {
+        if ctx.header(&names::NOTIFICATION_TYPE)?.is_some() || ctx.head.depth.is_some() {
             return Err(DavError::bad_request(
                 "a renewal (Subscription-ID) takes no Notification-Type or Depth",
             ));
@@ -166,7 +167,7 @@ pub(crate) async fn subscribe<S: ReplStore>(ctx: &Ctx<S>) -> DavResult<Response<
         ));
     }
     let types = ctx
-        .header("notification-type")?
+        .header(&names::NOTIFICATION_TYPE)?
         .ok_or_else(|| DavError::bad_request("SUBSCRIBE needs a Notification-Type"))?;
     let types = NotificationTypes::parse(types).ok_or_else(|| {
         DavError::bad_request("Notification-Type: update, update/newmember, delete or move")

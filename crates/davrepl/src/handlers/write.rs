@@ -1,5 +1,6 @@
 //! PUT, DELETE, MKCOL, COPY and MOVE.
 
+use crate::handlers::names;
 use davrepl_proto::headers::Depth;
 use davrepl_proto::href::split_absolute;
 use davrepl_store::{
@@ -45,7 +46,7 @@ where
         ));
     }
     let max = ctx.shared.config.limits.max_put_bytes;
-    if let Some(len) = ctx.header("content-length")?
+    if let Some(len) = ctx.header(&names::CONTENT_LENGTH)?
         && len.trim().parse::<u64>().is_ok_and(|n| n > max)
     {
         return Err(DavError::new(
@@ -53,13 +54,13 @@ where
             format!("content larger than {max} bytes"),
         ));
     }
-    let content_type = ctx.header("content-type")?.map(str::to_owned);
+    let content_type = ctx.header(&names::CONTENT_TYPE)?.map(str::to_owned);
     let mut opts =
         PutOptions::with_condition(ctx.head.condition.clone()).content_type(content_type);
     opts.max_len = Some(max);
     opts.checksum = oc_checksum(ctx)?;
     opts.quota = ctx.shared.config.limits.quota_bytes;
-    let mtime = match ctx.header("x-oc-mtime")? {
+    let mtime = match ctx.header(&names::X_OC_MTIME)? {
         Some(v) if ctx.shared.config.client_times => Some(parse_mtime(v)?),
         _ => None,
     };
@@ -89,7 +90,7 @@ pub(crate) fn parse_mtime(v: &str) -> DavResult<std::time::SystemTime> {
 /// `OC-Checksum: SHA1:hex` (or `MD5:`, `SHA256:`): the upload is refused unless the body has
 /// it. An algorithm the server does not know is ignored, as ownCloud does.
 fn oc_checksum<S: ReplStore>(ctx: &Ctx<S>) -> DavResult<Option<store::Checksum>> {
-    let Some(v) = ctx.header("oc-checksum")? else {
+    let Some(v) = ctx.header(&names::OC_CHECKSUM)? else {
         return Ok(None);
     };
     let algo = v.split(':').next().unwrap_or("").trim();
@@ -165,7 +166,7 @@ where
 /// Resolves the `Destination` header to a path in this namespace.
 fn destination<S: ReplStore>(ctx: &Ctx<S>) -> DavResult<ResourcePath> {
     let raw = ctx
-        .header("destination")?
+        .header(&names::DESTINATION)?
         .ok_or_else(|| DavError::bad_request("Destination header is missing"))?
         .trim();
     let path_part = match split_absolute(raw) {
@@ -265,7 +266,7 @@ where
             (!l.conditions.is_empty()).then_some(l)
         })
         .collect();
-    let ext = match ctx.header("content-type")? {
+    let ext = match ctx.header(&names::CONTENT_TYPE)? {
         Some(ct) if ct.starts_with("message/rfc822") => ".EML",
         _ => "",
     };
@@ -275,7 +276,7 @@ where
         .join(&name)
         .map_err(|e| DavError::bad_request(e.to_string()))?;
     let max = ctx.shared.config.limits.max_put_bytes;
-    let content_type = ctx.header("content-type")?.map(str::to_owned);
+    let content_type = ctx.header(&names::CONTENT_TYPE)?.map(str::to_owned);
     let mut opts = PutOptions::with_condition(cond).content_type(content_type);
     opts.max_len = Some(max);
     opts.quota = ctx.shared.config.limits.quota_bytes;
@@ -285,7 +286,7 @@ where
     set_resource_tag(&mut resp, &out.meta);
     set_repl_uid(&mut resp, &out.meta);
     let scheme = ctx.parts.uri.scheme_str().unwrap_or("http");
-    let host = ctx.header("host")?.unwrap_or("localhost");
+    let host = ctx.header(&names::HOST)?.unwrap_or("localhost");
     let location = format!("{scheme}://{host}{}", ctx.href(&path, false));
     if let Ok(v) = http::HeaderValue::from_str(&location) {
         resp.headers_mut().insert(header::LOCATION, v);

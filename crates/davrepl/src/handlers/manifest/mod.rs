@@ -17,6 +17,7 @@ mod output;
 mod paging;
 mod search;
 
+use crate::handlers::names;
 use davrepl_proto::collblob::{self, BlobKind};
 use davrepl_proto::href::split_absolute;
 use davrepl_proto::is_repl_ns;
@@ -100,7 +101,7 @@ async fn check_if<S: ReplStore>(ctx: &Ctx<S>, meta: &Meta) -> DavResult<()> {
 }
 
 fn row_specs<S: ReplStore>(ctx: &Ctx<S>) -> DavResult<Option<Vec<RowSpec>>> {
-    match ctx.header("range")? {
+    match ctx.header(&names::RANGE)? {
         Some(v) => Ok(rows::parse(v, ctx.shared.config.limits.max_row_ranges)?),
         None => Ok(None),
     }

@@ -7,7 +7,9 @@ Each figure is the median of RUNS runs with min-max. Results go to docs/benchmar
 """
 
 import argparse
+import contextlib
 import datetime
+import glob
 import http.client
 import json
 import os
@@ -175,6 +177,46 @@ def sqlite_raw(tmp):
     return float(re.search(r"inserts/s ([\d.]+)", out).group(1))
 
 
+PG = "davrepl (PostgreSQL)"
+PGBENCH = "pgbench -N (TPS, same cluster)"
+
+
+class PgCluster:
+    """A throwaway PostgreSQL cluster with fsync and synchronous commit on (the project's
+    `throwaway-cluster` example), removed on exit; `url` is a fresh database on it."""
+
+    def __init__(self):
+        exe = os.path.join(ROOT, "target/release/examples/throwaway-cluster")
+        self.proc = subprocess.Popen([exe, "--durable"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+        self.url = self.proc.stdout.readline().strip()
+        if not self.url:
+            self.proc.wait()
+            raise RuntimeError("the throwaway PostgreSQL cluster did not start")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.stdin.close()
+        self.proc.wait(timeout=120)
+
+
+def pgbench_tps(url):
+    """`pgbench -N` (its simple-update script: one UPDATE, one SELECT and one INSERT per
+    transaction, no contended branch rows) with as many clients as wrk has connections."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pgbench"))
+    exe = found[-1] if found else "pgbench"
+    subprocess.run([exe, "-i", "-q", "-s", "10", url], check=True, capture_output=True)
+    runs = []
+    for _ in range(RUNS):
+        out = subprocess.run([exe, "-N", "-c", str(CONNS), "-j", str(THREADS), "-T",
+                              str(SECONDS), url], check=True, capture_output=True,
+                             text=True).stdout
+        runs.append(float(re.search(r"tps = ([\d.]+)", out).group(1)))
+    return figure(runs)
+
+
 def apache(tmp):
     d = os.path.join(tmp, "apache")
     www, lock = os.path.join(d, "www"), os.path.join(d, "lock")
@@ -253,7 +295,29 @@ def run_plain(tmp, results):
         lambda: dav_server(tmp),
         lambda: apache(tmp),
     ]
+    cluster = None
+    try:
+        cluster = PgCluster()
+        starters.insert(3, lambda: davrepl(PG, cluster.url, tmp))
+    except (OSError, RuntimeError) as e:
+        print(f"==> no PostgreSQL column: {e}")
+        results["notes"].append(f"No PostgreSQL column in this run: {e}.")
     table = {}
+    with contextlib.ExitStack() as stack:
+        if cluster:
+            stack.enter_context(cluster)
+        run_servers(tmp, starters, table)
+        if cluster:
+            pg = pgbench_tps(cluster.url)
+            print(f"==> {PGBENCH}: {pg['median']:.0f}")
+            results["pgbench"] = pg
+    results["plain"] = table
+    raw = figure([sqlite_raw(tmp) for _ in range(RUNS)])
+    print(f"==> raw SQLite one-row INSERT transactions: {raw['median']:.0f}/s")
+    results["sqlite_raw"] = raw
+
+
+def run_servers(tmp, starters, table):
     for start in starters:
         with start() as srv:
             print(f"==> plain WebDAV: {srv.name}")
@@ -264,10 +328,6 @@ def run_plain(tmp, results):
                 f = measure(srv.base + path, script)
                 table.setdefault(row, {})[srv.name] = f
                 print(f"   {row}: {f['median']:.0f}/s")
-    results["plain"] = table
-    raw = figure([sqlite_raw(tmp) for _ in range(RUNS)])
-    print(f"==> raw SQLite one-row INSERT transactions: {raw['median']:.0f}/s")
-    results["sqlite_raw"] = raw
 
 
 def run_overhead(tmp, results):
@@ -464,6 +524,8 @@ def fmt(f, digits=0):
 
 
 TARGETS = [
+    ("PUT 1 KiB", PG, PGBENCH, 0.5),
+    ("GET 1 KiB", PG, "davrepl (SQLite)", 0.5),
     ("GET 1 KiB", "davrepl (memory)", CEILING, 0.8),
     ("GET 1 KiB", "davrepl (memory)", "dav-server (MemFs)", 1.2),
     ("PUT 1 KiB", "davrepl (memory)", "dav-server (MemFs)", 1.2),
@@ -529,9 +591,13 @@ def write_report(results):
             L.append(line + "\n")
         L.append("### Targets (issue #14), ratios of medians from this run\n")
         L.append("| target | ratio | |\n|---|---:|---|")
+        pgbench = results.get("pgbench")
+        if pgbench:
+            L.append(f"`{PGBENCH}`: {fmt(pgbench)} — {CONNS} clients of PostgreSQL's own "
+                     "benchmark on the cluster the PostgreSQL column ran on, right after it.\n")
         for row, a, b, want in TARGETS:
             fa = plain.get(row, {}).get(a)
-            fb = plain.get(row, {}).get(b)
+            fb = pgbench if b == PGBENCH else plain.get(row, {}).get(b)
             if not fa or not fb:
                 continue
             r = fa["median"] / fb["median"]
@@ -681,7 +747,7 @@ def main():
     if parts != {"overhead", "plain", "sync"} and os.path.exists(previous):
         with open(previous) as f:
             old = json.load(f)
-        kept = [k for k in ("overhead", "plain", "sqlite_raw", "memory")
+        kept = [k for k in ("overhead", "plain", "sqlite_raw", "pgbench", "memory")
                 if k in old and k not in results]
         for k in kept:
             results[k] = old[k]

@@ -3,8 +3,10 @@
 //! for a while (the litmus run of `.ci/run`):
 //!
 //! ```text
-//! cargo run --release -p davrepl-postgres --example throwaway-cluster < fifo > url
+//! cargo run --release -p davrepl-postgres --example throwaway-cluster [--durable] < fifo > url
 //! ```
+//!
+//! `--durable` turns `fsync` and synchronous commit on (benchmarks want them; tests do not).
 
 use std::io::Read;
 
@@ -12,7 +14,14 @@ use davrepl_postgres::throwaway::{Cluster, ClusterOptions};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), String> {
-    let Some(cluster) = Cluster::start(&ClusterOptions::default())? else {
+    let mut opts = ClusterOptions::default();
+    for arg in std::env::args().skip(1) {
+        match arg.as_str() {
+            "--durable" => opts.durable = true,
+            other => return Err(format!("unknown argument {other:?} (only --durable)")),
+        }
+    }
+    let Some(cluster) = Cluster::start(&opts)? else {
         return Err("PostgreSQL binaries not found (the message above says why)".into());
     };
     let url = cluster.create_database().await?;

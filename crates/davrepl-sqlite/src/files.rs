@@ -19,10 +19,11 @@ use std::path::{Path, PathBuf};
 
 use davrepl_store::{ErrorKind, StoreError};
 
-/// Where content files live, and how.
+/// Where content files live, and the cache of their bytes.
 #[derive(Debug)]
 pub(crate) struct Files {
     dir: PathBuf,
+    pub(crate) cache: crate::cache::ContentCache,
 }
 
 /// The content of a resource: where the `blob` column points.
@@ -61,8 +62,9 @@ fn random_id() -> io::Result<i64> {
 }
 
 impl Files {
-    /// The content directory of the database at `db` (created private if missing).
-    pub(crate) fn open(db: &Path) -> io::Result<Self> {
+    /// The content directory of the database at `db` (created private if missing), with a
+    /// cache of up to `cache_bytes` of content in memory.
+    pub(crate) fn open(db: &Path, cache_bytes: u64) -> io::Result<Self> {
         let mut name = db.file_name().unwrap_or_default().to_os_string();
         name.push(".content");
         let dir = db.with_file_name(name);
@@ -71,7 +73,10 @@ impl Files {
         #[cfg(unix)]
         std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
         builder.create(&dir)?;
-        Ok(Self { dir })
+        Ok(Self {
+            dir,
+            cache: crate::cache::ContentCache::new(cache_bytes),
+        })
     }
 
     /// The directory.
@@ -114,6 +119,7 @@ impl Files {
 
     /// Removes the name `id` (already gone is fine).
     pub(crate) fn remove(&self, id: i64) {
+        self.cache.remove(id);
         match std::fs::remove_file(self.path(id)) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}

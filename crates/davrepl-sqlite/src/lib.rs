@@ -21,6 +21,7 @@
 //! # let _ = store; Ok(()) }
 //! ```
 
+mod cache;
 mod files;
 mod local;
 mod rows;
@@ -76,6 +77,10 @@ pub struct SqliteOptions {
     /// without a hop to the blocking pool. `0` sends every read to the pool. A thread beyond
     /// the limit uses the pool.
     pub local_readers: usize,
+    /// Bytes of content files kept in memory (whole files of at most an eighth of this each):
+    /// a file never changes once written, so a cached copy is never stale, and a GET of it
+    /// needs no disk read, no copy and no hop to the blocking pool. `0` turns the cache off.
+    pub content_cache: u64,
     /// Start a new generation at open: the collblob secret is replaced, so every collblob
     /// issued before is refused (`475`) and clients resynchronise. Do this once after restoring
     /// the database from a backup (or after a power loss under `synchronous=NORMAL`): the
@@ -89,6 +94,7 @@ impl Default for SqliteOptions {
             synchronous: Synchronous::Full,
             readers: 4,
             local_readers: 64,
+            content_cache: 64 * 1024 * 1024,
             new_generation: false,
         }
     }
@@ -235,8 +241,8 @@ impl Sqlite {
             )
             .with_source(e)
         })?;
-        let files =
-            Files::open(path).map_err(|e| io_err("cannot create the content directory", e))?;
+        let files = Files::open(path, opts.content_cache)
+            .map_err(|e| io_err("cannot create the content directory", e))?;
         let mut secret = [0u8; 32];
         getrandom::fill(&mut secret)
             .map_err(|e| StoreError::new(ErrorKind::Internal, format!("no randomness: {e}")))?;

@@ -148,11 +148,23 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
 }
 
 /// Long content lives in content files: written once, linked by COPY, removed once nothing
-/// refers to it, and read back whole (ranges too) while it is replaced.
+/// refers to it, and read back whole (ranges too) while it is replaced; with the content cache
+/// (the default) and without it.
 #[tokio::test]
 async fn long_content_lives_in_files() {
+    long_content_with(davrepl_sqlite::SqliteOptions::default()).await;
+}
+
+#[tokio::test]
+async fn long_content_lives_in_files_without_the_cache() {
+    let mut opts = davrepl_sqlite::SqliteOptions::default();
+    opts.content_cache = 0;
+    long_content_with(opts).await;
+}
+
+async fn long_content_with(opts: davrepl_sqlite::SqliteOptions) {
     let dir = tempfile::tempdir().unwrap();
-    let s = SqliteStore::open(dir.path().join("store.db"))
+    let s = SqliteStore::open_with(dir.path().join("store.db"), opts)
         .await
         .unwrap();
     let files = s.content_dir().to_path_buf();
@@ -171,6 +183,11 @@ async fn long_content_lives_in_files() {
     assert_eq!(files_in(&files), 1);
     assert_eq!(read_bytes(&s, "/small").await, small);
     assert_eq!(read_bytes(&s, "/big").await, big);
+    assert_eq!(
+        read_bytes(&s, "/big").await,
+        big,
+        "read again (from the cache if on)"
+    );
 
     // A range across piece boundaries.
     let mut opts = davrepl_store::GetOptions::default();
@@ -210,6 +227,11 @@ async fn long_content_lives_in_files() {
     }
     assert_eq!(old, big, "one version, whole");
     assert_eq!(read_bytes(&s, "/copy").await, other);
+    assert_eq!(
+        read_bytes(&s, "/copy").await,
+        other,
+        "the new version, never the old"
+    );
     assert_eq!(files_in(&files), 1, "the replaced file's name is removed");
 
     // Replaced by short content: no file left.

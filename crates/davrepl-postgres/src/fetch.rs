@@ -121,6 +121,10 @@ pub(crate) struct Known {
     pub(crate) locks: Vec<Lock>,
     /// How many lock rows the store holds, when the counters row was read.
     pub(crate) lock_count: Option<i64>,
+    /// A write's first number (see [`SPAN_BITS`](crate::SPAN_BITS)).
+    pub(crate) first: Option<u64>,
+    /// A read's horizon (see [`ReplStore::horizon`](davrepl_store::ReplStore::horizon)).
+    pub(crate) horizon: Option<u64>,
     /// Subscriptions by id (`None`: known to be absent).
     pub(crate) subscriptions: HashMap<u64, Option<davrepl_store::Subscription>>,
 }
@@ -413,6 +417,7 @@ impl Known {
                     let r = rows.first().ok_or_else(|| pg_missing("the counters row"))?;
                     self.counters = Some(crate::counters(r)?);
                     self.lock_count = Some(crate::lock_count(r)?);
+                    self.horizon = Some(crate::last_counter(r)?);
                 }
                 Answer::Locks => {
                     for r in &rows {

@@ -350,13 +350,63 @@ fn describe(c: &tokio_postgres::Config) -> String {
     format!("postgres://{host}:{port}/{}", c.get_dbname().unwrap_or(""))
 }
 
+/// Changes of one transaction are numbered `first + k`, `1 <= k < SPAN`, where `first` is
+/// `base + (xid << SPAN_BITS)` and `xid` the transaction's id (`pg_current_xact_id()`): unique
+/// without a shared counter, and ordered by transaction start. `base` (in the counters row)
+/// keeps them above every number handed out before.
+pub(crate) const SPAN_BITS: u32 = 22;
+/// Numbers one transaction may hand out (each of sequence numbers and repl-uid counters).
+pub(crate) const SPAN: u64 = 1 << SPAN_BITS;
+
+/// The watermark of a statement's snapshot, the least of two bounds. Every transaction with
+/// an id below the snapshot's `xmin` has ended, so every number below
+/// `base + (xmin << SPAN_BITS)` that will ever be visible is visible, and every transaction
+/// still running numbers above it. And no visible change lies above the horizon (the greatest
+/// number in the tables, or purged from them, or handed out before schema 5), so the watermark
+/// stays where it is while nothing is written, and is the last change's number when no older
+/// writer is in flight. Both bounds only grow, so the watermark never goes back.
+macro_rules! watermark_sql {
+    () => {
+        concat!(
+            "LEAST(base + (pg_snapshot_xmin(pg_current_snapshot())::text::int8 << 22), ",
+            horizon_sql!(),
+            ")"
+        )
+    };
+}
+
+/// The horizon (see [`watermark_sql`]) of a statement's snapshot.
+macro_rules! horizon_sql {
+    () => {
+        concat!(
+            "GREATEST(seq, low_water, (SELECT max(version) FROM davrepl_resources),",
+            " (SELECT max(seq) FROM davrepl_tombstones))"
+        )
+    };
+}
+
 /// Locks the counters row for the rest of the transaction and reads it: this serializes
-/// writers and is what makes sequence numbers commit in order.
-const LOCK_COUNTERS: &str =
-    "SELECT seq, rid_counter, low_water, locks, bytes FROM davrepl_store WHERE id = 1 FOR UPDATE";
-/// Reads the counters row (a snapshot read).
-const LOAD_COUNTERS: &str =
-    "SELECT seq, rid_counter, low_water, locks, bytes FROM davrepl_store WHERE id = 1";
+/// writers. Columns: the watermark, repl-uid counter (before schema 5), low-water mark, lock
+/// count, bytes, and the transaction's first number.
+const LOCK_COUNTERS: &str = concat!(
+    "SELECT ",
+    watermark_sql!(),
+    ", rid_counter, low_water, locks, bytes,",
+    " base + (pg_current_xact_id()::text::int8 << 22) FROM davrepl_store WHERE id = 1 FOR UPDATE"
+);
+/// Reads the counters row (a snapshot read). The last column is the horizon.
+const LOAD_COUNTERS: &str = concat!(
+    "SELECT ",
+    watermark_sql!(),
+    ", rid_counter, low_water, locks, bytes, ",
+    horizon_sql!(),
+    " FROM davrepl_store WHERE id = 1"
+);
+
+/// The last column of [`LOCK_COUNTERS`] or [`LOAD_COUNTERS`].
+fn last_counter(r: &Row) -> StoreResult<u64> {
+    r.try_get::<_, i64>(5).map_err(pg_err).map(|n| n as u64)
+}
 
 /// How many lock rows the store holds, from a counters row ([`LOCK_COUNTERS`]): a write that
 /// finds none does not read the lock table at all.
@@ -412,5 +462,19 @@ impl Backend for Pg {
 
     fn identity(&self) -> (StoreId, Secret) {
         (self.inner.id, self.inner.secret)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sql_numbers_changes_with_the_same_shift() {
+        let shift = format!("<< {SPAN_BITS}");
+        for sql in [LOCK_COUNTERS, LOAD_COUNTERS, schema::RAISE_BASE] {
+            assert!(sql.contains(&shift), "{sql}");
+            assert!(!sql.replace(&shift, "").contains("<<"), "{sql}");
+        }
     }
 }

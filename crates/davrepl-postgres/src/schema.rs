@@ -4,7 +4,7 @@
 use tokio_postgres::Client;
 
 /// The schema version this build writes.
-pub(crate) const CURRENT: i64 = 4;
+pub(crate) const CURRENT: i64 = 5;
 
 /// Key of the advisory lock taken while migrating ("davrepl" in ASCII).
 const LOCK_KEY: i64 = 0x0064_6176_7265_706c;
@@ -104,6 +104,21 @@ CREATE TABLE davrepl_subscriptions (
 );
 "#;
 
+/// Version 5: change numbers come from transaction ids (`lib.rs`, `SPAN_BITS`) above `base`;
+/// the `seq` and `rid_counter` columns keep the last numbers handed out before.
+const V5: &str = "ALTER TABLE davrepl_store ADD COLUMN base BIGINT NOT NULL DEFAULT 0;";
+
+/// Raises `base` (never lowers it) so that every number this transaction's successors hand out
+/// lies above every number in the tables. A no-op in normal operation; after a backup was
+/// restored into another cluster, whose transaction ids may be lower than the old one's, it
+/// keeps new numbers above the restored ones.
+pub(crate) const RAISE_BASE: &str =
+    "UPDATE davrepl_store SET base = GREATEST(base, 1 - (pg_current_xact_id()::text::int8 << 22)
+    + GREATEST(seq, rid_counter,
+        (SELECT max(version) FROM davrepl_resources), (SELECT max(rid) FROM davrepl_resources),
+        (SELECT max(seq) FROM davrepl_tombstones), (SELECT max(rid) FROM davrepl_tombstones)))
+    WHERE id = 1";
+
 /// Brings the database to [`CURRENT`], creating the tables if absent. Refuses a database
 /// written by a newer version.
 pub(crate) async fn migrate(
@@ -138,6 +153,7 @@ pub(crate) async fn migrate(
         ));
     }
     if version == CURRENT {
+        tx.execute(RAISE_BASE, &[]).await.map_err(e)?;
         return tx.commit().await.map_err(e);
     }
     // Each step moves one version forward, all inside this transaction: a failure leaves
@@ -166,6 +182,7 @@ pub(crate) async fn migrate(
             1 => tx.batch_execute(V2).await.map_err(e)?,
             2 => tx.batch_execute(V3).await.map_err(e)?,
             3 => tx.batch_execute(V4).await.map_err(e)?,
+            4 => tx.batch_execute(V5).await.map_err(e)?,
             other => return Err(format!("no migration from schema version {other}")),
         }
         v += 1;
@@ -176,5 +193,6 @@ pub(crate) async fn migrate(
     )
     .await
     .map_err(e)?;
+    tx.execute(RAISE_BASE, &[]).await.map_err(e)?;
     tx.commit().await.map_err(e)
 }

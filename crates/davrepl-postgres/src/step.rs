@@ -125,7 +125,8 @@ impl Pg {
                 match &lock {
                     Some(lock) => {
                         let row = client.query_one(lock, &[]).await.map_err(pg_err)?;
-                        Ok(Some((counters_of(&row)?, lock_count(&row)?)))
+                        let first = crate::last_counter(&row)?;
+                        Ok(Some((counters_of(&row)?, lock_count(&row)?, first)))
                     }
                     None => Ok(None),
                 }
@@ -133,9 +134,10 @@ impl Pg {
             known.fetch(client, id, wants),
         )
         .await?;
-        if let Some((counters, locks)) = counters {
+        if let Some((counters, locks, first)) = counters {
             known.counters = Some(counters);
             known.lock_count = Some(locks);
+            known.first = Some(first);
         }
         let payload = content.map(|c| Some(c.blob));
         for _ in 0..MAX_REFETCH {

@@ -54,6 +54,9 @@ pub(crate) struct View<'k> {
     props: HashMap<i64, Vec<DeadProp>>,
     /// How many of the known fresh blob ids this run took.
     blobs_used: usize,
+    /// Sequence numbers and repl-uid counters this run handed out.
+    seqs: u64,
+    rids: u64,
     counters: Option<Counters>,
     tombs: Vec<Tombstone>,
     copies: Vec<(i64, i64)>,
@@ -90,6 +93,8 @@ impl<'k> View<'k> {
             rows: BTreeMap::new(),
             props: HashMap::new(),
             blobs_used: 0,
+            seqs: 0,
+            rids: 0,
             counters: known.counters,
             tombs: Vec::new(),
             copies: Vec::new(),
@@ -169,12 +174,7 @@ impl<'k> View<'k> {
         let c = self.counters.ok_or_else(|| {
             StoreError::new(ErrorKind::Internal, "a write step without its counters")
         })?;
-        let counters = [
-            sql::int(c.seq),
-            sql::int(c.rid),
-            sql::int(c.low_water),
-            sql::int(c.bytes),
-        ];
+        let counters = [sql::int(c.low_water), sql::int(c.bytes)];
         let rest = content.and_then(|c| c.rest.as_ref().map(|r| (c.blob, c.n, &r[..])));
 
         type Params<'a> = Vec<&'a (dyn ToSql + Sync)>;
@@ -311,10 +311,7 @@ impl<'k> View<'k> {
         if !self.rows.is_empty() || !self.tombs.is_empty() {
             batch.push((crate::listen::NOTIFY, vec![&notice]));
         }
-        batch.push((
-            SAVE_COUNTERS,
-            vec![&counters[0], &counters[1], &counters[2], &counters[3]],
-        ));
+        batch.push((SAVE_COUNTERS, vec![&counters[0], &counters[1]]));
         let statements = try_join_all(batch.iter().map(|(s, _)| tx.prepare_cached(s)))
             .await
             .map_err(pg_err)?;
@@ -353,7 +350,24 @@ const INSERT_PROPS: &str = "INSERT INTO davrepl_props (rid, ns, local, value)
 const COUNT_LOCKS: &str =
     "UPDATE davrepl_store SET locks = (SELECT count(*) FROM davrepl_locks) WHERE id = 1";
 pub(crate) const SAVE_COUNTERS: &str =
-    "UPDATE davrepl_store SET seq = $1, rid_counter = $2, low_water = $3, bytes = $4 WHERE id = 1";
+    "UPDATE davrepl_store SET low_water = $1, bytes = $2 WHERE id = 1";
+
+/// The next of a write's numbers (`taken` so far): `first + taken`, see [`SPAN_BITS`](crate::SPAN_BITS).
+fn number(first: Option<u64>, taken: &mut u64) -> StoreResult<u64> {
+    let first = first
+        .ok_or_else(|| StoreError::new(ErrorKind::Internal, "a change outside a write step"))?;
+    if *taken + 1 >= crate::SPAN {
+        return Err(StoreError::new(
+            ErrorKind::TooLarge,
+            format!(
+                "one request may change at most {} resources on this store",
+                crate::SPAN - 2
+            ),
+        ));
+    }
+    *taken += 1;
+    Ok(first + *taken)
+}
 
 impl Rows for View<'_> {
     type Payload = Option<i64>;
@@ -400,6 +414,29 @@ impl Rows for View<'_> {
     fn tombstone(&mut self, t: Tombstone) -> StoreResult<()> {
         self.tombs.push(t);
         Ok(())
+    }
+
+    fn next_seq(&mut self) -> StoreResult<u64> {
+        number(self.known.first, &mut self.seqs)
+    }
+
+    fn next_rid(&mut self) -> StoreResult<u64> {
+        number(self.known.first, &mut self.rids)
+    }
+
+    fn current_seq(&mut self) -> StoreResult<u64> {
+        match (self.known.first, self.seqs) {
+            (Some(first), n) if n > 0 => Ok(first + n),
+            // No change made: the watermark, as read.
+            _ => Ok(self.counters()?.seq),
+        }
+    }
+
+    fn horizon(&mut self) -> StoreResult<u64> {
+        match self.known.horizon {
+            Some(h) => Ok(h),
+            None => Err(miss(Need::Counters, &mut self.need)),
+        }
     }
 
     fn counters(&mut self) -> StoreResult<&mut Counters> {

@@ -228,3 +228,67 @@ async fn a_write_on_one_node_wakes_the_other() {
         .expect("a write through the first node woke the second");
     assert_eq!(read_string(&n[1], "/woken").await, "x");
 }
+
+/// Changes are numbered by their transaction, so a newer writer can commit while an older one
+/// is still in flight. The watermark stays below every change an older transaction could
+/// still commit under it: the newer change is visible (its horizon covers it) but is not
+/// reported until the older transaction has ended, and then it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_older_transaction_in_flight_holds_the_watermark_back() {
+    use davrepl_store::{ChangesQuery, Depth};
+    let Some((n, url)) = nodes(2).await else {
+        return;
+    };
+    put(&n[0], "/a", "before").await;
+    let before = n[1].watermark().await.unwrap();
+    assert_eq!(
+        n[1].watermark().await.unwrap(),
+        before,
+        "still with no write"
+    );
+
+    // An older transaction: it has an id, and it has not ended.
+    let (older, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    let driver = tokio::spawn(conn);
+    older
+        .batch_execute("BEGIN; SELECT pg_current_xact_id();")
+        .await
+        .unwrap();
+
+    let b = put(&n[0], "/b", "newer").await;
+    assert_eq!(
+        read_string(&n[1], "/b").await,
+        "newer",
+        "committed and visible"
+    );
+    let held = n[1].watermark().await.unwrap();
+    assert!(
+        held < b.version,
+        "watermark {held} must stay below {}",
+        b.version
+    );
+    assert!(held >= before, "a watermark never goes back");
+    assert!(n[1].horizon().await.unwrap() >= b.version);
+    let q = ChangesQuery::new(path("/"), Depth::Infinity, before, 100);
+    let page = n[1].changes(q.clone()).await.unwrap();
+    assert!(page.changes.is_empty(), "{:?}", page.changes);
+    assert!(page.watermark < b.version);
+
+    older.batch_execute("COMMIT").await.unwrap();
+    drop(older);
+    let _ = driver.await;
+    // Other tests' transactions on the shared cluster may hold it a moment longer.
+    let mut page = n[1].changes(q.clone()).await.unwrap();
+    for _ in 0..200 {
+        if !page.changes.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        page = n[1].changes(q.clone()).await.unwrap();
+    }
+    assert_eq!(page.changes.len(), 1, "{:?}", page.changes);
+    assert_eq!(page.changes[0].seq, b.version);
+    assert!(page.watermark >= b.version);
+}

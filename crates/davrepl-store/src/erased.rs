@@ -88,6 +88,8 @@ pub trait DynReplStore: Send + Sync + 'static {
     fn usage(&self) -> BoxFuture<'_, StoreResult<Option<u64>>>;
     /// See [`ReplStore::watermark`].
     fn watermark(&self) -> BoxFuture<'_, StoreResult<Seq>>;
+    /// See [`ReplStore::horizon`].
+    fn horizon(&self) -> BoxFuture<'_, StoreResult<Seq>>;
     /// See [`ReplStore::changes`].
     fn changes(&self, query: ChangesQuery) -> BoxFuture<'_, StoreResult<ChangePage>>;
     /// See [`ReplStore::purge`].
@@ -224,6 +226,9 @@ impl<T: ReplStore> DynReplStore for T {
     }
     fn watermark(&self) -> BoxFuture<'_, StoreResult<Seq>> {
         Box::pin(ReplStore::watermark(self))
+    }
+    fn horizon(&self) -> BoxFuture<'_, StoreResult<Seq>> {
+        Box::pin(ReplStore::horizon(self))
     }
     fn changes(&self, query: ChangesQuery) -> BoxFuture<'_, StoreResult<ChangePage>> {
         Box::pin(ReplStore::changes(self, query))
@@ -418,6 +423,10 @@ macro_rules! forward_repl_store {
             async fn watermark(&self) -> $crate::StoreResult<$crate::Seq> {
                 let $s = self;
                 $($via)+::watermark(&$inner).await
+            }
+            async fn horizon(&self) -> $crate::StoreResult<$crate::Seq> {
+                let $s = self;
+                $($via)+::horizon(&$inner).await
             }
             async fn changes(&self, query: $crate::ChangesQuery) -> $crate::StoreResult<$crate::ChangePage> {
                 let $s = self;

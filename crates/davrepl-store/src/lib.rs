@@ -185,6 +185,15 @@ pub trait ReplStore: Send + Sync + 'static {
     /// visible (gap-free), so a reader may treat it as a consistent upper bound.
     fn watermark(&self) -> impl Future<Output = StoreResult<Seq>> + Send;
 
+    /// The highest change sequence number handed out to a change that is visible now: at
+    /// least [`watermark`](Self::watermark), and above it while a store whose writers commit
+    /// out of number order still has an older writer in flight (PostgreSQL). A client that has
+    /// seen a number above this comes from the store's future (a restored backup). The
+    /// default: the watermark.
+    fn horizon(&self) -> impl Future<Output = StoreResult<Seq>> + Send {
+        self.watermark()
+    }
+
     /// Rows of the change log in scope, in ascending sequence order; cost proportional to the
     /// number of changes since `query.since`, not to the size of the scope.
     fn changes(&self, query: ChangesQuery) -> impl Future<Output = StoreResult<ChangePage>> + Send;

@@ -208,6 +208,10 @@ impl<S: ReplStore> ReplStore for Broken<S> {
         self.inner.watermark().await
     }
 
+    async fn horizon(&self) -> StoreResult<u64> {
+        self.inner.horizon().await
+    }
+
     async fn changes(&self, query: ChangesQuery) -> StoreResult<ChangePage> {
         let mut page = self.inner.changes(query).await?;
         let mut st = self.state.lock().expect("fault state");

@@ -190,6 +190,11 @@ impl<S: ReplStore> ReplStore for FaultyStore<S> {
         self.inner.watermark().await
     }
 
+    async fn horizon(&self) -> StoreResult<u64> {
+        self.check("horizon")?;
+        self.inner.horizon().await
+    }
+
     async fn changes(&self, query: ChangesQuery) -> StoreResult<ChangePage> {
         self.check("changes")?;
         self.inner.changes(query).await

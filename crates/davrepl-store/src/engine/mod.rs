@@ -362,7 +362,16 @@ pub trait Rows {
         Ok(c.seq)
     }
 
-    /// The last sequence number handed out.
+    /// The highest sequence number of a visible change ([`ReplStore::horizon`](crate::ReplStore::horizon)).
+    /// The default: [`current_seq`](Self::current_seq), right for a backend whose changes become
+    /// visible in number order.
+    fn horizon(&mut self) -> StoreResult<Seq> {
+        self.current_seq()
+    }
+
+    /// The last sequence number handed out (in a write step that made changes); otherwise the
+    /// watermark: every change numbered at or below it is visible, and no change can still
+    /// appear at or below it.
     fn current_seq(&mut self) -> StoreResult<Seq> {
         Ok(self.counters()?.seq)
     }

@@ -139,6 +139,10 @@ pub(super) fn log_query(q: &ChangesQuery) -> LogQuery {
 pub(super) fn changes<R: Rows + ?Sized>(rows: &mut R, q: &ChangesQuery) -> StoreResult<ChangePage> {
     let store = rows.store_id();
     let lq = log_query(q);
+    // Only changes at or below the watermark: on a store whose writers commit out of number
+    // order, a visible change above it may still have an older one below it in flight. (Each
+    // log read is in number order, so dropping its top rows leaves a complete prefix.)
+    let upto = rows.current_seq()?;
     let mut found: Vec<(Seq, ChangeKind, Option<ReplUid>)> = Vec::new();
     if (q.depth == Depth::Zero || q.include_scope)
         && let Some(r) = rows.get(&q.scope)?.filter(|r| r.version > q.since)
@@ -161,13 +165,14 @@ pub(super) fn changes<R: Rows + ?Sized>(rows: &mut R, q: &ChangesQuery) -> Store
             found.push((t.seq, t.change(), None));
         }
     }
+    found.retain(|f| f.0 <= upto);
     found.sort_by_key(|f| f.0);
     let more = found.len() > q.limit;
     found.truncate(q.limit);
     let watermark = if more {
         found.last().map_or(q.since, |f| f.0)
     } else {
-        rows.current_seq()?
+        upto
     };
     let mut changes = Vec::with_capacity(found.len());
     for (seq, kind, rid) in found {

@@ -59,6 +59,14 @@ pub struct Plan {
     pub locks: Option<LockScan>,
     /// Subscriptions it reads ([`Rows::subscription`]).
     pub subscriptions: Vec<u64>,
+    /// Rows a write may change or remove, subtree roots standing for their subtrees (the
+    /// target, a MOVE's source, a COPY's or MOVE's destination). A backend whose writers run
+    /// concurrently locks them, and their ancestors against a concurrent removal, before it
+    /// reads anything; a write below them locks them as ancestors, so it waits.
+    pub written: Vec<ResourcePath>,
+    /// The write changes lock rows or the log's low-water mark (LOCK, a refresh, UNLOCK, a
+    /// purge): a backend whose writers run concurrently runs it alone.
+    pub exclusive: bool,
 }
 
 impl Plan {
@@ -75,6 +83,7 @@ impl Plan {
     fn write(target: &ResourcePath, cond: &Condition) -> Self {
         let mut plan = Self {
             write: true,
+            written: vec![target.clone()],
             ..Self::read(cond.paths(target)) // the target first, each path once
         };
         if let Some(parent) = target.parent() {
@@ -312,6 +321,10 @@ impl<B: Backend> Engine<B> {
                 plan.add_path(parent);
             }
             plan.trees = vec![from.clone(), to.clone()];
+            plan.written = match moving {
+                true => vec![from.clone(), to.clone()],
+                false => vec![to.clone()],
+            };
             if !moving {
                 plan.props_of = vec![from.clone()];
                 plan.props_below = vec![from.clone()];
@@ -337,6 +350,11 @@ impl<B: Backend> Engine<B> {
 }
 
 /// `plan`, marked as a [point read](Plan::point).
+fn exclusive(mut plan: Plan) -> Plan {
+    plan.exclusive = true;
+    plan
+}
+
 fn point(mut plan: Plan) -> Plan {
     plan.point = true;
     plan
@@ -552,6 +570,14 @@ impl<B: Backend> ReplStore for Engine<B> {
         self.run(plan, None, |rows, _| rows.current_seq()).await
     }
 
+    async fn horizon(&self) -> StoreResult<Seq> {
+        let plan = self.plan(false, || Plan {
+            counters: true,
+            ..Plan::default()
+        });
+        self.run(plan, None, |rows, _| rows.horizon()).await
+    }
+
     async fn changes(&self, query: ChangesQuery) -> StoreResult<ChangePage> {
         let plan = self.plan(false, || Plan {
             logs: vec![read::log_query(&query)],
@@ -565,6 +591,7 @@ impl<B: Backend> ReplStore for Engine<B> {
     async fn purge(&self, before: SystemTime) -> StoreResult<PurgeReport> {
         let plan = self.plan(true, || Plan {
             write: true,
+            exclusive: true,
             ..Plan::default()
         });
         self.run(plan, None, move |rows, _| {
@@ -587,7 +614,7 @@ impl<B: Backend> ReplStore for Engine<B> {
         };
         let staged = self.backend.stage(incoming).await?;
         let token = new_lock_token();
-        let plan = self.plan(true, || Plan::write(path, &req.condition));
+        let plan = self.plan(true, || exclusive(Plan::write(path, &req.condition)));
         let path = path.clone();
         self.run_changing(
             plan,
@@ -607,7 +634,7 @@ impl<B: Backend> ReplStore for Engine<B> {
         cond: Condition,
         timeout: Duration,
     ) -> StoreResult<Lock> {
-        let plan = self.plan(true, || Plan::write(path, &cond));
+        let plan = self.plan(true, || exclusive(Plan::write(path, &cond)));
         let path = path.clone();
         self.run(plan, None, move |rows, _| {
             lock::refresh(rows, &path, &cond, timeout, SystemTime::now())
@@ -622,7 +649,7 @@ impl<B: Backend> ReplStore for Engine<B> {
         principal: Option<&str>,
     ) -> StoreResult<Lock> {
         let none = Condition::none();
-        let plan = self.plan(true, || Plan::write(path, &none));
+        let plan = self.plan(true, || exclusive(Plan::write(path, &none)));
         let (path, token) = (path.clone(), token.to_owned());
         let principal = principal.map(str::to_owned);
         self.run(plan, None, move |rows, _| {

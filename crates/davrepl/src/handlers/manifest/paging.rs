@@ -38,8 +38,11 @@ pub(super) async fn respond<S: ReplStore>(
     // A collblob that has seen changes the store does not have comes from the store's future:
     // the store was restored from a backup or lost its last writes. Its sequence numbers will
     // be handed out again to other changes, so the client must start over, never skip them.
+    // Its watermark was one of the store's; a version it saw (its own upload) may lie above
+    // the watermark while an older writer is still in flight, but never above the horizon.
     let max_seen = m.plan.seen.iter().map(|&(_, v)| v).max().unwrap_or(0);
-    if m.plan.watermark.max(max_seen) > upper {
+    let future_seen = max_seen > upper && max_seen > ctx.store().horizon().await?;
+    if m.plan.watermark > upper || future_seen {
         return Err(invalid_collblob(
             "it is newer than the store (was the store restored from a backup?)",
         ));

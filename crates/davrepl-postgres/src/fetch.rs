@@ -93,7 +93,7 @@ impl Need {
     }
 }
 
-fn rid(r: &Rec) -> i64 {
+pub(crate) fn rid(r: &Rec) -> i64 {
     sql::int(r.rid.counter())
 }
 
@@ -121,6 +121,8 @@ pub(crate) struct Known {
     pub(crate) locks: Vec<Lock>,
     /// How many lock rows the store holds, when the counters row was read.
     pub(crate) lock_count: Option<i64>,
+    /// A write holds the counters-row lock (it runs alone).
+    pub(crate) exclusive: bool,
     /// A write's first number (see [`SPAN_BITS`](crate::SPAN_BITS)).
     pub(crate) first: Option<u64>,
     /// A read's horizon (see [`ReplStore::horizon`](davrepl_store::ReplStore::horizon)).
@@ -230,6 +232,11 @@ enum Answer {
     Counters,
     Locks,
     Subscription(u64),
+}
+
+/// How many statements fetch `w`.
+pub(crate) fn statements(w: &Wants) -> usize {
+    queries(w).len()
 }
 
 /// The queries that fetch `w`, each with its parameters.

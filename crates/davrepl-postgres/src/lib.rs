@@ -6,14 +6,20 @@
 //! - **Shared state only in the database**: the store id and the collblob secret live in the
 //!   `davrepl_store` row, so a collblob, a resource tag or an `If:` condition issued by one node
 //!   is understood by every other.
-//! - **Gap-free change log across nodes**: every write transaction first locks the one
-//!   counters row (`SELECT … FOR UPDATE`) and allocates its sequence numbers from it. Writers
-//!   therefore commit in sequence order, and a reader that has seen change N can never later
-//!   see a change below N appear. Readers take a `REPEATABLE READ` snapshot, in which the
-//!   counter and the rows it numbers are always consistent.
-//! - **Compare-and-swap**: the request's condition is evaluated inside the same transaction,
-//!   after the lock, so two conflicting conditional writes — on the same node or on two — have
-//!   exactly one winner.
+//! - **Gap-free change log across nodes, without a store-wide lock**: a write numbers its
+//!   changes from its own transaction id (`base + (xid << 22) + k`), so writers on every node
+//!   commit in parallel. Numbers follow transaction start, not commit, so a reader hands out a
+//!   watermark only below the oldest transaction still in flight in this database (read from
+//!   its snapshot) and reports changes only up to it: a change can never later appear below a
+//!   watermark a client was given. A read waits briefly (at most 250 ms) for writers older
+//!   than the last change it sees, so a client sees what it wrote before.
+//! - **Compare-and-swap by row locks**: a write first locks the rows it changes (`FOR UPDATE`)
+//!   and share-locks their ancestors (`FOR KEY SHARE`), then evaluates the request's condition
+//!   in a snapshot taken after the locks: two conflicting conditional writes — on the same node
+//!   or on two — have exactly one winner, and a DELETE or MOVE of a collection waits for the
+//!   writes below it. A create that races another create of the same path fails on the unique
+//!   key and is rerun, and then sees the other's row. LOCK, UNLOCK and purges (rare) still take
+//!   the counters row, and run alone.
 //! - **Content in 256 KiB chunks**, staged before the final transaction for large uploads and
 //!   streamed chunk by chunk for large downloads: nothing needs to fit in memory.
 //! - **Transient failures** (serialization failures, deadlocks, lost connections before
@@ -119,6 +125,8 @@ impl Default for PgOptions {
 struct Inner {
     /// Fires the engine's change signal when any node commits; stops with the last handle.
     _listener: Option<listen::Listener>,
+    /// Sends this node's notifications after its commits (on the listener's connection).
+    notifier: listen::Notifier,
     pool: Pool,
     id: StoreId,
     secret: Secret,
@@ -167,9 +175,13 @@ fn transient(e: &tokio_postgres::Error) -> bool {
     if let Some(code) = e.code() {
         let c = code.code();
         // serialization_failure, deadlock_detected, admin/crash shutdown, cannot_connect_now,
-        // too_many_connections, and the connection_exception class.
-        return matches!(c, "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "53300")
-            || c.starts_with("08");
+        // too_many_connections, and the connection_exception class. And unique_violation: two
+        // writes created the same path at once (writers run in parallel, and a row that does
+        // not exist yet cannot be locked); run again, the loser finds the winner's row.
+        return matches!(
+            c,
+            "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "53300" | "23505"
+        ) || c.starts_with("08");
     }
     std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
 }
@@ -280,10 +292,11 @@ impl PgStore {
             .map_err(|e| config_err(e.to_string()))?;
         // The engine (and its signal) is built first; the listener fires that signal.
         let signal = davrepl_store::ChangeSignal::new();
-        let listener = listen::spawn(config_for_listen, signal.clone());
+        let (listener, notifier) = listen::spawn(config_for_listen, signal.clone());
         let backend = Pg {
             inner: Arc::new(Inner {
                 _listener: Some(listener),
+                notifier,
                 pool,
                 id,
                 secret,
@@ -358,19 +371,42 @@ pub(crate) const SPAN_BITS: u32 = 22;
 /// Numbers one transaction may hand out (each of sequence numbers and repl-uid counters).
 pub(crate) const SPAN: u64 = 1 << SPAN_BITS;
 
-/// The watermark of a statement's snapshot, the least of two bounds. Every transaction with
-/// an id below the snapshot's `xmin` has ended, so every number below
-/// `base + (xmin << SPAN_BITS)` that will ever be visible is visible, and every transaction
-/// still running numbers above it. And no visible change lies above the horizon (the greatest
-/// number in the tables, or purged from them, or handed out before schema 5), so the watermark
-/// stays where it is while nothing is written, and is the last change's number when no older
-/// writer is in flight. Both bounds only grow, so the watermark never goes back.
+/// The watermark of a statement's snapshot, the least of two bounds. The first is
+/// `base + (oldest << SPAN_BITS)`, where `oldest` is the lowest id of a transaction the
+/// snapshot sees in flight that may write to this database (see [`oldest_writer_sql`]): every
+/// transaction below it has ended, so every number below the bound that will ever be visible
+/// is visible, and every transaction still running numbers above it. And no visible change
+/// lies above the horizon (the greatest number in the tables, or purged from them, or handed
+/// out before schema 5), so the watermark stays where it is while nothing is written, and is
+/// the last change's number when no older writer is in flight. Both bounds only grow, so the
+/// watermark never goes back.
 macro_rules! watermark_sql {
     () => {
         concat!(
-            "LEAST(base + (pg_snapshot_xmin(pg_current_snapshot())::text::int8 << 22), ",
+            "LEAST(base + (",
+            oldest_writer_sql!(),
+            " << 22), ",
             horizon_sql!(),
             ")"
+        )
+    };
+}
+
+/// The lowest transaction id in flight in the statement's snapshot, leaving out those that
+/// run in another database of the cluster (transaction ids are cluster-wide, so a busy
+/// neighbour database would otherwise hold the watermark back); with none in flight, the
+/// snapshot's `xmax`, below which every transaction has ended. A transaction whose database
+/// cannot be told (it ended since the snapshot was taken, or the activity view hides it) is
+/// counted, which only holds the watermark lower: safe. `backend_xid` is the low 32 bits of
+/// the 64-bit id; two ids in flight at once never share them.
+macro_rules! oldest_writer_sql {
+    () => {
+        concat!(
+            "(SELECT coalesce(min(x::text::int8), pg_snapshot_xmax(pg_current_snapshot())::text::int8)",
+            " FROM pg_snapshot_xip(pg_current_snapshot()) AS x WHERE NOT EXISTS (",
+            "SELECT 1 FROM pg_stat_get_activity(NULL) AS a",
+            " WHERE a.backend_xid::text::int8 = x::text::int8 % 4294967296",
+            " AND a.datid <> (SELECT oid FROM pg_database WHERE datname = current_database())))"
         )
     };
 }
@@ -385,30 +421,41 @@ macro_rules! horizon_sql {
     };
 }
 
-/// Locks the counters row for the rest of the transaction and reads it: this serializes
-/// writers. Columns: the watermark, repl-uid counter (before schema 5), low-water mark, lock
-/// count, bytes, and the transaction's first number.
-const LOCK_COUNTERS: &str = concat!(
+/// The bytes of content the store holds: the counters row's figure (from before schema 6)
+/// plus the usage slots, where writes add what they change.
+macro_rules! bytes_sql {
+    () => {
+        "bytes + (SELECT coalesce(sum(u.bytes), 0) FROM davrepl_usage u)::int8"
+    };
+}
+
+/// A write's counters (not locked: writers run in parallel). Columns: the watermark, repl-uid
+/// counter (before schema 5), low-water mark, lock count, bytes, and the transaction's first
+/// number (which gives the transaction its id).
+const WRITE_COUNTERS: &str = concat!(
     "SELECT ",
     watermark_sql!(),
-    ", rid_counter, low_water, locks, bytes,",
-    " base + (pg_current_xact_id()::text::int8 << 22) FROM davrepl_store WHERE id = 1 FOR UPDATE"
+    ", rid_counter, low_water, locks, ",
+    bytes_sql!(),
+    ", base + (pg_current_xact_id()::text::int8 << 22) FROM davrepl_store WHERE id = 1"
 );
 /// Reads the counters row (a snapshot read). The last column is the horizon.
 const LOAD_COUNTERS: &str = concat!(
     "SELECT ",
     watermark_sql!(),
-    ", rid_counter, low_water, locks, bytes, ",
+    ", rid_counter, low_water, locks, ",
+    bytes_sql!(),
+    ", ",
     horizon_sql!(),
     " FROM davrepl_store WHERE id = 1"
 );
 
-/// The last column of [`LOCK_COUNTERS`] or [`LOAD_COUNTERS`].
+/// The last column of [`WRITE_COUNTERS`] or [`LOAD_COUNTERS`].
 fn last_counter(r: &Row) -> StoreResult<u64> {
     r.try_get::<_, i64>(5).map_err(pg_err).map(|n| n as u64)
 }
 
-/// How many lock rows the store holds, from a counters row ([`LOCK_COUNTERS`]): a write that
+/// How many lock rows the store holds, from a counters row ([`WRITE_COUNTERS`]): a write that
 /// finds none does not read the lock table at all.
 fn lock_count(r: &Row) -> StoreResult<i64> {
     r.try_get(3).map_err(pg_err)
@@ -472,7 +519,7 @@ mod tests {
     #[test]
     fn the_sql_numbers_changes_with_the_same_shift() {
         let shift = format!("<< {SPAN_BITS}");
-        for sql in [LOCK_COUNTERS, LOAD_COUNTERS, schema::RAISE_BASE] {
+        for sql in [WRITE_COUNTERS, LOAD_COUNTERS, schema::RAISE_BASE] {
             assert!(sql.contains(&shift), "{sql}");
             assert!(!sql.replace(&shift, "").contains("<<"), "{sql}");
         }

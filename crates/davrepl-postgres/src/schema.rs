@@ -4,7 +4,7 @@
 use tokio_postgres::Client;
 
 /// The schema version this build writes.
-pub(crate) const CURRENT: i64 = 5;
+pub(crate) const CURRENT: i64 = 6;
 
 /// Key of the advisory lock taken while migrating ("davrepl" in ASCII).
 const LOCK_KEY: i64 = 0x0064_6176_7265_706c;
@@ -108,6 +108,30 @@ CREATE TABLE davrepl_subscriptions (
 /// the `seq` and `rid_counter` columns keep the last numbers handed out before.
 const V5: &str = "ALTER TABLE davrepl_store ADD COLUMN base BIGINT NOT NULL DEFAULT 0;";
 
+/// Version 6: writes no longer lock the counters row. Each adds the bytes it changes to one of
+/// a few usage slots (the quota reads their sum with the row's `bytes`), and a write that
+/// changes a collection's membership counts it in one of the collection's touch slots instead
+/// of updating the collection's row. The rows move to `davrepl_resource_rows`; what the
+/// queries read, `davrepl_resources`, is a view of them whose `content_version` of a
+/// collection adds its touch counts (see `TOUCH_SLOTS` in `view.rs`).
+const V6: &str = r#"
+CREATE TABLE davrepl_usage (slot BIGINT PRIMARY KEY, bytes BIGINT NOT NULL);
+CREATE TABLE davrepl_touches (
+    rid  BIGINT NOT NULL,
+    slot BIGINT NOT NULL,
+    n    BIGINT NOT NULL,
+    PRIMARY KEY (rid, slot)
+);
+ALTER TABLE davrepl_resources RENAME TO davrepl_resource_rows;
+CREATE VIEW davrepl_resources AS
+    SELECT r.path, r.parent, r.rid, r.kind, r.version,
+        r.content_version + CASE WHEN r.kind = 0 THEN COALESCE(
+            (SELECT sum(t.n)::int8 FROM davrepl_touches t WHERE t.rid = r.rid), 0) ELSE 0 END
+            AS content_version,
+        r.len, r.content_type, r.created, r.modified, r.blob, r.digests
+    FROM davrepl_resource_rows r;
+"#;
+
 /// Raises `base` (never lowers it) so that every number this transaction's successors hand out
 /// lies above every number in the tables. A no-op in normal operation; after a backup was
 /// restored into another cluster, whose transaction ids may be lower than the old one's, it
@@ -183,6 +207,7 @@ pub(crate) async fn migrate(
             2 => tx.batch_execute(V3).await.map_err(e)?,
             3 => tx.batch_execute(V4).await.map_err(e)?,
             4 => tx.batch_execute(V5).await.map_err(e)?,
+            5 => tx.batch_execute(V6).await.map_err(e)?,
             other => return Err(format!("no migration from schema version {other}")),
         }
         v += 1;

@@ -1,11 +1,14 @@
 //! Steps: each runs the engine on a [`View`] inside one transaction — a write in
-//! `READ COMMITTED` holding the counters-row lock, a read in a `REPEATABLE READ READ ONLY`
-//! snapshot — and a write flushes the view before it commits.
+//! `READ COMMITTED`, holding row locks on what it changes, a read in a `REPEATABLE READ READ
+//! ONLY` snapshot — and a write flushes the view before it commits.
 //!
-//! Round trips of a small write: `BEGIN` + the counters lock + the prefetch, pipelined; the
-//! flush (all statements pipelined); `COMMIT` — three, the lock held for all of them. A read:
-//! `BEGIN` + the prefetch (a small item's content included), one round trip, plus one when a
-//! listing or change page asks for dead properties; its `ROLLBACK` is not waited for.
+//! Round trips of a small write: `BEGIN` + its row locks + its counters + the prefetch,
+//! pipelined; the flush (all statements pipelined); `COMMIT` — three. Only a step that must
+//! run alone (LOCK, UNLOCK, a purge), or any write while the store holds locks, also locks the
+//! counters row. A read whose prefetch is one statement (a GET: the item's row with its
+//! content) sends only that statement, outside a transaction; other reads send `BEGIN` + the
+//! prefetch in one round trip, plus one when a listing or change page asks for dead
+//! properties, and their `ROLLBACK` is not waited for.
 
 use std::time::Duration;
 
@@ -15,11 +18,13 @@ use davrepl_store::engine::{Plan, Step};
 use davrepl_store::{ErrorKind, StoreError, StoreResult};
 use deadpool_postgres::ClientWrapper;
 use futures_util::FutureExt;
+use futures_util::future::try_join_all;
+use tokio_postgres::types::ToSql;
 
 use crate::fetch::{Known, Wants};
 use crate::view::{Content, INSERT_CHUNK, View};
 use crate::{
-    LOCK_COUNTERS, Pg, commit_err, counters as counters_of, lock_count, now_nanos, pg_err, pooled,
+    Pg, WRITE_COUNTERS, commit_err, counters as counters_of, lock_count, now_nanos, pg_err, pooled,
     retryable,
 };
 
@@ -39,6 +44,100 @@ impl Drop for Open<'_> {
         }
     }
 }
+
+/// A write's first statements, prepared: they take its locks and read its counters.
+struct WriteLocks {
+    exclusive: bool,
+    run_alone: tokio_postgres::Statement,
+    counters: tokio_postgres::Statement,
+    rows: Option<(tokio_postgres::Statement, Vec<String>)>,
+    ancestors: Option<(tokio_postgres::Statement, Vec<String>)>,
+}
+
+/// What a write's first statements found.
+struct Taken {
+    counters: davrepl_store::engine::Counters,
+    lock_count: i64,
+    first: u64,
+    exclusive: bool,
+}
+
+/// Takes the counters-row lock, but only when the step must run alone (`$1`) or the store
+/// holds lock rows (a write may then have to remove some, and lock rows are counted in that
+/// row): ordinary writes on a store without locks run in parallel.
+const RUN_ALONE: &str = "SELECT 1 FROM davrepl_store WHERE id = 1 AND (locks > 0 OR $1) FOR UPDATE";
+/// The rows a write changes, locked for the rest of the transaction (in path order, which
+/// makes deadlocks rare; one that happens is retried).
+const LOCK_ROWS: &str =
+    "SELECT 1 FROM davrepl_resource_rows WHERE path = ANY($1) ORDER BY path FOR UPDATE";
+/// Their ancestors, share-locked: a DELETE or MOVE of one waits for the writes below it (and
+/// then sees their rows), and they wait for it.
+const LOCK_ANCESTORS: &str =
+    "SELECT 1 FROM davrepl_resource_rows WHERE path = ANY($1) ORDER BY path FOR KEY SHARE";
+
+impl WriteLocks {
+    /// Sends every statement at once, in order (each query is sent when first polled, and
+    /// `try_join3` polls in order): the prefetch sent after them runs after the locks.
+    async fn take(&self, client: &ClientWrapper) -> StoreResult<Taken> {
+        let sets: Vec<_> = self.rows.iter().chain(&self.ancestors).collect();
+        let params: Vec<[&(dyn ToSql + Sync); 1]> = sets.iter().map(|(_, p)| [p as _]).collect();
+        let (alone, _, row) = futures_util::future::try_join3(
+            client.query(&self.run_alone, &[&self.exclusive]),
+            try_join_all(
+                sets.iter()
+                    .zip(&params)
+                    .map(|((st, _), p)| client.query(st, p)),
+            ),
+            client.query_one(&self.counters, &[]),
+        )
+        .await
+        .map_err(pg_err)?;
+        Ok(Taken {
+            counters: counters_of(&row)?,
+            lock_count: lock_count(&row)?,
+            first: crate::last_counter(&row)?,
+            exclusive: !alone.is_empty(),
+        })
+    }
+}
+
+/// How long a read waits, at most, for the writers that were in flight when it first looked
+/// and are older than the last change it saw (they hold its watermark below that change), so
+/// that it reports every change committed before it started: a client sees its own writes.
+/// Writers that start later do not hold it. Past this the read goes on with the lower
+/// watermark, which is still correct: the changes above it are reported by a later read.
+const SETTLE: Duration = Duration::from_millis(250);
+
+/// Why a read runs again at once (not counted as a retry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rerun {
+    /// Its snapshot's watermark is below its horizon (see [`SETTLE`]).
+    Behind,
+    /// It ran as one statement outside a transaction and needs more rows: it runs again inside
+    /// a `REPEATABLE READ` transaction, so that all its statements see one snapshot.
+    NeedsSnapshot,
+}
+
+impl Rerun {
+    fn error(self) -> StoreError {
+        StoreError::new(ErrorKind::Unavailable, self.to_string()).with_source(self)
+    }
+
+    fn of(e: &StoreError) -> Option<Self> {
+        std::error::Error::source(e).and_then(|s| s.downcast_ref::<Self>().copied())
+    }
+}
+
+impl std::fmt::Display for Rerun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Behind => "older writers are still in flight",
+            Self::NeedsSnapshot => "a one-statement read needed more rows",
+        })
+    }
+}
+
+impl std::error::Error for Rerun {}
 
 /// Blob ids reserved from the database sequence at a time.
 const BLOB_IDS: i64 = 64;
@@ -69,14 +168,37 @@ impl Pg {
         };
         let mut wants = Wants::default();
         wants.plan.write = plan.write;
+        wants.plan.exclusive = plan.exclusive;
+        wants.plan.written = plan.written.clone();
         if self.inner.prefetch {
             wants = Wants::from(plan);
         }
         let mut attempt: u32 = 0;
+        let settle_until = tokio::time::Instant::now() + SETTLE;
+        let mut pause = Duration::from_micros(500);
+        // The horizon the read first saw: it waits until its watermark reaches that.
+        let mut target = None;
+        // A read whose prefetch is one statement sends just that statement (no `BEGIN`, no
+        // `ROLLBACK`): a statement outside a transaction sees one snapshot of its own.
+        let mut alone = !wants.plan.write && crate::fetch::statements(&wants) == 1;
         let result = loop {
-            attempt += 1;
-            match self.once(&wants, content.as_ref(), &step).await {
-                Err(e) if attempt <= self.inner.retries && retryable(&e) => {
+            let settle = match !wants.plan.write && tokio::time::Instant::now() < settle_until {
+                true => Some(&mut target),
+                false => None,
+            };
+            match self
+                .once(&wants, content.as_ref(), &step, settle, alone)
+                .await
+            {
+                Err(e) if Rerun::of(&e) == Some(Rerun::NeedsSnapshot) => alone = false,
+                Err(e) if Rerun::of(&e) == Some(Rerun::Behind) => {
+                    // Writers older than the last change are still in flight: wait a little
+                    // for them, so a reader sees what was committed before it asked.
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(10));
+                }
+                Err(e) if attempt < self.inner.retries && retryable(&e) => {
+                    attempt += 1;
                     tracing::debug!(error = %e, attempt, "retrying a transaction");
                     tokio::time::sleep(Duration::from_millis(5u64 << attempt.min(6))).await;
                 }
@@ -96,6 +218,8 @@ impl Pg {
         wants: &Wants,
         content: Option<&Content>,
         step: &Step<Option<i64>, T>,
+        mut settle: Option<&mut Option<u64>>,
+        alone: bool,
     ) -> StoreResult<T> {
         let (id, write) = (self.inner.id, wants.plan.write);
         let conn = self.conn().await?;
@@ -107,50 +231,74 @@ impl Pg {
         };
         let mut open = Open {
             client,
-            committed: false,
+            // Outside a transaction there is nothing to roll back.
+            committed: alone,
         };
         let mut known = Known::default();
-        // One round trip: `BEGIN`, (for a write) the counters lock, and the prefetch. A query is
-        // sent when its future is first polled and `try_join` polls in order; PostgreSQL runs a
-        // connection's statements in order. So every prefetch query runs inside the transaction
-        // and, in a write, after the lock is granted, in a fresh READ COMMITTED snapshot that
-        // includes every write committed before.
-        let lock = match write {
-            true => Some(client.prepare_cached(LOCK_COUNTERS).await.map_err(pg_err)?),
+        // One round trip: `BEGIN`, (for a write) its locks and counters, and the prefetch. A
+        // query is sent when its future is first polled and `try_join` polls in order;
+        // PostgreSQL runs a connection's statements in order. So every prefetch query runs
+        // inside the transaction and, in a write, after its locks are granted, in a fresh
+        // READ COMMITTED snapshot that includes every write committed before.
+        let locks = match write {
+            true => Some(self.write_locks(client, &wants.plan).await?),
             false => None,
         };
         let ((), counters, ()) = futures_util::future::try_join3(
-            async { client.batch_execute(begin).await.map_err(pg_err) },
             async {
-                match &lock {
-                    Some(lock) => {
-                        let row = client.query_one(lock, &[]).await.map_err(pg_err)?;
-                        let first = crate::last_counter(&row)?;
-                        Ok(Some((counters_of(&row)?, lock_count(&row)?, first)))
-                    }
+                match alone {
+                    true => Ok(()),
+                    false => client.batch_execute(begin).await.map_err(pg_err),
+                }
+            },
+            async {
+                match &locks {
+                    Some(l) => l.take(client).await.map(Some),
                     None => Ok(None),
                 }
             },
             known.fetch(client, id, wants),
         )
         .await?;
-        if let Some((counters, locks, first)) = counters {
-            known.counters = Some(counters);
-            known.lock_count = Some(locks);
-            known.first = Some(first);
+        if let Some(taken) = counters {
+            known.counters = Some(taken.counters);
+            known.lock_count = Some(taken.lock_count);
+            known.first = Some(taken.first);
+            known.exclusive = taken.exclusive;
+            if taken.lock_count > 0 && !taken.exclusive {
+                // A LOCK committed between the two reads of the counters row: run again,
+                // alone this time, since the step may have to remove lock rows.
+                return Err(StoreError::new(
+                    ErrorKind::Unavailable,
+                    "the store's locks changed while a write started",
+                )
+                .with_source(crate::Retry("locks appeared")));
+            }
         }
         let payload = content.map(|c| Some(c.blob));
         for _ in 0..MAX_REFETCH {
+            if let (Some(target), Some(c), Some(horizon)) =
+                (settle.as_deref_mut(), &known.counters, known.horizon)
+                && c.seq < *target.get_or_insert(horizon)
+            {
+                return Err(Rerun::Behind.error());
+            }
             let mut view = View::new(id, &known);
             let out = step(&mut view, payload);
             match (out, view.need.take()) {
                 (Ok(v), _) => {
                     if write {
-                        view.flush(client, content).await?;
+                        let notice = view.flush(client, content).await?;
                         client.batch_execute("COMMIT").await.map_err(commit_err)?;
                         open.committed = true;
+                        if let Some(n) = notice {
+                            self.inner.notifier.send(&n);
+                        }
                     }
                     return Ok(v);
+                }
+                (Err(_), Some(_)) if alone => {
+                    return Err(Rerun::NeedsSnapshot.error());
                 }
                 (Err(_), Some(need)) => {
                     tracing::trace!(?need, "a step needs rows its prefetch missed");
@@ -165,6 +313,43 @@ impl Pg {
             ErrorKind::Internal,
             "a step kept needing rows it had not fetched",
         ))
+    }
+
+    /// Prepares a write's first statements for `plan`.
+    async fn write_locks(
+        &self,
+        client: &ClientWrapper,
+        plan: &davrepl_store::engine::Plan,
+    ) -> StoreResult<WriteLocks> {
+        let prepare = |sql| client.prepare_cached(sql);
+        let written: Vec<String> = plan.written.iter().map(|p| p.as_str().to_owned()).collect();
+        let mut ancestors: Vec<String> = Vec::new();
+        for p in &plan.written {
+            let mut at = p.parent();
+            while let Some(a) = at {
+                if !a.is_root() && !plan.written.contains(&a) {
+                    ancestors.push(a.as_str().to_owned());
+                }
+                at = a.parent();
+            }
+        }
+        ancestors.sort_unstable();
+        ancestors.dedup();
+        let rows = match written.is_empty() {
+            true => None,
+            false => Some((prepare(LOCK_ROWS).await.map_err(pg_err)?, written)),
+        };
+        let ancestors = match ancestors.is_empty() {
+            true => None,
+            false => Some((prepare(LOCK_ANCESTORS).await.map_err(pg_err)?, ancestors)),
+        };
+        Ok(WriteLocks {
+            exclusive: plan.exclusive,
+            run_alone: prepare(RUN_ALONE).await.map_err(pg_err)?,
+            counters: prepare(WRITE_COUNTERS).await.map_err(pg_err)?,
+            rows,
+            ancestors,
+        })
     }
 
     /// A fresh blob id. Ids come from the database sequence, [`BLOB_IDS`] at a time, and are

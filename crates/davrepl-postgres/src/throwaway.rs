@@ -381,7 +381,7 @@ pub async fn bulk_members(url: &str, parent: &str, n: u64) -> Result<(), String>
         let now = crate::now_nanos();
         let prefix = if parent == "/" { String::from("/") } else { format!("{parent}/") };
         tx.execute(
-            "INSERT INTO davrepl_resources (path, parent, rid, kind, version, content_version, len, content_type, created, modified, blob)
+            "INSERT INTO davrepl_resource_rows (path, parent, rid, kind, version, content_version, len, content_type, created, modified, blob)
              SELECT $1::text || 'm' || lpad(i::text, 7, '0'), $2::text, $3::bigint + i + 1, 1, $4::bigint + i + 1, $4::bigint + i + 1, 5, NULL, $5::bigint, $5::bigint, $6::bigint + i
              FROM generate_series(0::bigint, $7::bigint - 1) AS i",
             &[&prefix, &parent, &rid, &seq, &now, &blob0, &n],
@@ -395,7 +395,7 @@ pub async fn bulk_members(url: &str, parent: &str, n: u64) -> Result<(), String>
         .await
         .map_err(e)?;
         tx.execute(
-            "UPDATE davrepl_resources SET content_version = $1 WHERE path = $2",
+            "UPDATE davrepl_resource_rows SET content_version = $1 WHERE path = $2",
             &[&(seq + n), &parent],
         )
         .await

@@ -16,7 +16,7 @@
 //!    copied and released content and the counters, as a handful of set-based statements sent
 //!    together.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
 use std::time::SystemTime;
 
@@ -25,13 +25,14 @@ use davrepl_store::engine::sql::{self, Columns};
 use davrepl_store::engine::sql::{LockColumns, SubscriptionColumns};
 use davrepl_store::engine::{Counters, LockScan, LogQuery, PageQuery, Pieces, Rows, Tombstone};
 use davrepl_store::{
-    DeadProp, ErrorKind, Lock, PurgeReport, ReplUid, ResourcePath, StoreError, StoreId, StoreResult,
+    DeadProp, ErrorKind, Lock, PurgeReport, ReplUid, ResourceKind, ResourcePath, StoreError,
+    StoreId, StoreResult,
 };
 use deadpool_postgres::ClientWrapper;
 use futures_util::future::try_join_all;
 use tokio_postgres::types::ToSql;
 
-use crate::fetch::{Known, Need, Rec};
+use crate::fetch::{self, Known, Need, Rec};
 use crate::{INLINE_READ, pg_err};
 
 /// New content for the written item: its last (partial) chunk `n` of blob `blob`, still to
@@ -54,6 +55,9 @@ pub(crate) struct View<'k> {
     props: HashMap<i64, Vec<DeadProp>>,
     /// How many of the known fresh blob ids this run took.
     blobs_used: usize,
+    /// Repl-uid counters of the collections whose contenttag moves (see
+    /// `set_content_version`).
+    touched: BTreeSet<i64>,
     /// Sequence numbers and repl-uid counters this run handed out.
     seqs: u64,
     rids: u64,
@@ -93,6 +97,7 @@ impl<'k> View<'k> {
             rows: BTreeMap::new(),
             props: HashMap::new(),
             blobs_used: 0,
+            touched: BTreeSet::new(),
             seqs: 0,
             rids: 0,
             counters: known.counters,
@@ -109,21 +114,45 @@ impl<'k> View<'k> {
         }
     }
 
+    /// Whether the row this run writes at `p` is the resource read there, with the content
+    /// version it was read with.
+    fn kept_content_version(&self, p: &ResourcePath, r: &Rec) -> bool {
+        self.known
+            .rows
+            .get(p)
+            .and_then(Option::as_ref)
+            .is_some_and(|k| k.rid == r.rid && k.content_version == r.content_version)
+    }
+
     fn in_known_tree(&self, p: &ResourcePath) -> bool {
         self.known.trees.iter().any(|t| p.is_within(t))
     }
 
-    /// Writes this run's changes (and `content`) in one pipelined batch.
+    /// Writes this run's changes (and `content`) in one pipelined batch. Returns the
+    /// notification to send once they are committed, if they changed any resource.
     pub(crate) async fn flush(
         self,
         tx: &ClientWrapper,
         content: Option<&Content>,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<Option<String>> {
         let mut removed: Vec<&str> = Vec::new();
         let mut up: Vec<(Columns, Option<String>)> = Vec::new();
+        let mut new: Vec<(Columns, Option<String>)> = Vec::new();
         for (p, row) in &self.rows {
+            // A row this write found is locked (or lies below a locked row) and is updated in
+            // place; one it did not find is inserted, and fails if a concurrent write created
+            // it meanwhile (the step then runs again and sees that row).
+            let found = self.known.rows.get(p).is_some_and(Option::is_some);
+            let list = if found { &mut up } else { &mut new };
             match row {
-                Some(r) => up.push((Columns::of(p, r), p.parent().map(|q| q.as_str().into()))),
+                Some(r) => {
+                    let mut c = Columns::of(p, r);
+                    if found && self.kept_content_version(p, r) {
+                        // The view's value includes the touch counts: keep the stored one.
+                        c.content_version = KEEP;
+                    }
+                    list.push((c, p.parent().map(|q| q.as_str().into())));
+                }
                 None => {
                     if self.known.rows.get(p).is_some_and(Option::is_some) {
                         removed.push(p.as_str());
@@ -131,16 +160,17 @@ impl<'k> View<'k> {
                 }
             }
         }
-        let up_path: Vec<&str> = up.iter().map(|(c, _)| c.path.as_str()).collect();
-        let up_parent: Vec<Option<&str>> = up.iter().map(|(_, p)| p.as_deref()).collect();
-        let col = |f: fn(&Columns) -> i64| up.iter().map(|(c, _)| f(c)).collect::<Vec<i64>>();
-        let (up_rid, up_kind, up_version) = (col(|c| c.rid), col(|c| c.kind), col(|c| c.version));
-        let (up_cv, up_len) = (col(|c| c.content_version), col(|c| c.len));
-        let (up_created, up_modified) = (col(|c| c.created), col(|c| c.modified));
-        let up_type: Vec<Option<&str>> =
-            up.iter().map(|(c, _)| c.content_type.as_deref()).collect();
-        let up_blob: Vec<Option<i64>> = up.iter().map(|(c, _)| c.blob).collect();
-        let up_digests: Vec<Option<&[u8]>> = up.iter().map(|(c, _)| c.digests.as_deref()).collect();
+        let (up_cols, new_cols) = (ResourceColumns::of(&up), ResourceColumns::of(&new));
+        let touched: Vec<i64> = self.touched.iter().copied().collect();
+        // Touch counts of collections this write removes (and does not move).
+        let kept: BTreeSet<i64> = self.rows.values().flatten().map(fetch::rid).collect();
+        let untouched: Vec<i64> = self
+            .tombs
+            .iter()
+            .filter(|t| t.kind == ResourceKind::Collection)
+            .map(|t| sql::int(t.rid.counter()))
+            .filter(|r| !kept.contains(r))
+            .collect();
 
         let t_seq: Vec<i64> = self.tombs.iter().map(|t| sql::int(t.seq)).collect();
         let t_rid: Vec<i64> = self
@@ -169,12 +199,25 @@ impl<'k> View<'k> {
             }
         }
         let (c_new, c_old): (Vec<i64>, Vec<i64>) = self.copies.iter().copied().unzip();
-        // A write step always holds the counters (read under the lock); saving defaults
-        // instead would hand out sequence numbers twice.
         let c = self.counters.ok_or_else(|| {
             StoreError::new(ErrorKind::Internal, "a write step without its counters")
         })?;
-        let counters = [sql::int(c.low_water), sql::int(c.bytes)];
+        let read = self.known.counters.map_or(0, |k| k.bytes);
+        let bytes_delta = sql::int(c.bytes).wrapping_sub(sql::int(read));
+        // Concurrent writers have nearby transaction ids, so this spreads them over the slots.
+        let xid = self.known.first.map_or(0, |f| f >> crate::SPAN_BITS);
+        let slot = sql::int(xid % USAGE_SLOTS);
+        let touch_slot = sql::int(xid % TOUCH_SLOTS);
+        let low_water = sql::int(c.low_water);
+        let changes_locks = !self.lock_puts.is_empty()
+            || !self.lock_removes.is_empty()
+            || self.locks_swept.is_some();
+        if (changes_locks || self.purged.is_some()) && !self.known.exclusive {
+            return Err(StoreError::new(
+                ErrorKind::Internal,
+                "a write that changes locks or purges the log must run alone (Plan::exclusive)",
+            ));
+        }
         let rest = content.and_then(|c| c.rest.as_ref().map(|r| (c.blob, c.n, &r[..])));
 
         type Params<'a> = Vec<&'a (dyn ToSql + Sync)>;
@@ -200,30 +243,20 @@ impl<'k> View<'k> {
         }
         match removed.as_slice() {
             [] => {}
-            [one] => batch.push(("DELETE FROM davrepl_resources WHERE path = $1", vec![one])),
+            [one] => batch.push((
+                "DELETE FROM davrepl_resource_rows WHERE path = $1",
+                vec![one],
+            )),
             _ => batch.push((
-                "DELETE FROM davrepl_resources WHERE path = ANY($1)",
+                "DELETE FROM davrepl_resource_rows WHERE path = ANY($1)",
                 vec![&removed],
             )),
         }
         if !up.is_empty() {
-            batch.push((
-                UPSERT_RESOURCES,
-                vec![
-                    &up_path,
-                    &up_parent,
-                    &up_rid,
-                    &up_kind,
-                    &up_version,
-                    &up_cv,
-                    &up_len,
-                    &up_type,
-                    &up_created,
-                    &up_modified,
-                    &up_blob,
-                    &up_digests,
-                ],
-            ));
+            batch.push((UPSERT_RESOURCES, up_cols.params()));
+        }
+        if !new.is_empty() {
+            batch.push((INSERT_RESOURCES, new_cols.params()));
         }
         if !t_seq.is_empty() {
             batch.push((
@@ -265,8 +298,7 @@ impl<'k> View<'k> {
         if let Some(now) = &self.locks_swept {
             batch.push((sql::SWEEP_LOCKS, vec![now]));
         }
-        if !self.lock_puts.is_empty() || !self.lock_removes.is_empty() || self.locks_swept.is_some()
-        {
+        if changes_locks {
             // Runs after the lock statements above (a connection runs them in order).
             batch.push((COUNT_LOCKS, Vec::new()));
         }
@@ -304,14 +336,22 @@ impl<'k> View<'k> {
         if let Some(now) = &self.subscriptions_swept {
             batch.push((sql::SWEEP_SUBSCRIPTIONS, vec![now]));
         }
-        // Delivered to every node's listener when the transaction commits (a step that
-        // changed no resource, such as a LOCK, wakes nobody).
-        let changed = self.rows.keys().chain(self.tombs.iter().map(|t| &t.path));
-        let notice = crate::listen::payload(changed.map(ResourcePath::as_str));
-        if !self.rows.is_empty() || !self.tombs.is_empty() {
-            batch.push((crate::listen::NOTIFY, vec![&notice]));
+        if !untouched.is_empty() {
+            batch.push((
+                "DELETE FROM davrepl_touches WHERE rid = ANY($1)",
+                vec![&untouched],
+            ));
         }
-        batch.push((SAVE_COUNTERS, vec![&counters[0], &counters[1]]));
+        // Rows other writers may update too go last: their locks are held the shortest.
+        if !touched.is_empty() {
+            batch.push((TOUCH_COLLECTIONS, vec![&touched, &touch_slot]));
+        }
+        if self.purged.is_some() {
+            batch.push((SAVE_LOW_WATER, vec![&low_water]));
+        }
+        if bytes_delta != 0 {
+            batch.push((ADD_USAGE, vec![&slot, &bytes_delta]));
+        }
         let statements = try_join_all(batch.iter().map(|(s, _)| tx.prepare_cached(s)))
             .await
             .map_err(pg_err)?;
@@ -323,7 +363,11 @@ impl<'k> View<'k> {
         )
         .await
         .map_err(pg_err)?;
-        Ok(())
+        // Sent to every node's listener after the commit (a step that changed no resource,
+        // such as a LOCK, wakes nobody).
+        let changed = self.rows.keys().chain(self.tombs.iter().map(|t| &t.path));
+        Ok((!self.rows.is_empty() || !self.tombs.is_empty())
+            .then(|| crate::listen::payload(changed.map(ResourcePath::as_str))))
     }
 }
 
@@ -332,7 +376,7 @@ pub(crate) const INSERT_CHUNK: &str =
 const COPY_CHUNKS: &str = "INSERT INTO davrepl_chunks (blob, n, data)
     SELECT m.new, c.n, c.data FROM unnest($1::int8[], $2::int8[]) AS m(new, old)
     JOIN davrepl_chunks c ON c.blob = m.old";
-const UPSERT_RESOURCES: &str = "INSERT INTO davrepl_resources
+const UPSERT_RESOURCES: &str = "INSERT INTO davrepl_resource_rows
     (path, parent, rid, kind, version, content_version, len, content_type, created, modified, blob,
      digests)
     SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::int8[], $6::int8[],
@@ -340,7 +384,9 @@ const UPSERT_RESOURCES: &str = "INSERT INTO davrepl_resources
                          $12::bytea[])
     ON CONFLICT (path) DO UPDATE SET parent = EXCLUDED.parent, rid = EXCLUDED.rid,
         kind = EXCLUDED.kind, version = EXCLUDED.version,
-        content_version = EXCLUDED.content_version, len = EXCLUDED.len,
+        content_version = CASE WHEN EXCLUDED.content_version = -1
+            THEN davrepl_resource_rows.content_version ELSE EXCLUDED.content_version END,
+        len = EXCLUDED.len,
         content_type = EXCLUDED.content_type, created = EXCLUDED.created,
         modified = EXCLUDED.modified, blob = EXCLUDED.blob, digests = EXCLUDED.digests";
 const INSERT_TOMBSTONES: &str = "INSERT INTO davrepl_tombstones (seq, rid, path, parent, kind, at)
@@ -349,8 +395,89 @@ const INSERT_PROPS: &str = "INSERT INTO davrepl_props (rid, ns, local, value)
     SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[])";
 const COUNT_LOCKS: &str =
     "UPDATE davrepl_store SET locks = (SELECT count(*) FROM davrepl_locks) WHERE id = 1";
-pub(crate) const SAVE_COUNTERS: &str =
-    "UPDATE davrepl_store SET low_water = $1, bytes = $2 WHERE id = 1";
+const SAVE_LOW_WATER: &str =
+    "UPDATE davrepl_store SET low_water = GREATEST(low_water, $1) WHERE id = 1";
+/// Usage slots: a write adds its change of bytes to one of them (picked by its transaction
+/// id), so concurrent writes rarely wait for the same row.
+const USAGE_SLOTS: u64 = 64;
+const ADD_USAGE: &str = "INSERT INTO davrepl_usage (slot, bytes) VALUES ($1, $2)
+    ON CONFLICT (slot) DO UPDATE SET bytes = davrepl_usage.bytes + EXCLUDED.bytes";
+/// Touch slots per collection. A collection's contenttag is made from its row's
+/// `content_version` plus the counts in its slots (the `davrepl_resources` view adds them), and
+/// a write that changes its membership adds one to the slot its transaction id picks: the sum
+/// grows by one with every such write that commits, whatever order they commit in, so the tag
+/// moves with each, and concurrent writes in one collection do not wait for each other (two
+/// wait only when they pick the same slot). A collection keeps at most this many slot rows.
+const TOUCH_SLOTS: u64 = 16;
+/// Counts one membership change of each collection `$1` (in repl-uid order, so two writes that
+/// touch the same collections take the slots' row locks in the same order).
+const TOUCH_COLLECTIONS: &str = "INSERT INTO davrepl_touches (rid, slot, n)
+    SELECT rid, $2, 1 FROM unnest($1::int8[]) AS t(rid) ORDER BY rid
+    ON CONFLICT (rid, slot) DO UPDATE SET n = davrepl_touches.n + 1";
+/// `content_version` of an updated row that keeps the stored value: the value a step read from
+/// the view includes the touch counts, which must not be added twice.
+const KEEP: i64 = -1;
+/// New rows: a plain insert, so that a concurrent create of the same path fails.
+const INSERT_RESOURCES: &str = "INSERT INTO davrepl_resource_rows
+    (path, parent, rid, kind, version, content_version, len, content_type, created, modified, blob,
+     digests)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::int8[], $6::int8[],
+                         $7::int8[], $8::text[], $9::int8[], $10::int8[], $11::int8[],
+                         $12::bytea[])";
+
+/// Resource rows as one array per column (for `unnest`).
+struct ResourceColumns<'a> {
+    path: Vec<&'a str>,
+    parent: Vec<Option<&'a str>>,
+    ints: [Vec<i64>; 7],
+    content_type: Vec<Option<&'a str>>,
+    blob: Vec<Option<i64>>,
+    digests: Vec<Option<&'a [u8]>>,
+}
+
+impl<'a> ResourceColumns<'a> {
+    fn of(rows: &'a [(Columns, Option<String>)]) -> Self {
+        let col = |f: fn(&Columns) -> i64| rows.iter().map(|(c, _)| f(c)).collect::<Vec<i64>>();
+        Self {
+            path: rows.iter().map(|(c, _)| c.path.as_str()).collect(),
+            parent: rows.iter().map(|(_, p)| p.as_deref()).collect(),
+            ints: [
+                col(|c| c.rid),
+                col(|c| c.kind),
+                col(|c| c.version),
+                col(|c| c.content_version),
+                col(|c| c.len),
+                col(|c| c.created),
+                col(|c| c.modified),
+            ],
+            content_type: rows
+                .iter()
+                .map(|(c, _)| c.content_type.as_deref())
+                .collect(),
+            blob: rows.iter().map(|(c, _)| c.blob).collect(),
+            digests: rows.iter().map(|(c, _)| c.digests.as_deref()).collect(),
+        }
+    }
+
+    /// Parameters in the column order of [`UPSERT_RESOURCES`] and [`INSERT_RESOURCES`].
+    fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        let [rid, kind, version, cv, len, created, modified] = &self.ints;
+        vec![
+            &self.path,
+            &self.parent,
+            rid,
+            kind,
+            version,
+            cv,
+            len,
+            &self.content_type,
+            created,
+            modified,
+            &self.blob,
+            &self.digests,
+        ]
+    }
+}
 
 /// The next of a write's numbers (`taken` so far): `first + taken`, see [`SPAN_BITS`](crate::SPAN_BITS).
 fn number(first: Option<u64>, taken: &mut u64) -> StoreResult<u64> {
@@ -430,6 +557,22 @@ impl Rows for View<'_> {
             // No change made: the watermark, as read.
             _ => Ok(self.counters()?.seq),
         }
+    }
+
+    fn set_content_version(&mut self, path: &ResourcePath, seq: u64) -> StoreResult<()> {
+        if let Some(row) = self.rows.get_mut(path) {
+            // Written by this step anyway (so locked by it).
+            if let Some(r) = row {
+                r.content_version = seq;
+            }
+            return Ok(());
+        }
+        // Only the contenttag moves, by a count in one of the collection's touch slots:
+        // concurrent writes in one collection neither update its row nor wait for each other.
+        if let Some(r) = self.get(path)? {
+            self.touched.insert(fetch::rid(&r));
+        }
+        Ok(())
     }
 
     fn horizon(&mut self) -> StoreResult<u64> {

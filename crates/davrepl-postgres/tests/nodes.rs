@@ -292,3 +292,296 @@ async fn an_older_transaction_in_flight_holds_the_watermark_back() {
     assert_eq!(page.changes[0].seq, b.version);
     assert!(page.watermark >= b.version);
 }
+
+/// Writes no longer queue behind one store-wide lock, so this is where they race: three nodes,
+/// sixteen writers each, creating, replacing, deleting and moving items in one collection
+/// while a fourth node follows the change feed. No change appears below a number the reader
+/// has passed, and the reader's final view is the store's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_writers_on_three_nodes_keep_a_gap_free_feed() {
+    let Some((n, _)) = nodes(4).await else { return };
+    cases::gap_free_feed_across(&n[3], &n[..3], 16).await;
+}
+
+/// 48 writers on three nodes, spread over six collections and one shared one, each creating
+/// items and then replacing half of them under a condition on the tag it got back. Every write
+/// lands exactly once, the quota count matches the content held, every node agrees, and once
+/// all writers are done the watermark has caught up with every change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writers_in_many_collections_on_three_nodes_all_land() {
+    use davrepl_store::Depth;
+    use davrepl_testkit::{all_changes, list_all, mkcol};
+    use std::collections::BTreeMap;
+
+    let Some((n, _)) = nodes(3).await else { return };
+    for c in 0..6 {
+        mkcol(&n[0], &format!("/c{c}")).await;
+    }
+    mkcol(&n[0], "/shared").await;
+    let writers = (0..48).map(|w| {
+        let store = n[w % 3].clone();
+        tokio::spawn(async move {
+            let mut last = BTreeMap::new();
+            for i in 0..12 {
+                let p = match i % 3 {
+                    0 => format!("/shared/w{w}-{i}"),
+                    _ => format!("/c{}/w{w}-{i}", w % 6),
+                };
+                let data = "x".repeat((w * 12 + i) % 97 + 1);
+                let meta = put(&store, &p, &data).await;
+                if i % 2 == 0 {
+                    let again = format!("{data}+{w}");
+                    let cond = if_token(&meta.resource_tag());
+                    let opts = PutOptions::with_condition(cond);
+                    let m = store
+                        .put(&path(&p), body(again.clone()), opts)
+                        .await
+                        .expect("conditional replace of the writer's own item");
+                    assert!(m.meta.version > meta.version);
+                    last.insert(p, (again, m.meta.version));
+                } else {
+                    last.insert(p, (data, meta.version));
+                }
+            }
+            last
+        })
+    });
+    let mut expected = BTreeMap::new();
+    for w in futures_util::future::join_all(writers).await {
+        expected.extend(w.expect("writer"));
+    }
+    assert_eq!(expected.len(), 48 * 12);
+
+    let want_bytes: u64 = expected.values().map(|(d, _)| d.len() as u64).sum();
+    for node in &n {
+        let items: BTreeMap<String, u64> = list_all(node, "/", Depth::Infinity)
+            .await
+            .into_iter()
+            .filter(|m| !m.is_collection())
+            .map(|m| (m.path.as_str().to_owned(), m.version))
+            .collect();
+        let want: BTreeMap<String, u64> =
+            expected.iter().map(|(p, (_, v))| (p.clone(), *v)).collect();
+        assert_eq!(
+            items, want,
+            "every node lists every item at its last version"
+        );
+        assert_eq!(node.usage().await.unwrap(), Some(want_bytes), "quota count");
+        assert_eq!(
+            node.watermark().await.unwrap(),
+            node.horizon().await.unwrap()
+        );
+    }
+    for (p, (data, _)) in expected.iter().step_by(37) {
+        assert_eq!(&read_string(&n[2], p).await, data);
+    }
+
+    let (feed, top) = all_changes(&n[1], "/", 0).await;
+    assert!(
+        feed.windows(2).all(|w| w[0].seq < w[1].seq),
+        "feed in order"
+    );
+    let last_seen: BTreeMap<String, u64> = feed
+        .iter()
+        .filter_map(|c| match &c.kind {
+            davrepl_store::ChangeKind::Upsert(m) if !m.is_collection() => {
+                Some((m.path.as_str().to_owned(), m.version))
+            }
+            _ => None,
+        })
+        .collect();
+    let want: BTreeMap<String, u64> = expected.iter().map(|(p, (_, v))| (p.clone(), *v)).collect();
+    assert_eq!(
+        last_seen, want,
+        "the feed ends at every item's last version"
+    );
+    assert_eq!(top, n[1].horizon().await.unwrap());
+}
+
+/// A collection deleted while members are being created in it, from two nodes, ten times:
+/// each create either lands before the delete (and the delete removes it, leaving a
+/// tombstone in the feed) or fails because its parent is gone. No member outlives its
+/// collection, neither through the API nor in the table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deleting_a_collection_while_members_are_created_leaves_no_orphans() {
+    use davrepl_store::{ChangeKind, Depth};
+    use davrepl_testkit::{all_changes, list_all, mkcol};
+
+    let Some((n, url)) = nodes(2).await else {
+        return;
+    };
+    for round in 0..10 {
+        let dir = format!("/d{round}");
+        let start = n[0].watermark().await.unwrap();
+        mkcol(&n[0], &dir).await;
+        mkcol(&n[1], &format!("{dir}/sub")).await;
+        let creates = (0..8).map(|i| {
+            let store = n[i % 2].clone();
+            let p = match i % 4 {
+                3 => format!("{dir}/sub/m{i}"),
+                _ => format!("{dir}/m{i}"),
+            };
+            tokio::spawn(async move {
+                // Staggered, so that the delete falls between them at different points.
+                tokio::time::sleep(Duration::from_millis(2 * i as u64)).await;
+                let r = store
+                    .put(
+                        &path(&p),
+                        body(format!("member {i}")),
+                        PutOptions::default(),
+                    )
+                    .await;
+                (p, r)
+            })
+        });
+        let delete = {
+            let store = n[round % 2].clone();
+            let dir = dir.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(round as u64)).await;
+                store.delete(&path(&dir), Default::default()).await
+            })
+        };
+        let results = futures_util::future::join_all(creates).await;
+        delete.await.unwrap().expect("the delete succeeds");
+
+        let mut landed = Vec::new();
+        for r in results {
+            let (p, r) = r.unwrap();
+            match r {
+                Ok(_) => landed.push(p),
+                Err(e) => assert!(e.kind() == ErrorKind::ParentMissing, "{p}: {e}"),
+            }
+        }
+        for node in &n {
+            assert_eq!(
+                node.head(&path(&dir)).await.unwrap_err().kind(),
+                ErrorKind::NotFound
+            );
+            let left: Vec<_> = list_all(node, "/", Depth::Infinity)
+                .await
+                .into_iter()
+                .filter(|m| m.path.as_str().starts_with(&format!("{dir}/")))
+                .collect();
+            assert!(left.is_empty(), "orphans: {left:?}");
+        }
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        let driver = tokio::spawn(conn);
+        let orphans: i64 = client
+            .query_one(
+                "SELECT count(*) FROM davrepl_resources WHERE path LIKE $1",
+                &[&format!("{dir}/%")],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(orphans, 0, "member rows left in the table");
+        drop(client);
+        let _ = driver.await;
+
+        // A client that synced a member learns that it is gone.
+        let (feed, _) = all_changes(&n[1], "/", start).await;
+        for p in &landed {
+            let last = feed.iter().rev().find(|c| match &c.kind {
+                ChangeKind::Upsert(m) => m.path.as_str() == p,
+                ChangeKind::Removed { path, .. } => path.as_str() == p,
+            });
+            assert!(
+                matches!(
+                    last.map(|c| &c.kind),
+                    Some(ChangeKind::Removed { .. }) | None
+                ),
+                "{p} created and then removed with its collection, yet the feed ends with {last:?}"
+            );
+        }
+    }
+}
+
+/// Writers on two nodes create members of one collection while a third node keeps reading
+/// the collection's contenttag and its listing: whenever the tag is the same before and after
+/// a listing, that listing is what the tag stands for, and no tag ever stands for two
+/// different listings (a tag that failed to move when a change numbered lower committed
+/// after a higher one would).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_contenttag_never_stands_for_two_listings() {
+    use davrepl_store::Depth;
+    use davrepl_testkit::{list_all, mkcol};
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let Some((n, _)) = nodes(3).await else { return };
+    mkcol(&n[0], "/t").await;
+    let tag = |store: PgStore| async move {
+        store
+            .head(&path("/t"))
+            .await
+            .expect("head")
+            .content_tag()
+            .expect("a collection has a contenttag")
+    };
+    let done = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (store, done) = (n[2].clone(), done.clone());
+        tokio::spawn(async move {
+            let mut seen: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+            loop {
+                let last = done.load(Ordering::SeqCst);
+                let before = tag(store.clone()).await;
+                let listing: BTreeSet<String> = list_all(&store, "/t", Depth::One)
+                    .await
+                    .into_iter()
+                    .map(|m| m.path.as_str().to_owned())
+                    .collect();
+                let after = tag(store.clone()).await;
+                if before == after {
+                    if let Some(earlier) = seen.get(&before) {
+                        assert_eq!(
+                            earlier,
+                            &listing,
+                            "one contenttag, two listings ({} and {} members)",
+                            earlier.len(),
+                            listing.len()
+                        );
+                    }
+                    seen.insert(before, listing);
+                }
+                if last {
+                    return seen;
+                }
+            }
+        })
+    };
+    // Five bursts of concurrent writes, with a quiet moment after each for the reader.
+    for burst in 0..5 {
+        let writers = (0..24).map(|w| {
+            let store = n[w % 2].clone();
+            tokio::spawn(async move {
+                for i in 0..2 {
+                    let pause = ((w * 7 + i * 13) % 10) as u64;
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                    put(&store, &format!("/t/w{w}-{burst}-{i}"), "x").await;
+                }
+            })
+        });
+        for w in futures_util::future::join_all(writers).await {
+            w.expect("writer");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    done.store(true, Ordering::SeqCst);
+    let seen = reader.await.expect("reader");
+    let last = tag(n[2].clone()).await;
+    assert_eq!(
+        seen.get(&last).map(BTreeSet::len),
+        Some(240),
+        "the final tag stands for every member"
+    );
+    assert!(
+        seen.len() > 2,
+        "the reader saw the tag move: {}",
+        seen.len()
+    );
+}

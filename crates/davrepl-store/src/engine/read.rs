@@ -172,7 +172,9 @@ pub(super) fn changes<R: Rows + ?Sized>(rows: &mut R, q: &ChangesQuery) -> Store
     let watermark = if more {
         found.last().map_or(q.since, |f| f.0)
     } else {
-        upto
+        // Never below where the caller already is: a watermark a store computes from the
+        // writers in flight may dip for a moment, and nothing at or below `since` is new.
+        upto.max(q.since)
     };
     let mut changes = Vec::with_capacity(found.len());
     for (seq, kind, rid) in found {

@@ -378,8 +378,10 @@ pub(crate) const SPAN: u64 = 1 << SPAN_BITS;
 /// is visible, and every transaction still running numbers above it. And no visible change
 /// lies above the horizon (the greatest number in the tables, or purged from them, or handed
 /// out before schema 5), so the watermark stays where it is while nothing is written, and is
-/// the last change's number when no older writer is in flight. Both bounds only grow, so the
-/// watermark never goes back.
+/// the last change's number when no older writer is in flight. The horizon only grows; the
+/// first bound can dip for a moment (a transaction of another database that ends between the
+/// snapshot and the activity lookup is still counted), which is why the engine never reports a
+/// page watermark below the caller's `since`.
 macro_rules! watermark_sql {
     () => {
         concat!(

@@ -59,6 +59,7 @@ CREATE TABLE IF NOT EXISTS entries (
     ino INTEGER NOT NULL,
     sha256 TEXT
 );
+CREATE INDEX IF NOT EXISTS entries_rid ON entries (rid);
 ";
 
 impl Journal {

@@ -94,8 +94,14 @@ fn main() -> ExitCode {
             return davrepl_cli::watch::watch(syncer).await;
         }
         let summary = syncer.sync_once().await?;
-        for line in &summary.planned {
-            println!("{line}");
+        if dry_run {
+            for line in &summary.planned {
+                println!("{line}");
+            }
+            println!(
+                "dry run: {} actions planned, nothing changed",
+                summary.planned.len()
+            );
         }
         Ok(!summary.failures.is_empty() || (!summary.converged && !dry_run))
     });

@@ -72,7 +72,8 @@ pub fn walk(root: &Path) -> std::io::Result<(HashMap<String, Local>, Vec<String>
                 warnings.push(format!("skipped {path}: the name cannot be synced"));
                 continue;
             }
-            let meta = match entry.path().symlink_metadata() {
+            // Relative to the open directory (`fstatat`): no path walk from the root per file.
+            let meta = match entry.metadata() {
                 Ok(m) => m,
                 Err(e) => {
                     warnings.push(format!("skipped {path}: {e}"));

@@ -279,6 +279,9 @@ impl Syncer {
         let mut failed: HashSet<String> = HashSet::new();
         for pass in 0..MAX_PASSES {
             let blob = self.journal().meta("collblob")?;
+            // The folder is walked while the manifest is on its way.
+            let root = self.root.clone();
+            let walking = tokio::task::spawn_blocking(move || walk(&root));
             let (page, full) = match self.client.manifest_all(blob.as_deref()).await {
                 Ok(p) => (p, blob.is_none()),
                 Err(e) if e.kind() == ErrorKind::InvalidCollblob => {
@@ -292,8 +295,11 @@ impl Syncer {
             };
             let root = self.root.clone();
             let journal = self.journal().all()?;
+            let walked = walking
+                .await
+                .map_err(|e| Fatal::Failed(format!("walking: {e}")))?;
             let mut planned = tokio::task::spawn_blocking(move || {
-                let (local, warnings) = walk(&root)?;
+                let (local, warnings) = walked?;
                 let mut p = plan(Inputs {
                     root: &root,
                     rows: page.rows,
@@ -454,11 +460,8 @@ impl Syncer {
     /// Forgets a folder unless its repl-uid now stands at another path (a move).
     fn forget_dir(&self, entry: &Entry) -> Result<(), ItemError> {
         let j = self.journal();
-        let current = j.all().map_err(|e| item_err(&entry.path, e))?;
-        if current
-            .get(&entry.path)
-            .is_some_and(|e| e.rid == entry.rid || e.rid.is_none())
-        {
+        let current = j.get(&entry.path).map_err(|e| item_err(&entry.path, e))?;
+        if current.is_some_and(|e| e.rid == entry.rid || e.rid.is_none()) {
             j.remove(&entry.path)
                 .map_err(|e| item_err(&entry.path, e))?;
         }
@@ -492,12 +495,15 @@ impl Syncer {
                         ..Entry::default()
                     })?;
                 }
-                // 405: it exists already (the manifest brings its tokens).
-                Err(e) if e.status() == Some(405) => self.record(&Entry {
-                    path: prefix.clone(),
-                    is_dir: true,
-                    ..Entry::default()
-                })?,
+                // It may exist already: RFC 4918 says 405, the replication spec (A19) 409 —
+                // which also means "parent missing", so ask.
+                Err(e) if matches!(e.status(), Some(405 | 409)) => {
+                    let here = self.client.propfind(&prefix, false).await.ok();
+                    match here.and_then(|v| v.into_iter().next()) {
+                        Some(item) if item.is_collection => self.record(&dir_entry(&item))?,
+                        _ => return Err(item_err(&prefix, e)),
+                    }
+                }
                 Err(e) => return Err(item_err(&prefix, e)),
             }
         }
@@ -658,7 +664,6 @@ impl Syncer {
         let stamp = davrepl_proto::dates::rfc3339(SystemTime::now())
             .replace('T', " ")
             .replace([':', 'Z'], "");
-        let journal = self.journal().all().unwrap_or_default();
         for n in 1.. {
             let suffix = if n == 1 {
                 String::new()
@@ -666,7 +671,8 @@ impl Syncer {
                 format!(" {n}")
             };
             let candidate = format!("{dir}{stem} (conflict {stamp}{suffix}){ext}");
-            if !self.root.join(&candidate).exists() && !journal.contains_key(&candidate) {
+            let known = self.journal().get(&candidate).ok().flatten().is_some();
+            if !known && std::fs::symlink_metadata(self.root.join(&candidate)).is_err() {
                 return candidate;
             }
         }

@@ -269,3 +269,63 @@ async fn a_dry_run_changes_nothing() {
     assert_eq!(s.planned, vec!["upload new x.txt".to_owned()]);
     assert!(w.server_tree().await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folder_the_journal_forgot_is_found_on_the_server_not_refused() {
+    let w = World::start().await;
+    let a = w.folder("a");
+    write(&a, "x/y/a.txt", "v1\n");
+    w.sync(&a).await;
+    // The journal loses its folder rows (as after a crash between MKCOL and its record): the
+    // next upload's MKCOL meets existing folders, answered 409 by this server (spec A19).
+    let j = davrepl_cli::journal::Journal::open(&a.join(".davrepl/journal.db")).expect("journal");
+    j.remove("x").expect("forget");
+    j.remove("x/y").expect("forget");
+    drop(j);
+    write(&a, "x/y/a.txt", "v2, longer\n");
+    let s = w.sync(&a).await;
+    assert_eq!(s.uploaded, 1, "{s:?}");
+    assert_eq!(w.server_tree().await, tree(&a));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clashing_changes_to_the_same_item_lose_nothing() {
+    let w = World::start().await;
+    let (a, b) = (w.folder("a"), w.folder("b"));
+    write(&a, "r.txt", "renamed twice\n");
+    write(&a, "e.txt", "edited here, renamed there\n");
+    write(&a, "d.txt", "deleted on both sides\n");
+    w.sync(&a).await;
+    w.sync(&b).await;
+    // Both create the same new path with different content.
+    write(&a, "same.txt", "created on a\n");
+    write(&b, "same.txt", "created on b\n");
+    // Both rename one file, to different names.
+    std::fs::rename(a.join("r.txt"), a.join("r-a.txt")).expect("mv");
+    std::fs::rename(b.join("r.txt"), b.join("r-b.txt")).expect("mv");
+    // One side edits what the other renames.
+    write(&a, "e.txt", "the edit\n");
+    std::fs::rename(b.join("e.txt"), b.join("e-renamed.txt")).expect("mv");
+    // Both delete the same file.
+    std::fs::remove_file(a.join("d.txt")).expect("rm");
+    std::fs::remove_file(b.join("d.txt")).expect("rm");
+    w.sync(&a).await;
+    w.sync(&b).await;
+    w.sync(&a).await;
+    let t = assert_converged(&w, &a, &b).await;
+    let contents: Vec<String> = t
+        .iter()
+        .filter(|(_, v)| v.is_some())
+        .map(|(k, _)| read(&a, k))
+        .collect();
+    for wanted in [
+        "created on a\n",
+        "created on b\n",
+        "renamed twice\n",
+        "the edit\n",
+        "edited here, renamed there\n",
+    ] {
+        assert!(contents.iter().any(|c| c == wanted), "{wanted:?} lost: {t:?}");
+    }
+    assert!(!t.contains_key("d.txt"));
+}

@@ -9,6 +9,8 @@
 //! - Writes take a [`Condition`]: `If: (<resourcetag>)` to replace exactly the version a
 //!   client holds, `If-None-Match: *` to create only what does not exist yet. A lost race is
 //!   [`ErrorKind::PreconditionFailed`], never a silent overwrite.
+//! - [`Client::events`] opens the live event stream (Server-Sent Events), resumable from the
+//!   cursor of any event it delivered.
 //! - Every error has an [`ErrorKind`] a caller can branch on: a `475 Invalid collblob` means
 //!   "start over with a full resync" ([`ErrorKind::InvalidCollblob`]).
 //!
@@ -28,6 +30,7 @@
 //! ```
 
 mod error;
+mod events;
 mod manifest;
 mod paths;
 
@@ -39,6 +42,7 @@ use futures_util::TryStreamExt;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 
 pub use error::{Error, ErrorKind};
+pub use events::{Event, EventStream};
 pub use manifest::{Item, ManifestPage, Row};
 use paths::encode_path;
 
@@ -406,6 +410,26 @@ impl Client {
             page.collblob = collblob.unwrap_or_default().to_owned();
         }
         Ok(page)
+    }
+
+    /// Opens the event stream of the base collection (`Depth: infinity` when `deep`, else
+    /// `1`), starting after `cursor` (an event's cursor) or at the current end of the change
+    /// log.
+    pub async fn events(&self, deep: bool, cursor: Option<&str>) -> Result<EventStream, Error> {
+        let method = Method::GET;
+        let mut rb = self
+            .http
+            .request(method, self.url(""))
+            .header("Accept", "text/event-stream")
+            .header("Depth", if deep { "infinity" } else { "1" });
+        if let Some((u, p)) = &self.user {
+            rb = rb.basic_auth(u, Some(p));
+        }
+        if let Some(c) = cursor {
+            rb = rb.header("Last-Event-ID", c);
+        }
+        let resp = self.send(rb, "event stream").await?;
+        Ok(EventStream::new(resp, self.base_path.clone()))
     }
 
     /// Every row since `collblob`, paging with [`ClientBuilder::rows_per_page`] rows per

@@ -1,36 +1,17 @@
 //! Paths as text on this side, percent-encoded on the wire.
 
-use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
+use davrepl_proto::href::encode_segment;
+use percent_encoding::percent_decode_str;
 
 use crate::Error;
 
-/// Everything but unreserved characters, `/` and a few sub-delimiters is encoded.
-const SEGMENT: &AsciiSet = &CONTROLS
-    .add(b' ')
-    .add(b'"')
-    .add(b'#')
-    .add(b'%')
-    .add(b'<')
-    .add(b'>')
-    .add(b'?')
-    .add(b'[')
-    .add(b'\\')
-    .add(b']')
-    .add(b'^')
-    .add(b'`')
-    .add(b'{')
-    .add(b'|')
-    .add(b'}')
-    .add(b'\'')
-    .add(b';')
-    .add(b'=')
-    .add(b'+')
-    .add(b'&')
-    .add(b',');
-
-/// Percent-encodes a decoded path (its `/` separators stay).
+/// Percent-encodes a decoded path segment by segment (its `/` separators stay), as the
+/// server encodes its hrefs.
 pub(crate) fn encode_path(path: &str) -> String {
-    utf8_percent_encode(path, SEGMENT).to_string()
+    path.split('/')
+        .map(encode_segment)
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// Decodes a percent-encoded path; `Protocol` when it is not UTF-8.

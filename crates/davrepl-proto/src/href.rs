@@ -49,6 +49,11 @@ const SEGMENT: &AsciiSet = &CONTROLS
     .add(b'}')
     .add(b'/');
 
+/// Percent-encodes one path segment (a `/` in it is encoded too) the way hrefs are emitted.
+pub fn encode_segment(segment: &str) -> String {
+    utf8_percent_encode(segment, SEGMENT).to_string()
+}
+
 fn normalise_prefix(prefix: &str) -> String {
     let trimmed = prefix.trim_matches('/');
     if trimmed.is_empty() {

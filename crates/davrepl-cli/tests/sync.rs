@@ -325,7 +325,10 @@ async fn clashing_changes_to_the_same_item_lose_nothing() {
         "the edit\n",
         "edited here, renamed there\n",
     ] {
-        assert!(contents.iter().any(|c| c == wanted), "{wanted:?} lost: {t:?}");
+        assert!(
+            contents.iter().any(|c| c == wanted),
+            "{wanted:?} lost: {t:?}"
+        );
     }
     assert!(!t.contains_key("d.txt"));
 }

@@ -15,7 +15,7 @@ use std::path::Path;
 use davrepl_client::{Condition, Item, Row};
 
 use crate::journal::{Entry, Stat};
-use crate::scan::{Local, hash_file, name_ok};
+use crate::scan::{Local, STATE_DIR, hash_file, name_ok};
 
 /// One step of a sync.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,8 +163,10 @@ impl Plan {
     }
 }
 
+/// Whether a server path can be a local one: every segment a possible file name, and not
+/// inside the journal's folder (a server item there would overwrite the journal).
 fn path_ok(path: &str) -> bool {
-    !path.is_empty() && path.split('/').all(name_ok)
+    !path.is_empty() && path.split('/').all(name_ok) && path.split('/').next() != Some(STATE_DIR)
 }
 
 /// Computes the plan (hashing local files whose stat changed).

@@ -179,3 +179,44 @@ async fn watch_carries_changes_both_ways_as_they_happen() {
     child.wait().expect("reap");
     assert_eq!(read(&a, "remote.txt"), "made on the server\n");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_come_from_a_file_or_the_environment_and_a_wrong_one_fails() {
+    let w = World::start_with(Some(("alice", "s3cret pass"))).await;
+    let a = w.folder("a");
+    write(&a, "mine.txt", "alice's\n");
+    let pw = w.tmp.path().join("pw");
+    std::fs::write(&pw, "s3cret pass\nignored second line\n").expect("write");
+    let mut c = davrepl();
+    c.args(["sync"])
+        .arg(&a)
+        .arg(w.url())
+        .args(["--user", "alice", "--password-file"])
+        .arg(&pw);
+    assert_eq!(status(c).await, 0, "the right password from a file");
+    let b = w.folder("b");
+    let mut c = davrepl();
+    c.args(["sync"])
+        .arg(&b)
+        .arg(w.url())
+        .args(["--user", "alice"]);
+    c.env("DAVREPL_PASSWORD", "s3cret pass");
+    assert_eq!(
+        status(c).await,
+        0,
+        "the right password from the environment"
+    );
+    assert_eq!(read(&b, "mine.txt"), "alice's\n");
+    let mut c = davrepl();
+    c.args(["sync"])
+        .arg(&b)
+        .arg(w.url())
+        .args(["--user", "alice"]);
+    c.env("DAVREPL_PASSWORD", "wrong");
+    let out = tokio::task::spawn_blocking(move || c.output().expect("run"))
+        .await
+        .expect("join");
+    assert_eq!(out.status.code(), Some(1), "a wrong password");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("401"), "says why: {err}");
+}

@@ -332,3 +332,28 @@ async fn clashing_changes_to_the_same_item_lose_nothing() {
     }
     assert!(!t.contains_key("d.txt"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_items_named_like_the_journal_folder_never_reach_it() {
+    let w = World::start().await;
+    let c = w.client();
+    c.mkcol(".davrepl").await.expect("mkcol");
+    c.put(".davrepl/journal.db", "not a database", Condition::Absent)
+        .await
+        .expect("put");
+    c.put("fine.txt", "fine\n", Condition::Absent)
+        .await
+        .expect("put");
+    let b = w.folder("b");
+    let s = w.sync(&b).await;
+    assert_eq!(s.downloaded, 1, "{s:?}");
+    assert!(
+        s.warnings.iter().any(|m| m.contains(".davrepl")),
+        "{:?}",
+        s.warnings
+    );
+    // The journal is still a journal: a second sync works and finds nothing to do.
+    let again = w.sync(&b).await;
+    assert_eq!(again.downloaded, 0, "{again:?}");
+    assert_eq!(read(&b, "fine.txt"), "fine\n");
+}

@@ -9,11 +9,14 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use davrepl::ReplLayer;
+use davrepl_auth::BasicAuth;
 use davrepl_cli::{Options, Summary, Syncer};
 use davrepl_client::{Client, Row};
 use http_body_util::Full;
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
+use tower::Layer;
+use tower_http::auth::AsyncRequireAuthorizationLayer;
 
 /// A server and a scratch directory; the server stops when dropped.
 pub(crate) struct World {
@@ -33,6 +36,11 @@ impl Drop for World {
 impl World {
     /// Starts the server and creates the collection `/dav/sync/`.
     pub(crate) async fn start() -> World {
+        Self::start_with(None).await
+    }
+
+    /// Starts the server, behind HTTP Basic authentication of one user when `user` is given.
+    pub(crate) async fn start_with(user: Option<(&str, &str)>) -> World {
         let tmp = tempfile::tempdir().expect("tempdir");
         let store = davrepl_sqlite::SqliteStore::open(tmp.path().join("store.db"))
             .await
@@ -48,16 +56,28 @@ impl World {
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel();
+        let users: Vec<(String, String)> = user
+            .iter()
+            .map(|(u, p)| ((*u).to_owned(), (*p).to_owned()))
+            .collect();
+        let authed = !users.is_empty();
         tokio::spawn(async move {
-            davrepl_hyper::serve(listener, svc, async {
+            let stop = async {
                 let _ = rx.await;
-            })
-            .await
+            };
+            if authed {
+                let auth = AsyncRequireAuthorizationLayer::new(BasicAuth::new(users));
+                davrepl_hyper::serve(listener, auth.layer(svc), stop).await
+            } else {
+                davrepl_hyper::serve(listener, svc, stop).await
+            }
             .expect("serve");
         });
-        let root = Client::builder(format!("http://{addr}/dav/"))
-            .build()
-            .expect("client");
+        let mut root = Client::builder(format!("http://{addr}/dav/"));
+        if let Some((u, p)) = user {
+            root = root.basic_auth(u, p);
+        }
+        let root = root.build().expect("client");
         root.mkcol("sync").await.expect("MKCOL /dav/sync/");
         World {
             addr,

@@ -234,9 +234,20 @@ enum Answer {
     Subscription(u64),
 }
 
-/// How many statements fetch `w`.
-pub(crate) fn statements(w: &Wants) -> usize {
-    queries(w).len()
+/// The statements that fetch a [`Wants`], built once per attempt: the caller looks at how
+/// many there are (one alone needs no transaction) before sending them.
+pub(crate) struct Queries(Vec<(Answer, &'static str, Owned)>);
+
+impl Queries {
+    /// The queries that fetch `w`.
+    pub(crate) fn of(w: &Wants) -> Self {
+        Self(queries(w))
+    }
+
+    /// How many statements they are.
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
 }
 
 /// The queries that fetch `w`, each with its parameters.
@@ -357,8 +368,8 @@ impl Known {
         tx: &ClientWrapper,
         id: StoreId,
         w: &Wants,
+        Queries(queries): Queries,
     ) -> StoreResult<()> {
-        let queries = queries(w);
         let statements = try_join_all(queries.iter().map(|(_, q, _)| tx.prepare_cached(q)))
             .await
             .map_err(pg_err)?;

@@ -21,7 +21,7 @@ use futures_util::FutureExt;
 use futures_util::future::try_join_all;
 use tokio_postgres::types::ToSql;
 
-use crate::fetch::{Known, Wants};
+use crate::fetch::{Known, Queries, Wants};
 use crate::view::{Content, INSERT_CHUNK, View};
 use crate::{
     Pg, WRITE_COUNTERS, commit_err, counters as counters_of, lock_count, now_nanos, pg_err, pooled,
@@ -179,8 +179,9 @@ impl Pg {
         // The horizon the read first saw: it waits until its watermark reaches that.
         let mut target = None;
         // A read whose prefetch is one statement sends just that statement (no `BEGIN`, no
-        // `ROLLBACK`): a statement outside a transaction sees one snapshot of its own.
-        let mut alone = !wants.plan.write && crate::fetch::statements(&wants) == 1;
+        // `ROLLBACK`): a statement outside a transaction sees one snapshot of its own. `once`
+        // counts the statements; this says whether it may (not after `NeedsSnapshot`).
+        let mut alone = !wants.plan.write;
         let result = loop {
             let settle = match !wants.plan.write && tokio::time::Instant::now() < settle_until {
                 true => Some(&mut target),
@@ -222,6 +223,8 @@ impl Pg {
         alone: bool,
     ) -> StoreResult<T> {
         let (id, write) = (self.inner.id, wants.plan.write);
+        let queries = Queries::of(wants);
+        let alone = alone && !write && queries.len() == 1;
         let conn = self.conn().await?;
         let client: &ClientWrapper = &conn;
         let begin = if write {
@@ -257,7 +260,7 @@ impl Pg {
                     None => Ok(None),
                 }
             },
-            known.fetch(client, id, wants),
+            known.fetch(client, id, wants, queries),
         )
         .await?;
         if let Some(taken) = counters {
@@ -304,7 +307,7 @@ impl Pg {
                     tracing::trace!(?need, "a step needs rows its prefetch missed");
                     let more = need.wants(&known);
                     drop(view);
-                    known.fetch(client, id, &more).await?;
+                    known.fetch(client, id, &more, Queries::of(&more)).await?;
                 }
                 (Err(e), None) => return Err(e),
             }

@@ -746,3 +746,15 @@ impl Rows for View<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{KEEP, UPSERT_RESOURCES};
+
+    /// The sentinel is spelled in Rust and in the upsert's SQL text: they must agree.
+    #[test]
+    fn the_upsert_tests_the_keep_sentinel() {
+        let wanted = format!("WHEN EXCLUDED.content_version = {KEEP}\n");
+        assert!(UPSERT_RESOURCES.contains(&wanted), "{UPSERT_RESOURCES}");
+    }
+}

@@ -92,7 +92,7 @@ impl Error {
     }
 
     /// The error a non-success answer stands for (its body, trimmed, as the message).
-    pub(crate) async fn from_response(resp: reqwest::Response, what: &str) -> Self {
+    pub(crate) async fn from_response(mut resp: reqwest::Response, what: &str) -> Self {
         let status = resp.status().as_u16();
         let kind = match status {
             412 => ErrorKind::PreconditionFailed,
@@ -105,7 +105,15 @@ impl Error {
             507 => ErrorKind::InsufficientStorage,
             _ => ErrorKind::Status,
         };
-        let body = resp.text().await.unwrap_or_default();
+        // The first few KiB of the body say why; the rest is not read.
+        let mut head = Vec::new();
+        while head.len() < 4096 {
+            match resp.chunk().await {
+                Ok(Some(c)) => head.extend_from_slice(&c),
+                _ => break,
+            }
+        }
+        let body = String::from_utf8_lossy(&head);
         let reason: String = body.trim().chars().take(200).collect();
         let message = if reason.is_empty() || reason.starts_with('<') {
             format!("{what} failed")

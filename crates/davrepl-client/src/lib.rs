@@ -102,6 +102,7 @@ pub struct ClientBuilder {
     user: Option<(String, String)>,
     timeout: Option<Duration>,
     rows_per_page: usize,
+    max_response_bytes: usize,
 }
 
 impl ClientBuilder {
@@ -121,6 +122,13 @@ impl ClientBuilder {
     /// How many manifest rows [`Client::manifest_all`] asks for per request (default 1,000).
     pub fn rows_per_page(mut self, rows: usize) -> Self {
         self.rows_per_page = rows.max(1);
+        self
+    }
+
+    /// The largest multistatus answer (manifest page, PROPFIND) read into memory; a server
+    /// sending more is a [`ErrorKind::Protocol`] error, noticed while reading (default 256 MiB).
+    pub fn max_response_bytes(mut self, bytes: usize) -> Self {
+        self.max_response_bytes = bytes;
         self
     }
 
@@ -155,6 +163,7 @@ impl ClientBuilder {
             user: self.user,
             timeout: self.timeout,
             rows_per_page: self.rows_per_page,
+            max_response_bytes: self.max_response_bytes,
         })
     }
 }
@@ -171,6 +180,7 @@ pub struct Client {
     user: Option<(String, String)>,
     timeout: Option<Duration>,
     rows_per_page: usize,
+    max_response_bytes: usize,
 }
 
 fn header_token(resp: &Response, name: &str) -> Option<String> {
@@ -198,6 +208,7 @@ impl Client {
             user: None,
             timeout: None,
             rows_per_page: 1000,
+            max_response_bytes: 256 << 20,
         }
     }
 
@@ -234,6 +245,21 @@ impl Client {
             return Ok(resp);
         }
         Err(Error::from_response(resp, what).await)
+    }
+
+    /// Reads an answer's body, refusing it as soon as it passes the limit.
+    async fn body(&self, mut resp: Response) -> Result<Bytes, Error> {
+        let mut out = bytes::BytesMut::new();
+        while let Some(chunk) = resp.chunk().await.map_err(Error::transport)? {
+            if out.len() + chunk.len() > self.max_response_bytes {
+                return Err(Error::protocol(format!(
+                    "the answer is larger than {} bytes",
+                    self.max_response_bytes
+                )));
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out.freeze())
     }
 
     fn with_condition(rb: RequestBuilder, cond: &Condition) -> RequestBuilder {
@@ -335,7 +361,7 @@ impl Client {
             .header("Content-Type", "application/xml")
             .body(body);
         let resp = self.send(rb, &format!("PROPPATCH {path}")).await?;
-        let text = resp.bytes().await.map_err(Error::transport)?;
+        let text = self.body(resp).await?;
         manifest::check_proppatch(&text)
     }
 
@@ -348,7 +374,7 @@ impl Client {
             .header("Content-Type", "application/xml")
             .body(manifest::propfind_body(None));
         let resp = self.send(rb, &format!("PROPFIND {path}")).await?;
-        let text = resp.bytes().await.map_err(Error::transport)?;
+        let text = self.body(resp).await?;
         let page = manifest::parse(&text, &self.base_path, false)?;
         Ok(page
             .rows
@@ -403,7 +429,7 @@ impl Client {
             .get("content-range")
             .and_then(|v| v.to_str().ok())
             .and_then(manifest::content_range_total);
-        let text = resp.bytes().await.map_err(Error::transport)?;
+        let text = self.body(resp).await?;
         let mut page = manifest::parse(&text, &self.base_path, true)?;
         page.total = total;
         if page.collblob.is_empty() {

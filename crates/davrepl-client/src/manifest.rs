@@ -61,7 +61,8 @@ pub struct ManifestPage {
 
 fn limits() -> XmlLimits {
     let mut l = XmlLimits::default();
-    l.max_bytes = 512 << 20;
+    // The body was bounded while it was read (`ClientBuilder::max_response_bytes`).
+    l.max_bytes = usize::MAX;
     l.max_elements = 50_000_000;
     l
 }

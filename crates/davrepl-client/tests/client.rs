@@ -224,3 +224,43 @@ async fn proppatch_and_propfind() {
         .await;
     assert!(bad.is_err());
 }
+
+/// A "server" that answers every request with a `207` whose body never ends.
+async fn endless_server() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = sock.read(&mut buf).await;
+                let head = "HTTP/1.1 207 Multi-Status\r\nContent-Type: text/xml\r\n\
+                            Transfer-Encoding: chunked\r\n\r\n";
+                if sock.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = format!("10000\r\n{}\r\n", "<".repeat(0x10000));
+                while sock.write_all(chunk.as_bytes()).await.is_ok() {}
+            });
+        }
+    });
+    format!("http://{addr}/dav/")
+}
+
+#[tokio::test]
+async fn an_answer_past_the_limit_is_refused_while_it_is_read() {
+    let url = endless_server().await;
+    let c = Client::builder(url)
+        .max_response_bytes(1 << 20)
+        .build()
+        .expect("client");
+    let e = tokio::time::timeout(Duration::from_secs(20), c.manifest(None, None, None))
+        .await
+        .expect("refused before the end of a body that has none")
+        .expect_err("too large");
+    assert_eq!(e.kind(), ErrorKind::Protocol, "{e}");
+    assert!(e.to_string().contains("larger than"), "{e}");
+}

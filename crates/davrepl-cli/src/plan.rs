@@ -468,7 +468,13 @@ pub fn plan(input: Inputs<'_>) -> Plan {
 }
 
 fn tag_cond(j: &Entry) -> Condition {
-    match &j.tag {
+    cond_for(j.tag.as_ref())
+}
+
+/// The condition that replaces exactly the version with this resourcetag (unconditional when
+/// the tag is unknown).
+pub fn cond_for(tag: Option<&String>) -> Condition {
+    match tag {
         Some(t) => Condition::Tag(t.clone()),
         None => Condition::None,
     }

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
 use crate::journal::{Entry, Journal, Stat};
-use crate::plan::{Action, Inputs, dir_entry, entry_of, plan};
+use crate::plan::{Action, Inputs, cond_for, dir_entry, entry_of, plan};
 use crate::progress::Progress;
 use crate::scan::{STATE_DIR, hash_file, hex, stat_of, walk};
 
@@ -802,10 +802,7 @@ impl Syncer {
         stat: Stat,
     ) -> Result<(), ItemError> {
         self.ensure_parents(to).await?;
-        let cond = match &entry.tag {
-            Some(t) => Condition::Tag(t.clone()),
-            None => Condition::None,
-        };
+        let cond = cond_for(entry.tag.as_ref());
         match self.client.move_to(&entry.path, to, cond, false).await {
             Ok(_) => {
                 self.counters.moved.fetch_add(1, Ordering::Relaxed);
@@ -833,10 +830,7 @@ impl Syncer {
                         stat: entry.stat,
                         ..moved
                     })?;
-                    let cond = match &item.tag {
-                        Some(t) => Condition::Tag(t.clone()),
-                        None => Condition::None,
-                    };
+                    let cond = cond_for(item.tag.as_ref());
                     self.upload(to, cond, sha, stat).await
                 }
             }
@@ -865,10 +859,7 @@ impl Syncer {
     }
 
     async fn delete_remote(&self, entry: &Entry) -> Result<(), ItemError> {
-        let cond = match &entry.tag {
-            Some(t) => Condition::Tag(t.clone()),
-            None => Condition::None,
-        };
+        let cond = cond_for(entry.tag.as_ref());
         match self.client.delete(&entry.path, cond).await {
             Ok(()) => {
                 self.counters.deleted.fetch_add(1, Ordering::Relaxed);

@@ -79,6 +79,37 @@ impl Files {
         })
     }
 
+    /// Takes the content directory's exclusive lock (`flock`), which marks the one open store
+    /// of this database: the returned handle holds it until dropped. Another holder (another
+    /// process, or a store of this process still open) is waited for up to `wait`, then
+    /// refused with [`ErrorKind::Unavailable`].
+    pub(crate) fn claim(&self, wait: std::time::Duration) -> Result<File, StoreError> {
+        let dir =
+            File::open(&self.dir).map_err(|e| io_err("cannot open the content directory", e))?;
+        let until = std::time::Instant::now() + wait;
+        loop {
+            match dir.try_lock() {
+                Ok(()) => return Ok(dir),
+                Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < until => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(StoreError::new(
+                        ErrorKind::Unavailable,
+                        format!(
+                            "{} is in use by another open store (another process, or a store of \
+                             this process not yet dropped): a database is opened by one store at a time",
+                            self.dir.display()
+                        ),
+                    ));
+                }
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(io_err("cannot lock the content directory", e));
+                }
+            }
+        }
+    }
+
     /// The directory.
     pub(crate) fn dir(&self) -> &Path {
         &self.dir

@@ -2,8 +2,11 @@
 //! SQLite database — the default store of davrepl. Every rule of the model is the storage
 //! engine's (`davrepl_store::engine`); this crate gives it rows and content.
 //!
-//! - **One file**, WAL mode. One writer connection and a few reader connections; every call
-//!   runs on tokio's blocking pool, never on the async runtime's threads.
+//! - **One file**, WAL mode. One writer connection and a few reader connections; scans run on
+//!   tokio's blocking pool, point reads on the calling thread (a connection per thread), and
+//!   the point reads of the recent past are answered from memory (`SqliteOptions::hot_rows`),
+//!   kept exact by the writer thread. One store per database at a time (see
+//!   [`SqliteStore::open`]).
 //! - **Gap-free change log** for free: SQLite has a single writer, and sequence numbers are
 //!   allocated inside the writing transaction.
 //! - **Content in 256 KiB chunks**: uploads are staged chunk by chunk and swapped in by the
@@ -23,6 +26,7 @@
 
 mod cache;
 mod files;
+mod hot;
 mod local;
 mod rows;
 mod schema;
@@ -81,6 +85,11 @@ pub struct SqliteOptions {
     /// a file never changes once written, so a cached copy is never stale, and a GET of it
     /// needs no disk read, no copy and no hop to the blocking pool. `0` turns the cache off.
     pub content_cache: u64,
+    /// Bytes of recently read rows (and their content, up to 64 KiB each) kept in memory, so
+    /// that the next HEAD or GET of the same resource needs no read transaction. The cache is
+    /// exact: every commit empties it before its writers are answered (so a write-heavy store
+    /// gains little from it, and loses nothing). `0` turns it off.
+    pub hot_rows: u64,
     /// Start a new generation at open: the collblob secret is replaced, so every collblob
     /// issued before is refused (`475`) and clients resynchronise. Do this once after restoring
     /// the database from a backup (or after a power loss under `synchronous=NORMAL`): the
@@ -95,6 +104,7 @@ impl Default for SqliteOptions {
             readers: 4,
             local_readers: 64,
             content_cache: 64 * 1024 * 1024,
+            hot_rows: 16 * 1024 * 1024,
             new_generation: false,
         }
     }
@@ -109,6 +119,7 @@ struct Inner {
     path: PathBuf,
     synchronous: Synchronous,
     files: Arc<Files>,
+    hot: Arc<hot::HotRows>,
     /// Threads holding a connection of their own (at most `local_max`).
     local_count: AtomicUsize,
     local_max: usize,
@@ -199,6 +210,11 @@ pub(crate) fn open_conn(
 
 impl SqliteStore {
     /// Opens (creating if needed, with its parent directory) the store at `path`.
+    ///
+    /// A database is open in one store at a time: the store claims it (an exclusive `flock`
+    /// on its content directory) until its last handle is dropped, and a second open, from
+    /// another process or this one, waits up to 5 seconds and is then refused with
+    /// [`ErrorKind::Unavailable`]. Clone the store to share it.
     pub async fn open(path: impl AsRef<Path>) -> StoreResult<Self> {
         Self::open_with(path, SqliteOptions::default()).await
     }
@@ -243,6 +259,9 @@ impl Sqlite {
         })?;
         let files = Files::open(path, opts.content_cache)
             .map_err(|e| io_err("cannot create the content directory", e))?;
+        // Before the migration and the sweep below, which would otherwise remove the uploads
+        // in flight of another store open on the same database.
+        let owner = files.claim(Duration::from_secs(5))?;
         let mut secret = [0u8; 32];
         getrandom::fill(&mut secret)
             .map_err(|e| StoreError::new(ErrorKind::Internal, format!("no randomness: {e}")))?;
@@ -287,9 +306,10 @@ impl Sqlite {
             .collect::<Result<Vec<_>, _>>()
             .map_err(db_err)?;
         let files = Arc::new(files);
+        let hot = Arc::new(hot::HotRows::new(opts.hot_rows));
         Ok(Self {
             inner: Arc::new(Inner {
-                writer: spawn_writer(writer, id, files.clone())?,
+                writer: spawn_writer(writer, id, files.clone(), hot.clone(), owner)?,
                 readers,
                 next_reader: AtomicUsize::new(0),
                 id,
@@ -297,6 +317,7 @@ impl Sqlite {
                 path: path.to_path_buf(),
                 synchronous: opts.synchronous,
                 files,
+                hot,
                 local_count: AtomicUsize::new(0),
                 local_max: opts.local_readers,
             }),
@@ -445,12 +466,20 @@ impl Backend for Sqlite {
             plan, upload, step, ..
         } = a;
         if !plan.write {
-            if plan.point
-                && let Some(out) = local::read(&self.inner, |t| step(t, None))
-            {
+            if !plan.point {
+                return self.read(move |t| step(t, None)).await;
+            }
+            let hot = &self.inner.hot;
+            if let Some(out) = hot.serve(self.inner.id, |rows| step(rows, None)) {
                 return out;
             }
-            return self.read(move |t| step(t, None)).await;
+            if let Some(out) = local::read(&self.inner, |t| hot.record(t, |t| step(t, None))) {
+                return out;
+            }
+            let inner = self.inner.clone();
+            return self
+                .read(move |t| inner.hot.record(t, |t| step(t, None)))
+                .await;
         }
         // A staged file travels with the write; the writer keeps it once the write commits.
         self.write(move |t| {

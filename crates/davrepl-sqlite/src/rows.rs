@@ -38,6 +38,8 @@ pub(crate) struct Tx<'a> {
     pub(crate) id: StoreId,
     pub(crate) files: &'a Files,
     pub(crate) fx: FileEffects,
+    /// What this read looked up, when the hot-row cache wants it (`hot.rs`).
+    pub(crate) seen: Option<crate::hot::Seen>,
 }
 
 /// What a write did to content files, for the writer to finish once the fate of its
@@ -84,12 +86,22 @@ pub(crate) fn read_tx<T>(
         id,
         files,
         fx: FileEffects::default(),
+        seen: None,
     };
     let out = f(&mut t);
     let _ = conn
         .prepare_cached("ROLLBACK")
         .and_then(|mut st| st.execute([]));
     out
+}
+
+/// Bytes `start..=end` of `whole` (cut at its end).
+pub(crate) fn span(whole: &Bytes, start: u64, end: u64) -> Bytes {
+    let to = usize::try_from(end.saturating_add(1))
+        .unwrap_or(usize::MAX)
+        .min(whole.len());
+    let from = usize::try_from(start).unwrap_or(usize::MAX).min(to);
+    whole.slice(from..to)
 }
 
 pub(crate) fn columns(r: &rusqlite::Row<'_>) -> rusqlite::Result<Columns> {
@@ -165,17 +177,17 @@ impl Tx<'_> {
     }
 
     /// Bytes `start..=end` of the `davrepl_content` row `id`.
-    pub(crate) fn short_content(&self, id: i64, start: u64, end: u64) -> StoreResult<Bytes> {
+    pub(crate) fn short_content(&mut self, id: i64, start: u64, end: u64) -> StoreResult<Bytes> {
         let data = self
             .tx
             .prepare_cached("SELECT data FROM davrepl_content WHERE id = ?1")
             .and_then(|mut st| st.query_row([id], |r| r.get::<_, Vec<u8>>(0)))
             .map_err(db_err)?;
-        let to = usize::try_from(end.saturating_add(1))
-            .unwrap_or(usize::MAX)
-            .min(data.len());
-        let from = usize::try_from(start).unwrap_or(usize::MAX).min(to);
-        Ok(Bytes::from(data).slice(from..to))
+        let whole = Bytes::from(data);
+        if let Some(seen) = &mut self.seen {
+            seen.content(id, &whole);
+        }
+        Ok(span(&whole, start, end))
     }
 
     /// Runs a shared query whose rows are tombstones.
@@ -223,7 +235,11 @@ impl Rows for Tx<'_> {
     }
 
     fn get(&mut self, path: &ResourcePath) -> StoreResult<Option<Record<Option<i64>>>> {
-        Ok(self.node(path)?.map(|c| c.record(self.id)))
+        let found = self.node(path)?.map(|c| c.record(self.id));
+        if let (Some(seen), Some(r)) = (&mut self.seen, &found) {
+            seen.record(path, r);
+        }
+        Ok(found)
     }
 
     fn descendants(
@@ -300,7 +316,11 @@ impl Rows for Tx<'_> {
     }
 
     fn props(&mut self, rid: ReplUid) -> StoreResult<Vec<DeadProp>> {
-        self.dead_props(sql::int(rid.counter()))
+        let props = self.dead_props(sql::int(rid.counter()))?;
+        if let Some(seen) = &mut self.seen {
+            seen.props(rid, &props);
+        }
+        Ok(props)
     }
 
     fn set_props(&mut self, rid: ReplUid, props: &[DeadProp]) -> StoreResult<()> {

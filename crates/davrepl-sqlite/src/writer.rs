@@ -9,6 +9,7 @@ use rusqlite::{Connection, params};
 
 use crate::db_err;
 use crate::files::{Files, StagedFile, io_err};
+use crate::hot::HotRows;
 use crate::rows::{FileEffects, Tx};
 
 /// Delivers a write's result once its transaction's fate is known.
@@ -19,16 +20,21 @@ pub(crate) type Job = Box<dyn FnOnce(&mut Tx<'_>) -> (bool, Finish) + Send>;
 /// Most writes grouped into one transaction.
 const MAX_GROUP: usize = 64;
 
-/// The writer thread: owns the write connection and commits groups of writes.
+/// The writer thread: owns the write connection and commits groups of writes, and holds the
+/// store's claim on its database (`Files::claim`) until the last handle is gone.
 pub(crate) fn spawn_writer(
     mut conn: Connection,
     id: StoreId,
     files: Arc<Files>,
+    hot: Arc<HotRows>,
+    owner: std::fs::File,
 ) -> StoreResult<std::sync::mpsc::Sender<Job>> {
     let (tx, rx) = std::sync::mpsc::channel::<Job>();
     let spawned = std::thread::Builder::new()
         .name("davrepl-sqlite-writer".into())
         .spawn(move || {
+            // The store's claim on its database, given up when the last write is done.
+            let _owner = owner;
             while let Ok(first) = rx.recv() {
                 let mut jobs = vec![first];
                 while jobs.len() < MAX_GROUP {
@@ -37,7 +43,7 @@ pub(crate) fn spawn_writer(
                         Err(_) => break,
                     }
                 }
-                run_group(&mut conn, id, &files, jobs);
+                run_group(&mut conn, id, &files, &hot, jobs);
             }
         });
     spawned.map_err(|e| {
@@ -46,7 +52,7 @@ pub(crate) fn spawn_writer(
     Ok(tx)
 }
 
-fn run_group(conn: &mut Connection, id: StoreId, files: &Files, jobs: Vec<Job>) {
+fn run_group(conn: &mut Connection, id: StoreId, files: &Files, hot: &HotRows, jobs: Vec<Job>) {
     let mut finishers: Vec<Finish> = Vec::with_capacity(jobs.len());
     let mut group = FileEffects::default();
     let outcome: StoreResult<()> = (|| {
@@ -62,6 +68,7 @@ fn run_group(conn: &mut Connection, id: StoreId, files: &Files, jobs: Vec<Job>) 
                 id,
                 files,
                 fx: FileEffects::default(),
+                seen: None,
             };
             // A panic in one write (a bug) must not take the writer thread, and with it every
             // later write, down: that write is rolled back and its caller gets an error.
@@ -94,6 +101,9 @@ fn run_group(conn: &mut Connection, id: StoreId, files: &Files, jobs: Vec<Job>) 
                 .sync_dir()
                 .map_err(|e| io_err("cannot sync the content directory", e))?;
         }
+        // Cached rows are not handed out from here until the cache has been emptied, after
+        // the commit and before any writer of the group is answered.
+        let _committing = hot.committing();
         tx.commit().map_err(db_err)
     })();
     let err = outcome.err();

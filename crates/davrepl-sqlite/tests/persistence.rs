@@ -465,3 +465,27 @@ async fn dropped_uploads_leave_no_file() {
     assert_eq!(files_in(s.content_dir()), 0);
     assert!(s.head(&path("/x")).await.is_err());
 }
+
+/// One open store per database: a second open while the first is alive is refused (its sweep
+/// of unreferenced content files would remove the first one's uploads in flight, and its
+/// writes would bypass the first one's hot-row cache); once the first is dropped, it opens.
+#[tokio::test]
+async fn a_database_is_open_in_one_store_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("store.db");
+    let first = SqliteStore::open(&file).await.unwrap();
+    davrepl_testkit::put(&first, "/a", "one").await;
+    let started = std::time::Instant::now();
+    let e = SqliteStore::open(&file).await.unwrap_err();
+    assert_eq!(e.kind(), davrepl_store::ErrorKind::Unavailable, "{e}");
+    assert!(e.to_string().contains("in use"), "{e}");
+    assert!(started.elapsed() >= std::time::Duration::from_secs(4));
+    assert_eq!(
+        read_string(&first, "/a").await,
+        "one",
+        "the first store goes on"
+    );
+    drop(first);
+    let second = SqliteStore::open(&file).await.unwrap();
+    assert_eq!(read_string(&second, "/a").await, "one");
+}

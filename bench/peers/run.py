@@ -557,8 +557,9 @@ TARGETS = [
 # on issue #14 showed (docs/benchmarks/peers.md repeats it under the targets table).
 BOUNDS = {
     ("PUT 1 KiB", PG): (
-        "a write is three round trips (BEGIN + row locks + prefetch pipelined; the flush's five "
-        "to eight statements; COMMIT) against pgbench's one transaction of seven statements. "
+        "a write is two round trips (BEGIN + row locks + prefetch pipelined; the flush's five "
+        "to eight statements with COMMIT behind them) against pgbench's one transaction of "
+        "seven statements. "
         "Since schema 6 no write waits for the counters row; samples of `pg_stat_activity` "
         "under load show the 16 writers waiting together on WAL flushes (`LWLock/WALWrite`, "
         "group commit) and the two cores shared by wrk, the node and 16 backends."),

@@ -1,9 +1,9 @@
 //! Steps: each runs the engine on a [`View`] inside one transaction — a write in
 //! `READ COMMITTED`, holding row locks on what it changes, a read in a `REPEATABLE READ READ
-//! ONLY` snapshot — and a write flushes the view before it commits.
+//! ONLY` snapshot — and a write flushes the view and commits in one round trip.
 //!
 //! Round trips of a small write: `BEGIN` + its row locks + its counters + the prefetch,
-//! pipelined; the flush (all statements pipelined); `COMMIT` — three. Only a step that must
+//! pipelined; the flush (all statements pipelined) + `COMMIT` — two. Only a step that must
 //! run alone (LOCK, UNLOCK, a purge), or any write while the store holds locks, also locks the
 //! counters row. A read whose prefetch is one statement (a GET: the item's row with its
 //! content) sends only that statement, outside a transaction; other reads send `BEGIN` + the
@@ -24,8 +24,7 @@ use tokio_postgres::types::ToSql;
 use crate::fetch::{Known, Queries, Wants};
 use crate::view::{Content, INSERT_CHUNK, View};
 use crate::{
-    Pg, WRITE_COUNTERS, commit_err, counters as counters_of, lock_count, now_nanos, pg_err, pooled,
-    retryable,
+    Pg, WRITE_COUNTERS, counters as counters_of, lock_count, now_nanos, pg_err, pooled, retryable,
 };
 
 /// A transaction open on a pooled connection: rolled back when dropped uncommitted (a read, or
@@ -291,8 +290,7 @@ impl Pg {
             match (out, view.need.take()) {
                 (Ok(v), _) => {
                     if write {
-                        let notice = view.flush(client, content).await?;
-                        client.batch_execute("COMMIT").await.map_err(commit_err)?;
+                        let notice = view.commit(client, content).await?;
                         open.committed = true;
                         if let Some(n) = notice {
                             self.inner.notifier.send(&n);

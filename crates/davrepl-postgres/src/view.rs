@@ -17,7 +17,9 @@
 //!    together.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future as _;
 use std::ops::Bound;
+use std::task::Poll;
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -33,7 +35,7 @@ use futures_util::future::try_join_all;
 use tokio_postgres::types::ToSql;
 
 use crate::fetch::{self, Known, Need, Rec};
-use crate::{INLINE_READ, pg_err};
+use crate::{INLINE_READ, commit_err, pg_err};
 
 /// New content for the written item: its last (partial) chunk `n` of blob `blob`, still to
 /// be stored, and the upload record of a staged blob to drop.
@@ -128,9 +130,10 @@ impl<'k> View<'k> {
         self.known.trees.iter().any(|t| p.is_within(t))
     }
 
-    /// Writes this run's changes (and `content`) in one pipelined batch. Returns the
-    /// notification to send once they are committed, if they changed any resource.
-    pub(crate) async fn flush(
+    /// Writes this run's changes (and `content`) in one pipelined batch followed by `COMMIT`,
+    /// in one round trip. Returns the notification to send now that they are committed, if
+    /// they changed any resource.
+    pub(crate) async fn commit(
         self,
         tx: &ClientWrapper,
         content: Option<&Content>,
@@ -355,14 +358,35 @@ impl<'k> View<'k> {
         let statements = try_join_all(batch.iter().map(|(s, _)| tx.prepare_cached(s)))
             .await
             .map_err(pg_err)?;
-        try_join_all(
+        // `COMMIT` travels in the same round trip, sent after every statement. Polling the
+        // batch once sends all of it (a query is sent when its future is first polled, in
+        // order); one that fails before it is sent (its parameters cannot be encoded) ends the
+        // batch then, and the transaction is rolled back, not committed. Once everything is
+        // sent, a statement the server refuses aborts the transaction, and PostgreSQL answers
+        // the `COMMIT` behind it with a rollback: nothing is applied.
+        let mut run = std::pin::pin!(try_join_all(
             statements
                 .iter()
                 .zip(&batch)
                 .map(|(st, (_, params))| tx.execute(st, params)),
-        )
-        .await
-        .map_err(pg_err)?;
+        ));
+        let first = std::future::poll_fn(|cx| Poll::Ready(run.as_mut().poll(cx))).await;
+        let commit = match first {
+            Poll::Ready(Err(e)) => return Err(pg_err(e)),
+            Poll::Ready(Ok(_)) => tx.batch_execute("COMMIT").await,
+            Poll::Pending => {
+                let (run, commit) =
+                    futures_util::future::join(run, tx.batch_execute("COMMIT")).await;
+                match run {
+                    Err(e) if e.code().is_some() => return Err(pg_err(e)),
+                    // The connection failed with the `COMMIT` sent: it may or may not have
+                    // happened.
+                    Err(e) => return Err(commit_err(e)),
+                    Ok(_) => commit,
+                }
+            }
+        };
+        commit.map_err(commit_err)?;
         // Sent to every node's listener after the commit (a step that changed no resource,
         // such as a LOCK, wakes nobody).
         let changed = self.rows.keys().chain(self.tombs.iter().map(|t| &t.path));

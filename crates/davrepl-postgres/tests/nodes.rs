@@ -585,3 +585,40 @@ async fn a_contenttag_never_stands_for_two_listings() {
         seen.len()
     );
 }
+
+/// A write's `COMMIT` is sent in the same round trip as its statements; a statement the server
+/// refuses must still leave nothing behind. Here a trigger refuses the tombstone of a DELETE,
+/// the statement after the one that removes the resource's row: the row is still there, the
+/// error reaches the caller, the connection goes on serving, and the DELETE succeeds once the
+/// trigger is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refused_statement_of_a_write_commits_nothing() {
+    let Some((n, url)) = nodes(1).await else {
+        return;
+    };
+    put(&n[0], "/keep", "still here").await;
+    sql(
+        &url,
+        "CREATE FUNCTION refuse_for_test() RETURNS trigger LANGUAGE plpgsql AS
+             $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$;
+         CREATE TRIGGER refuse_for_test BEFORE INSERT ON davrepl_tombstones
+             FOR EACH ROW WHEN (NEW.path = '/keep') EXECUTE FUNCTION refuse_for_test();",
+    )
+    .await;
+    for _ in 0..3 {
+        let e = n[0]
+            .delete(&path("/keep"), Default::default())
+            .await
+            .unwrap_err();
+        assert_ne!(e.kind(), ErrorKind::NotFound, "{e}");
+        assert_eq!(read_string(&n[0], "/keep").await, "still here");
+    }
+    put(&n[0], "/other", "written after").await;
+    assert_eq!(read_string(&n[0], "/other").await, "written after");
+    sql(&url, "DROP TRIGGER refuse_for_test ON davrepl_tombstones").await;
+    n[0].delete(&path("/keep"), Default::default())
+        .await
+        .unwrap();
+    let gone = n[0].head(&path("/keep")).await.unwrap_err();
+    assert_eq!(gone.kind(), ErrorKind::NotFound);
+}

@@ -51,7 +51,12 @@ impl<K: Hash + Eq + Clone, V: Clone> Clock<K, V> {
     /// Whether a value of `weight` is worth keeping: an eighth of the cache at most, so one
     /// large value cannot empty it.
     pub(crate) fn admits(&self, weight: u64) -> bool {
-        weight > 0 && weight <= self.max / 8
+        Self::admits_within(self.max, weight)
+    }
+
+    /// [`admits`](Self::admits) for a cache bounded by `max`.
+    pub(crate) fn admits_within(max: u64, weight: u64) -> bool {
+        weight > 0 && weight <= max / 8
     }
 
     /// The value under `key`, if kept (marked as used).
@@ -64,7 +69,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Clock<K, V> {
     /// Keeps `value` under `key` (replacing what was there), evicting what it must; a value
     /// the cache does not [admit](Self::admits) is not kept.
     pub(crate) fn insert(&mut self, key: K, value: V, weight: u64) {
-        self.remove_slot(&key);
+        self.remove(&key);
         if !self.admits(weight) {
             return;
         }
@@ -78,7 +83,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Clock<K, V> {
                     e.used = false;
                     self.order.push_back((old, stamp));
                 }
-                Some(_) => self.remove_slot(&old),
+                Some(_) => self.remove(&old),
                 None => {}
             }
         }
@@ -102,15 +107,11 @@ impl<K: Hash + Eq + Clone, V: Clone> Clock<K, V> {
         }
     }
 
-    fn remove_slot(&mut self, key: &K) {
+    /// Forgets `key` (its place in the order is skipped when it comes up).
+    pub(crate) fn remove(&mut self, key: &K) {
         if let Some(e) = self.map.remove(key) {
             self.size -= e.weight;
         }
-    }
-
-    /// Forgets `key`.
-    pub(crate) fn remove(&mut self, key: &K) {
-        self.remove_slot(key);
     }
 
     /// Forgets everything.
@@ -134,6 +135,8 @@ impl<K: Hash + Eq + Clone, V: Clone> Clock<K, V> {
 /// Whole content files, up to a total number of bytes.
 #[derive(Debug)]
 pub(crate) struct ContentCache {
+    /// The bound, also outside the lock: [`admits`](Self::admits) needs no lock.
+    max: u64,
     inner: Mutex<Clock<i64, Bytes>>,
 }
 
@@ -141,6 +144,7 @@ impl ContentCache {
     /// A cache of at most `max` bytes (`0`: nothing is cached).
     pub(crate) fn new(max: u64) -> Self {
         Self {
+            max,
             inner: Mutex::new(Clock::new(max)),
         }
     }
@@ -151,7 +155,7 @@ impl ContentCache {
 
     /// Whether a file of `len` bytes is worth caching.
     pub(crate) fn admits(&self, len: u64) -> bool {
-        self.lock().admits(len)
+        Clock::<i64, Bytes>::admits_within(self.max, len)
     }
 
     /// The whole content of file `id`, if cached.

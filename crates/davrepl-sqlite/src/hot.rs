@@ -84,6 +84,8 @@ impl Seen {
 
 /// The cache of one store (shared by its readers and its writer thread).
 pub(crate) struct HotRows {
+    /// `false` when the cache is off: reads then record nothing.
+    on: bool,
     epoch: AtomicU64,
     rows: Mutex<Clock<ResourcePath, Hot>>,
 }
@@ -100,6 +102,7 @@ impl HotRows {
     /// A cache of about `max` bytes (`0`: off).
     pub(crate) fn new(max: u64) -> Self {
         Self {
+            on: max > 0,
             epoch: AtomicU64::new(0),
             rows: Mutex::new(Clock::new(max)),
         }
@@ -124,7 +127,7 @@ impl HotRows {
         step: impl FnOnce(&mut dyn Rows<Payload = Option<i64>>) -> StoreResult<T>,
     ) -> Option<StoreResult<T>> {
         let epoch = self.epoch.load(Ordering::SeqCst);
-        if epoch % 2 == 1 || self.lock().is_empty() {
+        if !self.on || epoch % 2 == 1 || self.lock().is_empty() {
             return None;
         }
         let mut rows = Cached {
@@ -143,6 +146,9 @@ impl HotRows {
     /// no commit began meanwhile.
     pub(crate) fn record<T>(&self, t: &mut Tx<'_>, f: impl FnOnce(&mut Tx<'_>) -> T) -> T {
         // Before the snapshot: it begins with the read's first statement, inside `f`.
+        if !self.on {
+            return f(t);
+        }
         let epoch = self.epoch.load(Ordering::SeqCst);
         t.seen = Some(Seen::default());
         let out = f(t);

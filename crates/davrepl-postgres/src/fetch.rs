@@ -10,7 +10,9 @@ use davrepl_store::engine::sql::{LockColumns, SubscriptionColumns};
 use davrepl_store::engine::{
     Counters, LockScan, LogQuery, PageQuery, Plan, Record, Tombstone, resolve_range,
 };
-use davrepl_store::{ByteRange, DeadProp, Lock, PropName, ResourcePath, StoreId, StoreResult};
+use davrepl_store::{
+    ByteRange, DeadProp, Lock, PropName, ResourceKind, ResourcePath, StoreId, StoreResult,
+};
 use deadpool_postgres::ClientWrapper;
 use futures_util::future::try_join_all;
 use tokio_postgres::Row;
@@ -35,6 +37,8 @@ pub(crate) struct Wants {
     /// Lock rows (a read's, from its plan; a write's only when its counters row says the
     /// store holds any, see `View::may_hold_locks`).
     pub(crate) locks: Option<LockScan>,
+    /// The watermark (a write's counters leave it out).
+    pub(crate) watermark: bool,
 }
 
 impl From<Plan> for Wants {
@@ -59,6 +63,7 @@ pub(crate) enum Need {
     Content(i64, u64, u64),
     Purge(i64),
     Counters,
+    Watermark,
     Locks(LockScan),
     Subscription(u64),
 }
@@ -86,6 +91,7 @@ impl Need {
             Need::Content(b, s, e) => w.content = Some((b, s, e)),
             Need::Purge(cutoff) => w.purge = Some(cutoff),
             Need::Counters => w.plan.counters = true,
+            Need::Watermark => w.watermark = true,
             Need::Locks(scan) => w.locks = Some(scan),
             Need::Subscription(id) => w.plan.subscriptions.push(id),
         }
@@ -127,6 +133,8 @@ pub(crate) struct Known {
     pub(crate) first: Option<u64>,
     /// A read's horizon (see [`ReplStore::horizon`](davrepl_store::ReplStore::horizon)).
     pub(crate) horizon: Option<u64>,
+    /// A write's watermark, fetched only if it asks (see `WRITE_COUNTERS`).
+    pub(crate) watermark: Option<u64>,
     /// Subscriptions by id (`None`: known to be absent).
     pub(crate) subscriptions: HashMap<u64, Option<davrepl_store::Subscription>>,
 }
@@ -163,13 +171,19 @@ const FETCH_BLOB_IDS: &str =
 
 /// One item's row and, when it is small enough (`len <= $2`), its chunks `$3..=$4`: a GET's
 /// whole prefetch in one statement with one index lookup of the path. The row comes back once
-/// per chunk, or once with no chunk.
+/// per chunk (in no particular order), or once with no chunk.
+///
+/// It reads the table, not the `davrepl_resources` view: a collection's row there lacks its
+/// touch counts (so [`Known::content_of`] keeps no collection), and an item's needs none. For
+/// a statement this small, setting up the plan is most of its cost, and the view's
+/// touch-count aggregate (set up whether a row needs it or not) and a sort of the chunks
+/// were a quarter of the server's work in a GET.
 const ITEM_WITH_CONTENT: &str = concat!(
     "SELECT r.path, r.rid, r.kind, r.version, r.content_version, r.len, r.content_type,",
-    " r.created, r.modified, r.blob, r.digests, c.n, c.data FROM davrepl_resources r",
+    " r.created, r.modified, r.blob, r.digests, c.n, c.data FROM davrepl_resource_rows r",
     " LEFT JOIN LATERAL (SELECT n, data FROM davrepl_chunks",
     " WHERE blob = r.blob AND r.len <= $2 AND n >= $3 AND n <= $4) c ON true",
-    " WHERE r.path = $1 ORDER BY c.n"
+    " WHERE r.path = $1"
 );
 
 fn columns(r: &Row) -> StoreResult<Columns> {
@@ -230,6 +244,7 @@ enum Answer {
     ContentOf(Option<ByteRange>),
     Purge(i64),
     Counters,
+    Watermark,
     Locks,
     Subscription(u64),
 }
@@ -342,6 +357,9 @@ fn queries(w: &Wants) -> Vec<(Answer, &'static str, Owned)> {
     if p.counters {
         out.push((Answer::Counters, crate::LOAD_COUNTERS, Vec::new()));
     }
+    if w.watermark {
+        out.push((Answer::Watermark, crate::WATERMARK, Vec::new()));
+    }
     for &id in &p.subscriptions {
         let id_param: Owned = vec![Box::new(sql::int(id))];
         out.push((Answer::Subscription(id), sql::SUBSCRIPTION, id_param));
@@ -437,6 +455,11 @@ impl Known {
                     self.lock_count = Some(crate::lock_count(r)?);
                     self.horizon = Some(crate::last_counter(r)?);
                 }
+                Answer::Watermark => {
+                    let r = rows.first().ok_or_else(|| pg_missing("the counters row"))?;
+                    let w: i64 = r.try_get(0).map_err(pg_err)?;
+                    self.watermark = Some(w as u64);
+                }
                 Answer::Locks => {
                     for r in &rows {
                         let cols =
@@ -502,18 +525,29 @@ impl Known {
             return Ok(());
         };
         let (path, rec) = record(id, first)?;
+        if rec.kind == ResourceKind::Collection {
+            // Read without its touch counts: not known yet (not absent either), so the engine
+            // asks for the row and it is fetched from the view.
+            self.rows.remove(&path);
+            return Ok(());
+        }
         let blob = rec.payload;
         let len = rec.len;
         self.rows.insert(path, Some(rec));
         let (Some(blob), Ok((start, end))) = (blob, resolve_range(len, range)) else {
-            return Ok(()); // a collection, or a range the read refuses itself
+            return Ok(()); // a range the read refuses itself
         };
         let (from, to) = sql::chunk_span(start, end, CHUNK);
-        let mut pieces = Vec::with_capacity(rows.len());
-        for (i, r) in rows.iter().enumerate() {
+        let mut chunks = Vec::with_capacity(rows.len());
+        for r in rows {
             let Some(n) = r.try_get::<_, Option<i64>>(11).map_err(pg_err)? else {
                 return Ok(()); // too large to prefetch, or empty: read on demand
             };
+            chunks.push((n, r));
+        }
+        chunks.sort_unstable_by_key(|(n, _)| *n);
+        let mut pieces = Vec::with_capacity(chunks.len());
+        for (i, (n, r)) in chunks.into_iter().enumerate() {
             if n != from + i as i64 || n > to {
                 return Ok(()); // not exactly the chunks wanted: fetched again on demand
             }

@@ -21,7 +21,7 @@ use futures_util::FutureExt;
 use futures_util::future::try_join_all;
 use tokio_postgres::types::ToSql;
 
-use crate::fetch::{Known, Queries, Wants};
+use crate::fetch::{Known, Need, Queries, Wants};
 use crate::view::{Content, INSERT_CHUNK, View};
 use crate::{
     Pg, WRITE_COUNTERS, counters as counters_of, lock_count, now_nanos, pg_err, pooled, retryable,
@@ -44,13 +44,16 @@ impl Drop for Open<'_> {
     }
 }
 
+/// A lock statement and its one parameter: a path, or an array of them.
+type LockSet = (tokio_postgres::Statement, Box<dyn ToSql + Sync + Send>);
+
 /// A write's first statements, prepared: they take its locks and read its counters.
 struct WriteLocks {
     exclusive: bool,
     run_alone: tokio_postgres::Statement,
     counters: tokio_postgres::Statement,
-    rows: Option<(tokio_postgres::Statement, Vec<String>)>,
-    ancestors: Option<(tokio_postgres::Statement, Vec<String>)>,
+    rows: Option<LockSet>,
+    ancestors: Option<LockSet>,
 }
 
 /// What a write's first statements found.
@@ -73,13 +76,19 @@ const LOCK_ROWS: &str =
 /// then sees their rows), and they wait for it.
 const LOCK_ANCESTORS: &str =
     "SELECT 1 FROM davrepl_resource_rows WHERE path = ANY($1) ORDER BY path FOR KEY SHARE";
+/// [`LOCK_ROWS`] and [`LOCK_ANCESTORS`] for one path, the common case (a PUT of an item
+/// below the root's children). PostgreSQL plans a statement on an array parameter anew at
+/// every run (a plan for the array at hand looks cheaper than a generic one), which cost
+/// more than running it; these keep one generic plan per connection.
+const LOCK_ROW: &str = "SELECT 1 FROM davrepl_resource_rows WHERE path = $1 FOR UPDATE";
+const LOCK_ANCESTOR: &str = "SELECT 1 FROM davrepl_resource_rows WHERE path = $1 FOR KEY SHARE";
 
 impl WriteLocks {
     /// Sends every statement at once, in order (each query is sent when first polled, and
     /// `try_join3` polls in order): the prefetch sent after them runs after the locks.
     async fn take(&self, client: &ClientWrapper) -> StoreResult<Taken> {
         let sets: Vec<_> = self.rows.iter().chain(&self.ancestors).collect();
-        let params: Vec<[&(dyn ToSql + Sync); 1]> = sets.iter().map(|(_, p)| [p as _]).collect();
+        let params: Vec<[&(dyn ToSql + Sync); 1]> = sets.iter().map(|(_, p)| [&**p as _]).collect();
         let (alone, _, row) = futures_util::future::try_join3(
             client.query(&self.run_alone, &[&self.exclusive]),
             try_join_all(
@@ -187,7 +196,7 @@ impl Pg {
                 false => None,
             };
             match self
-                .once(&wants, content.as_ref(), &step, settle, alone)
+                .once(&mut wants, content.as_ref(), &step, settle, alone)
                 .await
             {
                 Err(e) if Rerun::of(&e) == Some(Rerun::NeedsSnapshot) => alone = false,
@@ -215,7 +224,7 @@ impl Pg {
 
     async fn once<T>(
         &self,
-        wants: &Wants,
+        wants: &mut Wants,
         content: Option<&Content>,
         step: &Step<Option<i64>, T>,
         mut settle: Option<&mut Option<u64>>,
@@ -298,7 +307,15 @@ impl Pg {
                     }
                     return Ok(v);
                 }
-                (Err(_), Some(_)) if alone => {
+                (Err(_), Some(need)) if alone => {
+                    // A GET or HEAD of a collection: the statement that reads an item with its
+                    // content does not give a collection's row (see `ITEM_WITH_CONTENT`), so
+                    // the rerun reads the row alone.
+                    if let Need::Path(p) = need
+                        && wants.plan.content.as_ref().is_some_and(|(c, _)| *c == p)
+                    {
+                        wants.plan.content = None;
+                    }
                     return Err(Rerun::NeedsSnapshot.error());
                 }
                 (Err(_), Some(need)) => {
@@ -336,14 +353,16 @@ impl Pg {
         }
         ancestors.sort_unstable();
         ancestors.dedup();
-        let rows = match written.is_empty() {
-            true => None,
-            false => Some((prepare(LOCK_ROWS).await.map_err(pg_err)?, written)),
+        let set = async |mut paths: Vec<String>, one, many| -> StoreResult<Option<LockSet>> {
+            let (sql, param): (_, Box<dyn ToSql + Sync + Send>) = match paths.len() {
+                0 => return Ok(None),
+                1 => (one, Box::new(paths.remove(0))),
+                _ => (many, Box::new(paths)),
+            };
+            Ok(Some((prepare(sql).await.map_err(pg_err)?, param)))
         };
-        let ancestors = match ancestors.is_empty() {
-            true => None,
-            false => Some((prepare(LOCK_ANCESTORS).await.map_err(pg_err)?, ancestors)),
-        };
+        let rows = set(written, LOCK_ROW, LOCK_ROWS).await?;
+        let ancestors = set(ancestors, LOCK_ANCESTOR, LOCK_ANCESTORS).await?;
         Ok(WriteLocks {
             exclusive: plan.exclusive,
             run_alone: prepare(RUN_ALONE).await.map_err(pg_err)?,

@@ -578,8 +578,13 @@ impl Rows for View<'_> {
     fn current_seq(&mut self) -> StoreResult<u64> {
         match (self.known.first, self.seqs) {
             (Some(first), n) if n > 0 => Ok(first + n),
-            // No change made: the watermark, as read.
-            _ => Ok(self.counters()?.seq),
+            // A write that made no change: the watermark, fetched only now.
+            (Some(_), _) => match self.known.watermark {
+                Some(w) => Ok(w),
+                None => Err(miss(Need::Watermark, &mut self.need)),
+            },
+            // A read: the watermark, as read with the counters.
+            (None, _) => Ok(self.counters()?.seq),
         }
     }
 

@@ -819,7 +819,9 @@ def main():
     results = {"date": datetime.date.today().isoformat(), "machine": machine(), "notes": [
         "dav-server 0.11 (crates.io) on its LocalFs, behind hyper 1 HTTP/1.1, built in release "
         "mode (bench/peers/dav-server-peer); Apache httpd 2.4 (Debian) with mod_dav_fs, mpm_event, "
-        "unlimited keep-alive; davrepl-server in release mode.",
+        "unlimited keep-alive; davrepl-server in release mode. davrepl-server and the bare-axum "
+        "ceiling both use jemalloc as their global allocator (the ceiling so that the two differ "
+        "only in the layer); the dav-server peer keeps the system allocator, as its crate ships.",
         "Radicale from PyPI, filesystem storage; its calendar is filled by writing the .ics files "
         "into its storage folder (what its PUT writes), then 10 events are changed through HTTP.",
         "Xandikos from PyPI, git-backed storage; its calendar is filled by writing the .ics files "

@@ -21,6 +21,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use davrepl::{MemStore, ReplLayer};
 
+/// The same allocator as `davrepl-server`, so that the ceiling and the layered server differ
+/// only in what runs between the socket and the bytes.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 type Kept = Arc<RwLock<HashMap<String, Bytes>>>;
 
 async fn ceiling(State(kept): State<Kept>, req: Request) -> Response {

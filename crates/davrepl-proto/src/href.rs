@@ -179,7 +179,8 @@ fn decode_path(rest: &str) -> Result<ResourcePath, HrefError> {
         }
         decoded.push_str(&seg);
     }
-    Ok(ResourcePath::parse(&decoded)?)
+    // Built in normal form above: kept without another copy.
+    Ok(ResourcePath::parse_owned(decoded)?)
 }
 
 /// Splits `scheme://authority/path` into (authority, path). `None` if `uri` is not absolute.

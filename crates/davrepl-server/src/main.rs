@@ -18,6 +18,15 @@ use http_body_util::Full;
 use tokio::net::TcpListener;
 use tower::Layer;
 
+/// jemalloc, not the system allocator: requests move between the runtime's worker threads, so
+/// memory is often freed on another thread than the one that allocated it, and glibc's malloc
+/// then waits on the other thread's arena lock (measured under a GET load: a futex call every
+/// seven requests, 13.3 µs of CPU per request against 10.2 µs with this allocator). mimalloc
+/// was as fast but let the server's peak memory under hostile load grow four times as much.
+/// The library itself leaves the allocator to the application that embeds it.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Command-line options.
 #[derive(Debug, Parser)]
 #[command(

@@ -51,6 +51,20 @@ impl ResourcePath {
         Ok(Self(out))
     }
 
+    /// [`parse`](Self::parse) for an owned string: one already in normal form (no empty
+    /// segment, no trailing `/`) is kept as it is, without a copy.
+    pub fn parse_owned(path: String) -> Result<Self, PathError> {
+        let normal =
+            path == "/" || (path.starts_with('/') && !path.ends_with('/') && !path.contains("//"));
+        if !normal {
+            return Self::parse(&path);
+        }
+        for seg in path.split('/').skip(1).filter(|s| !s.is_empty()) {
+            Self::check_segment(seg)?;
+        }
+        Ok(Self(path))
+    }
+
     fn check_segment(seg: &str) -> Result<(), PathError> {
         if seg == "." || seg == ".." {
             return Err(PathError::DotSegment);
@@ -219,6 +233,19 @@ mod tests {
         assert_eq!(ResourcePath::parse("a"), Err(PathError::NotAbsolute));
         assert_eq!(ResourcePath::parse("/a/../b"), Err(PathError::DotSegment));
         assert_eq!(ResourcePath::parse("/a/\0"), Err(PathError::ForbiddenChar));
+    }
+
+    #[test]
+    fn owned_parse_agrees() {
+        for s in [
+            "/", "//", "/a", "/a/", "/a//b", "a", "", "/a/..", "/./b", "/a/\0", "/ä/b c",
+        ] {
+            assert_eq!(
+                ResourcePath::parse_owned(s.to_owned()),
+                ResourcePath::parse(s),
+                "{s:?}"
+            );
+        }
     }
 
     #[test]

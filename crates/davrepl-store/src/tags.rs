@@ -14,19 +14,30 @@ pub type Seq = u64;
 pub const MAX_SEQ: Seq = (1 << 48) - 1;
 
 fn push_hex(out: &mut String, bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    // Tags are formatted on every response: by table into a stack buffer, not through `fmt`
-    // or a char at a time.
+    // Tags are formatted on every response: two digits per byte from a table into a stack
+    // buffer, then one copy, not through `fmt` or a char at a time.
     let mut buf = [0u8; 64];
     for chunk in bytes.chunks(32) {
-        for (pair, b) in buf.chunks_exact_mut(2).zip(chunk) {
-            pair[0] = DIGITS[usize::from(b >> 4)];
-            pair[1] = DIGITS[usize::from(b & 0xf)];
+        let digits = &mut buf[..2 * chunk.len()];
+        for (pair, b) in digits.chunks_exact_mut(2).zip(chunk) {
+            pair.copy_from_slice(&HEX_PAIRS[usize::from(*b)]);
         }
         // Hex digits are ASCII: this never fails.
-        out.push_str(std::str::from_utf8(&buf[..2 * chunk.len()]).unwrap_or_default());
+        out.push_str(std::str::from_utf8(digits).unwrap_or_default());
     }
 }
+
+/// The two lowercase hex digits of every byte value.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut t = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = [DIGITS[i >> 4], DIGITS[i & 0xf]];
+        i += 1;
+    }
+    t
+};
 
 fn parse_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
     if s.len() != N * 2
@@ -118,8 +129,9 @@ impl ReplUid {
 
 impl fmt::Display for ReplUid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("rid:")?;
-        f.write_str(&self.to_hex())
+        let mut s = String::with_capacity(48);
+        push_repl_uid(&mut s, self);
+        f.write_str(&s)
     }
 }
 
@@ -131,12 +143,27 @@ impl fmt::Debug for ReplUid {
 
 /// Formats a resourcetag: `rt:` + hex(repl-uid) + hex(store id + change sequence).
 pub fn resource_tag(rid: &ReplUid, store: &StoreId, version: Seq) -> String {
-    let mut s = String::with_capacity(91);
-    s.push_str("rt:");
-    push_hex(&mut s, &rid.0);
-    push_hex(&mut s, &store.0);
-    push_hex(&mut s, &seq_bytes(version));
+    let mut s = String::with_capacity(RESOURCE_TAG_LEN);
+    push_resource_tag(&mut s, rid, store, version);
     s
+}
+
+/// The length of a resourcetag (and of a contenttag).
+pub const RESOURCE_TAG_LEN: usize = 3 + 88;
+
+/// Appends the resourcetag [`resource_tag`] formats to `out`, so that a caller building a
+/// larger value (a header, a document) needs no string of its own for it.
+pub fn push_resource_tag(out: &mut String, rid: &ReplUid, store: &StoreId, version: Seq) {
+    out.push_str("rt:");
+    push_hex(out, &rid.0);
+    push_hex(out, &store.0);
+    push_hex(out, &seq_bytes(version));
+}
+
+/// Appends `rid:` + 44 hex digits, the repl-uid's text, to `out`.
+pub(crate) fn push_repl_uid(out: &mut String, rid: &ReplUid) {
+    out.push_str("rid:");
+    push_hex(out, &rid.0);
 }
 
 /// Formats a contenttag: `ct:` + hex(repl-uid) + hex(store id + content sequence).
@@ -167,7 +194,9 @@ pub fn parse_resource_tag(tag: &str) -> Option<(ReplUid, StoreId, Seq)> {
 /// Formats the strong ETag (with quotes) of a resource state: derived from the same change key
 /// as the resourcetag, so `If-Match` gives the same guarantee as `If: (<rt:…>)`.
 pub fn etag(rid: &ReplUid, version: Seq) -> String {
-    let mut s = String::with_capacity(60);
+    // The exact length: a string whose capacity is its length becomes a header value without
+    // another allocation.
+    let mut s = String::with_capacity(1 + 12 + 1 + 12 + 1);
     s.push('"');
     push_hex(&mut s, &rid.0[16..]);
     s.push('-');
@@ -194,5 +223,9 @@ mod tests {
         assert_eq!(parse_resource_tag("rt:doc1-01"), None);
         assert!(ReplUid::parse(&rid_s.to_uppercase()).is_none());
         assert_ne!(etag(&rid, 1), etag(&rid, 2));
+        assert_eq!(etag(&rid, 1).len(), etag(&rid, 1).capacity());
+        let mut pushed = String::from("<");
+        push_resource_tag(&mut pushed, &rid, &store, 99);
+        assert_eq!(pushed, format!("<{rt}"));
     }
 }

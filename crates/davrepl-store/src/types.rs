@@ -66,12 +66,22 @@ impl Meta {
         tags::resource_tag(&self.rid, &self.store, self.version)
     }
 
+    /// Appends [`resource_tag`](Self::resource_tag) to `out` (a header or document being built
+    /// needs no string of its own for it).
+    pub fn push_resource_tag(&self, out: &mut String) {
+        tags::push_resource_tag(out, &self.rid, &self.store, self.version);
+    }
+
     /// `rid:` + 44 hex digits.
     pub fn repl_uid(&self) -> String {
         let mut s = String::with_capacity(48);
-        s.push_str("rid:");
-        s.push_str(&self.rid.to_hex());
+        tags::push_repl_uid(&mut s, &self.rid);
         s
+    }
+
+    /// Appends [`repl_uid`](Self::repl_uid) to `out`.
+    pub fn push_repl_uid(&self, out: &mut String) {
+        tags::push_repl_uid(out, &self.rid);
     }
 
     /// `ct:` + 88 hex digits for collections.

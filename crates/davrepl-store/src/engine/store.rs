@@ -425,10 +425,9 @@ impl<B: Backend> ReplStore for Engine<B> {
             .run(plan, None, move |rows, _| read::content(rows, &p, &opts))
             .await?;
         let stream: ByteStream = match found.bytes {
-            Some(pieces) => {
-                let pieces = pieces.into_iter().filter(|b| !b.is_empty()).map(Ok);
-                Box::pin(futures_util::stream::iter(pieces.collect::<Vec<_>>()))
-            }
+            Some(pieces) => Box::pin(futures_util::stream::iter(
+                pieces.into_iter().filter(|b| !b.is_empty()).map(Ok),
+            )),
             None => self
                 .backend
                 .stream(path, found.payload, (found.start, found.end)),

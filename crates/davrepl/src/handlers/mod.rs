@@ -376,25 +376,27 @@ where
     }
 }
 
-/// A header value `<token>`, built without formatting machinery or a second copy.
-fn bracketed(token: &str) -> Option<HeaderValue> {
-    let mut s = String::with_capacity(token.len() + 2);
+/// A header value `<token>`, the token written by `write` straight into the value's buffer
+/// (sized exactly, so the header value takes it over without another allocation or copy).
+fn bracketed(len: usize, write: impl FnOnce(&mut String)) -> Option<HeaderValue> {
+    let mut s = String::with_capacity(len + 2);
     s.push('<');
-    s.push_str(token);
+    write(&mut s);
     s.push('>');
     HeaderValue::try_from(s).ok()
 }
 
 /// Adds `ResourceTag: <rt:…>`.
 pub(crate) fn set_resource_tag(resp: &mut Response<DavBody>, meta: &davrepl_store::Meta) {
-    if let Some(v) = bracketed(&meta.resource_tag()) {
+    let len = davrepl_store::tags::RESOURCE_TAG_LEN;
+    if let Some(v) = bracketed(len, |s| meta.push_resource_tag(s)) {
         resp.headers_mut().insert(RESOURCE_TAG.clone(), v);
     }
 }
 
 /// Adds `Repl-UID: <rid:…>`.
 pub(crate) fn set_repl_uid(resp: &mut Response<DavBody>, meta: &davrepl_store::Meta) {
-    if let Some(v) = bracketed(&meta.repl_uid()) {
+    if let Some(v) = bracketed(4 + 44, |s| meta.push_repl_uid(s)) {
         resp.headers_mut().insert(REPL_UID.clone(), v);
     }
 }

@@ -80,7 +80,8 @@ fn secs(t: std::time::SystemTime) -> u64 {
 fn common_headers(resp: &mut Response<DavBody>, meta: &Meta) {
     set_etag(resp, meta);
     set_resource_tag(resp, meta);
-    if let Ok(v) = HeaderValue::from_str(&dates::http_date(meta.modified)) {
+    // The string is taken over, not copied.
+    if let Ok(v) = HeaderValue::try_from(dates::http_date(meta.modified)) {
         resp.headers_mut().insert(header::LAST_MODIFIED, v);
     }
 }
@@ -108,14 +109,12 @@ fn file_response(
     let h = resp.headers_mut();
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    let ct = meta
-        .content_type
-        .as_deref()
-        .unwrap_or("application/octet-stream");
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_str(ct).unwrap_or(HeaderValue::from_static("application/octet-stream")),
-    );
+    let octets = || HeaderValue::from_static("application/octet-stream");
+    let ct = match meta.content_type.as_deref() {
+        Some(ct) => HeaderValue::from_str(ct).unwrap_or_else(|_| octets()),
+        None => octets(),
+    };
+    h.insert(header::CONTENT_TYPE, ct);
     stored_content_is_inert(h);
     if let Some(r) = range {
         *resp.status_mut() = StatusCode::PARTIAL_CONTENT;

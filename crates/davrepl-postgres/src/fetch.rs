@@ -142,10 +142,16 @@ pub(crate) struct Known {
 /// Up to this many single rows are fetched with one lookup each, more with one array query.
 const FEW_PATHS: usize = 4;
 
-const FETCH_PATHS: &str = concat!(
-    "SELECT path, rid, kind, version, content_version, len, content_type, created, modified,",
-    " blob, digests FROM davrepl_resources WHERE path = ANY($1)"
-);
+/// The columns of a resource row ([`columns`] reads them), from the view.
+macro_rules! resource_select {
+    () => {
+        concat!(
+            "SELECT path, rid, kind, version, content_version, len, content_type, created,",
+            " modified, blob, digests FROM davrepl_resources"
+        )
+    };
+}
+const FETCH_PATHS: &str = concat!(resource_select!(), " WHERE path = ANY($1)");
 /// The locks of a [`LockScan`] in one statement: rooted at one of `$1`, or strictly inside
 /// one of the ranges `($2[i], $3[i])`. The table holds few rows; its plan is a scan either way.
 const FETCH_LOCKS: &str = "SELECT token, root, deep, exclusive, owner, principal, timeout, expires
@@ -168,6 +174,18 @@ const FETCH_BLOB_IDS: &str =
     SELECT count(*) FROM davrepl_resources
     WHERE blob IS NOT NULL AND (path = $2 OR (path > $3 AND path < $4))
 ))";
+
+/// [`sql::GET`] of up to [`FEW_PATHS`] paths, by how many (none for zero).
+const GET_FEW: [Option<&str>; FEW_PATHS + 1] = [
+    None,
+    Some(sql::GET),
+    Some(concat!(resource_select!(), " WHERE path IN ($1, $2)")),
+    Some(concat!(resource_select!(), " WHERE path IN ($1, $2, $3)")),
+    Some(concat!(
+        resource_select!(),
+        " WHERE path IN ($1, $2, $3, $4)"
+    )),
+];
 
 /// One item's row and, when it is small enough (`len <= $2`), its chunks `$3..=$4`: a GET's
 /// whole prefetch in one statement with one index lookup of the path. The row comes back once
@@ -278,10 +296,12 @@ fn queries(w: &Wants) -> Vec<(Answer, &'static str, Owned)> {
         paths.retain(|q| q != item.as_str());
     }
     if paths.len() <= FEW_PATHS {
-        // A lookup each: its cached generic plan is an index scan, where an array's plan
-        // depends on the array's length and is made again for most calls.
-        for path in paths {
-            out.push((Answer::Rows, sql::GET, vec![Box::new(path)]));
+        // One statement with a parameter per path (a write reads its target and the parent):
+        // its cached generic plan is an index scan, where an array's plan depends on the
+        // array's length and is made again for most calls.
+        if let Some(query) = GET_FEW.get(paths.len()).copied().flatten() {
+            let params: Owned = paths.into_iter().map(|p| Box::new(p) as _).collect();
+            out.push((Answer::Rows, query, params));
         }
     } else {
         out.push((Answer::Rows, FETCH_PATHS, vec![Box::new(paths)]));

@@ -134,6 +134,10 @@ struct Inner {
     prefetch: bool,
     /// Blob ids reserved from the database sequence and not used yet.
     blob_ids: Mutex<Vec<i64>>,
+    /// Whether the counters row said, when this node last read it, that the store holds lock
+    /// rows: a write then asks for the counters-row lock in its first round trip (see
+    /// `step::RUN_ALONE`); while it holds none, a write leaves that statement out.
+    locks_seen: std::sync::atomic::AtomicBool,
 }
 
 /// The PostgreSQL-backed [`ReplStore`](davrepl_store::ReplStore): the storage engine over
@@ -303,6 +307,7 @@ impl PgStore {
                 retries: opts.retries,
                 prefetch: opts.prefetch,
                 blob_ids: Mutex::new(Vec::new()),
+                locks_seen: std::sync::atomic::AtomicBool::new(true),
             }),
         };
         backend

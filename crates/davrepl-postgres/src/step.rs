@@ -44,16 +44,16 @@ impl Drop for Open<'_> {
     }
 }
 
-/// A lock statement and its one parameter: a path, or an array of them.
-type LockSet = (tokio_postgres::Statement, Box<dyn ToSql + Sync + Send>);
-
 /// A write's first statements, prepared: they take its locks and read its counters.
 struct WriteLocks {
     exclusive: bool,
-    run_alone: tokio_postgres::Statement,
+    /// [`RUN_ALONE`], left out while this node has seen no lock rows and the step need not
+    /// run alone (the counters read then tells whether lock rows appeared, and if so the step
+    /// runs again with it).
+    run_alone: Option<tokio_postgres::Statement>,
     counters: tokio_postgres::Statement,
-    rows: Option<LockSet>,
-    ancestors: Option<LockSet>,
+    /// Row locks, then ancestor locks, in that order (one statement when both are one path).
+    sets: Vec<(tokio_postgres::Statement, Vec<Box<dyn ToSql + Sync + Send>>)>,
 }
 
 /// What a write's first statements found.
@@ -82,17 +82,34 @@ const LOCK_ANCESTORS: &str =
 /// more than running it; these keep one generic plan per connection.
 const LOCK_ROW: &str = "SELECT 1 FROM davrepl_resource_rows WHERE path = $1 FOR UPDATE";
 const LOCK_ANCESTOR: &str = "SELECT 1 FROM davrepl_resource_rows WHERE path = $1 FOR KEY SHARE";
+/// [`LOCK_ROW`] of `$1`, then [`LOCK_ANCESTOR`] of `$2`, as one statement: a write of one
+/// item below one collection, the most common write, takes its row locks with one statement
+/// instead of two (an `Append` runs its inputs in order, so the locks are taken in the same
+/// order as by the two statements).
+const LOCK_ROW_AND_ANCESTOR: &str = "SELECT 1 FROM (
+        SELECT 1 FROM davrepl_resource_rows WHERE path = $1 FOR UPDATE) AS written
+    UNION ALL SELECT 1 FROM (
+        SELECT 1 FROM davrepl_resource_rows WHERE path = $2 FOR KEY SHARE) AS ancestor";
 
 impl WriteLocks {
     /// Sends every statement at once, in order (each query is sent when first polled, and
     /// `try_join3` polls in order): the prefetch sent after them runs after the locks.
     async fn take(&self, client: &ClientWrapper) -> StoreResult<Taken> {
-        let sets: Vec<_> = self.rows.iter().chain(&self.ancestors).collect();
-        let params: Vec<[&(dyn ToSql + Sync); 1]> = sets.iter().map(|(_, p)| [&**p as _]).collect();
+        let params: Vec<Vec<&(dyn ToSql + Sync)>> = self
+            .sets
+            .iter()
+            .map(|(_, ps)| ps.iter().map(|p| &**p as _).collect())
+            .collect();
         let (alone, _, row) = futures_util::future::try_join3(
-            client.query(&self.run_alone, &[&self.exclusive]),
+            async {
+                match &self.run_alone {
+                    Some(st) => client.query(st, &[&self.exclusive]).await,
+                    None => Ok(Vec::new()),
+                }
+            },
             try_join_all(
-                sets.iter()
+                self.sets
+                    .iter()
                     .zip(&params)
                     .map(|((st, _), p)| client.query(st, p)),
             ),
@@ -272,6 +289,9 @@ impl Pg {
         )
         .await?;
         if let Some(taken) = counters {
+            self.inner
+                .locks_seen
+                .store(taken.lock_count > 0, std::sync::atomic::Ordering::Relaxed);
             known.counters = Some(taken.counters);
             known.lock_count = Some(taken.lock_count);
             known.first = Some(taken.first);
@@ -353,22 +373,47 @@ impl Pg {
         }
         ancestors.sort_unstable();
         ancestors.dedup();
-        let set = async |mut paths: Vec<String>, one, many| -> StoreResult<Option<LockSet>> {
-            let (sql, param): (_, Box<dyn ToSql + Sync + Send>) = match paths.len() {
-                0 => return Ok(None),
-                1 => (one, Box::new(paths.remove(0))),
-                _ => (many, Box::new(paths)),
-            };
-            Ok(Some((prepare(sql).await.map_err(pg_err)?, param)))
+        type Params = Vec<Box<dyn ToSql + Sync + Send>>;
+        let one = |paths: &mut Vec<String>| -> Params { vec![Box::new(paths.remove(0))] };
+        let many = |paths: &mut Vec<String>| -> Params { vec![Box::new(std::mem::take(paths))] };
+        let (mut written, mut ancestors) = (written, ancestors);
+        let mut sets: Vec<(&str, Params)> = Vec::new();
+        match (written.len(), ancestors.len()) {
+            (1, 1) => {
+                let mut ps = one(&mut written);
+                ps.extend(one(&mut ancestors));
+                sets.push((LOCK_ROW_AND_ANCESTOR, ps));
+            }
+            (w, a) => {
+                match w {
+                    0 => {}
+                    1 => sets.push((LOCK_ROW, one(&mut written))),
+                    _ => sets.push((LOCK_ROWS, many(&mut written))),
+                }
+                match a {
+                    0 => {}
+                    1 => sets.push((LOCK_ANCESTOR, one(&mut ancestors))),
+                    _ => sets.push((LOCK_ANCESTORS, many(&mut ancestors))),
+                }
+            }
+        }
+        let mut prepared = Vec::with_capacity(sets.len());
+        for (sql, params) in sets {
+            prepared.push((prepare(sql).await.map_err(pg_err)?, params));
+        }
+        let locks_seen = self
+            .inner
+            .locks_seen
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let run_alone = match plan.exclusive || locks_seen {
+            true => Some(prepare(RUN_ALONE).await.map_err(pg_err)?),
+            false => None,
         };
-        let rows = set(written, LOCK_ROW, LOCK_ROWS).await?;
-        let ancestors = set(ancestors, LOCK_ANCESTOR, LOCK_ANCESTORS).await?;
         Ok(WriteLocks {
             exclusive: plan.exclusive,
-            run_alone: prepare(RUN_ALONE).await.map_err(pg_err)?,
+            run_alone,
             counters: prepare(WRITE_COUNTERS).await.map_err(pg_err)?,
-            rows,
-            ancestors,
+            sets: prepared,
         })
     }
 

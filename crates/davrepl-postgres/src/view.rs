@@ -226,7 +226,7 @@ impl<'k> View<'k> {
         type Params<'a> = Vec<&'a (dyn ToSql + Sync)>;
         let mut batch: Vec<(&str, Params<'_>)> = Vec::new();
         if let Some(b) = content.and_then(|c| c.staged.as_ref()) {
-            batch.push(("DELETE FROM davrepl_uploads WHERE blob = $1", vec![b]));
+            batch.push((DROP_UPLOAD, vec![b]));
         }
         if let Some((blob, n, data)) = &rest {
             batch.push((INSERT_CHUNK, vec![blob, n, data]));
@@ -238,11 +238,8 @@ impl<'k> View<'k> {
         // again on most calls, one with a single key uses its cached plan.
         match self.released.as_slice() {
             [] => {}
-            [one] => batch.push(("DELETE FROM davrepl_chunks WHERE blob = $1", vec![one])),
-            _ => batch.push((
-                "DELETE FROM davrepl_chunks WHERE blob = ANY($1)",
-                vec![&self.released],
-            )),
+            [one] => batch.push((DROP_CHUNKS, vec![one])),
+            _ => batch.push((DROP_CHUNKS_OF, vec![&self.released])),
         }
         match removed.as_slice() {
             [] => {}
@@ -355,6 +352,7 @@ impl<'k> View<'k> {
         if bytes_delta != 0 {
             batch.push((ADD_USAGE, vec![&slot, &bytes_delta]));
         }
+        let batch = fuse(batch);
         let statements = try_join_all(batch.iter().map(|(s, _)| tx.prepare_cached(s)))
             .await
             .map_err(pg_err)?;
@@ -394,6 +392,91 @@ impl<'k> View<'k> {
             .then(|| crate::listen::payload(changed.map(ResourcePath::as_str))))
     }
 }
+
+/// Statements of a flush that may run as parts of one statement (each a data-modifying `WITH`
+/// query, all of them on the statement's one snapshot): none of them reads what another of
+/// them writes, and no two of them write the same row. The rest (deletes of rows that a later
+/// statement inserts again, the lock and subscription statements, the lock count) stay on
+/// their own, in order.
+fn fusable(sql: &str) -> bool {
+    [
+        DROP_UPLOAD,
+        INSERT_CHUNK,
+        COPY_CHUNKS,
+        DROP_CHUNKS,
+        DROP_CHUNKS_OF,
+        UPSERT_RESOURCES,
+        INSERT_RESOURCES,
+        INSERT_TOMBSTONES,
+        TOUCH_COLLECTIONS,
+        ADD_USAGE,
+    ]
+    .contains(&sql)
+}
+
+/// Joins each run of two or more [`fusable`] statements of `batch` into one, so that a small
+/// write's flush is one statement and `COMMIT` rather than one per table (PostgreSQL's cost
+/// per statement, not per row, bounds a small write). The order of the batch is kept.
+fn fuse<'p>(
+    batch: Vec<(&str, Vec<&'p (dyn ToSql + Sync)>)>,
+) -> Vec<(String, Vec<&'p (dyn ToSql + Sync)>)> {
+    let mut out: Vec<(String, Vec<&(dyn ToSql + Sync)>)> = Vec::with_capacity(batch.len());
+    let mut run: Vec<(&str, Vec<&(dyn ToSql + Sync)>)> = Vec::new();
+    let flush = |run: &mut Vec<(&str, Vec<&'p (dyn ToSql + Sync)>)>,
+                 out: &mut Vec<(String, Vec<&'p (dyn ToSql + Sync)>)>| {
+        match run.len() {
+            0 => {}
+            1 => {
+                let (sql, params) = run.remove(0);
+                out.push((sql.to_owned(), params));
+            }
+            _ => {
+                let mut sql = String::from("WITH ");
+                let mut params = Vec::new();
+                for (i, (part, ps)) in run.drain(..).enumerate() {
+                    if i > 0 {
+                        sql.push_str(", ");
+                    }
+                    sql.push_str(&format!("w{i} AS ("));
+                    renumber_into(&mut sql, part, params.len());
+                    sql.push(')');
+                    params.extend(ps);
+                }
+                sql.push_str(" SELECT 1");
+                out.push((sql, params));
+            }
+        }
+    };
+    for (sql, params) in batch {
+        if fusable(sql) {
+            run.push((sql, params));
+        } else {
+            flush(&mut run, &mut out);
+            out.push((sql.to_owned(), params));
+        }
+    }
+    flush(&mut run, &mut out);
+    out
+}
+
+/// Appends `sql` to `out` with each parameter `$n` written as `$(n + offset)`. (The flush's
+/// statements hold no `$` but in their parameters.)
+fn renumber_into(out: &mut String, sql: &str, offset: usize) {
+    let mut rest = sql;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..=i]);
+        rest = &rest[i + 1..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let n: usize = rest[..digits].parse().unwrap_or(0);
+        out.push_str(&(n + offset).to_string());
+        rest = &rest[digits..];
+    }
+    out.push_str(rest);
+}
+
+const DROP_UPLOAD: &str = "DELETE FROM davrepl_uploads WHERE blob = $1";
+const DROP_CHUNKS: &str = "DELETE FROM davrepl_chunks WHERE blob = $1";
+const DROP_CHUNKS_OF: &str = "DELETE FROM davrepl_chunks WHERE blob = ANY($1)";
 
 pub(crate) const INSERT_CHUNK: &str =
     "INSERT INTO davrepl_chunks (blob, n, data) VALUES ($1, $2, $3)";
@@ -778,7 +861,59 @@ impl Rows for View<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::{KEEP, UPSERT_RESOURCES};
+    use super::{
+        ADD_USAGE, COUNT_LOCKS, INSERT_CHUNK, INSERT_RESOURCES, KEEP, UPSERT_RESOURCES, fuse,
+        renumber_into,
+    };
+    use tokio_postgres::types::ToSql;
+
+    #[test]
+    fn renumbering_shifts_every_parameter() {
+        let mut out = String::new();
+        renumber_into(&mut out, "VALUES ($1, $2, $10) WHERE x = $2", 3);
+        assert_eq!(out, "VALUES ($4, $5, $13) WHERE x = $5");
+    }
+
+    /// Runs of fusable statements become one `WITH` statement with their parameters in order;
+    /// a statement that is not fusable stays on its own, in its place.
+    #[test]
+    fn fusing_keeps_order_and_parameters() {
+        let (a, b, c, d, e) = (1i64, 2i64, 3i64, 4i64, 5i64);
+        let batch: Vec<(&str, Vec<&(dyn ToSql + Sync)>)> = vec![
+            (INSERT_CHUNK, vec![&a, &b, &c]),
+            (ADD_USAGE, vec![&d, &e]),
+            (COUNT_LOCKS, Vec::new()),
+            (INSERT_RESOURCES, Vec::new()),
+        ];
+        let fused = fuse(batch);
+        assert_eq!(
+            fused.len(),
+            3,
+            "{fused:?}",
+            fused = fused.iter().map(|f| &f.0).collect::<Vec<_>>()
+        );
+        assert!(
+            fused[0]
+                .0
+                .starts_with("WITH w0 AS (INSERT INTO davrepl_chunks"),
+            "{}",
+            fused[0].0
+        );
+        assert!(
+            fused[0]
+                .0
+                .contains("w1 AS (INSERT INTO davrepl_usage (slot, bytes) VALUES ($4, $5)"),
+            "{}",
+            fused[0].0
+        );
+        assert!(fused[0].0.ends_with(" SELECT 1"), "{}", fused[0].0);
+        assert_eq!(fused[0].1.len(), 5);
+        assert_eq!(fused[1].0, COUNT_LOCKS);
+        assert_eq!(
+            fused[2].0, INSERT_RESOURCES,
+            "a run of one is left as it is"
+        );
+    }
 
     /// The sentinel is spelled in Rust and in the upsert's SQL text: they must agree.
     #[test]

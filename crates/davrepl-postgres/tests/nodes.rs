@@ -622,3 +622,57 @@ async fn a_refused_statement_of_a_write_commits_nothing() {
     let gone = n[0].head(&path("/keep")).await.unwrap_err();
     assert_eq!(gone.kind(), ErrorKind::NotFound);
 }
+
+/// A node that last saw no lock rows leaves the counters-row lock out of its writes; a lock
+/// another node takes meanwhile must still stop them: the write finds the lock count raised,
+/// runs again with that lock, reads the lock rows and is refused without the token. After
+/// UNLOCK the same node writes freely again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lock_taken_on_one_node_stops_writes_on_another() {
+    use davrepl_store::{LockRequest, LockScope};
+    let Some((n, _)) = nodes(2).await else { return };
+    put(&n[0], "/w", "start").await;
+    // Node 1 writes once with no lock anywhere: from now on it leaves the lock statement out.
+    put(&n[1], "/other", "x").await;
+    let granted = n[0]
+        .lock(
+            &path("/w"),
+            LockRequest::new(LockScope::Exclusive, false, Duration::from_secs(3600)),
+        )
+        .await
+        .expect("LOCK on node 0");
+    let refused = n[1]
+        .put(&path("/w"), body("no token"), PutOptions::default())
+        .await;
+    assert_eq!(
+        refused.as_ref().map_err(|e| e.kind()).err(),
+        Some(ErrorKind::Locked),
+        "{refused:?}"
+    );
+    assert_eq!(read_string(&n[0], "/w").await, "start");
+    let with_token = PutOptions::with_condition(if_token(&granted.lock.token));
+    n[1].put(&path("/w"), body("with token"), with_token)
+        .await
+        .expect("PUT with the lock token on node 1");
+    n[0].unlock(&path("/w"), &granted.lock.token, None)
+        .await
+        .expect("UNLOCK on node 0");
+    n[1].put(&path("/w"), body("after unlock"), PutOptions::default())
+        .await
+        .expect("PUT after UNLOCK on node 1");
+    assert_eq!(read_string(&n[0], "/w").await, "after unlock");
+    // Node 1 saw no locks on its last write. A DELETE there, holding the token of a lock
+    // node 0 takes now, removes the lock's row with the resource, which a write may only do
+    // holding the counters-row lock: it finds the lock count raised and runs again with it.
+    let l = n[0]
+        .lock(
+            &path("/w"),
+            LockRequest::new(LockScope::Exclusive, false, Duration::from_secs(3600)),
+        )
+        .await
+        .expect("second LOCK on node 0");
+    n[1].delete(&path("/w"), if_token(&l.lock.token).into())
+        .await
+        .expect("DELETE with the lock token on node 1");
+    assert!(n[0].locks(&path("/w"), true).await.unwrap().is_empty());
+}

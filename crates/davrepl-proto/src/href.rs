@@ -157,6 +157,14 @@ impl Mount {
 }
 
 fn decode_path(rest: &str) -> Result<ResourcePath, HrefError> {
+    if !rest.contains('%') {
+        // Nothing to decode (the common case): the raw path is the store path, which `parse`
+        // folds and checks as the loop below would.
+        return Ok(match rest.starts_with('/') {
+            true => ResourcePath::parse(rest)?,
+            false => ResourcePath::parse(&format!("/{rest}"))?,
+        });
+    }
     let mut decoded = String::with_capacity(rest.len() + 1);
     decoded.push('/');
     for seg in rest.split('/').filter(|s| !s.is_empty()) {
@@ -202,6 +210,31 @@ pub fn split_absolute(uri: &str) -> Option<(&str, &str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_path_without_escapes_resolves_as_its_escaped_spelling() {
+        let m = Mount::new("/dav");
+        for raw in [
+            "/dav/a",
+            "/dav/a/",
+            "/dav//a//b/",
+            "/dav/a/../b",
+            "/dav/./a",
+            "/dav/a/.",
+            "/dav/a b",
+            "/dav/a/\0",
+            "/dav/ä/a",
+        ] {
+            let rest = raw.strip_prefix("/dav").unwrap_or(raw);
+            let escaped = format!("/dav{}", rest.replacen('a', "%61", 1));
+            assert_eq!(
+                m.resolve(raw),
+                m.resolve(&escaped),
+                "{raw} against {escaped}"
+            );
+        }
+        assert_eq!(Mount::new("/").resolve("*"), Mount::new("/").resolve("%2A"));
+    }
 
     #[test]
     fn resolve_under_prefix() {

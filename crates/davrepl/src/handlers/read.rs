@@ -96,11 +96,7 @@ fn file_response(
     let body = if ctx_head {
         body::empty()
     } else {
-        StreamBody::new(stream.map(|r| {
-            r.map(Frame::data)
-                .map_err(|e| Box::new(e) as crate::BoxError)
-        }))
-        .boxed_unsync()
+        one_piece(stream)
     };
     let mut resp = Response::new(body);
     // Room for every header below at once, instead of growing the map three times.
@@ -123,6 +119,30 @@ fn file_response(
         }
     }
     resp
+}
+
+/// The body of a GET. Content the store holds in memory as one piece (its stream says it has
+/// at most one item, and that item is ready) is sent as a complete body, whose length hyper
+/// knows and after which it polls nothing; anything else is streamed.
+fn one_piece(mut stream: davrepl_store::ByteStream) -> DavBody {
+    use futures_util::FutureExt;
+    let streamed = |s: davrepl_store::ByteStream| {
+        StreamBody::new(s.map(|r| {
+            r.map(Frame::data)
+                .map_err(|e| Box::new(e) as crate::BoxError)
+        }))
+        .boxed_unsync()
+    };
+    if stream.size_hint().1 != Some(1) {
+        return streamed(stream);
+    }
+    match stream.next().now_or_never() {
+        Some(Some(Ok(bytes))) => body::full(bytes),
+        Some(None) => body::empty(),
+        Some(Some(Err(e))) => streamed(Box::pin(futures_util::stream::iter([Err(e)]))),
+        // Not ready: nothing was taken; the stream goes on as it is.
+        None => streamed(stream),
+    }
 }
 
 /// Stored content is whatever a client uploaded, served from the embedding application's own

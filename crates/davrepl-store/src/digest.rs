@@ -183,6 +183,26 @@ impl Stream for Hashing {
 mod tests {
     use super::*;
 
+    /// Many blocks and a partial last one, fed in uneven pieces: the block code (MD5 in
+    /// assembly where the `md5-asm` feature is on) against digests from another implementation
+    /// (Python's hashlib).
+    #[test]
+    fn known_digests_of_a_long_input_in_pieces() {
+        let data = b"davrepl".repeat(10_000);
+        let mut h = Hasher::default();
+        for piece in data.chunks(1_000 - 7) {
+            h.update(piece);
+        }
+        let d = h.finish();
+        assert_eq!(Digests::of(&data), d);
+        assert_eq!(hex(&d.md5), "c192063a39b9d715a0bc01a9a9e0c4b0");
+        assert_eq!(hex(&d.sha1), "8913a7e3c6d5ecbd4bde2b6920e941f379a56665");
+        assert_eq!(
+            hex(&d.sha256),
+            "62673cff74e0d4b8329caf730adf979266a703d3b1f9d4a6e3fa078b26253bfa"
+        );
+    }
+
     #[test]
     fn known_digests_and_checksums() {
         let d = Digests::of(b"abc");

@@ -394,9 +394,11 @@ impl<'k> View<'k> {
 }
 
 /// Statements of a flush that may run as parts of one statement (each a data-modifying `WITH`
-/// query, all of them on the statement's one snapshot): none of them reads what another of
-/// them writes, and no two of them write the same row. The rest (deletes of rows that a later
-/// statement inserts again, the lock and subscription statements, the lock count) stay on
+/// query; all of them see the snapshot taken before any of them runs, in no set order): no two
+/// of them write the same row, and none needs another's effect — the one reader, the copy of
+/// chunks, reads blobs that nothing in the run writes, or that a delete in the run releases,
+/// whose rows it still sees. The rest (deletes of resource rows and properties that a later
+/// statement may insert again, the lock and subscription statements, the lock count) stay on
 /// their own, in order.
 fn fusable(sql: &str) -> bool {
     [

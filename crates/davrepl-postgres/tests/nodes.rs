@@ -443,43 +443,68 @@ async fn deleting_a_collection_while_members_are_created_leaves_no_orphans() {
             })
         };
         let results = futures_util::future::join_all(creates).await;
-        delete.await.unwrap().expect("the delete succeeds");
+        let deleted = delete.await.unwrap().expect("the delete succeeds");
 
         let mut landed = Vec::new();
+        let mut outcomes = Vec::new();
         for r in results {
             let (p, r) = r.unwrap();
             match r {
-                Ok(_) => landed.push(p),
-                Err(e) => assert!(e.kind() == ErrorKind::ParentMissing, "{p}: {e}"),
+                Ok(m) => {
+                    outcomes.push(format!("{p}: created, version {}", m.meta.version));
+                    landed.push(p);
+                }
+                Err(e) => {
+                    assert!(e.kind() == ErrorKind::ParentMissing, "{p}: {e}");
+                    outcomes.push(format!("{p}: {e}"));
+                }
             }
         }
-        for node in &n {
-            assert_eq!(
-                node.head(&path(&dir)).await.unwrap_err().kind(),
-                ErrorKind::NotFound
-            );
-            let left: Vec<_> = list_all(node, "/", Depth::Infinity)
-                .await
-                .into_iter()
-                .filter(|m| m.path.as_str().starts_with(&format!("{dir}/")))
-                .collect();
-            assert!(left.is_empty(), "orphans: {left:?}");
-        }
+        // The table first (the ground truth, on a connection of its own), then what each
+        // node answers; a failure reports all of it, so that a rare one says which side
+        // (an orphan row, or a read that missed a committed delete) went wrong.
         let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
             .await
             .expect("connect");
         let driver = tokio::spawn(conn);
-        let orphans: i64 = client
-            .query_one(
-                "SELECT count(*) FROM davrepl_resources WHERE path LIKE $1",
+        let rows: Vec<String> = client
+            .query(
+                "SELECT path || ' version ' || version || ' xmin ' || xmin::text
+                 FROM davrepl_resource_rows WHERE path LIKE $1",
                 &[&format!("{dir}/%")],
             )
             .await
             .unwrap()
-            .get(0);
-        assert_eq!(orphans, 0, "member rows left in the table");
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
         drop(client);
         let _ = driver.await;
+        let mut listed = Vec::new();
+        for (i, node) in n.iter().enumerate() {
+            assert_eq!(
+                node.head(&path(&dir)).await.unwrap_err().kind(),
+                ErrorKind::NotFound
+            );
+            for attempt in 0..2 {
+                let left: Vec<_> = list_all(node, "/", Depth::Infinity)
+                    .await
+                    .into_iter()
+                    .filter(|m| m.path.as_str().starts_with(&format!("{dir}/")))
+                    .map(|m| format!("{} version {}", m.path.as_str(), m.version))
+                    .collect();
+                if !left.is_empty() {
+                    listed.push(format!("node {i}, listing {attempt}: {left:?}"));
+                }
+            }
+        }
+        assert!(
+            rows.is_empty() && listed.is_empty(),
+            "members outlived {dir} (deleted at version {}, by node {}):\n\
+             rows in the table: {rows:?}\nlisted: {listed:?}\ncreates: {outcomes:#?}",
+            deleted.version,
+            round % 2
+        );
 
         // A client that synced a member learns that it is gone.
         let (feed, _) = all_changes(&n[1], "/", start).await;

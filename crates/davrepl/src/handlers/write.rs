@@ -78,13 +78,21 @@ where
 }
 
 /// `X-OC-Mtime`: seconds since the epoch (a fraction is dropped, as ownCloud does).
+/// The last second every store keeps exactly (2262-04-11T23:47:16Z): `i64::MAX` nanoseconds.
+const LAST_STORABLE_SECOND: u64 = i64::MAX as u64 / 1_000_000_000;
+
 pub(crate) fn parse_mtime(v: &str) -> DavResult<std::time::SystemTime> {
     let whole = v.trim().split('.').next().unwrap_or("");
     whole
         .parse::<u64>()
         .ok()
+        // The SQL stores keep times as nanoseconds in 64 bits: a later time would be stored
+        // as another one.
+        .filter(|&s| s <= LAST_STORABLE_SECOND)
         .and_then(|s| std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(s)))
-        .ok_or_else(|| DavError::bad_request("X-OC-Mtime must be seconds since 1970"))
+        .ok_or_else(|| {
+            DavError::bad_request("X-OC-Mtime must be seconds since 1970, before April 2262")
+        })
 }
 
 /// `OC-Checksum: SHA1:hex` (or `MD5:`, `SHA256:`): the upload is refused unless the body has

@@ -327,9 +327,14 @@ impl DynStore {
 #[macro_export]
 macro_rules! forward_repl_store {
     ($(#[$m:meta])* impl[$($g:tt)*] for $ty:ty => |$s:ident| $inner:expr) => {
-        $crate::forward_repl_store!($(#[$m])* impl[$($g)*] for $ty => |$s| $inner, via [$crate::ReplStore]);
+        $crate::forward_repl_store!(@impl direct; $(#[$m])* impl[$($g)*] for $ty => |$s| $inner, via [$crate::ReplStore]);
     };
+    // Through a trait whose futures are boxed with one lifetime for all their borrows (the
+    // erased `DynReplStore`): each method is an `async fn` around the call.
     ($(#[$m:meta])* impl[$($g:tt)*] for $ty:ty => |$s:ident| $inner:expr, via [$($via:tt)+]) => {
+        $crate::forward_repl_store!(@impl wrapped; $(#[$m])* impl[$($g)*] for $ty => |$s| $inner, via [$($via)+]);
+    };
+    (@impl $mode:ident; $(#[$m:meta])* impl[$($g:tt)*] for $ty:ty => |$s:ident| $inner:expr, via [$($via:tt)+]) => {
         $(#[$m])*
         impl<$($g)*> $crate::ReplStore for $ty {
             fn store_id(&self) -> $crate::StoreId {
@@ -340,168 +345,87 @@ macro_rules! forward_repl_store {
                 let $s = self;
                 $($via)+::capabilities(&$inner)
             }
-            async fn secret(&self) -> $crate::StoreResult<$crate::Secret> {
-                let $s = self;
-                $($via)+::secret(&$inner).await
-            }
-            async fn head(&self, path: &$crate::ResourcePath) -> $crate::StoreResult<$crate::Meta> {
-                let $s = self;
-                $($via)+::head(&$inner, path).await
-            }
-            async fn props(&self, path: &$crate::ResourcePath) -> $crate::StoreResult<$crate::Entry> {
-                let $s = self;
-                $($via)+::props(&$inner, path).await
-            }
-            async fn list(&self, path: &$crate::ResourcePath, opts: $crate::ListOptions) -> $crate::StoreResult<$crate::Listing> {
-                let $s = self;
-                $($via)+::list(&$inner, path, opts).await
-            }
-            async fn read(
-                &self,
-                path: &$crate::ResourcePath,
-                opts: $crate::GetOptions,
-            ) -> $crate::StoreResult<($crate::Meta, $crate::ByteStream)> {
-                let $s = self;
-                $($via)+::read(&$inner, path, opts).await
-            }
-            async fn put(
-                &self,
-                path: &$crate::ResourcePath,
-                body: $crate::ByteStream,
-                opts: $crate::PutOptions,
-            ) -> $crate::StoreResult<$crate::WriteOutcome> {
-                let $s = self;
-                $($via)+::put(&$inner, path, body, opts).await
-            }
-            async fn create_collection(
-                &self,
-                path: &$crate::ResourcePath,
-                opts: $crate::CreateOptions,
-            ) -> $crate::StoreResult<$crate::WriteOutcome> {
-                let $s = self;
-                $($via)+::create_collection(&$inner, path, opts).await
-            }
-            async fn delete(&self, path: &$crate::ResourcePath, opts: $crate::DeleteOptions) -> $crate::StoreResult<$crate::Meta> {
-                let $s = self;
-                $($via)+::delete(&$inner, path, opts).await
-            }
-            async fn copy(
-                &self,
-                from: &$crate::ResourcePath,
-                to: &$crate::ResourcePath,
-                opts: $crate::TransferOptions,
-            ) -> $crate::StoreResult<$crate::WriteOutcome> {
-                let $s = self;
-                $($via)+::copy(&$inner, from, to, opts).await
-            }
-            async fn rename(
-                &self,
-                from: &$crate::ResourcePath,
-                to: &$crate::ResourcePath,
-                opts: $crate::TransferOptions,
-            ) -> $crate::StoreResult<$crate::WriteOutcome> {
-                let $s = self;
-                $($via)+::rename(&$inner, from, to, opts).await
-            }
-            async fn patch_props(
-                &self,
-                path: &$crate::ResourcePath,
-                patch: ::std::vec::Vec<$crate::PropPatch>,
-                opts: $crate::PatchOptions,
-            ) -> $crate::StoreResult<$crate::WriteOutcome> {
-                let $s = self;
-                $($via)+::patch_props(&$inner, path, patch, opts).await
-            }
             fn change_signal(&self) -> ::std::option::Option<$crate::ChangeSignal> {
                 let $s = self;
                 $($via)+::change_signal(&$inner)
             }
-            async fn usage(&self) -> $crate::StoreResult<::std::option::Option<u64>> {
-                let $s = self;
-                $($via)+::usage(&$inner).await
-            }
-            async fn watermark(&self) -> $crate::StoreResult<$crate::Seq> {
-                let $s = self;
-                $($via)+::watermark(&$inner).await
-            }
-            async fn horizon(&self) -> $crate::StoreResult<$crate::Seq> {
-                let $s = self;
-                $($via)+::horizon(&$inner).await
-            }
-            async fn changes(&self, query: $crate::ChangesQuery) -> $crate::StoreResult<$crate::ChangePage> {
-                let $s = self;
-                $($via)+::changes(&$inner, query).await
-            }
-            async fn purge(&self, before: ::std::time::SystemTime) -> $crate::StoreResult<$crate::PurgeReport> {
-                let $s = self;
-                $($via)+::purge(&$inner, before).await
-            }
-            async fn lock(
-                &self,
-                path: &$crate::ResourcePath,
-                req: $crate::LockRequest,
-            ) -> $crate::StoreResult<$crate::LockGrant> {
-                let $s = self;
-                $($via)+::lock(&$inner, path, req).await
-            }
-            async fn refresh_lock(
-                &self,
-                path: &$crate::ResourcePath,
-                cond: $crate::Condition,
-                timeout: ::std::time::Duration,
-            ) -> $crate::StoreResult<$crate::Lock> {
-                let $s = self;
-                $($via)+::refresh_lock(&$inner, path, cond, timeout).await
-            }
-            async fn unlock(
-                &self,
-                path: &$crate::ResourcePath,
-                token: &str,
-                principal: ::std::option::Option<&str>,
-            ) -> $crate::StoreResult<$crate::Lock> {
-                let $s = self;
-                $($via)+::unlock(&$inner, path, token, principal).await
-            }
-            async fn locks(
-                &self,
-                path: &$crate::ResourcePath,
-                below: bool,
-            ) -> $crate::StoreResult<::std::vec::Vec<$crate::Lock>> {
-                let $s = self;
-                $($via)+::locks(&$inner, path, below).await
-            }
-            async fn subscribe(
-                &self,
-                req: $crate::NewSubscription,
-            ) -> $crate::StoreResult<$crate::Subscription> {
-                let $s = self;
-                $($via)+::subscribe(&$inner, req).await
-            }
-            async fn subscriptions(
-                &self,
-                ids: ::std::vec::Vec<u64>,
-                principal: ::std::option::Option<::std::string::String>,
-            ) -> $crate::StoreResult<::std::vec::Vec<$crate::Subscription>> {
-                let $s = self;
-                $($via)+::subscriptions(&$inner, ids, principal).await
-            }
-            async fn update_subscription(
-                &self,
-                id: u64,
-                principal: ::std::option::Option<::std::string::String>,
-                update: $crate::SubscriptionUpdate,
-            ) -> $crate::StoreResult<$crate::Subscription> {
-                let $s = self;
-                $($via)+::update_subscription(&$inner, id, principal, update).await
-            }
-            async fn unsubscribe(
-                &self,
-                id: u64,
-                principal: ::std::option::Option<::std::string::String>,
-            ) -> $crate::StoreResult<()> {
-                let $s = self;
-                $($via)+::unsubscribe(&$inner, id, principal).await
-            }
+            $crate::forward_repl_store!(@fn $mode; $s, $inner, [$($via)+];
+                secret() -> $crate::StoreResult<$crate::Secret>);
+            $crate::forward_repl_store!(@fn $mode; $s, $inner, [$($via)+];
+                head(path: &$crate::ResourcePath) -> $crate::StoreResult<$crate::Meta>);
+            $crate::forward_repl_store!(@fn $mode; $s, $inner, [$($via)+];
+                props(path: &$crate::ResourcePath) -> $crate::StoreResult<$crate::Entry>);
+            $crate::forward_repl_store!(@fn $mode; $s, $inner, [$($via)+];
+                list(path: &$crate::ResourcePath, opts: $crate::ListOptions)
+                    -> $crate::StoreResult<$crate::Listing>);
+            $crate::forward_repl_store!(@fn $mode; $s, $inner, [$($via)+];
+                read(path: &$crate::ResourcePath, opts: $crate::GetOptions)
+                    -> $crate::StoreResult<($crate::Meta, $crate::ByteStream)>);
+            $crate::forward_repl_store!(@fn $mode; $s, $inner, [$($via)+];
+                put(path: &$crate::ResourcePath, body: $crate::ByteStream, opts: $crate::PutOptions)
+                    -> $crate::StoreResult<$crate::WriteOutcome>);
+            $crate::forward_repl_store!(@fn $mode; $s, $inner, [$($via)+];
+                create_collection(path: &$crate::ResourcePath, opts: $crate::CreateOptions)
+                    -> $crate::StoreResult<$crate::WriteOutcome>);
+            $crate::forward_repl_store!(@fn $mode; $s, $inner, [$($via)+];
+                delete(path: &$crate::ResourcePath, opts: $crate::DeleteOptions)
+                    -> $crate::StoreResult<$crate::Meta>);
+            $crate::forward_repl_store!(@fn $mode; $s, $inner, [$($via)+];
+                copy(from: &$crate::ResourcePath, to: &$crate::ResourcePath, opts: $crate::TransferOptions)
+                    -> $crate::StoreResult<$crate::WriteOutcome>);
+            $crate::forward_repl_store!(@fn $mode; $s, $inner, [$($via)+];
+                rename(from: &$crate::ResourcePath, to: &$crate::ResourcePath, opts: $crate::TransferOptions)
+                    -> $crate::StoreResult<$crate::WriteOutcome>);
+            $crate::forward_repl_store!(@fn $mode; $s, $inner, [$($via)+];
+                patch_props(path: &$crate::ResourcePath, patch: ::std::vec::Vec<$crate::PropPatch>,
+                    opts: $crate::PatchOptions) -> $crate::StoreResult<$crate::WriteOutcome>);
+            $crate::forward_repl_store!(@fn $mode; $s, $inner, [$($via)+];
+                usage() -> $crate::StoreResult<::std::option::Option<u64>>);
+            $crate::forward_repl_store!(@fn $mode; $s, $inner, [$($via)+];
+                watermark() -> $crate::StoreResult<$crate::Seq>);
+            $crate::forward_repl_store!(@fn $mode; $s, $inner, [$($via)+];
+                horizon() -> $crate::StoreResult<$crate::Seq>);
+            $crate::forward_repl_store!(@fn $mode; $s, $inner, [$($via)+];
+                changes(query: $crate::ChangesQuery) -> $crate::StoreResult<$crate::ChangePage>);
+            $crate::forward_repl_store!(@fn $mode; $s, $inner, [$($via)+];
+                purge(before: ::std::time::SystemTime) -> $crate::StoreResult<$crate::PurgeReport>);
+            $crate::forward_repl_store!(@fn $mode; $s, $inner, [$($via)+];
+                lock(path: &$crate::ResourcePath, req: $crate::LockRequest)
+                    -> $crate::StoreResult<$crate::LockGrant>);
+            $crate::forward_repl_store!(@fn $mode; $s, $inner, [$($via)+];
+                refresh_lock(path: &$crate::ResourcePath, cond: $crate::Condition,
+                    timeout: ::std::time::Duration) -> $crate::StoreResult<$crate::Lock>);
+            $crate::forward_repl_store!(@fn $mode; $s, $inner, [$($via)+];
+                unlock(path: &$crate::ResourcePath, token: &str, principal: ::std::option::Option<&str>)
+                    -> $crate::StoreResult<$crate::Lock>);
+            $crate::forward_repl_store!(@fn $mode; $s, $inner, [$($via)+];
+                locks(path: &$crate::ResourcePath, below: bool)
+                    -> $crate::StoreResult<::std::vec::Vec<$crate::Lock>>);
+            $crate::forward_repl_store!(@fn $mode; $s, $inner, [$($via)+];
+                subscribe(req: $crate::NewSubscription) -> $crate::StoreResult<$crate::Subscription>);
+            $crate::forward_repl_store!(@fn $mode; $s, $inner, [$($via)+];
+                subscriptions(ids: ::std::vec::Vec<u64>, principal: ::std::option::Option<::std::string::String>)
+                    -> $crate::StoreResult<::std::vec::Vec<$crate::Subscription>>);
+            $crate::forward_repl_store!(@fn $mode; $s, $inner, [$($via)+];
+                update_subscription(id: u64, principal: ::std::option::Option<::std::string::String>,
+                    update: $crate::SubscriptionUpdate) -> $crate::StoreResult<$crate::Subscription>);
+            $crate::forward_repl_store!(@fn $mode; $s, $inner, [$($via)+];
+                unsubscribe(id: u64, principal: ::std::option::Option<::std::string::String>)
+                    -> $crate::StoreResult<()>);
+        }
+    };
+    // The inner store's future itself: no state machine of its own around it, which would be
+    // one more copy of that future per call.
+    (@fn direct; $s:ident, $inner:expr, [$($via:tt)+]; $name:ident($($arg:ident: $t:ty),*) -> $ret:ty) => {
+        fn $name(&self $(, $arg: $t)*) -> impl ::core::future::Future<Output = $ret> + ::core::marker::Send {
+            let $s = self;
+            $($via)+::$name(&$inner $(, $arg)*)
+        }
+    };
+    (@fn wrapped; $s:ident, $inner:expr, [$($via:tt)+]; $name:ident($($arg:ident: $t:ty),*) -> $ret:ty) => {
+        async fn $name(&self $(, $arg: $t)*) -> $ret {
+            let $s = self;
+            $($via)+::$name(&$inner $(, $arg)*).await
         }
     };
 }

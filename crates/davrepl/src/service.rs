@@ -1,6 +1,7 @@
 //! [`ReplService`]: routes requests to the WebDAV handlers or to the wrapped service.
 
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -11,7 +12,7 @@ use http_body::Body;
 use tower_service::Service;
 
 use crate::BoxError;
-use crate::body::ReplBody;
+use crate::body::{DavBody, ReplBody};
 use crate::config::Shared;
 
 /// The service made by [`ReplLayer`](crate::ReplLayer).
@@ -57,17 +58,20 @@ pin_project_lite::pin_project! {
     /// Response future of [`ReplService`].
     pub struct ResponseFuture<F, B> {
         #[pin]
-        kind: FutKind<F, B>,
+        kind: FutKind<F>,
+        body: PhantomData<fn() -> B>,
     }
 }
 
-type DavFuture<B> = Pin<Box<dyn Future<Output = Response<ReplBody<B>>> + Send>>;
+/// A WebDAV request's future: boxed as the handler made it (its body is wrapped when it is
+/// ready), so that the future is moved into place once.
+type DavFuture = Pin<Box<dyn Future<Output = Response<DavBody>> + Send>>;
 
 pin_project_lite::pin_project! {
     #[project = FutProj]
-    enum FutKind<F, B> {
+    enum FutKind<F> {
         Inner { #[pin] fut: F },
-        Dav { fut: DavFuture<B> },
+        Dav { fut: DavFuture },
     }
 }
 
@@ -86,7 +90,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
             FutProj::Inner { fut } => fut.poll(cx).map_ok(|r| r.map(ReplBody::inner)),
-            FutProj::Dav { fut } => fut.as_mut().poll(cx).map(Ok),
+            FutProj::Dav { fut } => fut.as_mut().poll(cx).map(|r| Ok(r.map(ReplBody::dav))),
         }
     }
 }
@@ -115,15 +119,13 @@ where
                 kind: FutKind::Inner {
                     fut: self.inner.call(req),
                 },
+                body: PhantomData,
             };
         }
-        let shared = self.shared.clone();
-        let fut = async move {
-            let resp = crate::handlers::handle(shared, req).await;
-            resp.map(ReplBody::dav)
-        };
+        let fut = crate::handlers::handle(self.shared.clone(), req);
         ResponseFuture {
             kind: FutKind::Dav { fut: Box::pin(fut) },
+            body: PhantomData,
         }
     }
 }

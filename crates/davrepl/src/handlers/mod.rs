@@ -278,7 +278,13 @@ where
 }
 
 /// Entry point from the service: never fails, every error is a response.
-pub(crate) async fn handle<S, B>(shared: Arc<Shared<S>>, req: Request<B>) -> Response<DavBody>
+///
+/// Not an `async fn`: the future it returns is the instrumented request future itself, with
+/// no outer state machine holding a second copy of it (the service boxes it once).
+pub(crate) fn handle<S, B>(
+    shared: Arc<Shared<S>>,
+    req: Request<B>,
+) -> impl Future<Output = Response<DavBody>> + Send + 'static
 where
     S: ReplStore,
     B: Body + Send + 'static,
@@ -287,18 +293,19 @@ where
 {
     let span = tracing::info_span!("dav", method = %req.method(), path = %req.uri().path(), status = tracing::field::Empty);
     let is_head = req.method() == Method::HEAD;
-    let fut = async {
-        let mut resp = dispatch(shared.clone(), req)
-            .await
-            .unwrap_or_else(|e| e.into_response_at(&shared.config.mount));
+    async move {
+        let mut resp = match dispatch(shared.clone(), req).await {
+            Ok(resp) => resp,
+            Err(e) => e.into_response_at(&shared.config.mount),
+        };
         tracing::Span::current().record("status", resp.status().as_u16());
         if is_head {
             // Keep Content-Length of the GET it stands for; send no bytes.
             *resp.body_mut() = crate::body::empty();
         }
         resp
-    };
-    fut.instrument(span).await
+    }
+    .instrument(span)
 }
 
 /// Refuses (414) a path over the length or segment limits; `what` names it in the answer.

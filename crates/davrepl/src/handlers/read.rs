@@ -43,10 +43,16 @@ async fn read_preconditions<S: ReplStore>(
     cond: &Condition,
     meta: &Meta,
 ) -> DavResult<Verdict> {
-    // If-None-Match on GET/HEAD means 304, not 412: evaluate it separately.
-    let mut strict = cond.clone();
-    let inm = strict.if_none_match.take();
-    ctx.check_read(&strict, meta).await?;
+    // If-None-Match on GET/HEAD means 304, not 412: evaluate it separately. (A request
+    // without it, the common case, has its condition checked as it is, not copied.)
+    let inm = cond.if_none_match.as_ref();
+    if inm.is_some() {
+        let mut strict = cond.clone();
+        strict.if_none_match = None;
+        ctx.check_read(&strict, meta).await?;
+    } else if !cond.is_empty() {
+        ctx.check_read(cond, meta).await?;
+    }
     if cond.if_match.is_none()
         && let Some(v) = ctx.header(&names::IF_UNMODIFIED_SINCE)?
         && let Some(t) = dates::parse_http_date(v)
@@ -59,7 +65,7 @@ async fn read_preconditions<S: ReplStore>(
     }
     if let Some(inm) = inm {
         let mut c = Condition::none();
-        c.if_none_match = Some(inm);
+        c.if_none_match = Some(inm.clone());
         if !c.evaluate(&ctx.path, |_| Some(meta.tokens())) {
             return Ok(Verdict::NotModified);
         }
@@ -167,7 +173,7 @@ fn not_modified(meta: &Meta) -> Response<DavBody> {
 }
 
 pub(crate) async fn get<S: ReplStore>(ctx: &Ctx<S>) -> DavResult<Response<DavBody>> {
-    let cond = ctx.head.condition.clone();
+    let cond = &ctx.head.condition;
     let is_head = ctx.parts.method == Method::HEAD;
     let range_spec = match ctx.header(&names::RANGE)? {
         Some(v) => ByteRangeSpec::parse(v)?,
@@ -178,7 +184,7 @@ pub(crate) async fn get<S: ReplStore>(ctx: &Ctx<S>) -> DavResult<Response<DavBod
         // the preconditions are checked against that state.
         match ctx.store().read(&ctx.path, Default::default()).await {
             Ok((meta, stream)) => {
-                return Ok(match read_preconditions(ctx, &cond, &meta).await? {
+                return Ok(match read_preconditions(ctx, cond, &meta).await? {
                     Verdict::NotModified => not_modified(&meta),
                     Verdict::Proceed => file_response(is_head, &meta, stream, None),
                 });
@@ -186,10 +192,10 @@ pub(crate) async fn get<S: ReplStore>(ctx: &Ctx<S>) -> DavResult<Response<DavBod
             Err(e) if e.kind() == davrepl_store::ErrorKind::IsCollection => {
                 let meta = ctx.store().head(&ctx.path).await?;
                 if !is_head && super::events::wanted(ctx) {
-                    ctx.check_read(&cond, &meta).await?;
+                    ctx.check_read(cond, &meta).await?;
                     return super::events::stream(ctx, &meta).await;
                 }
-                return Ok(match read_preconditions(ctx, &cond, &meta).await? {
+                return Ok(match read_preconditions(ctx, cond, &meta).await? {
                     Verdict::NotModified => not_modified(&meta),
                     Verdict::Proceed => collection_index(ctx, &meta).await?,
                 });
@@ -201,7 +207,7 @@ pub(crate) async fn get<S: ReplStore>(ctx: &Ctx<S>) -> DavResult<Response<DavBod
     // round again.
     for _ in 0..4 {
         let meta = ctx.store().head(&ctx.path).await?;
-        if let Verdict::NotModified = read_preconditions(ctx, &cond, &meta).await? {
+        if let Verdict::NotModified = read_preconditions(ctx, cond, &meta).await? {
             return Ok(not_modified(&meta));
         }
         if meta.is_collection() {

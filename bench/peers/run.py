@@ -25,7 +25,7 @@ import urllib.parse
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 QUICK = os.environ.get("QUICK") == "1"
-RUNS = 3
+RUNS = 5
 SECONDS = 2 if QUICK else 3
 CONNS = 16
 THREADS = 2
@@ -137,10 +137,6 @@ def lua(tmp, name, method, body_bytes=0, headers=None, body=None, fresh=False):
 def figure(samples):
     return {"median": statistics.median(samples), "min": min(samples), "max": max(samples),
             "runs": samples}
-
-
-def measure(url, script, seconds=SECONDS):
-    return figure([wrk(url, script, seconds) for _ in range(RUNS)])
 
 
 # ---------------------------------------------------------------- servers
@@ -334,16 +330,38 @@ def run_plain(tmp, results):
 
 
 def run_servers(tmp, starters, table):
-    for start in starters:
-        with start() as srv:
-            print(f"==> plain WebDAV: {srv.name}")
+    """Every server runs at once (an idle one costs nothing), and each row's runs are
+    interleaved: run 1 of every server, then run 2 in another order, and so on. A drift of the
+    shared machine then hits every server alike, where one server after another gave the
+    earlier ones a different machine than the later ones (the memory store's GET 1 KiB ratio
+    to the ceiling was 0.754-0.759 run that way, 0.80-0.84 in alternating A/Bs)."""
+    with contextlib.ExitStack() as stack:
+        servers = []
+        for start in starters:
+            srv = stack.enter_context(start())
+            print(f"==> plain WebDAV: {srv.name}: preparing")
             prepare_plain(srv, 1000)
-            for row, path, script in plain_rows(tmp):
-                if srv.name == CEILING and row.startswith("PROPFIND"):
-                    continue
-                f = measure(srv.base + path, script)
-                table.setdefault(row, {})[srv.name] = f
-                print(f"   {row}: {f['median']:.0f}/s")
+            servers.append(srv)
+        for row, path, script in plain_rows(tmp):
+            runs = {}
+            for i in range(RUNS):
+                k = i % len(servers)
+                order = servers[k:] + servers[:k]
+                if i % 2:
+                    order.reverse()
+                for srv in order:
+                    if srv.name == CEILING and row.startswith("PROPFIND"):
+                        continue
+                    if row.startswith("PUT"):
+                        # What the previous run left dirty in the page cache (Apache and
+                        # dav-server never sync) is written out now, not in the middle of the
+                        # next server's run, where it would slow that server's fsyncs.
+                        os.sync()
+                    runs.setdefault(srv.name, []).append(wrk(srv.base + path, script))
+            for name, samples in runs.items():
+                f = figure(samples)
+                table.setdefault(row, {})[name] = f
+                print(f"   {row}: {name}: {f['median']:.0f}/s")
 
 
 def run_overhead(tmp, results):
@@ -575,17 +593,24 @@ BOUNDS = {
         "without the very round trip it would save."),
     ("GET 1 KiB", "davrepl (memory)"): (
         "davrepl's GET decodes and checks the path, asks the authorizer, reads the conditional "
-        "headers, runs the engine's point read and formats ETag, ResourceTag and Last-Modified. "
-        "`perf stat` during this load: 10.3 µs of server CPU per GET against the ceiling's "
-        "8.5 µs; callgrind counts about 30k instructions per request against the ceiling's "
-        "18k, of which the tags and dates take 3k and the store's read 3k. dav-server's MemFs "
-        "answers from a map behind the same hyper."),
+        "headers, runs the engine's point read and answers ETag, ResourceTag, Last-Modified "
+        "and the stored-content safety headers. callgrind (20,000 keep-alive GETs, "
+        "2026-12-05): 24.6k instructions per request against the ceiling's 16.5k; of them the "
+        "store's read 2.5k, making the response headers 3k (tags, the date, nine map inserts) "
+        "and writing them 1.8k in hyper (the ceiling sends three), and 2.1k moving futures and "
+        "results into place. Alternating the two servers (`wrk -t2 -c16 -d3s`, 6 rounds each) "
+        "gave 0.85× the ceiling; from one run of this report to the next the machine drifts "
+        "by as much as that margin. dav-server's MemFs answers from a "
+        "map behind the same hyper with fewer headers and no tags; 1.2× it needs nine tenths "
+        "of the ceiling."),
     ("PUT 1 KiB", "davrepl (memory)"): (
-        "a PUT is a compare-and-swap step under the store's write lock that appends to the "
-        "change log, hashes the body (MD5, SHA-1 and SHA-256: 10% of the server's CPU samples "
-        "under this load, MD5 alone 6%) and answers new tags; the two runtime threads contend "
-        "for that lock (a futex call every fifth PUT). dav-server's MemFs stores the bytes in "
-        "a map."),
+        "server CPU per PUT (`perf stat -e task-clock` on the server process during `wrk -t2 "
+        "-c16 -d4s` to new URLs, 2026-12-05): davrepl 21.2 µs, dav-server's MemFs 15.5 µs, "
+        "the bare-axum ceiling 15.2 µs. Hashing the body three ways (MD5, SHA-1, SHA-256, "
+        "which `oc:checksums` and `OC-Checksum` need) is about 3.2 µs of the difference; the "
+        "compare-and-swap step under the store's write lock, with its change-log entry and new "
+        "tags, the rest. 1.2× MemFs's rate needs at most 12.9 µs per PUT: less than the "
+        "ceiling spends putting the bytes in a map."),
     ("GET 1 KiB", "davrepl (SQLite)"): (
         "a repeated GET is answered from the hot-row cache (no read transaction); the first "
         "GET of a resource after a commit is a per-thread SQLite read (the row and its "
@@ -596,6 +621,12 @@ BOUNDS = {
         "davrepl adds per request is the 1 KiB GET's work, about 2 µs against the ~160 µs "
         "each 1 MiB response takes here. An A/B with the two servers' runs alternating gave "
         "0.96–0.98×; a larger gap in this table is drift between the servers' turns."),
+    ("GET 1 MiB", "davrepl (SQLite)"): (
+        "a repeated GET of a 1 MiB item is served from the store's content cache (the bytes "
+        "read from the content file once, kept as one `Bytes`), so this column runs within a "
+        "few percent of the bare-axum ceiling: what writing 1 MiB through hyper costs here. "
+        "Apache sends the file from the page cache with sendfile(2), never copying it through "
+        "user space; its rate here moved between 4,400 and 4,800/s from run to run."),
     ("PUT 1 KiB", "davrepl (SQLite)"): (
         "each PUT is acknowledged once its group's commit is on disk (`synchronous=FULL`: "
         "one WAL sync per group of concurrent writes); Apache's mod_dav_fs writes into the "
@@ -627,6 +658,11 @@ def bound_lines(plain, results):
             text += (f" The target needs {needed:,.0f} req/s, above the bare-axum ceiling of "
                      f"{ceiling['median']:,.0f} on this machine: no layer over this HTTP stack "
                      "can reach it here.")
+        select = results.get("pgbench_select")
+        if a == PG and row.startswith("GET") and select and needed > select["median"]:
+            text += (f" The target needs {needed:,.0f} req/s, above the {select['median']:,.0f} "
+                     "one-statement transactions per second `pgbench -S` gets from this "
+                     "cluster: a store that sends one statement per GET cannot reach it here.")
         out.append(f"- {row}, {a} ÷ {b}: {text}")
     return out
 
@@ -834,6 +870,11 @@ def main():
         "through HTTP (10 commits).",
         "PUT 1 KiB creates a new URL with every request (the script numbers them per wrk "
         "thread); PUT 1 MiB overwrites one URL.",
+        "Plain WebDAV: every server runs at once and each row's runs are interleaved (run 1 of "
+        "every server, then run 2 in a rotated and reversed order, ...), so that drift of the "
+        "shared machine hits all servers alike; before each PUT run, `sync` writes out what "
+        "earlier runs left dirty in the page cache. Until 2026-12-05 the servers ran one "
+        "after another.",
         "davrepl sync-collection: a level-1 sync-collection REPORT from the collection's "
         "DAV:sync-token after 10 changes (the `manifest` benchmark); its full sync is the "
         "manifest's (same log, same cost) and is not repeated.",

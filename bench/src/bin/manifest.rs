@@ -29,9 +29,30 @@ struct Args {
     /// `postgres` (a throwaway durable PostgreSQL cluster, a fresh database per size).
     #[arg(long, default_value = "memory")]
     store: String,
-    /// Timed runs per figure.
+    /// Timed runs per full-sync figure.
     #[arg(long, default_value_t = 30)]
     runs: usize,
+    /// Timed runs per delta figure, after 10 untimed ones. Every size's server stays up and
+    /// the delta runs go round them (one run of each size in turn), so that the machine's
+    /// drift hits every size alike: a delta takes a fraction of a millisecond, and measured
+    /// one size after the other the ratio of two sizes' medians moved by half between runs.
+    #[arg(long, default_value_t = 200)]
+    delta_runs: usize,
+}
+
+/// Untimed delta runs of every size before the timed ones.
+const WARM_RUNS: usize = 10;
+
+/// A size whose server is up, filled, and changed 10 times since `blob` and `token`.
+struct Prepared {
+    n: usize,
+    url: String,
+    blob: String,
+    token: String,
+    /// Rows every delta must return.
+    want: usize,
+    /// The full first sync: median, min, max.
+    full: (Duration, Duration, Duration),
 }
 
 const SQL: &str = r#"SELECT "DAV:displayname", "http://schemas.microsoft.com/repl/resourcetag" FROM SCOPE('SHALLOW TRAVERSAL OF "/big/"')"#;
@@ -81,7 +102,7 @@ async fn main() {
         "| members | delta of 10 changes: median ms (min–max) | rows | first sync: median ms (min–max) | sync-collection delta of 10: median ms (min–max) |"
     );
     println!("|---:|---:|---:|---:|---:|");
-    let mut medians = Vec::new();
+    let mut prepared = Vec::new();
     let largest = args.sizes.iter().copied().max().unwrap_or(0);
     let cluster = (args.store == "postgres").then(davrepl_bench::pg_cluster);
     for &n in &args.sizes {
@@ -130,7 +151,6 @@ async fn main() {
             }
         })
         .await;
-        let (fmed, fmin, fmax) = stats(full);
         // A caught-up collblob: the one a full (unranged) first sync returns.
         let text = search(&client, &url, None, None)
             .await
@@ -145,40 +165,63 @@ async fn main() {
             client.put(&p).body("changed").send().await.expect("put");
         }
         // Every timed run must return exactly the 10 changed members (n >= 10).
-        let want = n.min(10);
-        let times = time_runs(args.runs, || {
-            let (client, url, blob) = (&client, &url, &blob);
-            async move {
-                let text = search(client, url, Some(blob), None)
-                    .await
-                    .text()
-                    .await
-                    .expect("text");
-                let rows = text.matches(ROW).count();
-                assert_eq!(rows, want, "a delta run returned the wrong number of rows");
+        prepared.push(Prepared {
+            n,
+            url,
+            blob,
+            token,
+            want: n.min(10),
+            full: stats(full),
+        });
+    }
+    // The deltas, every size in turn (the order reversed every other round).
+    let mut deltas = vec![Vec::new(); prepared.len()];
+    let mut syncs = vec![Vec::new(); prepared.len()];
+    for round in 0..WARM_RUNS + args.delta_runs {
+        let mut order: Vec<usize> = (0..prepared.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for i in order {
+            let p = &prepared[i];
+            let t = Instant::now();
+            let text = search(&client, &p.url, Some(&p.blob), None)
+                .await
+                .text()
+                .await
+                .expect("text");
+            let delta = t.elapsed();
+            let rows = text.matches(ROW).count();
+            assert_eq!(
+                rows, p.want,
+                "a delta run returned the wrong number of rows"
+            );
+            let t = Instant::now();
+            let text = sync_report(&client, &p.url, &p.token).await;
+            let sync = t.elapsed();
+            let rows = text.matches("<D:response>").count();
+            assert_eq!(
+                rows, p.want,
+                "a sync delta returned the wrong number of members"
+            );
+            if round >= WARM_RUNS {
+                deltas[i].push(delta);
+                syncs[i].push(sync);
             }
-        })
-        .await;
-        let rows = want;
-        let (med, min, max) = stats(times);
-        let sync_times = time_runs(args.runs, || {
-            let (client, url, token) = (&client, &url, &token);
-            async move {
-                let text = sync_report(client, url, token).await;
-                let rows = text.matches("<D:response>").count();
-                assert_eq!(
-                    rows, want,
-                    "a sync delta returned the wrong number of members"
-                );
-            }
-        })
-        .await;
-        let (smed, smin, smax) = stats(sync_times);
+        }
+    }
+    let mut medians = Vec::new();
+    for ((p, delta), sync) in prepared.iter().zip(deltas).zip(syncs) {
+        let (med, min, max) = stats(delta);
+        let (smed, smin, smax) = stats(sync);
+        let (fmed, fmin, fmax) = p.full;
         println!(
-            "| {n} | {} ({}–{}) | {rows} | {} ({}–{}) | {} ({}–{}) |",
+            "| {} | {} ({}–{}) | {} | {} ({}–{}) | {} ({}–{}) |",
+            p.n,
             ms(med),
             ms(min),
             ms(max),
+            p.want,
             ms(fmed),
             ms(fmin),
             ms(fmax),
@@ -186,7 +229,7 @@ async fn main() {
             ms(smin),
             ms(smax)
         );
-        medians.push((n, med, smed));
+        medians.push((p.n, med, smed));
     }
     if let (Some(a), Some(b)) = (medians.first(), medians.last()) {
         println!(

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Instructions per request of a GET of 1 KiB, counted by callgrind over 20,000 keep-alive GETs:
+#
+#     bash bench/profile/callgrind-get.sh                       # davrepl-server, memory store
+#     bash bench/profile/callgrind-get.sh target/release/overhead ceiling   # the bare-axum ceiling
+#
+# The server runs under valgrind; 2,000 GETs warm it up, the counters are zeroed, 20,000 GETs
+# are counted (one connection, so the count is per request, not per scheduling accident). The
+# profile is left in target/profile/callgrind.out.1 for `callgrind_annotate` (see
+# docs/benchmarks/profiling.md).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)"; exit 1; }
+port=$((20000 + RANDOM % 10000))
+out=target/profile/callgrind.out
+mkdir -p target/profile
+rm -f "$out"*
+if [ $# -eq 0 ]; then
+    cargo build --release --quiet -p davrepl-server
+    set -- target/release/davrepl-server --listen "127.0.0.1:$port" --store memory
+else
+    set -- "$@" "127.0.0.1:$port"
+fi
+DAVREPL_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$out" "$@" >/dev/null 2>&1 &
+pid=$!
+trap 'kill $pid 2>/dev/null || true' EXIT
+for _ in $(seq 1 60); do
+    curl -s -o /dev/null "http://127.0.0.1:$port/" && break
+    sleep 0.5
+done
+head -c 1024 /dev/zero | curl -s -o /dev/null -X PUT --data-binary @- "http://127.0.0.1:$port/small.bin"
+gets() {
+    python3 - "$port" "$1" <<'PY'
+import http.client, sys
+c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]))
+for _ in range(int(sys.argv[2])):
+    c.request("GET", "/small.bin")
+    r = c.getresponse()
+    assert r.status == 200, r.status
+    r.read()
+PY
+}
+gets 2000
+callgrind_control -z "$pid" >/dev/null 2>&1
+gets 20000
+callgrind_control -d "$pid" >/dev/null 2>&1
+total=$(awk '/^summary:/ {print $2}' "$out.1")
+echo "instructions per GET: $((total / 20000))   (profile: $out.1)"

@@ -401,7 +401,7 @@ pub async fn bulk_members(url: &str, parent: &str, n: u64) -> Result<(), String>
         .await
         .map_err(e)?;
         tx.execute(
-            "UPDATE davrepl_store SET seq = $1, rid_counter = $2, bytes = bytes + 5 * $3 WHERE id = 1",
+            "UPDATE davrepl_store SET seq = $1, rid_counter = $2, bytes = bytes + 5 * $3::bigint WHERE id = 1",
             &[&(seq + n), &(rid + n), &n],
         )
         .await

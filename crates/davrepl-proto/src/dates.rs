@@ -6,6 +6,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// four digits).
 const LAST_HTTP_DATE: u64 = 253_402_300_799;
 
+/// Whole seconds since 1970 (0 for an earlier time).
+fn secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
 /// A point in time as a civil UTC date: year, month (1-12), day (1-31), hour, minute,
 /// second, and weekday (0 = Sunday). Times before 1970 count as 1970-01-01.
 struct Civil {
@@ -44,7 +49,7 @@ impl Civil {
     }
 
     fn of(t: SystemTime) -> Self {
-        Self::of_secs(t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()))
+        Self::of_secs(secs(t))
     }
 }
 
@@ -57,8 +62,7 @@ pub fn http_date(t: SystemTime) -> String {
         b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
         b"Dec",
     ];
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let c = Civil::of_secs(secs.min(LAST_HTTP_DATE));
+    let c = Civil::of_secs(secs(t).min(LAST_HTTP_DATE));
     let two = |n: u8| [b'0' + n / 10, b'0' + n % 10];
     let year = c.year as u16; // 1970..=9999 after the clamp
     let mut out = *b"Sun, 06 Nov 1994 08:49:37 GMT";

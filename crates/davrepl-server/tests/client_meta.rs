@@ -39,6 +39,20 @@ async fn propfind(c: &reqwest::Client, url: &str, props: &str) -> String {
     r.text().await.unwrap()
 }
 
+/// A PROPPATCH setting one property (`prop`, an element in the `d:` = `DAV:` namespace or
+/// with its own `xmlns`).
+async fn set_prop(c: &reqwest::Client, url: &str, prop: &str) -> reqwest::Response {
+    let body = format!(
+        "<?xml version=\"1.0\"?><d:propertyupdate xmlns:d=\"DAV:\"><d:set><d:prop>{prop}\
+         </d:prop></d:set></d:propertyupdate>"
+    );
+    c.request(method("PROPPATCH"), url)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn get(c: &reqwest::Client, url: &str) -> String {
     c.get(url).send().await.unwrap().text().await.unwrap()
 }
@@ -118,21 +132,20 @@ async fn check(base: &str) {
             "Tue, 02 Jan 2001 00:00:00 GMT",
         ),
     ] {
-        let body = format!(
-            "<?xml version=\"1.0\"?><d:propertyupdate xmlns:d=\"DAV:\"><d:set><d:prop>{prop}\
-             </d:prop></d:set></d:propertyupdate>"
-        );
-        let r = c
-            .request(method("PROPPATCH"), url("/a.txt"))
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+        let r = set_prop(&c, &url("/a.txt"), prop).await;
         assert_eq!(r.status().as_u16(), 207);
         let text = r.text().await.unwrap();
         assert!(text.contains("200 OK"), "{prop}: {text}");
         let props = propfind(&c, &url("/a.txt"), "<d:getlastmodified/>").await;
         assert!(props.contains(shown), "{prop}: {props}");
+    }
+    // A time the stores cannot keep is refused whichever way it comes.
+    for prop in [
+        "<d:lastmodified>300000000000</d:lastmodified>",
+        "<d:getlastmodified>Fri, 31 Dec 9999 23:59:59 GMT</d:getlastmodified>",
+    ] {
+        let r = set_prop(&c, &url("/a.txt"), prop).await;
+        assert_eq!(r.status().as_u16(), 400, "{prop}");
     }
     assert_eq!(
         get(&c, &url("/a.txt")).await,

@@ -239,7 +239,8 @@ fn take_times(
                 continue;
             }
         };
-        let t = time.ok_or_else(|| {
+        // A time every store keeps exactly (an HTTP date may name a year up to 9999).
+        let t = time.and_then(super::write::storable_time).ok_or_else(|| {
             DavError::bad_request(format!("{} is not a time this server reads", name.local))
         })?;
         modified = Some(t);

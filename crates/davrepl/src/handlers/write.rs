@@ -77,19 +77,25 @@ where
     Ok(resp)
 }
 
-/// `X-OC-Mtime`: seconds since the epoch (a fraction is dropped, as ownCloud does).
-/// The last second every store keeps exactly (2262-04-11T23:47:16Z): `i64::MAX` nanoseconds.
+/// The last second every store keeps exactly (2262-04-11T23:47:16Z): the SQL stores keep
+/// times as `i64` nanoseconds, and a later time would be stored as another one.
 const LAST_STORABLE_SECOND: u64 = i64::MAX as u64 / 1_000_000_000;
 
+/// `t` if every store keeps it exactly (a time a client sets: `X-OC-Mtime`, PROPPATCH).
+pub(crate) fn storable_time(t: std::time::SystemTime) -> Option<std::time::SystemTime> {
+    let secs = t.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+    (secs <= LAST_STORABLE_SECOND).then_some(t)
+}
+
+/// `X-OC-Mtime`: seconds since the epoch (a fraction is dropped, as ownCloud does), before
+/// [`LAST_STORABLE_SECOND`].
 pub(crate) fn parse_mtime(v: &str) -> DavResult<std::time::SystemTime> {
     let whole = v.trim().split('.').next().unwrap_or("");
     whole
         .parse::<u64>()
         .ok()
-        // The SQL stores keep times as nanoseconds in 64 bits: a later time would be stored
-        // as another one.
-        .filter(|&s| s <= LAST_STORABLE_SECOND)
         .and_then(|s| std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(s)))
+        .and_then(storable_time)
         .ok_or_else(|| {
             DavError::bad_request("X-OC-Mtime must be seconds since 1970, before April 2262")
         })

@@ -18,7 +18,7 @@ use futures_util::future::try_join_all;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
-use crate::{CHUNK, INLINE_READ, pg_err};
+use crate::{CHUNK, INLINE_READ, hot, pg_err};
 
 pub(crate) type Rec = Record<Option<i64>>;
 
@@ -137,6 +137,8 @@ pub(crate) struct Known {
     pub(crate) watermark: Option<u64>,
     /// Subscriptions by id (`None`: known to be absent).
     pub(crate) subscriptions: HashMap<u64, Option<davrepl_store::Subscription>>,
+    /// The item a GET read, for the hot-item cache.
+    pub(crate) seen: Option<hot::Seen>,
 }
 
 /// Up to this many single rows are fetched with one lookup each, more with one array query.
@@ -195,10 +197,12 @@ const GET_FEW: [Option<&str>; FEW_PATHS + 1] = [
 /// touch counts (so [`Known::content_of`] keeps no collection), and an item's needs none. For
 /// a statement this small, setting up the plan is most of its cost, and the view's
 /// touch-count aggregate (set up whether a row needs it or not) and a sort of the chunks
-/// were a quarter of the server's work in a GET.
+/// were a quarter of the server's work in a GET. The last column is the statement's snapshot,
+/// under which the hot-item cache keeps what it read (see `hot.rs`).
 const ITEM_WITH_CONTENT: &str = concat!(
     "SELECT r.path, r.rid, r.kind, r.version, r.content_version, r.len, r.content_type,",
-    " r.created, r.modified, r.blob, r.digests, c.n, c.data FROM davrepl_resource_rows r",
+    " r.created, r.modified, r.blob, r.digests, c.n, c.data, pg_current_snapshot()::text",
+    " FROM davrepl_resource_rows r",
     " LEFT JOIN LATERAL (SELECT n, data FROM davrepl_chunks",
     " WHERE blob = r.blob AND r.len <= $2 AND n >= $3 AND n <= $4) c ON true",
     " WHERE r.path = $1"
@@ -553,7 +557,13 @@ impl Known {
         }
         let blob = rec.payload;
         let len = rec.len;
-        self.rows.insert(path, Some(rec));
+        let snapshot: Option<String> = first.try_get(13).map_err(pg_err)?;
+        self.rows.insert(path.clone(), Some(rec.clone()));
+        self.seen = snapshot.map(|s| hot::Seen {
+            snapshot: s.into(),
+            path,
+            item: hot::Item { rec, whole: None },
+        });
         let (Some(blob), Ok((start, end))) = (blob, resolve_range(len, range)) else {
             return Ok(()); // a range the read refuses itself
         };
@@ -580,9 +590,30 @@ impl Known {
             ));
         }
         if pieces.len() as i64 == to - from + 1 {
+            if let (Some(seen), [whole]) = (&mut self.seen, pieces.as_slice())
+                && whole.len() as u64 == len
+                && len <= hot::MAX_CONTENT
+            {
+                seen.item.whole = Some(whole.clone());
+            }
             self.content.insert((blob, start, end), pieces);
         }
         Ok(())
+    }
+
+    /// What a HEAD or GET of `path` needs, from a cached item.
+    pub(crate) fn of_item(path: &ResourcePath, item: hot::Item, range: Option<ByteRange>) -> Self {
+        let mut known = Self::default();
+        if let (Some(blob), Some(whole)) = (item.rec.payload, item.whole)
+            && let Ok((start, end)) = resolve_range(item.rec.len, range)
+            && item.rec.len > 0
+            && whole.len() as u64 == item.rec.len
+        {
+            let piece = whole.slice(start as usize..=end as usize);
+            known.content.insert((blob, start, end), vec![piece]);
+        }
+        known.rows.insert(path.clone(), Some(item.rec));
+        known
     }
 
     /// Rows a page or log query returned.

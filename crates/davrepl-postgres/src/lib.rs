@@ -20,6 +20,10 @@
 //!   writes below it. A create that races another create of the same path fails on the unique
 //!   key and is rerun, and then sees the other's row. LOCK, UNLOCK and purges (rare) still take
 //!   the counters row, and run alone.
+//! - **Repeated reads share their round trips**: a node keeps the items it read recently and
+//!   answers a HEAD or GET of one from memory once a check that began after the request —
+//!   the cluster's current snapshot, one statement for every request waiting — shows that
+//!   nothing committed since the item was read ([`PgOptions::hot_items`]).
 //! - **Content in 256 KiB chunks**, staged before the final transaction for large uploads and
 //!   streamed chunk by chunk for large downloads: nothing needs to fit in memory.
 //! - **Transient failures** (serialization failures, deadlocks, lost connections before
@@ -36,6 +40,7 @@
 //! TLS tunnel in front of it.
 
 mod fetch;
+mod hot;
 mod listen;
 mod schema;
 mod step;
@@ -107,6 +112,12 @@ pub struct PgOptions {
     /// Off, each row is fetched when the write first asks for it: many more round trips, for
     /// testing that path.
     pub prefetch: bool,
+    /// Bytes of memory for the rows (and content up to 64 KiB) of the items this node read
+    /// recently, so that the next HEAD or GET of the same item does not read them again. A
+    /// cached item is used only after a check — one statement, shared by every read waiting
+    /// for it — shows that nothing committed in the whole cluster since it was read, so a read
+    /// still sees every write completed before it began, on any node. `0` turns it off.
+    pub hot_items: u64,
 }
 
 impl Default for PgOptions {
@@ -118,6 +129,7 @@ impl Default for PgOptions {
             stale_upload_after: Duration::from_secs(24 * 3600),
             new_generation: false,
             prefetch: true,
+            hot_items: 16 * 1024 * 1024,
         }
     }
 }
@@ -138,6 +150,8 @@ struct Inner {
     /// rows: a write then asks for the counters-row lock in its first round trip (see
     /// `step::RUN_ALONE`); while it holds none, a write leaves that statement out.
     locks_seen: std::sync::atomic::AtomicBool,
+    /// The items this node read recently.
+    hot: hot::HotItems,
 }
 
 /// The PostgreSQL-backed [`ReplStore`](davrepl_store::ReplStore): the storage engine over
@@ -297,6 +311,7 @@ impl PgStore {
         // The engine (and its signal) is built first; the listener fires that signal.
         let signal = davrepl_store::ChangeSignal::new();
         let (listener, notifier) = listen::spawn(config_for_listen, signal.clone());
+        let hot = hot::HotItems::new(opts.hot_items, &pool);
         let backend = Pg {
             inner: Arc::new(Inner {
                 _listener: Some(listener),
@@ -308,6 +323,7 @@ impl PgStore {
                 prefetch: opts.prefetch,
                 blob_ids: Mutex::new(Vec::new()),
                 locks_seen: std::sync::atomic::AtomicBool::new(true),
+                hot,
             }),
         };
         backend
@@ -316,6 +332,14 @@ impl PgStore {
         Ok(Self {
             engine: Engine::with_signal(backend, signal),
         })
+    }
+}
+
+impl PgStore {
+    /// How many HEAD and GET requests this node answered from its hot-item cache
+    /// ([`PgOptions::hot_items`]) since it connected.
+    pub fn hot_item_hits(&self) -> u64 {
+        self.engine.backend().inner.hot.hits()
     }
 }
 

@@ -22,6 +22,7 @@ use futures_util::future::try_join_all;
 use tokio_postgres::types::ToSql;
 
 use crate::fetch::{Known, Need, Queries, Wants};
+use crate::hot;
 use crate::view::{Content, INSERT_CHUNK, View};
 use crate::{
     Pg, WRITE_COUNTERS, counters as counters_of, lock_count, now_nanos, pg_err, pooled, retryable,
@@ -191,6 +192,9 @@ impl Pg {
             }),
             None => None,
         };
+        if let Some(out) = self.cached(&plan, &step).await {
+            return out;
+        }
         let mut wants = Wants::default();
         wants.plan.write = plan.write;
         wants.plan.exclusive = plan.exclusive;
@@ -237,6 +241,21 @@ impl Pg {
             chunks::ChunkSink::discard(self, b).await;
         }
         result
+    }
+
+    /// Runs a HEAD or GET of one item on its cached row and content, if the hot-item cache
+    /// holds them and they are still the latest (see `hot.rs`); `None` when the step must
+    /// read the database.
+    async fn cached<T>(&self, plan: &Plan, step: &Step<Option<i64>, T>) -> Option<StoreResult<T>> {
+        let hot = &self.inner.hot;
+        let path = hot::point_item(plan).filter(|_| hot.on())?;
+        let range = plan.content.as_ref().and_then(|(_, r)| *r);
+        let item = hot.get(path, plan.content.is_some()).await?;
+        let known = Known::of_item(path, item, range);
+        let mut view = View::new(self.inner.id, &known);
+        let out = step(&mut view, None);
+        // Something beyond the item's row and content: read from the database.
+        view.need.is_none().then_some(out)
     }
 
     async fn once<T>(
@@ -317,13 +336,18 @@ impl Pg {
             let mut view = View::new(id, &known);
             let out = step(&mut view, payload);
             match (out, view.need.take()) {
+                (Ok(v), _) if write => {
+                    let notice = view.commit(client, content).await?;
+                    open.committed = true;
+                    if let Some(n) = notice {
+                        self.inner.notifier.send(&n);
+                    }
+                    return Ok(v);
+                }
                 (Ok(v), _) => {
-                    if write {
-                        let notice = view.commit(client, content).await?;
-                        open.committed = true;
-                        if let Some(n) = notice {
-                            self.inner.notifier.send(&n);
-                        }
+                    drop(view);
+                    if let Some(seen) = known.seen.take() {
+                        self.inner.hot.keep(seen);
                     }
                     return Ok(v);
                 }

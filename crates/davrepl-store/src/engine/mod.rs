@@ -13,6 +13,7 @@
 //! needs first ([`Condition::paths`], the target, its parent and the subtrees involved), runs
 //! the engine on that view and applies the recorded changes in one round trip.
 
+mod clock;
 mod lock;
 mod read;
 pub mod sql;
@@ -20,6 +21,7 @@ mod store;
 mod subscription;
 mod write;
 
+pub use clock::Clock;
 pub use store::{Atomic, AtomicOf, Backend, Engine, Incoming, Plan, Staged, Step};
 
 pub use write::{NewContent, copy, create_collection, delete, patch_props, put, rename};

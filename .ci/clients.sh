@@ -72,6 +72,9 @@ bi="$work/bisync-local"
 mkdir -p "$bi"
 for f in 1 2 3 4; do echo "bisync $f" >"$bi/b$f.txt"; done
 rclone mkdir oc:bisync
+# MKCOL of an existing collection answers 409 (the replication spec's A19, not RFC 4918's 405):
+# rclone then looks the directory up and treats it as made, so a second mkdir must succeed.
+rclone mkdir oc:bisync || { echo "rclone mkdir of an existing directory failed (MKCOL 409)"; exit 1; }
 rclone bisync "$bi" oc:bisync --resync --workdir "$work/bisync-state" -v >"$work/bi1.log" 2>&1 \
     || { cat "$work/bi1.log"; exit 1; }
 # bisync detects changes by modification time, which the server keeps to the second.

@@ -46,7 +46,7 @@ pub(crate) const MAX_CONTENT: u64 = 64 * 1024;
 /// Rough bytes an entry takes besides its path and content.
 const ENTRY_OVERHEAD: u64 = 256;
 
-/// How long a read waits for a check before it reads the database instead.
+/// How long a check may take; the reads waiting for it then read the database instead.
 const CHECK_WAIT: Duration = Duration::from_secs(1);
 
 /// One cached item: its row, and its whole content when it is short.
@@ -138,7 +138,7 @@ impl HotItems {
     /// whole content kept (a GET) or only the row (a HEAD).
     pub(crate) async fn get(&self, path: &ResourcePath, content: bool) -> Option<Item> {
         let usable = |i: &Item| !content || i.whole.is_some() || i.rec.payload.is_none();
-        if !self.on || !self.lock().items.get(path).is_some_and(|i| usable(&i)) {
+        if !self.on || !self.lock().items.peek(path).is_some_and(usable) {
             return None; // nothing to check for
         }
         let token = self.fresh.snapshot().await?;
@@ -225,12 +225,16 @@ impl Fresh {
         // Full: a wake-up is already pending, and the checker reads `asked` after it.
         let _ = wake.try_send(());
         let mut done = self.done.clone();
-        let waited = tokio::time::timeout(CHECK_WAIT, done.wait_for(|d| d.round >= target));
-        waited.await.ok()?.ok()?.snapshot.clone()
+        // Every round ends within `CHECK_WAIT` (the checker times its check out), and if the
+        // checker is gone the channel is closed: no timer of its own per read.
+        let done = done.wait_for(|d| d.round >= target).await.ok()?;
+        done.snapshot.clone()
     }
 }
 
-/// Runs a check round whenever a reader waits for one.
+/// Runs a check round whenever a reader waits for one, one at a time. (Letting a second
+/// round begin while one is in flight, so that a reader that asks meanwhile waits less, made
+/// GET 1 KiB 8% slower in an A/B, `wrk -t2 -c16`: more rounds, each waking its readers.)
 async fn checker(
     pool: Pool,
     rounds: Arc<Mutex<Rounds>>,

@@ -56,6 +56,11 @@ impl<K: Hash + Eq + Clone, V: Clone> Clock<K, V> {
         Some(e.value.clone())
     }
 
+    /// The value under `key`, if kept, without marking it as used.
+    pub fn peek(&self, key: &K) -> Option<&V> {
+        self.map.get(key).map(|e| &e.value)
+    }
+
     /// Keeps `value` under `key` (replacing what was there), evicting what it must; a value
     /// the cache does not [admit](Self::admits) is not kept.
     pub fn insert(&mut self, key: K, value: V, weight: u64) {

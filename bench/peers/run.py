@@ -596,7 +596,7 @@ BOUNDS = {
         "task-clock` on the server during `wrk -t2 -c16` put a cached PostgreSQL GET at 22.4 µs "
         "against the SQLite store's 12.2 µs, and 2 context switches per GET against 0.75 — "
         "each GET parks until its check ends and is woken to finish, where SQLite's cache "
-        "answers in one poll; the checks themselves are few (one per ~55 GETs, from "
+        "answers in one poll; the checks themselves are few (one per ~55 GETs at `wrk -c32`, from "
         "`pg_stat_database`). Letting a second check begin while one is in flight made it 8% "
         "slower (more checks, each waking its readers)."),
     ("GET 1 KiB", "davrepl (memory)"): (
@@ -737,8 +737,10 @@ def write_report(results):
         if select and pg_get:
             L.append(f"`pgbench -S` (one SELECT by key per transaction, same clients, same "
                      f"cluster): {fmt(select)} TPS — the most one-statement reads this cluster "
-                     f"answers here; davrepl (PostgreSQL) GET 1 KiB, one statement each, is "
-                     f"**{pg_get['median'] / select['median']:.2f}×** that.\n")
+                     f"answers here; davrepl (PostgreSQL) GET 1 KiB is "
+                     f"**{pg_get['median'] / select['median']:.2f}×** that (a repeated GET "
+                     f"shares one snapshot check with the GETs waiting beside it, see "
+                     f"docs/operations.md).\n")
         L.append("| target | ratio | |\n|---|---:|---|")
         for row, a, b, want in TARGETS:
             fa = plain.get(row, {}).get(a)

@@ -27,7 +27,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use davrepl_store::ResourcePath;
@@ -45,6 +45,11 @@ pub(crate) const MAX_CONTENT: u64 = 64 * 1024;
 
 /// Rough bytes an entry takes besides its path and content.
 const ENTRY_OVERHEAD: u64 = 256;
+
+/// How long [`Worth`] counts before it decides again.
+const WINDOW: Duration = Duration::from_millis(100);
+/// How often a read still waits for a check while waiting does not pay off.
+const PROBE: Duration = Duration::from_millis(20);
 
 /// How long a check may take; the reads waiting for it then read the database instead.
 const CHECK_WAIT: Duration = Duration::from_secs(1);
@@ -69,6 +74,51 @@ struct Entries {
     /// The snapshot every entry was read in (or checked against since).
     token: Option<Arc<str>>,
     items: Clock<ResourcePath, Item>,
+    /// Whether waiting for checks pays off lately.
+    worth: Worth,
+}
+
+/// Whether reads should wait for checks: in each [`WINDOW`], how many reads waited and how
+/// many of them the cache answered. When fewer than half were answered (commits come about as
+/// fast as checks, so a read mostly waits only to read the database after all), the next
+/// window's reads do not wait, but one every [`PROBE`], which finds out when commits slow.
+#[derive(Debug, Default)]
+struct Worth {
+    /// Milliseconds since the cache was made, when this window began.
+    since: u64,
+    waited: u32,
+    answered: u32,
+    skip: bool,
+    probed: u64,
+}
+
+impl Worth {
+    /// Whether a read that found its item should wait for a check, `now` ms in.
+    fn wait(&mut self, now: u64) -> bool {
+        if !self.skip {
+            return true;
+        }
+        let due = now >= self.probed + PROBE.as_millis() as u64;
+        if due {
+            self.probed = now;
+        }
+        due
+    }
+
+    /// A read waited for a check, and the cache answered it or not.
+    fn note(&mut self, now: u64, answered: bool) {
+        self.waited += 1;
+        self.answered += u32::from(answered);
+        if now >= self.since + WINDOW.as_millis() as u64 {
+            self.skip = self.answered * 2 < self.waited;
+            *self = Self {
+                since: now,
+                skip: self.skip,
+                probed: self.probed,
+                ..Self::default()
+            };
+        }
+    }
 }
 
 /// The hot items of one node.
@@ -77,6 +127,7 @@ pub(crate) struct HotItems {
     entries: Mutex<Entries>,
     fresh: Fresh,
     hits: AtomicU64,
+    born: Instant,
 }
 
 impl std::fmt::Debug for HotItems {
@@ -118,9 +169,11 @@ impl HotItems {
             entries: Mutex::new(Entries {
                 token: None,
                 items: Clock::new(max),
+                worth: Worth::default(),
             }),
             fresh: Fresh::new(max > 0, pool),
             hits: AtomicU64::new(0),
+            born: Instant::now(),
         }
     }
 
@@ -138,19 +191,35 @@ impl HotItems {
     /// whole content kept (a GET) or only the row (a HEAD).
     pub(crate) async fn get(&self, path: &ResourcePath, content: bool) -> Option<Item> {
         let usable = |i: &Item| !content || i.whole.is_some() || i.rec.payload.is_none();
-        if !self.on || !self.lock().items.peek(path).is_some_and(usable) {
-            return None; // nothing to check for
+        if !self.on {
+            return None;
+        }
+        {
+            let mut e = self.lock();
+            let now = self.now();
+            if !e.items.peek(path).is_some_and(usable) || !e.worth.wait(now) {
+                return None; // nothing to check for, or not worth the wait lately
+            }
         }
         let token = self.fresh.snapshot().await?;
         let mut e = self.lock();
+        let now = self.now();
         if e.token.as_deref() != Some(&*token) {
             e.items.clear();
             e.token = Some(token);
+            e.worth.note(now, false);
             return None;
         }
-        let item = e.items.get(path).filter(usable)?;
-        self.hits.fetch_add(1, Ordering::Relaxed);
-        Some(item)
+        let item = e.items.get(path).filter(usable);
+        e.worth.note(now, item.is_some());
+        if item.is_some() {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+        }
+        item
+    }
+
+    fn now(&self) -> u64 {
+        self.born.elapsed().as_millis() as u64
     }
 
     /// Keeps what a database read found (emptying the cache first when that read ran in
@@ -265,4 +334,27 @@ async fn check(pool: &Pool) -> Option<Arc<str>> {
     let row = conn.query_one(&statement, &[]).await.ok()?;
     let text: String = row.try_get(0).ok()?;
     Some(text.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Worth;
+
+    #[test]
+    fn reads_stop_waiting_while_checks_do_not_pay_and_probe_until_they_do() {
+        let mut w = Worth::default();
+        assert!(w.wait(0), "a new cache waits for checks");
+        for t in 0..=100 {
+            w.note(t, t % 4 == 0); // a quarter answered
+        }
+        assert!(w.skip, "fewer than half answered in the window");
+        assert!(w.wait(120), "a probe is due");
+        assert!(!w.wait(125), "the next one is 20 ms later");
+        assert!(w.wait(140));
+        for t in 140..=240 {
+            w.note(t, true);
+        }
+        assert!(!w.skip, "probes answered: reads wait again");
+        assert!(w.wait(241) && w.wait(241));
+    }
 }

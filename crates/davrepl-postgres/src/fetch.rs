@@ -137,6 +137,8 @@ pub(crate) struct Known {
     pub(crate) watermark: Option<u64>,
     /// Subscriptions by id (`None`: known to be absent).
     pub(crate) subscriptions: HashMap<u64, Option<davrepl_store::Subscription>>,
+    /// Whether to note the item a GET reads in `seen` (the hot-item cache is on).
+    pub(crate) note_seen: bool,
     /// The item a GET read, for the hot-item cache.
     pub(crate) seen: Option<hot::Seen>,
 }
@@ -557,13 +559,18 @@ impl Known {
         }
         let blob = rec.payload;
         let len = rec.len;
-        let snapshot: Option<String> = first.try_get(13).map_err(pg_err)?;
-        self.rows.insert(path.clone(), Some(rec.clone()));
-        self.seen = snapshot.map(|s| hot::Seen {
-            snapshot: s.into(),
-            path,
-            item: hot::Item { rec, whole: None },
-        });
+        if self.note_seen {
+            let snapshot: Option<String> = first.try_get(13).map_err(pg_err)?;
+            self.seen = snapshot.map(|s| hot::Seen {
+                snapshot: s.into(),
+                path: path.clone(),
+                item: hot::Item {
+                    rec: rec.clone(),
+                    whole: None,
+                },
+            });
+        }
+        self.rows.insert(path, Some(rec));
         let (Some(blob), Ok((start, end))) = (blob, resolve_range(len, range)) else {
             return Ok(()); // a range the read refuses itself
         };

@@ -38,7 +38,7 @@ use tokio::sync::{mpsc, watch};
 use crate::fetch::Rec;
 
 /// The statement that reads the current snapshot.
-pub(crate) const SNAPSHOT: &str = "SELECT pg_current_snapshot()::text";
+const SNAPSHOT: &str = "SELECT pg_current_snapshot()::text";
 
 /// Longest content kept with its row.
 pub(crate) const MAX_CONTENT: u64 = 64 * 1024;
@@ -322,6 +322,9 @@ async fn checker(
             };
             let snapshot = tokio::time::timeout(CHECK_WAIT, check(&pool)).await;
             let snapshot = snapshot.ok().flatten();
+            if snapshot.is_none() {
+                tracing::debug!("a snapshot check failed; its reads go to the database");
+            }
             done.send_replace(Done { round, snapshot });
         }
     }

@@ -281,7 +281,10 @@ impl Pg {
             // Outside a transaction there is nothing to roll back.
             committed: alone,
         };
-        let mut known = Known::default();
+        let mut known = Known {
+            note_seen: self.inner.hot.on(),
+            ..Known::default()
+        };
         // One round trip: `BEGIN`, (for a write) its locks and counters, and the prefetch. A
         // query is sent when its future is first polled and `try_join` polls in order;
         // PostgreSQL runs a connection's statements in order. So every prefetch query runs

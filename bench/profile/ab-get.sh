@@ -6,7 +6,8 @@
 #
 # Each round runs `wrk -t2 -c16 -d3s` against A, then B; prints every round's requests/s
 # and the two medians. A binary named `overhead` is started as the bare-axum ceiling.
-# `STORE=postgres://...` runs both on that database instead of the memory store.
+# `STORE=postgres://...` runs both on that database instead of the memory store; `ARGS="..."`
+# adds server options to both (e.g. `ARGS="--pg-hot-items 0"`).
 set -euo pipefail
 a=$1; b=$2; rounds=${3:-6}
 pids=()
@@ -16,7 +17,7 @@ start() {
     if [ "$(basename "$bin")" = overhead ]; then
         "$bin" ceiling "127.0.0.1:$port" >/dev/null 2>&1 &
     else
-        DAVREPL_LOG=warn "$bin" --listen "127.0.0.1:$port" --store "${STORE:-memory}" >/dev/null 2>&1 &
+        DAVREPL_LOG=warn "$bin" --listen "127.0.0.1:$port" --store "${STORE:-memory}" ${ARGS:-} >/dev/null 2>&1 &
     fi
     pids+=($!)
     for _ in $(seq 1 50); do

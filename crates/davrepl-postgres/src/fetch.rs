@@ -137,7 +137,7 @@ pub(crate) struct Known {
     pub(crate) watermark: Option<u64>,
     /// Subscriptions by id (`None`: known to be absent).
     pub(crate) subscriptions: HashMap<u64, Option<davrepl_store::Subscription>>,
-    /// Whether to note the item a GET reads in `seen` (the hot-item cache is on).
+    /// Whether to note the item a GET reads in `seen` (the hot-item cache wants it).
     pub(crate) note_seen: bool,
     /// The item a GET read, for the hot-item cache.
     pub(crate) seen: Option<hot::Seen>,

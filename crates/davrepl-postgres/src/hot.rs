@@ -81,7 +81,10 @@ struct Entries {
 /// Whether reads should wait for checks: in each [`WINDOW`], how many reads waited and how
 /// many of them the cache answered. When fewer than half were answered (commits come about as
 /// fast as checks, so a read mostly waits only to read the database after all), the next
-/// window's reads do not wait, but one every [`PROBE`], which finds out when commits slow.
+/// window's reads do not wait, but one every [`PROBE`], which finds out when commits slow;
+/// and reads of the database keep what they found for the cache only once every [`PROBE`]
+/// too (enough for the probes to find an entry, without emptying and refilling the cache on
+/// every read).
 #[derive(Debug, Default)]
 struct Worth {
     /// Milliseconds since the cache was made, when this window began.
@@ -90,6 +93,7 @@ struct Worth {
     answered: u32,
     skip: bool,
     probed: u64,
+    kept: u64,
 }
 
 impl Worth {
@@ -105,6 +109,18 @@ impl Worth {
         due
     }
 
+    /// Whether a read of the database should keep what it found, `now` ms in.
+    fn keep(&mut self, now: u64) -> bool {
+        if !self.skip {
+            return true;
+        }
+        let due = now >= self.kept + PROBE.as_millis() as u64;
+        if due {
+            self.kept = now;
+        }
+        due
+    }
+
     /// A read waited for a check, and the cache answered it or not.
     fn note(&mut self, now: u64, answered: bool) {
         self.waited += 1;
@@ -115,6 +131,7 @@ impl Worth {
                 since: now,
                 skip: self.skip,
                 probed: self.probed,
+                kept: self.kept,
                 ..Self::default()
             };
         }
@@ -184,6 +201,16 @@ impl HotItems {
     /// Whether reads record what they find.
     pub(crate) fn on(&self) -> bool {
         self.on
+    }
+
+    /// Whether a read of the database about to run should note what it finds for
+    /// [`keep`](Self::keep): while the cache is on, and (when waiting for checks does not pay
+    /// off lately) only once in a while.
+    pub(crate) fn wants(&self) -> bool {
+        self.on && {
+            let now = self.now();
+            self.lock().worth.keep(now)
+        }
     }
 
     /// The entry for `path`, if one is kept and still the latest committed state once a check
@@ -330,7 +357,8 @@ async fn checker(
     }
 }
 
-/// The current snapshot, as text.
+/// The current snapshot, as text. (The pool hands out the connection used last first, so
+/// under a steady load the same backend answers the checks.)
 async fn check(pool: &Pool) -> Option<Arc<str>> {
     let conn = pool.get().await.ok()?;
     let statement = conn.prepare_cached(SNAPSHOT).await.ok()?;
@@ -351,6 +379,12 @@ mod tests {
             w.note(t, t % 4 == 0); // a quarter answered
         }
         assert!(w.skip, "fewer than half answered in the window");
+        assert!(w.keep(110), "one read keeps what it found for the probes");
+        assert!(
+            !w.keep(115),
+            "the others do not, until the next probe is due"
+        );
+        assert!(w.keep(130));
         assert!(w.wait(120), "a probe is due");
         assert!(!w.wait(125), "the next one is 20 ms later");
         assert!(w.wait(140));
@@ -359,5 +393,9 @@ mod tests {
         }
         assert!(!w.skip, "probes answered: reads wait again");
         assert!(w.wait(241) && w.wait(241));
+        assert!(
+            w.keep(241) && w.keep(241),
+            "every read keeps what it found again"
+        );
     }
 }

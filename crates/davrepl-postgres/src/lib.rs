@@ -303,6 +303,9 @@ impl PgStore {
         );
         let pool = Pool::builder(manager)
             .max_size(opts.pool_size.max(1))
+            // The connection used last is taken first: while the load needs fewer connections
+            // than the pool holds, the same few backends (awake, their caches warm) answer.
+            .queue_mode(deadpool_postgres::QueueMode::Lifo)
             .wait_timeout(Some(opts.wait_timeout))
             .create_timeout(Some(opts.wait_timeout))
             .runtime(deadpool_postgres::Runtime::Tokio1)

@@ -282,7 +282,7 @@ impl Pg {
             committed: alone,
         };
         let mut known = Known {
-            note_seen: self.inner.hot.on(),
+            note_seen: hot::point_item(&wants.plan).is_some() && self.inner.hot.wants(),
             ..Known::default()
         };
         // One round trip: `BEGIN`, (for a write) its locks and counters, and the prefetch. A

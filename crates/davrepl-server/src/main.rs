@@ -81,6 +81,11 @@ struct Args {
     /// absent.
     #[arg(long, value_name = "BYTES")]
     quota_bytes: Option<u64>,
+    /// PostgreSQL: bytes of memory for the items this node read recently (rows, and content up
+    /// to 64 KiB), used only after a shared check shows nothing committed in the cluster
+    /// since they were read. `0` turns the cache off.
+    #[arg(long, default_value_t = davrepl_postgres::PgOptions::default().hot_items, value_name = "BYTES")]
+    pg_hot_items: u64,
     /// Ignore modification times clients send (`X-OC-Mtime`) and keep `getlastmodified`
     /// protected, as RFC 4918 has it.
     #[arg(long)]
@@ -302,6 +307,7 @@ async fn open_store(args: &Args) -> Result<davrepl::DynStore, String> {
         StoreSpec::Postgres(url) => {
             let mut o = davrepl_postgres::PgOptions::default();
             o.new_generation = args.after_restore;
+            o.hot_items = args.pg_hot_items;
             let store = davrepl_postgres::PgStore::connect_with(url, o)
                 .await
                 .map_err(|e| format!("cannot open the PostgreSQL store: {e}"))?;

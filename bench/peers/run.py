@@ -647,7 +647,9 @@ BOUNDS = {
         "of the machine's CPU in it (MD5 31%, SHA-256 17%, SHA-1 12%; measured before MD5 ran "
         "in assembly, which gained 7.5% here), against 9% for every copy in kernel and user "
         "space together; MD5 and SHA-1 are kept for ownCloud-style clients (`oc:checksums`), "
-        "and leaving them out is a product decision."),
+        "and leaving them out is a product decision. The three digests alone cost about 3.2 ms "
+        "of CPU per MiB (330 MB/s per core, docs/clients.md): with both cores hashing and "
+        "doing nothing else, about 630 uploads of 1 MiB per second."),
 }
 
 

@@ -85,6 +85,15 @@ struct Entries {
 /// and reads of the database keep what they found for the cache only once every [`PROBE`]
 /// too (enough for the probes to find an entry, without emptying and refilling the cache on
 /// every read).
+/// Whether a [`PROBE`] has passed since `*last` (ms); if so, `now` becomes the last.
+fn due(last: &mut u64, now: u64) -> bool {
+    let due = now >= *last + PROBE.as_millis() as u64;
+    if due {
+        *last = now;
+    }
+    due
+}
+
 #[derive(Debug, Default)]
 struct Worth {
     /// Milliseconds since the cache was made, when this window began.
@@ -99,26 +108,14 @@ struct Worth {
 impl Worth {
     /// Whether a read that found its item should wait for a check, `now` ms in.
     fn wait(&mut self, now: u64) -> bool {
-        if !self.skip {
-            return true;
-        }
-        let due = now >= self.probed + PROBE.as_millis() as u64;
-        if due {
-            self.probed = now;
-        }
-        due
+        let skip = self.skip;
+        !skip || due(&mut self.probed, now)
     }
 
     /// Whether a read of the database should keep what it found, `now` ms in.
     fn keep(&mut self, now: u64) -> bool {
-        if !self.skip {
-            return true;
-        }
-        let due = now >= self.kept + PROBE.as_millis() as u64;
-        if due {
-            self.kept = now;
-        }
-        due
+        let skip = self.skip;
+        !skip || due(&mut self.kept, now)
     }
 
     /// A read waited for a check, and the cache answered it or not.

@@ -28,6 +28,8 @@ pub trait DynReplStore: Send + Sync + 'static {
     fn secret(&self) -> BoxFuture<'_, StoreResult<Secret>>;
     /// See [`ReplStore::head`].
     fn head<'a>(&'a self, path: &'a ResourcePath) -> BoxFuture<'a, StoreResult<Meta>>;
+    /// See [`ReplStore::digests`].
+    fn digests<'a>(&'a self, path: &'a ResourcePath) -> BoxFuture<'a, StoreResult<Meta>>;
     /// See [`ReplStore::props`].
     fn props<'a>(&'a self, path: &'a ResourcePath) -> BoxFuture<'a, StoreResult<Entry>>;
     /// See [`ReplStore::list`].
@@ -157,6 +159,9 @@ impl<T: ReplStore> DynReplStore for T {
     }
     fn props<'a>(&'a self, path: &'a ResourcePath) -> BoxFuture<'a, StoreResult<Entry>> {
         Box::pin(ReplStore::props(self, path))
+    }
+    fn digests<'a>(&'a self, path: &'a ResourcePath) -> BoxFuture<'a, StoreResult<Meta>> {
+        Box::pin(ReplStore::digests(self, path))
     }
     fn list<'a>(
         &'a self,
@@ -355,6 +360,8 @@ macro_rules! forward_repl_store {
                 head(path: &$crate::ResourcePath) -> $crate::StoreResult<$crate::Meta>);
             $crate::forward_repl_store!(@fn $mode; $s, $inner, [$($via)+];
                 props(path: &$crate::ResourcePath) -> $crate::StoreResult<$crate::Entry>);
+            $crate::forward_repl_store!(@fn $mode; $s, $inner, [$($via)+];
+                digests(path: &$crate::ResourcePath) -> $crate::StoreResult<$crate::Meta>);
             $crate::forward_repl_store!(@fn $mode; $s, $inner, [$($via)+];
                 list(path: &$crate::ResourcePath, opts: $crate::ListOptions)
                     -> $crate::StoreResult<$crate::Listing>);

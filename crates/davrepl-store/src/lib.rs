@@ -52,7 +52,7 @@ use std::future::Future;
 use std::time::{Duration, SystemTime};
 
 pub use condition::{Condition, EntityMatch, IfCondition, IfList, IfResource, IfTerm, Tokens};
-pub use digest::{Checksum, Digests, hex};
+pub use digest::{Algorithm, Checksum, Digests, hex};
 pub use erased::{BoxFuture, DynReplStore, DynStore};
 pub use error::{BoxError, ErrorKind, StoreError, StoreResult};
 pub use lock::{LOCK_TOKEN_SCHEME, Lock, LockGrant, LockRequest, LockScope};
@@ -166,6 +166,18 @@ pub trait ReplStore: Send + Sync + 'static {
         patch: Vec<PropPatch>,
         opts: PatchOptions,
     ) -> impl Future<Output = StoreResult<WriteOutcome>> + Send;
+
+    /// The metadata of the item at `path` with all three content digests
+    /// ([`Meta::digests`]): those it lacks (a PUT computes only the one its checksum names)
+    /// are computed from its content. The engine's stores then record them with the item,
+    /// without a new version (the resourcetag does not move), so each content is hashed once;
+    /// this default reads and hashes the content on every call.
+    fn digests(&self, path: &ResourcePath) -> impl Future<Output = StoreResult<Meta>> + Send {
+        async move {
+            let (meta, body) = self.read(path, GetOptions::default()).await?;
+            Ok(digest::complete(meta, body).await?.0)
+        }
+    }
 
     /// A signal that fires after changes commit (on any node sharing the store, where the
     /// backend can tell), for readers waiting for the log to move. It only wakes: a reader

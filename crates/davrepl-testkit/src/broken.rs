@@ -131,6 +131,10 @@ impl<S: ReplStore> ReplStore for Broken<S> {
         self.inner.props(path).await
     }
 
+    async fn digests(&self, path: &ResourcePath) -> StoreResult<Meta> {
+        self.inner.digests(path).await
+    }
+
     async fn list(&self, path: &ResourcePath, opts: ListOptions) -> StoreResult<Listing> {
         self.inner.list(path, opts).await
     }

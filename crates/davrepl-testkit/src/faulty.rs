@@ -109,6 +109,11 @@ impl<S: ReplStore> ReplStore for FaultyStore<S> {
         self.inner.props(path).await
     }
 
+    async fn digests(&self, path: &ResourcePath) -> StoreResult<Meta> {
+        self.check("digests")?;
+        self.inner.digests(path).await
+    }
+
     async fn list(&self, path: &ResourcePath, opts: ListOptions) -> StoreResult<Listing> {
         self.check("list")?;
         self.inner.list(path, opts).await

@@ -4,7 +4,7 @@
 use davrepl_proto::sql::Value;
 use davrepl_proto::xml::XmlWriter;
 use davrepl_proto::{REPL_NS, dates, is_repl_ns};
-use davrepl_store::{DeadProp, Meta, PropName};
+use davrepl_store::{DeadProp, ErrorKind, Meta, PropName, ReplStore, StoreError};
 
 const DAV_PROTECTED: &[&str] = &[
     "creationdate",
@@ -34,6 +34,34 @@ const REPL_LIVE: &[&str] = &["resourcetag", "repl-uid", "contenttag"];
 
 /// ownCloud's namespace: `oc:checksums` is computed from the content's digests.
 pub(crate) const OC_NS: &str = "http://owncloud.org/ns";
+
+/// Whether `name` is ownCloud's `oc:checksums`.
+pub(crate) fn is_checksums(name: &PropName) -> bool {
+    name.ns == OC_NS && name.local == "checksums"
+}
+
+/// Completes the digests of `meta` for `oc:checksums`. A PUT computes only the digest its
+/// checksum names, so the others are computed here from the content the first time a client
+/// asks, and the store records them: each content is read and hashed once. If the item has
+/// changed since `meta` was read, `meta` keeps what it had (the response describes that
+/// version).
+pub(crate) async fn fill_digests<S: ReplStore>(
+    store: &S,
+    meta: &mut Meta,
+) -> Result<(), StoreError> {
+    if meta.is_collection() || meta.digests.is_some_and(|d| d.is_complete()) {
+        return Ok(());
+    }
+    match store.digests(&meta.path).await {
+        Ok(now) if now.rid == meta.rid && now.content_version == meta.content_version => {
+            meta.digests = now.digests;
+            Ok(())
+        }
+        Ok(_) => Ok(()),
+        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::IsCollection) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
 
 /// Whether `name` is a live property the server computes (and clients may not set).
 pub(crate) fn is_protected(name: &PropName) -> bool {
@@ -112,13 +140,22 @@ pub(crate) fn live_value(meta: &Meta, ns: &str, local: &str) -> Option<PropValue
         });
     }
     if ns == OC_NS && local == "checksums" {
-        // ownCloud's form, which rclone reads: one `checksum` element, space-separated.
+        // ownCloud's form, which rclone reads: one `checksum` element, space-separated. The
+        // handlers fill in the missing digests first (`fill_digests`); whatever is still
+        // unknown (the item changed meanwhile) is left out.
         let d = meta.digests?;
+        let known = [
+            ("SHA1", d.sha1.as_ref().map(|v| &v[..])),
+            ("MD5", d.md5.as_ref().map(|v| &v[..])),
+            ("SHA256", d.sha256.as_ref().map(|v| &v[..])),
+        ];
+        let list: Vec<String> = known
+            .iter()
+            .filter_map(|(name, v)| v.map(|v| format!("{name}:{}", davrepl_store::hex(v))))
+            .collect();
         return Some(PropValue::Fragment(format!(
-            "<checksum xmlns=\"{OC_NS}\">SHA1:{} MD5:{} SHA256:{}</checksum>",
-            davrepl_store::hex(&d.sha1),
-            davrepl_store::hex(&d.md5),
-            davrepl_store::hex(&d.sha256)
+            "<checksum xmlns=\"{OC_NS}\">{}</checksum>",
+            list.join(" ")
         )));
     }
     if is_repl_ns(ns) {

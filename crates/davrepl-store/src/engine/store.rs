@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use super::{LockScan, LogQuery, PageQuery, Rows, lock, read, subscription, write};
 use crate::condition::Condition;
+use crate::digest::{self, Hasher};
 use crate::error::{ErrorKind, StoreError, StoreResult};
 use crate::lock::{LOCK_TOKEN_SCHEME, Lock, LockGrant, LockRequest};
 use crate::path::ResourcePath;
@@ -441,8 +442,15 @@ impl<B: Backend> ReplStore for Engine<B> {
         body: ByteStream,
         opts: PutOptions,
     ) -> StoreResult<WriteOutcome> {
-        // Digests are computed as the body streams into the backend.
-        let (body, digests) = crate::digest::hashing(body);
+        // The digest the request gives a checksum for is computed as the body streams into
+        // the backend; the others only when first asked for (`digests`).
+        let (body, digests) = match opts.checksum {
+            Some(c) => {
+                let (body, slot) = digest::hashing(body, Hasher::only(c.algorithm()));
+                (body, Some(slot))
+            }
+            None => (body, None),
+        };
         let incoming = Incoming {
             path: path.clone(),
             body,
@@ -453,7 +461,7 @@ impl<B: Backend> ReplStore for Engine<B> {
         // A backend that changed the content did so after the hashing saw it.
         let digests = match transformed {
             true => None,
-            false => *digests.lock().unwrap_or_else(|e| e.into_inner()),
+            false => digests.and_then(|d| *d.lock().unwrap_or_else(|e| e.into_inner())),
         };
         let plan = self.plan(true, || Plan::write(path, &opts.condition));
         let path = path.clone();
@@ -490,6 +498,23 @@ impl<B: Backend> ReplStore for Engine<B> {
             },
         )
         .await
+    }
+
+    async fn digests(&self, path: &ResourcePath) -> StoreResult<Meta> {
+        let (meta, body) = self.read(path, GetOptions::default()).await?;
+        let (meta, computed) = digest::complete(meta, body).await?;
+        if computed {
+            // Recorded only if the item still holds the content they are of: no new version,
+            // no change-log row (nothing a client sees as a change has happened).
+            let plan = self.plan(true, || Plan::write(path, &Condition::default()));
+            let (path, rid, content_version) = (path.clone(), meta.rid, meta.content_version);
+            let digests = meta.digests.unwrap_or_default();
+            self.run(plan, None, move |rows, _| {
+                write::record_digests(rows, &path, rid, content_version, digests)
+            })
+            .await?;
+        }
+        Ok(meta)
     }
 
     async fn create_collection(

@@ -511,3 +511,32 @@ pub fn patch_props<R: Rows + ?Sized>(
     }
     outcome(rows, path, false, false)
 }
+
+/// Records `digests` with the item at `path` if it still holds the content they are of
+/// (repl-uid `rid`, content version `content_version`), added to those it has: no new version
+/// and no change-log row, since neither the content nor its tags change. Returns whether
+/// anything was recorded.
+pub fn record_digests<R: Rows + ?Sized>(
+    rows: &mut R,
+    path: &ResourcePath,
+    rid: ReplUid,
+    content_version: Seq,
+    digests: Digests,
+) -> StoreResult<bool> {
+    let Some(mut record) = rows.get(path)? else {
+        return Ok(false);
+    };
+    if record.kind != ResourceKind::Item
+        || record.rid != rid
+        || record.content_version != content_version
+    {
+        return Ok(false);
+    }
+    let merged = record.digests.unwrap_or_default().or(digests).known();
+    if merged == record.digests {
+        return Ok(false);
+    }
+    record.digests = merged;
+    rows.put(path, &record)?;
+    Ok(true)
+}

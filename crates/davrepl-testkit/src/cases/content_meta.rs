@@ -6,36 +6,84 @@ use davrepl_store::{Checksum, Digests, PatchOptions};
 use super::*;
 
 fn checksum_of(data: &[u8]) -> Checksum {
-    Checksum::Sha1(Digests::of(data).sha1)
+    Checksum::Sha1(Digests::of(data).sha1.expect("all three"))
 }
 
-/// Every item carries the digests of its content: set by PUT, kept by COPY and MOVE, replaced
-/// with the content; collections have none.
+/// A PUT computes only the digest its checksum names; [`ReplStore::digests`] computes the
+/// others from the content and records them with the item, without a new version or a
+/// change; COPY and MOVE keep them, new content starts again; collections have none.
 pub async fn digests_follow_content<S: ReplStore>(store: &S) {
     let m = put(store, "/d", "abc").await;
-    assert_eq!(m.digests, Some(Digests::of(b"abc")));
-    assert_eq!(store.head(&path("/d")).await.unwrap().digests, m.digests);
+    assert_eq!(m.digests, None, "a PUT without a checksum hashes nothing");
+    let mark = store.watermark().await.unwrap();
+    let all = Digests::of(b"abc");
+    let d = store.digests(&path("/d")).await.unwrap();
+    assert_eq!(d.digests, Some(all));
+    assert_eq!(
+        (d.rid, d.version, d.content_version, d.len),
+        (m.rid, m.version, m.content_version, m.len),
+        "the same item and content"
+    );
+    // Recorded, and no change: same version, same watermark, nothing new in the log.
+    let head = store.head(&path("/d")).await.unwrap();
+    assert_eq!(head.digests, Some(all));
+    assert_eq!(head.version, m.version);
+    assert_eq!(store.watermark().await.unwrap(), mark);
+    assert!(all_changes(store, "/", mark).await.0.is_empty());
+    assert_eq!(store.digests(&path("/d")).await.unwrap(), head);
+
+    // A checksummed PUT computes that digest only; the rest come later.
     let big = "x".repeat(300_000);
-    let b = put(store, "/big", &big).await;
-    assert_eq!(b.digests, Some(Digests::of(big.as_bytes())));
+    let full = Digests::of(big.as_bytes());
+    let mut opts = PutOptions::default();
+    opts.checksum = Some(Checksum::Sha256(full.sha256.unwrap()));
+    let b = store
+        .put(&path("/big"), body(big.clone()), opts)
+        .await
+        .unwrap()
+        .meta;
+    let sha256_only = Digests {
+        sha256: full.sha256,
+        ..Digests::default()
+    };
+    assert_eq!(b.digests, Some(sha256_only));
+    assert_eq!(store.head(&path("/big")).await.unwrap().digests, b.digests);
+    assert_eq!(
+        store.digests(&path("/big")).await.unwrap().digests,
+        Some(full)
+    );
+
     let c = store
         .copy(&path("/d"), &path("/copy"), TransferOptions::new())
         .await
         .unwrap();
-    assert_eq!(c.meta.digests, m.digests);
+    assert_eq!(c.meta.digests, Some(all));
     let moved = store
         .rename(&path("/copy"), &path("/moved"), TransferOptions::new())
         .await
         .unwrap();
-    assert_eq!(moved.meta.digests, m.digests);
+    assert_eq!(moved.meta.digests, Some(all));
     let r = put(store, "/d", "changed").await;
-    assert_eq!(r.digests, Some(Digests::of(b"changed")));
-    let empty = put(store, "/empty", "").await;
-    assert_eq!(empty.digests, Some(Digests::of(b"")));
+    assert_eq!(r.digests, None, "new content, none known");
+    let changed = store.digests(&path("/d")).await.unwrap();
+    assert_eq!(changed.digests, Some(Digests::of(b"changed")));
+    put(store, "/empty", "").await;
+    assert_eq!(
+        store.digests(&path("/empty")).await.unwrap().digests,
+        Some(Digests::of(b""))
+    );
     assert_eq!(mkcol(store, "/dir").await.digests, None);
+    assert_eq!(
+        kind_of(store.digests(&path("/dir")).await),
+        ErrorKind::IsCollection
+    );
+    assert_eq!(
+        kind_of(store.digests(&path("/nothing")).await),
+        ErrorKind::NotFound
+    );
     let listed = list_all(store, "/", Depth::One).await;
     let d = listed.iter().find(|e| e.path == path("/d")).unwrap();
-    assert_eq!(d.digests, r.digests);
+    assert_eq!(d.digests, changed.digests);
 }
 
 /// A modification time the client gives is recorded as it is, by PUT and by PROPPATCH, in the
@@ -78,7 +126,7 @@ pub async fn checksum_mismatch_writes_nothing<S: ReplStore>(store: &S) {
     let r = store.put(&path("/c"), body("new"), opts).await;
     assert_eq!(kind_of(r), ErrorKind::ChecksumMismatch);
     let mut opts = PutOptions::default();
-    opts.checksum = Some(Checksum::Md5(Digests::of(b"other").md5));
+    opts.checksum = Some(Checksum::Md5(Digests::of(b"other").md5.unwrap()));
     let r = store.put(&path("/fresh"), body("x"), opts).await;
     assert_eq!(kind_of(r), ErrorKind::ChecksumMismatch);
     assert_eq!(store.head(&path("/c")).await.unwrap(), old);
@@ -91,8 +139,8 @@ pub async fn checksum_mismatch_writes_nothing<S: ReplStore>(store: &S) {
     // The right one (any of the three algorithms) passes.
     for c in [
         checksum_of(b"new"),
-        Checksum::Md5(Digests::of(b"new").md5),
-        Checksum::Sha256(Digests::of(b"new").sha256),
+        Checksum::Md5(Digests::of(b"new").md5.unwrap()),
+        Checksum::Sha256(Digests::of(b"new").sha256.unwrap()),
     ] {
         let mut opts = PutOptions::default();
         opts.checksum = Some(c);

@@ -122,6 +122,11 @@ impl PropRequest {
         true
     }
 
+    /// Whether `oc:checksums` is among the names asked for (never part of `allprop`).
+    pub(super) fn wants_checksums(&self) -> bool {
+        matches!(&self.kind, PropfindKind::Prop(names) if names.iter().any(live::is_checksums))
+    }
+
     /// Whether `DAV:sync-token` is among the names asked for.
     fn wants_sync_token(&self) -> bool {
         matches!(&self.kind, PropfindKind::Prop(names) if names.iter().any(is_sync_token))
@@ -341,8 +346,11 @@ where
         let tokens = SyncTokens::new(ctx).await?;
         req.sync = Some((tokens, ctx.store().watermark().await?));
     }
-    let root = ctx.store().props(&ctx.path).await?;
+    let mut root = ctx.store().props(&ctx.path).await?;
     ctx.check_read(&ctx.head.condition, &root.meta).await?;
+    if req.wants_checksums() {
+        live::fill_digests(ctx.store(), &mut root.meta).await?;
+    }
     let mut w = XmlWriter::new();
     w.declaration().fragment(MULTISTATUS_OPEN);
     if !matches!(depth, Depth::OneNoRoot | Depth::InfinityNoRoot) {
@@ -389,7 +397,12 @@ impl<S: ReplStore> Rows for Members<S> {
         let opts = ListOptions::new(self.depth, self.shared.config.limits.page_size)
             .after(self.after.take())
             .with_props(self.req.needs_dead());
-        let listing = self.shared.store.list(&self.path, opts).await?;
+        let mut listing = self.shared.store.list(&self.path, opts).await?;
+        if self.req.wants_checksums() {
+            for e in &mut listing.entries {
+                live::fill_digests(&self.shared.store, &mut e.meta).await?;
+            }
+        }
         for Entry { meta, props } in &listing.entries {
             let href = self
                 .shared

@@ -309,7 +309,10 @@ impl<S: ReplStore> Rows for SyncRows<S> {
                 return Ok(true);
             }
             match change.kind {
-                ChangeKind::Upsert(meta) => {
+                ChangeKind::Upsert(mut meta) => {
+                    if !self.hrefs_only && self.req.wants_checksums() {
+                        crate::live::fill_digests(&self.shared.store, &mut meta).await?;
+                    }
                     // A member removed earlier in this window and mapped again is changed.
                     self.removed.remove(&meta.path);
                     let href = self.href(&meta.path, meta.is_collection());

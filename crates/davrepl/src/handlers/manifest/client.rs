@@ -58,6 +58,7 @@ impl ClientState {
             collections_only,
             filter,
             needs_props,
+            checksums: false,
             first_sync: self.first_sync,
             watermark: self.watermark,
             seen: self.seen,

@@ -22,6 +22,8 @@ pub(super) struct Plan {
     pub(super) collections_only: bool,
     pub(super) filter: Filter,
     pub(super) needs_props: bool,
+    /// `oc:checksums` is a column: complete each item's digests before its row is written.
+    pub(super) checksums: bool,
     pub(super) first_sync: bool,
     pub(super) watermark: Seq,
     pub(super) seen: HashSet<(u64, u64)>,
@@ -100,7 +102,10 @@ impl<S: ReplStore> Engine<S> {
 
     pub(super) async fn next(&mut self) -> Result<Option<Row>, StoreError> {
         loop {
-            if let Some(r) = self.pending.pop_front() {
+            if let Some(mut r) = self.pending.pop_front() {
+                if let (true, Row::Change { meta, .. }) = (self.plan.checksums, &mut r) {
+                    live::fill_digests(&self.shared.store, meta).await?;
+                }
                 return Ok(Some(r));
             }
             let Some(c) = self.log.next(&self.shared.store).await? else {

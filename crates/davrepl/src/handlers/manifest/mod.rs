@@ -184,15 +184,17 @@ async fn search_manifest<S: ReplStore>(
     let (depth, collections_only) = traversal_depth(query.scope.traversal);
     let needs = needs_props(&columns, query.filter.as_ref());
     let client = ClientState::new(ctx.store().store_id(), blob.as_ref(), &repl);
+    let mut plan = client.plan(
+        scope,
+        depth,
+        false,
+        collections_only,
+        Filter::new(query.filter.clone(), &ctx.shared.config.limits),
+        needs,
+    );
+    plan.checksums = columns.has_checksums();
     let manifest = Manifest {
-        plan: client.plan(
-            scope,
-            depth,
-            false,
-            collections_only,
-            Filter::new(query.filter.clone(), &ctx.shared.config.limits),
-            needs,
-        ),
+        plan,
         base: BlobBase::new(
             ctx,
             BlobKind::Search,
@@ -268,15 +270,17 @@ pub(crate) async fn propfind_manifest<S: ReplStore>(
     };
     let needs = needs_props(&columns, None);
     let client = ClientState::new(ctx.store().store_id(), blob.as_ref(), &repl);
+    let mut plan = client.plan(
+        ctx.path.clone(),
+        store_depth,
+        include_scope,
+        false,
+        Filter::new(None, &ctx.shared.config.limits),
+        needs,
+    );
+    plan.checksums = columns.has_checksums();
     let manifest = Manifest {
-        plan: client.plan(
-            ctx.path.clone(),
-            store_depth,
-            include_scope,
-            false,
-            Filter::new(None, &ctx.shared.config.limits),
-            needs,
-        ),
+        plan,
         base: BlobBase::new(
             ctx,
             BlobKind::Propfind,

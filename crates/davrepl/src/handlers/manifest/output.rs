@@ -35,6 +35,13 @@ pub(super) enum Columns {
     Names,
 }
 
+impl Columns {
+    /// Whether `oc:checksums` is one of the columns.
+    pub(super) fn has_checksums(&self) -> bool {
+        matches!(self, Self::Named(cols) if cols.iter().any(|c| c.ns == live::OC_NS && c.local == "checksums"))
+    }
+}
+
 /// Namespace prefixes of one response, Exchange-style: `a` DAV:, `b` datatypes, `d` the
 /// replication namespace as the client spelled it, then `e`, `f`, … (spec §2.3 rule 5).
 #[derive(Debug, Clone)]

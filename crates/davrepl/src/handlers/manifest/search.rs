@@ -38,6 +38,7 @@ pub(super) async fn plain_search<S: ReplStore>(
         collections_only,
         needs_props: with_props,
         filter: Filter::new(query.filter.clone(), &limits),
+        checksums: false, // filled below, for the selected rows only
         first_sync: true,
         watermark: 0,
         seen: HashSet::new(),
@@ -125,6 +126,11 @@ pub(super) async fn plain_search<S: ReplStore>(
             (sel, Some(rows::content_range(&ranges, total)))
         }
     };
+    if columns.has_checksums() {
+        for &i in &selected {
+            live::fill_digests(ctx.store(), &mut results[i as usize].meta).await?;
+        }
+    }
     let output = Output::new(ctx, columns, prefixes)?;
     let mut w = XmlWriter::new();
     output.open_root(&mut w);

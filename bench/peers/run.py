@@ -613,12 +613,12 @@ BOUNDS = {
         "of the ceiling."),
     ("PUT 1 KiB", "davrepl (memory)"): (
         "server CPU per PUT (`perf stat -e task-clock` on the server process during `wrk -t2 "
-        "-c16 -d4s` to new URLs, 2026-12-05): davrepl 21.2 µs, dav-server's MemFs 15.5 µs, "
-        "the bare-axum ceiling 15.2 µs. Hashing the body three ways (MD5, SHA-1, SHA-256, "
-        "which `oc:checksums` and `OC-Checksum` need) is about 3.2 µs of the difference; the "
-        "compare-and-swap step under the store's write lock, with its change-log entry and new "
-        "tags, the rest. 1.2× MemFs's rate needs at most 12.9 µs per PUT: less than the "
-        "ceiling spends putting the bytes in a map."),
+        "-c16 -d4s` to new URLs, 2026-12-05): davrepl 20.1-20.5 µs (21.2 µs while every "
+        "upload was hashed three ways; now a PUT without `OC-Checksum` is not hashed), "
+        "dav-server's MemFs 15.5 µs, the bare-axum ceiling 15.2 µs. The rest of the "
+        "difference is the compare-and-swap step under the store's write lock, with its "
+        "change-log entry and new tags. 1.2× MemFs's rate needs at most 12.9 µs per PUT: less "
+        "than the ceiling spends putting the bytes in a map."),
     ("GET 1 KiB", "davrepl (SQLite)"): (
         "a repeated GET is answered from the hot-row cache (no read transaction); the first "
         "GET of a resource after a commit is a per-thread SQLite read (the row and its "
@@ -641,15 +641,18 @@ BOUNDS = {
         "page cache and never syncs. The disk's sync rate bounds it (the raw SQLite line "
         "above); on this virtual disk it varies severalfold within an hour."),
     ("PUT 1 MiB", "davrepl (SQLite)"): (
-        "the content is hashed three ways, written to a file beside the database and fsynced "
-        "before the metadata commits (another fsync); Apache's mod_dav_fs never fsyncs and "
-        "hashes nothing. The hashing is the bound: `perf record -a` during this load put 60% "
-        "of the machine's CPU in it (MD5 31%, SHA-256 17%, SHA-1 12%; measured before MD5 ran "
-        "in assembly, which gained 7.5% here), against 9% for every copy in kernel and user "
-        "space together; MD5 and SHA-1 are kept for ownCloud-style clients (`oc:checksums`), "
-        "and leaving them out is a product decision. The three digests alone cost about 3.2 ms "
-        "of CPU per MiB (330 MB/s per core, docs/clients.md): with both cores hashing and "
-        "doing nothing else, about 630 uploads of 1 MiB per second."),
+        "each upload is written to a new file beside the database and fsynced before its row "
+        "commits (another fsync), and the file of the content it replaces is removed; a PUT "
+        "without `OC-Checksum` is no longer hashed (digests are computed when first asked "
+        "for, docs/clients.md; hashing all three was 2.5 ms of CPU per MiB and capped this "
+        "row at about 450/s). Since then the server uses about one core during this load "
+        "(pidstat 0.95) and the machine waits on the disk (mpstat: 30% iowait): iostat shows "
+        "about 850 MB/s written and as much discarded, because the root filesystem is mounted "
+        "with `discard` and every removed 1 MiB file is discarded at the journal commit the "
+        "next fsyncs wait for. Apache's mod_dav_fs writes into the page cache and never "
+        "syncs. The next lever is reusing a replaced content file for the next upload "
+        "(overwriting its blocks: no allocation, no discard), which needs the streams that "
+        "hold a file open counted first."),
 }
 
 

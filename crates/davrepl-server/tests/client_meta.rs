@@ -24,13 +24,17 @@ fn method(m: &str) -> reqwest::Method {
 }
 
 async fn propfind(c: &reqwest::Client, url: &str, props: &str) -> String {
+    propfind_depth(c, url, "0", props).await
+}
+
+async fn propfind_depth(c: &reqwest::Client, url: &str, depth: &str, props: &str) -> String {
     let body = format!(
         "<?xml version=\"1.0\"?><d:propfind xmlns:d=\"DAV:\" xmlns:oc=\"http://owncloud.org/ns\">\
          <d:prop>{props}</d:prop></d:propfind>"
     );
     let r = c
         .request(method("PROPFIND"), url)
-        .header("Depth", "0")
+        .header("Depth", depth)
         .body(body)
         .send()
         .await
@@ -85,6 +89,55 @@ async fn check(base: &str) {
     ] {
         assert!(props.contains(sum), "{sum} in {props}");
     }
+    // A PUT without OC-Checksum computes no digest: a Depth 1 listing asking for them
+    // computes and records them, and the ETags do not move (no new version).
+    let r = c
+        .request(method("MKCOL"), url("/sums/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let mut etags = Vec::new();
+    for i in 0..3 {
+        let r = c
+            .put(url(&format!("/sums/{i}")))
+            .body(format!("item {i}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 201);
+        etags.push(r.headers()["etag"].to_str().unwrap().to_owned());
+    }
+    let expected = [
+        "SHA256:f5201cf555e7b13e0dc1d8c025407e0d2d96eb5728d49be67c29becdc1ee44ba",
+        "MD5:bb26615c7faed2a60ad09f1f72d39b64",
+        "SHA256:7f5f00f1199c45329d4e101bb8160f5c2d47998e87ec2520f7a8146250375a3d",
+    ];
+    for round in 0..2 {
+        let listing = propfind_depth(&c, &url("/sums/"), "1", "<d:getetag/><oc:checksums/>").await;
+        assert_eq!(
+            listing.matches("MD5:").count(),
+            3,
+            "round {round}: {listing}"
+        );
+        for e in expected.into_iter().chain(etags.iter().map(String::as_str)) {
+            assert!(listing.contains(e), "round {round}: {e} in {listing}");
+        }
+    }
+    for (i, etag) in etags.iter().enumerate() {
+        let r = c.head(url(&format!("/sums/{i}"))).send().await.unwrap();
+        assert_eq!(
+            &r.headers()["etag"],
+            etag.as_str(),
+            "recording digests is no change"
+        );
+    }
+    let r = c
+        .request(method("DELETE"), url("/sums/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
     // A malformed time is refused, and so is one the SQL stores cannot keep (after April
     // 2262; a time after 9999 used to be stored, and every later GET or listing of the item
     // panicked formatting Last-Modified). The last second they keep is taken.

@@ -86,6 +86,52 @@ async fn byte_ranges() {
         .await;
     r.expect(200);
     assert_eq!(r.text(), "0123456789");
+    let etag = s
+        .send(s.req("HEAD", "/r"))
+        .await
+        .header("etag")
+        .unwrap()
+        .to_owned();
+    let r = s
+        .send(
+            s.req("GET", "/r")
+                .header("Range", "bytes=1-2")
+                .header("If-Range", &etag),
+        )
+        .await;
+    r.expect(206);
+    assert_eq!(r.text(), "12");
+}
+
+#[tokio::test]
+async fn date_conditions() {
+    let s = server().await;
+    s.put("/d", "dated").await.expect(201);
+    let g = s.send(s.req("GET", "/d")).await;
+    let modified = g.header("last-modified").unwrap().to_owned();
+    s.send(s.req("GET", "/d").header("If-Modified-Since", &modified))
+        .await
+        .expect(304);
+    let old = "Sun, 06 Nov 1994 08:49:37 GMT";
+    let r = s
+        .send(s.req("GET", "/d").header("If-Modified-Since", old))
+        .await;
+    r.expect(200);
+    assert_eq!(r.text(), "dated");
+    s.send(s.req("GET", "/d").header("If-Unmodified-Since", old))
+        .await
+        .expect(412);
+    s.send(s.req("GET", "/d").header("If-Unmodified-Since", &modified))
+        .await
+        .expect(200);
+    // A date that does not parse is ignored (RFC 9110), not refused.
+    s.send(s.req("GET", "/d").header("If-Modified-Since", "yesterday"))
+        .await
+        .expect(200);
+    // A header the dispatcher parses for every method is refused when malformed, on a GET too.
+    s.send(s.req("GET", "/d").header("Depth", "2"))
+        .await
+        .expect(400);
 }
 
 #[tokio::test]

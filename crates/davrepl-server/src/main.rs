@@ -154,16 +154,23 @@ fn home_only(
 /// An anonymous server on loopback answers only those, so a web page cannot reach it through
 /// a DNS name rebound to 127.0.0.1.
 fn is_loopback_host(host: &str) -> bool {
-    let name = match host.strip_prefix('[') {
-        Some(rest) => rest.split(']').next().unwrap_or(""),
-        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    // On every request: bytes, not a generic pattern search.
+    let b = host.as_bytes();
+    let name = match b.strip_prefix(b"[") {
+        // A bracketed address must be closed.
+        Some(rest) => match rest.iter().position(|&c| c == b']') {
+            Some(i) => &rest[..i],
+            None => return false,
+        },
+        None => b.iter().rposition(|&c| c == b':').map_or(b, |i| &b[..i]),
     };
-    // The usual names first, before parsing an address (on every request).
-    name == "127.0.0.1"
-        || name.eq_ignore_ascii_case("localhost")
-        || name
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+    // The usual names first, before parsing an address.
+    name == b"127.0.0.1"
+        || name.eq_ignore_ascii_case(b"localhost")
+        || std::str::from_utf8(name)
+            .ok()
+            .and_then(|n| n.parse::<std::net::IpAddr>().ok())
+            .is_some_and(|ip| ip.is_loopback())
 }
 
 /// Refuses (403) a request to an anonymous loopback server whose `Host` is not loopback.
@@ -419,6 +426,39 @@ async fn main() -> ExitCode {
             tracing::error!("{e}");
             eprintln!("davrepl-server: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback_host;
+
+    #[test]
+    fn loopback_hosts() {
+        for host in [
+            "127.0.0.1",
+            "127.0.0.1:8080",
+            "localhost",
+            "LocalHost:80",
+            "127.3.4.5:1",
+            "[::1]",
+            "[::1]:8080",
+        ] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in [
+            "",
+            ":80",
+            "example.org",
+            "example.org:8080",
+            "10.0.0.1:80",
+            "localhost.example.org",
+            "[::2]:80",
+            "[::1",
+            "127.0.0.1.evil:80",
+        ] {
+            assert!(!is_loopback_host(host), "{host}");
         }
     }
 }

@@ -19,12 +19,22 @@ fn push_hex(out: &mut String, bytes: &[u8]) {
     let mut buf = [0u8; 64];
     for chunk in bytes.chunks(32) {
         let digits = &mut buf[..2 * chunk.len()];
-        for (pair, b) in digits.chunks_exact_mut(2).zip(chunk) {
-            pair.copy_from_slice(&HEX_PAIRS[usize::from(*b)]);
-        }
-        // Hex digits are ASCII: this never fails.
-        out.push_str(std::str::from_utf8(digits).unwrap_or_default());
+        hex_into(digits, chunk);
+        out.push_str(ascii(digits));
     }
+}
+
+/// Writes the two lowercase hex digits of each byte of `bytes` into `out`, which is twice as
+/// long.
+fn hex_into(out: &mut [u8], bytes: &[u8]) {
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair.copy_from_slice(&HEX_PAIRS[usize::from(*b)]);
+    }
+}
+
+/// Tag bytes as text. Every tag is ASCII, so this never gives the empty fallback.
+fn ascii(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).unwrap_or_default()
 }
 
 /// The two lowercase hex digits of every byte value.
@@ -154,10 +164,18 @@ pub const RESOURCE_TAG_LEN: usize = 3 + 88;
 /// Appends the resourcetag [`resource_tag`] formats to `out`, so that a caller building a
 /// larger value (a header, a document) needs no string of its own for it.
 pub fn push_resource_tag(out: &mut String, rid: &ReplUid, store: &StoreId, version: Seq) {
-    out.push_str("rt:");
-    push_hex(out, &rid.0);
-    push_hex(out, &store.0);
-    push_hex(out, &seq_bytes(version));
+    out.push_str(ascii(&resource_tag_bytes(rid, store, version)));
+}
+
+/// The resourcetag [`resource_tag`] formats, as ASCII bytes on the stack (for a header value,
+/// which copies them once).
+pub fn resource_tag_bytes(rid: &ReplUid, store: &StoreId, version: Seq) -> [u8; RESOURCE_TAG_LEN] {
+    let mut b = [0u8; RESOURCE_TAG_LEN];
+    b[..3].copy_from_slice(b"rt:");
+    hex_into(&mut b[3..47], &rid.0);
+    hex_into(&mut b[47..79], &store.0);
+    hex_into(&mut b[79..], &seq_bytes(version));
+    b
 }
 
 /// Appends `rid:` + 44 hex digits, the repl-uid's text, to `out`.
@@ -194,15 +212,19 @@ pub fn parse_resource_tag(tag: &str) -> Option<(ReplUid, StoreId, Seq)> {
 /// Formats the strong ETag (with quotes) of a resource state: derived from the same change key
 /// as the resourcetag, so `If-Match` gives the same guarantee as `If: (<rt:…>)`.
 pub fn etag(rid: &ReplUid, version: Seq) -> String {
-    // The exact length: a string whose capacity is its length becomes a header value without
-    // another allocation.
-    let mut s = String::with_capacity(1 + 12 + 1 + 12 + 1);
-    s.push('"');
-    push_hex(&mut s, &rid.0[16..]);
-    s.push('-');
-    push_hex(&mut s, &seq_bytes(version));
-    s.push('"');
-    s
+    ascii(&etag_bytes(rid, version)).to_owned()
+}
+
+/// The length of an ETag, quotes included.
+pub const ETAG_LEN: usize = 1 + 12 + 1 + 12 + 1;
+
+/// The ETag [`etag`] formats, as ASCII bytes on the stack.
+pub fn etag_bytes(rid: &ReplUid, version: Seq) -> [u8; ETAG_LEN] {
+    let mut b = [b'"'; ETAG_LEN];
+    hex_into(&mut b[1..13], &rid.0[16..]);
+    b[13] = b'-';
+    hex_into(&mut b[14..26], &seq_bytes(version));
+    b
 }
 
 #[cfg(test)]
@@ -223,7 +245,19 @@ mod tests {
         assert_eq!(parse_resource_tag("rt:doc1-01"), None);
         assert!(ReplUid::parse(&rid_s.to_uppercase()).is_none());
         assert_ne!(etag(&rid, 1), etag(&rid, 2));
-        assert_eq!(etag(&rid, 1).len(), etag(&rid, 1).capacity());
+        assert_eq!(
+            etag(&rid, 0x0102_0304_0506),
+            "\"000000000007-010203040506\""
+        );
+        assert_eq!(etag(&rid, 1).as_bytes(), etag_bytes(&rid, 1));
+        let expected = format!(
+            "rt:{}{}{}",
+            "ab".repeat(16) + "000000000007",
+            "ab".repeat(16),
+            "000000000063"
+        );
+        assert_eq!(rt, expected);
+        assert_eq!(rt.as_bytes(), resource_tag_bytes(&rid, &store, 99));
         let mut pushed = String::from("<");
         push_resource_tag(&mut pushed, &rid, &store, 99);
         assert_eq!(pushed, format!("<{rt}"));

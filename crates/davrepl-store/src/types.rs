@@ -72,6 +72,11 @@ impl Meta {
         tags::push_resource_tag(out, &self.rid, &self.store, self.version);
     }
 
+    /// [`resource_tag`](Self::resource_tag) as ASCII bytes on the stack.
+    pub fn resource_tag_bytes(&self) -> [u8; tags::RESOURCE_TAG_LEN] {
+        tags::resource_tag_bytes(&self.rid, &self.store, self.version)
+    }
+
     /// `rid:` + 44 hex digits.
     pub fn repl_uid(&self) -> String {
         let mut s = String::with_capacity(48);
@@ -93,6 +98,11 @@ impl Meta {
     /// Strong ETag with quotes.
     pub fn etag(&self) -> String {
         tags::etag(&self.rid, self.version)
+    }
+
+    /// [`etag`](Self::etag) as ASCII bytes on the stack.
+    pub fn etag_bytes(&self) -> [u8; tags::ETAG_LEN] {
+        tags::etag_bytes(&self.rid, self.version)
     }
 
     /// The tokens of this state, ready for [`Condition::evaluate`].

@@ -91,6 +91,17 @@ impl<P: Default> Record<P> {
 impl<P> Record<P> {
     /// The metadata the contract hands out for this record at `path`.
     pub fn meta(&self, store: StoreId, path: &ResourcePath) -> Meta {
+        self.meta_with(store, path, self.content_type.clone())
+    }
+
+    /// [`meta`](Self::meta) and the payload, taking the record apart instead of copying
+    /// from it.
+    pub fn into_meta(mut self, store: StoreId, path: &ResourcePath) -> (Meta, P) {
+        let content_type = self.content_type.take();
+        (self.meta_with(store, path, content_type), self.payload)
+    }
+
+    fn meta_with(&self, store: StoreId, path: &ResourcePath, content_type: Option<String>) -> Meta {
         Meta {
             path: path.clone(),
             kind: self.kind,
@@ -99,7 +110,7 @@ impl<P> Record<P> {
             version: self.version,
             content_version: self.content_version,
             len: self.len,
-            content_type: self.content_type.clone(),
+            content_type,
             created: self.created,
             modified: self.modified,
             digests: self.digests,

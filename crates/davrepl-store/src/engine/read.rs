@@ -115,9 +115,10 @@ pub(super) fn content<R: Rows + ?Sized>(
     } else {
         rows.content(&r.payload, (start, end))?
     };
+    let (meta, payload) = r.into_meta(store, path);
     Ok(Found {
-        meta: r.meta(store, path),
-        payload: r.payload,
+        meta,
+        payload,
         start,
         end,
         bytes,

@@ -273,7 +273,9 @@ impl<B: Backend> Engine<B> {
         }
     }
 
-    async fn run<T: Send + 'static>(
+    /// The backend's future itself, not one wrapping it: each async layer is another copy of
+    /// the plan and the result on every request.
+    fn run<T: Send + 'static>(
         &self,
         plan: Plan,
         upload: Option<B::Upload>,
@@ -281,13 +283,12 @@ impl<B: Backend> Engine<B> {
         + Send
         + Sync
         + 'static,
-    ) -> StoreResult<T> {
-        let step = Atomic {
+    ) -> impl Future<Output = StoreResult<T>> + Send {
+        self.backend.atomic(Atomic {
             plan,
             upload,
             step: Box::new(step),
-        };
-        self.backend.atomic(step).await
+        })
     }
 
     /// [`run`](Self::run) for a step that may add to the change log at (or below) `touched`:

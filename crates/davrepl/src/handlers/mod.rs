@@ -61,6 +61,101 @@ pub(crate) struct Head {
     pub(crate) overwrite: bool,
     /// `Brief: t` (leave 404 property stats out of a multistatus).
     pub(crate) brief: bool,
+    /// The headers only GET and HEAD read, as sent: `Range`, `If-Range`, `If-Modified-Since`
+    /// and `If-Unmodified-Since` (the read handler parses them; a malformed date is ignored,
+    /// as RFC 9110 says).
+    pub(crate) read: ReadHeaders,
+}
+
+/// See [`Head::read`].
+#[derive(Debug, Default)]
+pub(crate) struct ReadHeaders {
+    pub(crate) range: Option<HeaderValue>,
+    pub(crate) if_range: Option<HeaderValue>,
+    pub(crate) if_modified_since: Option<HeaderValue>,
+    pub(crate) if_unmodified_since: Option<HeaderValue>,
+}
+
+/// The first value of each request header the dispatcher parses for every method, found in
+/// one pass over the request's headers (a request carries a few; a lookup by name hashes the
+/// name, and there are ten to look up).
+#[derive(Default)]
+struct Sent<'a> {
+    depth: Option<&'a HeaderValue>,
+    if_: Option<&'a HeaderValue>,
+    if_match: Option<&'a HeaderValue>,
+    if_none_match: Option<&'a HeaderValue>,
+    overwrite: Option<&'a HeaderValue>,
+    brief: Option<&'a HeaderValue>,
+    range: Option<&'a HeaderValue>,
+    if_range: Option<&'a HeaderValue>,
+    if_modified_since: Option<&'a HeaderValue>,
+    if_unmodified_since: Option<&'a HeaderValue>,
+}
+
+impl<'a> Sent<'a> {
+    fn scan(headers: &'a http::HeaderMap) -> Self {
+        let mut s = Self::default();
+        for (name, value) in headers {
+            let slot = if *name == names::DEPTH {
+                &mut s.depth
+            } else if *name == names::IF {
+                &mut s.if_
+            } else if *name == names::IF_MATCH {
+                &mut s.if_match
+            } else if *name == names::IF_NONE_MATCH {
+                &mut s.if_none_match
+            } else if *name == names::OVERWRITE {
+                &mut s.overwrite
+            } else if *name == names::BRIEF {
+                &mut s.brief
+            } else if *name == names::RANGE {
+                &mut s.range
+            } else if *name == names::IF_RANGE {
+                &mut s.if_range
+            } else if *name == names::IF_MODIFIED_SINCE {
+                &mut s.if_modified_since
+            } else if *name == names::IF_UNMODIFIED_SINCE {
+                &mut s.if_unmodified_since
+            } else {
+                continue;
+            };
+            // The first value, as `HeaderMap::get` gives.
+            slot.get_or_insert(value);
+        }
+        s
+    }
+
+    /// The `Depth` header, if any.
+    fn depth(&self) -> DavResult<Option<headers::Depth>> {
+        Ok(match text(&names::DEPTH, self.depth)? {
+            Some(v) => Some(headers::Depth::parse(v)?),
+            None => None,
+        })
+    }
+
+    fn read_headers(&self) -> ReadHeaders {
+        ReadHeaders {
+            range: self.range.cloned(),
+            if_range: self.if_range.cloned(),
+            if_modified_since: self.if_modified_since.cloned(),
+            if_unmodified_since: self.if_unmodified_since.cloned(),
+        }
+    }
+}
+
+/// A request header's value as text: refused unless it is visible ASCII.
+pub(crate) fn text<'a>(
+    name: &HeaderName,
+    value: Option<&'a HeaderValue>,
+) -> DavResult<Option<&'a str>> {
+    match value {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .map(Some)
+            .map_err(|_| DavError::bad_request(format!("{name} header is not visible ASCII"))),
+    }
 }
 
 impl<S: ReplStore> Ctx<S> {
@@ -70,38 +165,24 @@ impl<S: ReplStore> Ctx<S> {
 
     /// A header as text; a non-visible-ASCII value is a client mistake.
     pub(crate) fn header(&self, name: &http::HeaderName) -> DavResult<Option<&str>> {
-        match self.parts.headers.get(name) {
-            None => Ok(None),
-            Some(v) => v
-                .to_str()
-                .map(Some)
-                .map_err(|_| DavError::bad_request(format!("{name} header is not visible ASCII"))),
-        }
-    }
-
-    /// The `Depth` header, if any.
-    fn depth(&self) -> DavResult<Option<headers::Depth>> {
-        Ok(match self.header(&names::DEPTH)? {
-            Some(v) => Some(headers::Depth::parse(v)?),
-            None => None,
-        })
+        text(name, self.parts.headers.get(name))
     }
 
     /// The combined precondition of `If`, `If-Match` and `If-None-Match`.
-    fn condition(&self) -> DavResult<Condition> {
+    fn condition(&self, sent: &Sent<'_>) -> DavResult<Condition> {
         let mut c = Condition::none();
         c.principal = self
             .parts
             .extensions
             .get::<Principal>()
             .map(|p| p.0.clone());
-        if let Some(v) = self.header(&names::IF_MATCH)? {
+        if let Some(v) = text(&names::IF_MATCH, sent.if_match)? {
             c.if_match = Some(parse_entity_match("If-Match", v)?);
         }
-        if let Some(v) = self.header(&names::IF_NONE_MATCH)? {
+        if let Some(v) = text(&names::IF_NONE_MATCH, sent.if_none_match)? {
             c.if_none_match = Some(parse_entity_match("If-None-Match", v)?);
         }
-        if let Some(v) = self.header(&names::IF)? {
+        if let Some(v) = text(&names::IF, sent.if_)? {
             if v.len() > self.shared.config.limits.max_if_bytes {
                 return Err(DavError::bad_request(format!(
                     "If header longer than {} bytes",
@@ -339,16 +420,23 @@ where
         head: Head::default(),
     };
     let method = DavMethod::parse(&ctx.parts.method);
-    ctx.head.depth = ctx.depth()?;
-    ctx.authorize(DavMethod::access(method, ctx.head.depth), &ctx.path)?;
-    // Malformed request headers are refused for every method, before anything is touched,
-    // even where a method would not use them. (Tagged `If` lists are resolved after the
-    // authorizer has seen the request: they ask it about the resources they name.)
-    ctx.head.condition = ctx.condition()?;
-    ctx.head.overwrite = headers::parse_overwrite(ctx.header(&names::OVERWRITE)?)?;
-    ctx.head.brief = ctx
-        .header(&names::BRIEF)?
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("t"));
+    ctx.head = {
+        let sent = Sent::scan(&ctx.parts.headers);
+        let depth = sent.depth()?;
+        ctx.authorize(DavMethod::access(method, depth), &ctx.path)?;
+        // Malformed request headers are refused for every method, before anything is
+        // touched, even where a method would not use them. (Tagged `If` lists are resolved
+        // after the authorizer has seen the request: they ask it about the resources they
+        // name.)
+        Head {
+            depth,
+            condition: ctx.condition(&sent)?,
+            overwrite: headers::parse_overwrite(text(&names::OVERWRITE, sent.overwrite)?)?,
+            brief: text(&names::BRIEF, sent.brief)?
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("t")),
+            read: sent.read_headers(),
+        }
+    };
     let Some(method) = method else {
         let mut resp = DavError::new(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -395,8 +483,11 @@ fn bracketed(len: usize, write: impl FnOnce(&mut String)) -> Option<HeaderValue>
 
 /// Adds `ResourceTag: <rt:…>`.
 pub(crate) fn set_resource_tag(resp: &mut Response<DavBody>, meta: &davrepl_store::Meta) {
-    let len = davrepl_store::tags::RESOURCE_TAG_LEN;
-    if let Some(v) = bracketed(len, |s| meta.push_resource_tag(s)) {
+    const LEN: usize = davrepl_store::tags::RESOURCE_TAG_LEN;
+    let mut v = [b'<'; LEN + 2];
+    v[1..=LEN].copy_from_slice(&meta.resource_tag_bytes());
+    v[LEN + 1] = b'>';
+    if let Ok(v) = HeaderValue::from_bytes(&v) {
         resp.headers_mut().insert(RESOURCE_TAG.clone(), v);
     }
 }
@@ -410,7 +501,7 @@ pub(crate) fn set_repl_uid(resp: &mut Response<DavBody>, meta: &davrepl_store::M
 
 /// Adds `ETag`.
 pub(crate) fn set_etag(resp: &mut Response<DavBody>, meta: &davrepl_store::Meta) {
-    if let Ok(v) = HeaderValue::try_from(meta.etag()) {
+    if let Ok(v) = HeaderValue::from_bytes(&meta.etag_bytes()) {
         resp.headers_mut().insert(header::ETAG, v);
     }
 }

@@ -10,7 +10,7 @@ use http::{HeaderValue, Method, Response, StatusCode, header};
 use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
 
-use super::{ALLOW, Ctx, set_etag, set_resource_tag, status_only};
+use super::{ALLOW, Ctx, set_etag, set_resource_tag, status_only, text};
 use crate::body::{self, DavBody};
 use crate::error::{DavError, DavResult};
 
@@ -53,8 +53,12 @@ async fn read_preconditions<S: ReplStore>(
     } else if !cond.is_empty() {
         ctx.check_read(cond, meta).await?;
     }
+    let sent = &ctx.head.read;
     if cond.if_match.is_none()
-        && let Some(v) = ctx.header(&names::IF_UNMODIFIED_SINCE)?
+        && let Some(v) = text(
+            &names::IF_UNMODIFIED_SINCE,
+            sent.if_unmodified_since.as_ref(),
+        )?
         && let Some(t) = dates::parse_http_date(v)
         && secs(meta.modified) > secs(t)
     {
@@ -69,7 +73,7 @@ async fn read_preconditions<S: ReplStore>(
         if !c.evaluate(&ctx.path, |_| Some(meta.tokens())) {
             return Ok(Verdict::NotModified);
         }
-    } else if let Some(v) = ctx.header(&names::IF_MODIFIED_SINCE)?
+    } else if let Some(v) = text(&names::IF_MODIFIED_SINCE, sent.if_modified_since.as_ref())?
         && let Some(t) = dates::parse_http_date(v)
         && secs(meta.modified) <= secs(t)
     {
@@ -173,36 +177,64 @@ fn not_modified(meta: &Meta) -> Response<DavBody> {
 }
 
 pub(crate) async fn get<S: ReplStore>(ctx: &Ctx<S>) -> DavResult<Response<DavBody>> {
-    let cond = &ctx.head.condition;
     let is_head = ctx.parts.method == Method::HEAD;
-    let range_spec = match ctx.header(&names::RANGE)? {
+    let range_spec = match text(&names::RANGE, ctx.head.read.range.as_ref())? {
         Some(v) => ByteRangeSpec::parse(v)?,
         None => None,
     };
-    if range_spec.is_none() {
-        // The common case: one store call gives the bytes and the very state they belong to;
-        // the preconditions are checked against that state.
-        match ctx.store().read(&ctx.path, Default::default()).await {
-            Ok((meta, stream)) => {
-                return Ok(match read_preconditions(ctx, cond, &meta).await? {
-                    Verdict::NotModified => not_modified(&meta),
-                    Verdict::Proceed => file_response(is_head, &meta, stream, None),
-                });
-            }
-            Err(e) if e.kind() == davrepl_store::ErrorKind::IsCollection => {
-                let meta = ctx.store().head(&ctx.path).await?;
-                if !is_head && super::events::wanted(ctx) {
-                    ctx.check_read(cond, &meta).await?;
-                    return super::events::stream(ctx, &meta).await;
-                }
-                return Ok(match read_preconditions(ctx, cond, &meta).await? {
-                    Verdict::NotModified => not_modified(&meta),
-                    Verdict::Proceed => collection_index(ctx, &meta).await?,
-                });
-            }
-            Err(e) => return Err(e.into()),
-        }
+    if range_spec.is_some() {
+        return Box::pin(get_range(ctx, range_spec, is_head)).await;
     }
+    // The common case: one store call gives the bytes and the very state they belong to;
+    // the preconditions are checked against that state. (What is rare is boxed on its own,
+    // so that this future, moved into place on every GET, stays small.)
+    let (meta, stream) = match ctx.store().read(&ctx.path, Default::default()).await {
+        Ok(found) => found,
+        Err(e) if e.kind() == davrepl_store::ErrorKind::IsCollection => {
+            return Box::pin(get_collection(ctx, is_head)).await;
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let verdict = if unconditional(ctx) {
+        Verdict::Proceed
+    } else {
+        Box::pin(read_preconditions(ctx, &ctx.head.condition, &meta)).await?
+    };
+    Ok(match verdict {
+        Verdict::NotModified => not_modified(&meta),
+        Verdict::Proceed => file_response(is_head, &meta, stream, None),
+    })
+}
+
+/// Whether the request carries none of the preconditions [`read_preconditions`] evaluates.
+fn unconditional<S>(ctx: &Ctx<S>) -> bool {
+    let read = &ctx.head.read;
+    ctx.head.condition.is_empty()
+        && read.if_modified_since.is_none()
+        && read.if_unmodified_since.is_none()
+}
+
+/// GET of a collection: its event stream when asked for, otherwise an HTML index.
+async fn get_collection<S: ReplStore>(ctx: &Ctx<S>, is_head: bool) -> DavResult<Response<DavBody>> {
+    let cond = &ctx.head.condition;
+    let meta = ctx.store().head(&ctx.path).await?;
+    if !is_head && super::events::wanted(ctx) {
+        ctx.check_read(cond, &meta).await?;
+        return super::events::stream(ctx, &meta).await;
+    }
+    Ok(match read_preconditions(ctx, cond, &meta).await? {
+        Verdict::NotModified => not_modified(&meta),
+        Verdict::Proceed => collection_index(ctx, &meta).await?,
+    })
+}
+
+/// GET with a `Range`.
+async fn get_range<S: ReplStore>(
+    ctx: &Ctx<S>,
+    range_spec: Option<ByteRangeSpec>,
+    is_head: bool,
+) -> DavResult<Response<DavBody>> {
+    let cond = &ctx.head.condition;
     // A byte range needs the length first; if the resource changes between the two steps, go
     // round again.
     for _ in 0..4 {
@@ -214,7 +246,7 @@ pub(crate) async fn get<S: ReplStore>(ctx: &Ctx<S>) -> DavResult<Response<DavBod
             return collection_index(ctx, &meta).await;
         }
         let mut range = range_spec;
-        if let Some(v) = ctx.header(&names::IF_RANGE)?
+        if let Some(v) = text(&names::IF_RANGE, ctx.head.read.if_range.as_ref())?
             && v.trim() != meta.etag()
         {
             range = None;

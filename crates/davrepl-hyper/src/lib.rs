@@ -41,7 +41,8 @@ pub struct ServeOptions {
     pub header_read_timeout: Duration,
     /// A connection on which no byte was read or written for this long is closed: an idle
     /// keep-alive connection, a body that stopped arriving, a client that stopped reading the
-    /// answer. Default 60 s.
+    /// answer. (It is checked every quarter of this time, so the close comes up to a quarter
+    /// later.) Default 60 s.
     pub idle_timeout: Duration,
     /// Most connections open at once; further clients wait in the listen backlog until one
     /// closes. Default 1,024.

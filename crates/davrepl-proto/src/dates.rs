@@ -57,6 +57,13 @@ impl Civil {
 /// outside what the format can show are clamped to it (1970 to the end of 9999): a stored
 /// time, which a client may have chosen (`X-OC-Mtime`), never makes a response fail.
 pub fn http_date(t: SystemTime) -> String {
+    std::str::from_utf8(&http_date_bytes(t))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// [`http_date`] as ASCII bytes on the stack (for a header value, which copies them once).
+pub fn http_date_bytes(t: SystemTime) -> [u8; 29] {
     const DAYS: [&[u8; 3]; 7] = [b"Sun", b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat"];
     const MONTHS: [&[u8; 3]; 12] = [
         b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
@@ -74,8 +81,7 @@ pub fn http_date(t: SystemTime) -> String {
     out[17..19].copy_from_slice(&two(c.hour));
     out[20..22].copy_from_slice(&two(c.minute));
     out[23..25].copy_from_slice(&two(c.second));
-    // All ASCII: this never fails.
-    std::str::from_utf8(&out).unwrap_or_default().to_owned()
+    out
 }
 
 /// Parses an HTTP date (`If-Modified-Since`); `None` if malformed.

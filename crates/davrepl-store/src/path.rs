@@ -69,7 +69,8 @@ impl ResourcePath {
         if seg == "." || seg == ".." {
             return Err(PathError::DotSegment);
         }
-        if seg.contains(['\0', '/']) {
+        // Bytes, not a char pattern: this runs for every segment of every request path.
+        if seg.bytes().any(|b| b == 0 || b == b'/') {
             return Err(PathError::ForbiddenChar);
         }
         Ok(())

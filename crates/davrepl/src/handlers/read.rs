@@ -90,8 +90,7 @@ fn secs(t: std::time::SystemTime) -> u64 {
 fn common_headers(resp: &mut Response<DavBody>, meta: &Meta) {
     set_etag(resp, meta);
     set_resource_tag(resp, meta);
-    // The string is taken over, not copied.
-    if let Ok(v) = HeaderValue::try_from(dates::http_date(meta.modified)) {
+    if let Ok(v) = HeaderValue::from_bytes(&dates::http_date_bytes(meta.modified)) {
         resp.headers_mut().insert(header::LAST_MODIFIED, v);
     }
 }

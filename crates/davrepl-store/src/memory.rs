@@ -408,18 +408,39 @@ impl Rows for Tx<'_> {
 }
 
 async fn collect(mut body: ByteStream, max_len: Option<u64>) -> StoreResult<Bytes> {
-    let mut buf = BytesMut::new();
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk?;
-        if let Some(max) = max_len
-            && (buf.len() + chunk.len()) as u64 > max
-        {
-            return Err(StoreError::new(
+    let too_large = |len: usize| {
+        max_len.is_some_and(|max| len as u64 > max).then(|| {
+            StoreError::new(
                 ErrorKind::TooLarge,
-                format!("content is larger than {max} bytes"),
-            ));
+                format!(
+                    "content is larger than {} bytes",
+                    max_len.unwrap_or_default()
+                ),
+            )
+        })
+    };
+    // A small body comes as one piece: it is copied once into a buffer of its own size (not
+    // kept as it is: it is a slice of the connection's read buffer, which it would pin for as
+    // long as the store holds it) and no growing buffer is needed.
+    let first = match body.next().await {
+        None => return Ok(Bytes::new()),
+        Some(chunk) => chunk?,
+    };
+    if let Some(e) = too_large(first.len()) {
+        return Err(e);
+    }
+    let Some(second) = body.next().await else {
+        return Ok(Bytes::copy_from_slice(&first));
+    };
+    let mut buf = BytesMut::from(&first[..]);
+    let mut next = Some(second);
+    while let Some(chunk) = next {
+        let chunk = chunk?;
+        if let Some(e) = too_large(buf.len() + chunk.len()) {
+            return Err(e);
         }
         buf.extend_from_slice(&chunk);
+        next = body.next().await;
     }
     Ok(buf.freeze())
 }
@@ -489,5 +510,37 @@ impl Backend for Mem {
 
     fn identity(&self) -> (StoreId, Secret) {
         (self.shared.id, self.shared.secret)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(pieces: &[&'static [u8]]) -> ByteStream {
+        let items: Vec<StoreResult<Bytes>> =
+            pieces.iter().map(|p| Ok(Bytes::from_static(p))).collect();
+        Box::pin(futures_util::stream::iter(items))
+    }
+
+    #[tokio::test]
+    async fn collect_joins_pieces_and_enforces_the_limit() {
+        assert_eq!(collect(stream(&[]), None).await.unwrap(), Bytes::new());
+        assert_eq!(
+            collect(stream(&[b"one"]), Some(3)).await.unwrap(),
+            &b"one"[..]
+        );
+        let joined = collect(stream(&[b"ab", b"cd", b"e"]), Some(5))
+            .await
+            .unwrap();
+        assert_eq!(joined, &b"abcde"[..]);
+        for (pieces, max) in [(&[&b"abcd"[..]][..], 3), (&[&b"ab"[..], b"cd"][..], 3)] {
+            let e = collect(stream(pieces), Some(max)).await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::TooLarge);
+        }
+        let e = collect(stream(&[b"ab", b"cd", b"ef"]), Some(5))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::TooLarge);
     }
 }

@@ -180,8 +180,18 @@ pub fn resource_tag_bytes(rid: &ReplUid, store: &StoreId, version: Seq) -> [u8; 
 
 /// Appends `rid:` + 44 hex digits, the repl-uid's text, to `out`.
 pub(crate) fn push_repl_uid(out: &mut String, rid: &ReplUid) {
-    out.push_str("rid:");
-    push_hex(out, &rid.0);
+    out.push_str(ascii(&repl_uid_bytes(rid)));
+}
+
+/// The length of a repl-uid's text, `rid:` + 44 hex digits.
+pub const REPL_UID_LEN: usize = 4 + 44;
+
+/// A repl-uid's text as ASCII bytes on the stack.
+pub fn repl_uid_bytes(rid: &ReplUid) -> [u8; REPL_UID_LEN] {
+    let mut b = [0u8; REPL_UID_LEN];
+    b[..4].copy_from_slice(b"rid:");
+    hex_into(&mut b[4..], &rid.0);
+    b
 }
 
 /// Formats a contenttag: `ct:` + hex(repl-uid) + hex(store id + content sequence).
@@ -258,6 +268,7 @@ mod tests {
         );
         assert_eq!(rt, expected);
         assert_eq!(rt.as_bytes(), resource_tag_bytes(&rid, &store, 99));
+        assert_eq!(rid_s, format!("rid:{}000000000007", "ab".repeat(16)));
         let mut pushed = String::from("<");
         push_resource_tag(&mut pushed, &rid, &store, 99);
         assert_eq!(pushed, format!("<{rt}"));

@@ -84,6 +84,11 @@ impl Meta {
         s
     }
 
+    /// [`repl_uid`](Self::repl_uid) as ASCII bytes on the stack.
+    pub fn repl_uid_bytes(&self) -> [u8; tags::REPL_UID_LEN] {
+        tags::repl_uid_bytes(&self.rid)
+    }
+
     /// Appends [`repl_uid`](Self::repl_uid) to `out`.
     pub fn push_repl_uid(&self, out: &mut String) {
         tags::push_repl_uid(out, &self.rid);

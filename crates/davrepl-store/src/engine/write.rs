@@ -125,7 +125,7 @@ fn outcome<R: Rows + ?Sized>(
 ) -> StoreResult<WriteOutcome> {
     let store = rows.store_id();
     Ok(WriteOutcome {
-        meta: get(rows, path)?.meta(store, path),
+        meta: get(rows, path)?.into_meta(store, path).0,
         created,
         transformed,
     })

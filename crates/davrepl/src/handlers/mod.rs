@@ -487,30 +487,26 @@ where
     }
 }
 
-/// A header value `<token>`, the token written by `write` straight into the value's buffer
-/// (sized exactly, so the header value takes it over without another allocation or copy).
-fn bracketed(len: usize, write: impl FnOnce(&mut String)) -> Option<HeaderValue> {
-    let mut s = String::with_capacity(len + 2);
-    s.push('<');
-    write(&mut s);
-    s.push('>');
-    HeaderValue::try_from(s).ok()
+/// A header value `<token>`, put together on the stack (the header value copies it once).
+fn bracketed(token: &[u8]) -> Option<HeaderValue> {
+    let mut buf = [0u8; 128];
+    let v = buf.get_mut(..token.len() + 2)?;
+    v[0] = b'<';
+    v[1..=token.len()].copy_from_slice(token);
+    v[token.len() + 1] = b'>';
+    HeaderValue::from_bytes(v).ok()
 }
 
 /// Adds `ResourceTag: <rt:…>`.
 pub(crate) fn set_resource_tag(resp: &mut Response<DavBody>, meta: &davrepl_store::Meta) {
-    const LEN: usize = davrepl_store::tags::RESOURCE_TAG_LEN;
-    let mut v = [b'<'; LEN + 2];
-    v[1..=LEN].copy_from_slice(&meta.resource_tag_bytes());
-    v[LEN + 1] = b'>';
-    if let Ok(v) = HeaderValue::from_bytes(&v) {
+    if let Some(v) = bracketed(&meta.resource_tag_bytes()) {
         resp.headers_mut().insert(RESOURCE_TAG.clone(), v);
     }
 }
 
 /// Adds `Repl-UID: <rid:…>`.
 pub(crate) fn set_repl_uid(resp: &mut Response<DavBody>, meta: &davrepl_store::Meta) {
-    if let Some(v) = bracketed(4 + 44, |s| meta.push_repl_uid(s)) {
+    if let Some(v) = bracketed(&meta.repl_uid_bytes()) {
         resp.headers_mut().insert(REPL_UID.clone(), v);
     }
 }

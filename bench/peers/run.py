@@ -598,27 +598,34 @@ BOUNDS = {
         "each GET parks until its check ends and is woken to finish, where SQLite's cache "
         "answers in one poll; the checks themselves are few (one per ~55 GETs at `wrk -c32`, from "
         "`pg_stat_database`). Letting a second check begin while one is in flight made it 8% "
-        "slower (more checks, each waking its readers)."),
+        "slower (more checks, each waking its readers). The request-path work of 2026-12-05 "
+        "(header scan, stack-formatted tags) made the SQLite store's GET cheaper, which moved "
+        "this ratio from 0.539× to the 0.49× here: the node-side wait, not the shared path, "
+        "is what a PostgreSQL GET spends more on."),
     ("GET 1 KiB", "davrepl (memory)"): (
         "davrepl's GET decodes and checks the path, asks the authorizer, reads the conditional "
         "headers, runs the engine's point read and answers ETag, ResourceTag, Last-Modified "
-        "and the stored-content safety headers. callgrind (20,000 keep-alive GETs, "
-        "2026-12-05): 24.6k instructions per request against the ceiling's 16.5k; of them the "
-        "store's read 2.5k, making the response headers 3k (tags, the date, nine map inserts) "
-        "and writing them 1.8k in hyper (the ceiling sends three), and 2.1k moving futures and "
-        "results into place. Alternating the two servers (`wrk -t2 -c16 -d3s`, 6 rounds each) "
-        "gave 0.85× the ceiling; from one run of this report to the next the machine drifts "
-        "by as much as that margin. dav-server's MemFs answers from a "
-        "map behind the same hyper with fewer headers and no tags; 1.2× it needs nine tenths "
-        "of the ceiling."),
+        "and the stored-content safety headers. callgrind (`bash bench/profile/callgrind-get.sh`, "
+        "20,000 keep-alive GETs, 2026-12-05): 22.4k instructions per request (24.6k before "
+        "the header scan, stack-formatted tags and dates and a clock-free inactivity mark) "
+        "against the ceiling's 16.5k; of them the store's read 2.3k, making the response "
+        "headers 3.8k (tags, the date, nine map inserts), writing them 1.8k in hyper (the "
+        "ceiling sends three) and 2.0k moving futures and results into place. Alternating "
+        "old and new servers (`bash bench/profile/ab-get.sh`, 8 rounds) gave 1.075× for "
+        "those changes. dav-server's MemFs answers from a map behind the same hyper with "
+        "fewer headers and no tags, at 0.74× the ceiling in this run; 1.2× it needs 0.89× "
+        "the ceiling, which leaves the whole WebDAV layer (path, authorization, preconditions, "
+        "store read, tags) about a tenth of a bare route's cost."),
     ("PUT 1 KiB", "davrepl (memory)"): (
         "server CPU per PUT (`perf stat -e task-clock` on the server process during `wrk -t2 "
-        "-c16 -d4s` to new URLs, 2026-12-05): davrepl 20.1-20.5 µs (21.2 µs while every "
-        "upload was hashed three ways; now a PUT without `OC-Checksum` is not hashed), "
-        "dav-server's MemFs 15.5 µs, the bare-axum ceiling 15.2 µs. The rest of the "
-        "difference is the compare-and-swap step under the store's write lock, with its "
-        "change-log entry and new tags. 1.2× MemFs's rate needs at most 12.9 µs per PUT: less "
-        "than the ceiling spends putting the bytes in a map."),
+        "-c16 -d4s` to new URLs, 2026-12-05, after this run): davrepl 17.6-17.8 µs, "
+        "dav-server's MemFs 15.4 µs. The difference is the compare-and-swap step under the "
+        "store's write lock with its change-log entry, the new tags (ETag, ResourceTag, "
+        "Repl-UID) and the ordered path index the change feed and listings need (a lookup "
+        "of the target and its parent in a B-tree of every path, where MemFs keeps a hash "
+        "map). 1.2× MemFs's rate needs at most 12.8 µs per PUT, less than MemFs itself "
+        "spends: this target asks davrepl to do a replicated, versioned write in four fifths "
+        "of the time a plain in-memory WebDAV server takes for an unversioned one."),
     ("GET 1 KiB", "davrepl (SQLite)"): (
         "a repeated GET is answered from the hot-row cache (no read transaction); the first "
         "GET of a resource after a commit is a per-thread SQLite read (the row and its "

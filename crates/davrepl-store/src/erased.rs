@@ -30,6 +30,11 @@ pub trait DynReplStore: Send + Sync + 'static {
     fn head<'a>(&'a self, path: &'a ResourcePath) -> BoxFuture<'a, StoreResult<Meta>>;
     /// See [`ReplStore::digests`].
     fn digests<'a>(&'a self, path: &'a ResourcePath) -> BoxFuture<'a, StoreResult<Meta>>;
+    /// See [`ReplStore::digests_many`].
+    fn digests_many<'a>(
+        &'a self,
+        paths: &'a [ResourcePath],
+    ) -> BoxFuture<'a, StoreResult<Vec<StoreResult<Meta>>>>;
     /// See [`ReplStore::props`].
     fn props<'a>(&'a self, path: &'a ResourcePath) -> BoxFuture<'a, StoreResult<Entry>>;
     /// See [`ReplStore::list`].
@@ -162,6 +167,12 @@ impl<T: ReplStore> DynReplStore for T {
     }
     fn digests<'a>(&'a self, path: &'a ResourcePath) -> BoxFuture<'a, StoreResult<Meta>> {
         Box::pin(ReplStore::digests(self, path))
+    }
+    fn digests_many<'a>(
+        &'a self,
+        paths: &'a [ResourcePath],
+    ) -> BoxFuture<'a, StoreResult<Vec<StoreResult<Meta>>>> {
+        Box::pin(ReplStore::digests_many(self, paths))
     }
     fn list<'a>(
         &'a self,
@@ -362,6 +373,9 @@ macro_rules! forward_repl_store {
                 props(path: &$crate::ResourcePath) -> $crate::StoreResult<$crate::Entry>);
             $crate::forward_repl_store!(@fn $mode; $s, $inner, [$($via)+];
                 digests(path: &$crate::ResourcePath) -> $crate::StoreResult<$crate::Meta>);
+            $crate::forward_repl_store!(@fn $mode; $s, $inner, [$($via)+];
+                digests_many(paths: &[$crate::ResourcePath])
+                    -> $crate::StoreResult<::std::vec::Vec<$crate::StoreResult<$crate::Meta>>>);
             $crate::forward_repl_store!(@fn $mode; $s, $inner, [$($via)+];
                 list(path: &$crate::ResourcePath, opts: $crate::ListOptions)
                     -> $crate::StoreResult<$crate::Listing>);

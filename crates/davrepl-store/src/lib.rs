@@ -179,6 +179,24 @@ pub trait ReplStore: Send + Sync + 'static {
         }
     }
 
+    /// [`digests`](Self::digests) of several items at once, one result per path in order
+    /// (an item that is missing or a collection fails on its own; a failure of the store
+    /// fails the call). The engine's stores record all that were computed in one write (a
+    /// listing that asks for checksums pays one transaction per page, not one per item);
+    /// this default asks for each in turn.
+    fn digests_many(
+        &self,
+        paths: &[ResourcePath],
+    ) -> impl Future<Output = StoreResult<Vec<StoreResult<Meta>>>> + Send {
+        async move {
+            let mut out = Vec::with_capacity(paths.len());
+            for path in paths {
+                out.push(self.digests(path).await);
+            }
+            Ok(out)
+        }
+    }
+
     /// A signal that fires after changes commit (on any node sharing the store, where the
     /// backend can tell), for readers waiting for the log to move. It only wakes: a reader
     /// re-reads the log from its own cursor. `None` (the default): the store cannot tell, and

@@ -135,6 +135,10 @@ impl<S: ReplStore> ReplStore for Broken<S> {
         self.inner.digests(path).await
     }
 
+    async fn digests_many(&self, paths: &[ResourcePath]) -> StoreResult<Vec<StoreResult<Meta>>> {
+        self.inner.digests_many(paths).await
+    }
+
     async fn list(&self, path: &ResourcePath, opts: ListOptions) -> StoreResult<Listing> {
         self.inner.list(path, opts).await
     }

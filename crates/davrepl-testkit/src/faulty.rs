@@ -114,6 +114,11 @@ impl<S: ReplStore> ReplStore for FaultyStore<S> {
         self.inner.digests(path).await
     }
 
+    async fn digests_many(&self, paths: &[ResourcePath]) -> StoreResult<Vec<StoreResult<Meta>>> {
+        self.check("digests")?;
+        self.inner.digests_many(paths).await
+    }
+
     async fn list(&self, path: &ResourcePath, opts: ListOptions) -> StoreResult<Listing> {
         self.check("list")?;
         self.inner.list(path, opts).await

@@ -49,18 +49,35 @@ pub(crate) async fn fill_digests<S: ReplStore>(
     store: &S,
     meta: &mut Meta,
 ) -> Result<(), StoreError> {
-    if meta.is_collection() || meta.digests.is_some_and(|d| d.is_complete()) {
-        return Ok(());
-    }
-    match store.digests(&meta.path).await {
-        Ok(now) if now.rid == meta.rid && now.content_version == meta.content_version => {
-            meta.digests = now.digests;
-            Ok(())
+    fill_all_digests(store, [meta]).await
+}
+
+/// [`fill_digests`] for every item of a page, recorded by the store in one write.
+pub(crate) async fn fill_all_digests<'a, S: ReplStore>(
+    store: &S,
+    metas: impl IntoIterator<Item = &'a mut Meta>,
+) -> Result<(), StoreError> {
+    /// Items recorded per write: a page's worth, so one write never grows with the request.
+    const BATCH: usize = 256;
+    let mut wanted: Vec<&mut Meta> = metas
+        .into_iter()
+        .filter(|m| !m.is_collection() && !m.digests.is_some_and(|d| d.is_complete()))
+        .collect();
+    for batch in wanted.chunks_mut(BATCH) {
+        let paths: Vec<_> = batch.iter().map(|m| m.path.clone()).collect();
+        let found = store.digests_many(&paths).await?;
+        for (meta, now) in batch.iter_mut().zip(found) {
+            match now {
+                Ok(now) if now.rid == meta.rid && now.content_version == meta.content_version => {
+                    meta.digests = now.digests;
+                }
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::IsCollection) => {}
+                Err(e) => return Err(e),
+            }
         }
-        Ok(_) => Ok(()),
-        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::IsCollection) => Ok(()),
-        Err(e) => Err(e),
     }
+    Ok(())
 }
 
 /// Whether `name` is a live property the server computes (and clients may not set).

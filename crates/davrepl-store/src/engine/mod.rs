@@ -25,7 +25,8 @@ pub use clock::Clock;
 pub use store::{Atomic, AtomicOf, Backend, Engine, Incoming, Plan, Staged, Step};
 
 pub use write::{
-    NewContent, copy, create_collection, delete, patch_props, put, record_digests, rename,
+    DigestsOf, NewContent, copy, create_collection, delete, patch_props, put, record_digests,
+    rename,
 };
 
 use std::time::SystemTime;

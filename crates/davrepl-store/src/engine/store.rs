@@ -502,20 +502,57 @@ impl<B: Backend> ReplStore for Engine<B> {
     }
 
     async fn digests(&self, path: &ResourcePath) -> StoreResult<Meta> {
-        let (meta, body) = self.read(path, GetOptions::default()).await?;
-        let (meta, computed) = digest::complete(meta, body).await?;
-        if computed {
-            // Recorded only if the item still holds the content they are of: no new version,
-            // no change-log row (nothing a client sees as a change has happened).
-            let plan = self.plan(true, || Plan::write(path, &Condition::default()));
-            let (path, rid, content_version) = (path.clone(), meta.rid, meta.content_version);
-            let digests = meta.digests.unwrap_or_default();
+        self.digests_many(std::slice::from_ref(path))
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::new(ErrorKind::Internal, "no digests")))
+    }
+
+    async fn digests_many(&self, paths: &[ResourcePath]) -> StoreResult<Vec<StoreResult<Meta>>> {
+        let mut out = Vec::with_capacity(paths.len());
+        let mut computed = Vec::new();
+        for path in paths {
+            let found = match self.read(path, GetOptions::default()).await {
+                Ok((meta, body)) => digest::complete(meta, body).await,
+                Err(e) => Err(e),
+            };
+            match found {
+                Ok((meta, fresh)) => {
+                    if fresh {
+                        computed.push(write::DigestsOf {
+                            path: path.clone(),
+                            rid: meta.rid,
+                            content_version: meta.content_version,
+                            digests: meta.digests.unwrap_or_default(),
+                        });
+                    }
+                    out.push(Ok(meta));
+                }
+                // An item the caller listed may be gone or replaced by now: its own answer.
+                Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::IsCollection) => {
+                    out.push(Err(e));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if !computed.is_empty() {
+            // Recorded only where an item still holds the content they are of: no new
+            // version, no change-log row (nothing a client sees as a change has happened).
+            // All in one write step.
+            let plan = self.plan(true, || {
+                let mut plan = Plan::read(computed.iter().map(|c| c.path.clone()));
+                plan.write = true;
+                plan.written = computed.iter().map(|c| c.path.clone()).collect();
+                plan
+            });
             self.run(plan, None, move |rows, _| {
-                write::record_digests(rows, &path, rid, content_version, digests)
+                computed
+                    .iter()
+                    .try_for_each(|c| write::record_digests(rows, c).map(drop))
             })
             .await?;
         }
-        Ok(meta)
+        Ok(out)
     }
 
     async fn create_collection(

@@ -512,31 +512,38 @@ pub fn patch_props<R: Rows + ?Sized>(
     outcome(rows, path, false, false)
 }
 
-/// Records `digests` with the item at `path` if it still holds the content they are of
-/// (repl-uid `rid`, content version `content_version`), added to those it has: no new version
-/// and no change-log row, since neither the content nor its tags change. Returns whether
-/// anything was recorded.
-pub fn record_digests<R: Rows + ?Sized>(
-    rows: &mut R,
-    path: &ResourcePath,
-    rid: ReplUid,
-    content_version: Seq,
-    digests: Digests,
-) -> StoreResult<bool> {
-    let Some(mut record) = rows.get(path)? else {
+/// Records the digests `of` names with its item if the item still holds the content they are
+/// of (the same repl-uid and content version), added to those it has: no new version and no
+/// change-log row, since neither the content nor its tags change. Returns whether anything was
+/// recorded.
+pub fn record_digests<R: Rows + ?Sized>(rows: &mut R, of: &DigestsOf) -> StoreResult<bool> {
+    let Some(mut record) = rows.get(&of.path)? else {
         return Ok(false);
     };
     if record.kind != ResourceKind::Item
-        || record.rid != rid
-        || record.content_version != content_version
+        || record.rid != of.rid
+        || record.content_version != of.content_version
     {
         return Ok(false);
     }
-    let merged = record.digests.unwrap_or_default().or(digests).known();
+    let merged = record.digests.unwrap_or_default().or(of.digests).known();
     if merged == record.digests {
         return Ok(false);
     }
     record.digests = merged;
-    rows.put(path, &record)?;
+    rows.put(&of.path, &record)?;
     Ok(true)
+}
+
+/// Digests computed from an item's content, for [`record_digests`].
+#[derive(Debug, Clone)]
+pub struct DigestsOf {
+    /// The item.
+    pub path: ResourcePath,
+    /// Its repl-uid when the content was read.
+    pub rid: ReplUid,
+    /// Its content version when the content was read.
+    pub content_version: Seq,
+    /// What was computed.
+    pub digests: Digests,
 }

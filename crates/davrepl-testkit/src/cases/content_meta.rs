@@ -84,6 +84,43 @@ pub async fn digests_follow_content<S: ReplStore>(store: &S) {
     let listed = list_all(store, "/", Depth::One).await;
     let d = listed.iter().find(|e| e.path == path("/d")).unwrap();
     assert_eq!(d.digests, changed.digests);
+
+    // Several at once: one answer per path, in order; each missing item or collection fails
+    // on its own; all computed are recorded, still without a change.
+    let texts = ["one", "two", "three"];
+    let mut puts = Vec::new();
+    for (i, t) in texts.iter().enumerate() {
+        puts.push(put(store, &format!("/many{i}"), t).await);
+    }
+    let mark = store.watermark().await.unwrap();
+    let asked = [
+        path("/many0"),
+        path("/nothing"),
+        path("/many1"),
+        path("/dir"),
+        path("/many2"),
+        path("/d"),
+    ];
+    let got = store.digests_many(&asked).await.unwrap();
+    assert_eq!(got.len(), asked.len());
+    for (i, at) in [0, 2, 4].into_iter().enumerate() {
+        let m = got[at].as_ref().unwrap();
+        assert_eq!(m.path, asked[at]);
+        assert_eq!(m.digests, Some(Digests::of(texts[i].as_bytes())));
+        assert_eq!((m.rid, m.version), (puts[i].rid, puts[i].version));
+    }
+    let failed = |at: usize| got[at].as_ref().err().map(|e| e.kind());
+    assert_eq!(failed(1), Some(ErrorKind::NotFound));
+    assert_eq!(failed(3), Some(ErrorKind::IsCollection));
+    assert_eq!(got[5].as_ref().unwrap().digests, changed.digests);
+    assert_eq!(store.watermark().await.unwrap(), mark);
+    assert!(all_changes(store, "/", mark).await.0.is_empty());
+    for (i, t) in texts.iter().enumerate() {
+        let head = store.head(&path(&format!("/many{i}"))).await.unwrap();
+        assert_eq!(head.digests, Some(Digests::of(t.as_bytes())), "recorded");
+        assert_eq!(head.version, puts[i].version);
+    }
+    assert!(store.digests_many(&[]).await.unwrap().is_empty());
 }
 
 /// A modification time the client gives is recorded as it is, by PUT and by PROPPATCH, in the

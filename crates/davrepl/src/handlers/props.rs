@@ -399,9 +399,8 @@ impl<S: ReplStore> Rows for Members<S> {
             .with_props(self.req.needs_dead());
         let mut listing = self.shared.store.list(&self.path, opts).await?;
         if self.req.wants_checksums() {
-            for e in &mut listing.entries {
-                live::fill_digests(&self.shared.store, &mut e.meta).await?;
-            }
+            let metas = listing.entries.iter_mut().map(|e| &mut e.meta);
+            live::fill_all_digests(&self.shared.store, metas).await?;
         }
         for Entry { meta, props } in &listing.entries {
             let href = self

@@ -127,9 +127,13 @@ pub(super) async fn plain_search<S: ReplStore>(
         }
     };
     if columns.has_checksums() {
-        for &i in &selected {
-            live::fill_digests(ctx.store(), &mut results[i as usize].meta).await?;
-        }
+        let chosen: std::collections::HashSet<u64> = selected.iter().copied().collect();
+        let metas = results
+            .iter_mut()
+            .enumerate()
+            .filter(|(i, _)| chosen.contains(&(*i as u64)))
+            .map(|(_, r)| &mut r.meta);
+        live::fill_all_digests(ctx.store(), metas).await?;
     }
     let output = Output::new(ctx, columns, prefixes)?;
     let mut w = XmlWriter::new();

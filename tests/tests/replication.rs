@@ -1115,3 +1115,34 @@ async fn plain_search_with_rows() {
     assert_eq!(r.header("content-range"), Some("rows 0-2; total=7"));
     assert_eq!(responses(&r.xml()).len(), 3);
 }
+
+#[tokio::test]
+async fn manifests_carry_checksums_of_small_and_large_items() {
+    const SUMS: &str = r#"SELECT "http://owncloud.org/ns/checksums", "http://schemas.microsoft.com/repl/resourcetag" FROM SCOPE('SHALLOW TRAVERSAL OF "/inbox/"')"#;
+    let s = server().await;
+    // Uploaded without OC-Checksum: the manifest completes the digests, the small items
+    // together, the large one on its own.
+    inbox(&s, &["msg1", "msg4"]).await;
+    s.put("/inbox/big", &"z".repeat(100_000)).await.expect(201);
+    let tag = s.rt("/inbox/msg1").await;
+    for round in 0..2 {
+        let r = s.manifest("/inbox/", None, Some(SUMS), &[], None).await;
+        let text = r.text();
+        assert_eq!(text.matches("MD5:").count(), 3, "round {round}: {text}");
+        for digest in [
+            "MD5:3fccf7e8ef8bb6df5c1a77f579c5b914",
+            "SHA256:289e5175e02c788c2d442cfe81d6be0533d8c13e253ef763fda45d37accfe4d4",
+            "MD5:820b15b38cc6291a266ea029c49a1253",
+            "SHA256:51b5df22eaeaf7a6101b57cfb45084cb98864b1502c6ed1a692da604366a13a4",
+            "MD5:c8a63b8dc8a30221a1fa4804e6dcd9bf",
+            "SHA256:7e9470bdc2048db4667681aed70b1dd034b5310feac2f34e96220565d47638b2",
+        ] {
+            assert!(text.contains(digest), "round {round}: {digest} in {text}");
+        }
+    }
+    assert_eq!(
+        s.rt("/inbox/msg1").await,
+        tag,
+        "recording digests is no change"
+    );
+}

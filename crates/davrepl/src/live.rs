@@ -37,7 +37,14 @@ pub(crate) const OC_NS: &str = "http://owncloud.org/ns";
 
 /// Whether `name` is ownCloud's `oc:checksums`.
 pub(crate) fn is_checksums(name: &PropName) -> bool {
-    name.ns == OC_NS && name.local == "checksums"
+    is_oc_checksums(&name.ns, &name.local)
+}
+
+/// Whether (`ns`, `local`) is ownCloud's `oc:checksums`. The namespace is also taken with a
+/// trailing `/`: a manifest's SQL names a property as its namespace and local name run
+/// together, and `"http://owncloud.org/ns/checksums"` is how that splits.
+pub(crate) fn is_oc_checksums(ns: &str, local: &str) -> bool {
+    ns.strip_suffix('/').unwrap_or(ns) == OC_NS && local == "checksums"
 }
 
 /// Completes the digests of `meta` for `oc:checksums`. A PUT computes only the digest its
@@ -50,6 +57,16 @@ pub(crate) async fn fill_digests<S: ReplStore>(
     meta: &mut Meta,
 ) -> Result<(), StoreError> {
     fill_all_digests(store, [meta]).await
+}
+
+/// Items at most this long have their digests completed ahead of their turn in a change
+/// feed, batched with the one at hand ([`ahead`]): hashing one costs well under the write
+/// that records it, and one a reader then skips wastes little.
+const AHEAD_MAX_LEN: u64 = 64 * 1024;
+
+/// Whether `meta`'s digests may be completed ahead of its turn (see [`AHEAD_MAX_LEN`]).
+pub(crate) fn ahead(meta: &Meta) -> bool {
+    meta.len <= AHEAD_MAX_LEN
 }
 
 /// [`fill_digests`] for every item of a page, recorded by the store in one write.
@@ -89,7 +106,7 @@ pub(crate) fn is_protected(name: &PropName) -> bool {
 pub(crate) fn is_computed(ns: &str, local: &str) -> bool {
     (ns == "DAV:" && DAV_PROTECTED.contains(&local))
         || (is_repl_ns(ns) && REPL_LIVE.iter().any(|l| l.eq_ignore_ascii_case(local)))
-        || (ns == OC_NS && local == "checksums")
+        || is_oc_checksums(ns, local)
 }
 
 /// The live property names `meta` has, for allprop and propname.
@@ -156,7 +173,7 @@ pub(crate) fn live_value(meta: &Meta, ns: &str, local: &str) -> Option<PropValue
             _ => return None,
         });
     }
-    if ns == OC_NS && local == "checksums" {
+    if is_oc_checksums(ns, local) {
         // ownCloud's form, which rclone reads: one `checksum` element, space-separated. The
         // handlers fill in the missing digests first (`fill_digests`); whatever is still
         // unknown (the item changed meanwhile) is left out.

@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 
 use davrepl_store::{
-    self as store, Change, ChangesQuery, ReplStore, ResourcePath, Seq, StoreError,
+    self as store, Change, ChangeKind, ChangesQuery, Meta, ReplStore, ResourcePath, Seq, StoreError,
 };
 
 /// Rows fetched from the store per page.
@@ -66,6 +66,19 @@ impl LogCursor {
         self.low_water = page.low_water;
         self.buf.extend(page.changes);
         Ok(())
+    }
+
+    /// The metadata of the fetched upserts not handed out yet (at or below `upper`), for work
+    /// a reader does for several of them at once, ahead of their turn.
+    pub(crate) fn buffered_upserts(&mut self) -> impl Iterator<Item = &mut Meta> {
+        let upper = self.upper;
+        self.buf
+            .iter_mut()
+            .filter(move |c| c.seq <= upper)
+            .filter_map(|c| match &mut c.kind {
+                ChangeKind::Upsert(meta) => Some(meta),
+                ChangeKind::Removed { .. } => None,
+            })
     }
 
     /// The next change at or below `upper`, fetching pages as needed.

@@ -238,7 +238,7 @@ fn take_times(
                 davrepl_proto::dates::parse_http_date(text)
             }
             ("DAV:", "lastmodified") => super::write::parse_mtime(text).ok(),
-            (live::OC_NS, "checksums") => continue,
+            (ns, local) if live::is_oc_checksums(ns, local) => continue,
             _ => {
                 rest.push(op);
                 continue;

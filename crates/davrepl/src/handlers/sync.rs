@@ -311,7 +311,13 @@ impl<S: ReplStore> Rows for SyncRows<S> {
             match change.kind {
                 ChangeKind::Upsert(mut meta) => {
                     if !self.hrefs_only && self.req.wants_checksums() {
-                        crate::live::fill_digests(&self.shared.store, &mut meta).await?;
+                        // With the small items already fetched: one write records them all.
+                        let ahead = self
+                            .log
+                            .buffered_upserts()
+                            .filter(|m| crate::live::ahead(m));
+                        let metas = std::iter::once(&mut meta).chain(ahead);
+                        crate::live::fill_all_digests(&self.shared.store, metas).await?;
                     }
                     // A member removed earlier in this window and mapped again is changed.
                     self.removed.remove(&meta.path);

@@ -104,7 +104,14 @@ impl<S: ReplStore> Engine<S> {
         loop {
             if let Some(mut r) = self.pending.pop_front() {
                 if let (true, Row::Change { meta, .. }) = (self.plan.checksums, &mut r) {
-                    live::fill_digests(&self.shared.store, meta).await?;
+                    // With the small items already fetched: one write records them all.
+                    let queued = self.pending.iter_mut().filter_map(|r| match r {
+                        Row::Change { meta, .. } if live::ahead(meta) => Some(meta),
+                        _ => None,
+                    });
+                    let fetched = self.log.buffered_upserts().filter(|m| live::ahead(m));
+                    let metas = std::iter::once(meta).chain(queued).chain(fetched);
+                    live::fill_all_digests(&self.shared.store, metas).await?;
                 }
                 return Ok(Some(r));
             }

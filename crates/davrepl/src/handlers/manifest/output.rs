@@ -38,7 +38,7 @@ pub(super) enum Columns {
 impl Columns {
     /// Whether `oc:checksums` is one of the columns.
     pub(super) fn has_checksums(&self) -> bool {
-        matches!(self, Self::Named(cols) if cols.iter().any(|c| c.ns == live::OC_NS && c.local == "checksums"))
+        matches!(self, Self::Named(cols) if cols.iter().any(|c| live::is_oc_checksums(&c.ns, &c.local)))
     }
 }
 

@@ -39,6 +39,10 @@ async fn ceiling(State(kept): State<Kept>, req: Request) -> Response {
             let Ok(body) = axum::body::to_bytes(req.into_body(), usize::MAX).await else {
                 return StatusCode::BAD_REQUEST.into_response();
             };
+            // Kept as a copy, as the stores keep it: the body hyper hands over is a slice of
+            // the connection's read buffer, and holding it would pin that buffer (hyper then
+            // allocates a new one for the next request).
+            let body = Bytes::copy_from_slice(&body);
             let old = kept.write().expect("lock").insert(path, body);
             if old.is_some() {
                 StatusCode::NO_CONTENT.into_response()

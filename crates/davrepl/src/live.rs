@@ -69,6 +69,11 @@ pub(crate) fn ahead(meta: &Meta) -> bool {
     meta.len <= AHEAD_MAX_LEN
 }
 
+/// Whether `meta` is an item whose digests are not all known yet.
+pub(crate) fn lacks_digests(meta: &Meta) -> bool {
+    !meta.is_collection() && !meta.digests.is_some_and(|d| d.is_complete())
+}
+
 /// [`fill_digests`] for every item of a page, recorded by the store in one write.
 pub(crate) async fn fill_all_digests<'a, S: ReplStore>(
     store: &S,
@@ -76,10 +81,7 @@ pub(crate) async fn fill_all_digests<'a, S: ReplStore>(
 ) -> Result<(), StoreError> {
     /// Items recorded per write: a page's worth, so one write never grows with the request.
     const BATCH: usize = 256;
-    let mut wanted: Vec<&mut Meta> = metas
-        .into_iter()
-        .filter(|m| !m.is_collection() && !m.digests.is_some_and(|d| d.is_complete()))
-        .collect();
+    let mut wanted: Vec<&mut Meta> = metas.into_iter().filter(|m| lacks_digests(m)).collect();
     for batch in wanted.chunks_mut(BATCH) {
         let paths: Vec<_> = batch.iter().map(|m| m.path.clone()).collect();
         let found = store.digests_many(&paths).await?;

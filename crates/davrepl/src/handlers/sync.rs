@@ -310,7 +310,11 @@ impl<S: ReplStore> Rows for SyncRows<S> {
             }
             match change.kind {
                 ChangeKind::Upsert(mut meta) => {
-                    if !self.hrefs_only && self.req.wants_checksums() {
+                    // (Only when this item still lacks them: most were completed ahead.)
+                    if !self.hrefs_only
+                        && self.req.wants_checksums()
+                        && crate::live::lacks_digests(&meta)
+                    {
                         // With the small items already fetched: one write records them all.
                         let ahead = self
                             .log

@@ -103,7 +103,10 @@ impl<S: ReplStore> Engine<S> {
     pub(super) async fn next(&mut self) -> Result<Option<Row>, StoreError> {
         loop {
             if let Some(mut r) = self.pending.pop_front() {
-                if let (true, Row::Change { meta, .. }) = (self.plan.checksums, &mut r) {
+                // (Only when this item still lacks them: most were completed ahead.)
+                if let (true, Row::Change { meta, .. }) = (self.plan.checksums, &mut r)
+                    && live::lacks_digests(meta)
+                {
                     // With the small items already fetched: one write records them all.
                     let queued = self.pending.iter_mut().filter_map(|r| match r {
                         Row::Change { meta, .. } if live::ahead(meta) => Some(meta),

@@ -27,6 +27,47 @@ async fn options_advertises_methods() {
     }
 }
 
+/// `Content-Length` on the wire: exactly once, and right, whether the layer sets it (HEAD) or
+/// the HTTP stack writes it from the length a whole body states (GET, ranges, empty items).
+#[tokio::test]
+async fn content_length_is_sent_once_and_right() {
+    let s = server().await;
+    s.put("/a.txt", "hello world").await.expect(201);
+    s.put("/empty", "").await.expect(201);
+    let lengths = |r: &davrepl_tests::Reply| -> Vec<String> {
+        r.headers
+            .get_all("content-length")
+            .iter()
+            .map(|v| v.to_str().unwrap_or("?").to_owned())
+            .collect()
+    };
+    let g = s.send(s.req("GET", "/a.txt")).await;
+    g.expect(200);
+    assert_eq!(lengths(&g), ["11"]);
+    let r = s
+        .send(s.req("GET", "/a.txt").header("range", "bytes=6-"))
+        .await;
+    r.expect(206);
+    assert_eq!(
+        (lengths(&r), r.text().as_str()),
+        (vec!["5".to_owned()], "world")
+    );
+    let h = s.send(s.req("HEAD", "/a.txt")).await;
+    h.expect(200);
+    assert_eq!(lengths(&h), ["11"]);
+    for method in ["GET", "HEAD"] {
+        let e = s.send(s.req(method, "/empty")).await;
+        e.expect(200);
+        assert_eq!(lengths(&e), ["0"], "{method} of an empty item");
+    }
+    let index = s.send(s.req("GET", "/")).await;
+    index.expect(200);
+    assert_eq!(lengths(&index), [index.body.len().to_string()]);
+    let head = s.send(s.req("HEAD", "/")).await;
+    head.expect(200);
+    assert_eq!(lengths(&head), lengths(&index), "HEAD of a collection");
+}
+
 #[tokio::test]
 async fn put_get_head_and_tags() {
     let s = server().await;

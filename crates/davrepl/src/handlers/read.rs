@@ -107,13 +107,20 @@ fn file_response(
     } else {
         one_piece(stream)
     };
+    // A whole body of a GET states its length, and the HTTP stack writes `Content-Length`
+    // from it (hyper for HTTP/1 and 2, axum's routes): the header is set here only when the
+    // body cannot say (streamed content), and for HEAD (whose empty body says nothing of the
+    // item's length; hyper sends none for it, not even for an empty item).
+    let length_known = !ctx_head && http_body::Body::size_hint(&body).exact() == Some(len);
     let mut resp = Response::new(body);
     // Room for every header below at once, instead of growing the map three times.
     *resp.headers_mut() = http::HeaderMap::with_capacity(12);
     common_headers(&mut resp, meta);
     let h = resp.headers_mut();
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    if !length_known {
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    }
     let octets = || HeaderValue::from_static("application/octet-stream");
     let ct = match meta.content_type.as_deref() {
         Some(ct) => HeaderValue::from_str(ct).unwrap_or_else(|_| octets()),

@@ -8,6 +8,9 @@
 # are counted (one connection, so the count is per request, not per scheduling accident). The
 # profile is left in target/profile/callgrind.out.1 for `callgrind_annotate` (see
 # docs/benchmarks/profiling.md).
+#
+# `MEMBERS=1000` first stores that many small items beside the one read (as the peers report
+# does), so that a store's lookup cost at a realistic size is in the count.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)"; exit 1; }
@@ -29,6 +32,18 @@ for _ in $(seq 1 60); do
     sleep 0.5
 done
 head -c 1024 /dev/zero | curl -s -o /dev/null -X PUT --data-binary @- "http://127.0.0.1:$port/small.bin"
+if [ "${MEMBERS:-0}" -gt 0 ]; then
+    curl -s -o /dev/null -X MKCOL "http://127.0.0.1:$port/coll/"
+    python3 - "$port" "$MEMBERS" <<'PY'
+import http.client, sys
+c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]))
+for i in range(int(sys.argv[2])):
+    c.request("PUT", f"/coll/m{i:05}.txt", body=b"hello")
+    r = c.getresponse()
+    assert r.status == 201, r.status
+    r.read()
+PY
+fi
 gets() {
     python3 - "$port" "$1" <<'PY'
 import http.client, sys

@@ -8,7 +8,7 @@
 //! (design.md asked for dashmap here; a sharded map cannot give atomic multi-key tree moves or an
 //! ordered index for listings and the change log, so it was not used — see docs/design-notes.md.)
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
@@ -41,7 +41,11 @@ enum LogRow {
 }
 
 struct State {
-    nodes: BTreeMap<ResourcePath, Node>,
+    /// Every resource by path: a read or write of one path is one hash lookup, whatever the
+    /// size of the tree (a B-tree compared the shared leading bytes of paths at every level).
+    nodes: HashMap<ResourcePath, Node>,
+    /// The same paths in order, for listings and subtrees (range scans).
+    order: BTreeSet<ResourcePath>,
     /// Dead properties by repl-uid counter.
     props: HashMap<u64, Vec<DeadProp>>,
     log: BTreeMap<Seq, LogRow>,
@@ -96,7 +100,8 @@ impl MemStore {
         getrandom::fill(&mut secret).expect("operating system random source is unavailable");
         let root = Node::collection(ReplUid::new(id, 0), SystemTime::now());
         let state = State {
-            nodes: BTreeMap::from([(ResourcePath::root(), root)]),
+            nodes: HashMap::from([(ResourcePath::root(), root)]),
+            order: BTreeSet::from([ResourcePath::root()]),
             props: HashMap::new(),
             log: BTreeMap::new(),
             counters: Counters::default(),
@@ -162,20 +167,25 @@ impl Rows for Tx<'_> {
 
     fn descendants(&mut self, root: &ResourcePath) -> StoreResult<Vec<(ResourcePath, Node)>> {
         let prefix = root.descendant_prefix();
-        Ok(self
-            .st()
-            .nodes
+        let st = self.st();
+        Ok(st
+            .order
             .range::<str, _>((Bound::Included(prefix.as_str()), Bound::Unbounded))
-            .take_while(|(p, _)| p.as_str().starts_with(&prefix))
-            .filter(|(p, _)| *p != root)
-            .map(|(p, n)| (p.clone(), n.clone()))
+            .take_while(|p| p.as_str().starts_with(&prefix))
+            .filter(|p| *p != root)
+            .filter_map(|p| Some((p.clone(), st.nodes.get(p)?.clone())))
             .collect())
     }
 
     fn put(&mut self, path: &ResourcePath, record: &Node) -> StoreResult<()> {
         let st = self.st_mut()?;
-        if let Some(old) = st.nodes.insert(path.clone(), record.clone()) {
-            st.log.remove(&old.version);
+        match st.nodes.insert(path.clone(), record.clone()) {
+            Some(old) => {
+                st.log.remove(&old.version);
+            }
+            None => {
+                st.order.insert(path.clone());
+            }
         }
         st.log.insert(record.version, LogRow::Live(path.clone()));
         Ok(())
@@ -184,6 +194,7 @@ impl Rows for Tx<'_> {
     fn remove(&mut self, path: &ResourcePath) -> StoreResult<()> {
         let st = self.st_mut()?;
         if let Some(old) = st.nodes.remove(path) {
+            st.order.remove(path);
             st.log.remove(&old.version);
         }
         Ok(())
@@ -222,7 +233,7 @@ impl Rows for Tx<'_> {
     }
 
     fn page(&mut self, q: &PageQuery) -> StoreResult<Vec<(ResourcePath, Node)>> {
-        let nodes = &self.st().nodes;
+        let State { nodes, order, .. } = self.st();
         let want_depth = q.root.depth() + 1;
         let prefix = q.root.descendant_prefix();
         let mut from = match &q.after {
@@ -232,7 +243,7 @@ impl Rows for Tx<'_> {
         let mut out = Vec::new();
         'scan: loop {
             let range = (from.as_ref().map(String::as_str), Bound::Unbounded);
-            for (p, n) in nodes.range::<str, _>(range) {
+            for p in order.range::<str, _>(range) {
                 if !p.as_str().starts_with(&prefix) || out.len() == q.limit {
                     break 'scan;
                 }
@@ -249,7 +260,9 @@ impl Rows for Tx<'_> {
                     from = Bound::Included(member + "0");
                     continue 'scan;
                 }
-                out.push((p.clone(), n.clone()));
+                if let Some(n) = nodes.get(p) {
+                    out.push((p.clone(), n.clone()));
+                }
             }
             break;
         }

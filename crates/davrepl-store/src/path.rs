@@ -1,6 +1,7 @@
 //! Normalised resource paths inside a store.
 
 use std::fmt;
+use std::sync::{Arc, LazyLock};
 
 /// Why a string is not a valid [`ResourcePath`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -25,17 +26,27 @@ pub enum PathError {
 /// Invariants: it starts with `/`; the root is `/`; no other path ends with `/`; no segment is
 /// empty, `.` or `..`, and no segment contains NUL. Paths compare and sort as strings, so a
 /// collection always sorts before its descendants.
+///
+/// The text is shared: a clone counts a reference instead of copying the path (a request
+/// hands its path to the plan, the step and the metadata it returns; a store may index it
+/// twice).
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ResourcePath(String);
+pub struct ResourcePath(Arc<str>);
+
+/// The root, made once: [`ResourcePath::root`] hands out references to it.
+static ROOT: LazyLock<ResourcePath> = LazyLock::new(|| ResourcePath(Arc::from("/")));
 
 impl ResourcePath {
     /// The root collection, `/`.
     pub fn root() -> Self {
-        Self("/".to_owned())
+        ROOT.clone()
     }
 
     /// Parses a decoded path. Empty segments (`//`) and a trailing `/` are folded away.
     pub fn parse(path: &str) -> Result<Self, PathError> {
+        if Self::check_normal(path)? {
+            return Ok(Self(Arc::from(path)));
+        }
         if !path.starts_with('/') {
             return Err(PathError::NotAbsolute);
         }
@@ -46,23 +57,30 @@ impl ResourcePath {
             out.push_str(seg);
         }
         if out.is_empty() {
-            out.push('/');
+            return Ok(Self::root());
         }
-        Ok(Self(out))
+        Ok(Self(out.into()))
     }
 
-    /// [`parse`](Self::parse) for an owned string: one already in normal form (no empty
-    /// segment, no trailing `/`) is kept as it is, without a copy.
+    /// [`parse`](Self::parse) for an owned string.
     pub fn parse_owned(path: String) -> Result<Self, PathError> {
-        let normal =
-            path == "/" || (path.starts_with('/') && !path.ends_with('/') && !path.contains("//"));
-        if !normal {
-            return Self::parse(&path);
+        if Self::check_normal(&path)? {
+            return Ok(Self(path.into()));
         }
-        for seg in path.split('/').skip(1).filter(|s| !s.is_empty()) {
+        Self::parse(&path)
+    }
+
+    /// `Ok(true)` when `path` is already in normal form below the root (absolute, no empty
+    /// segment, no trailing `/`) with every segment allowed; `Ok(false)` when it needs folding
+    /// first (or is not absolute, which [`parse`](Self::parse) then says).
+    fn check_normal(path: &str) -> Result<bool, PathError> {
+        if path.len() < 2 || !path.starts_with('/') || path.ends_with('/') || path.contains("//") {
+            return Ok(false);
+        }
+        for seg in path.split('/').skip(1) {
             Self::check_segment(seg)?;
         }
-        Ok(Self(path))
+        Ok(true)
     }
 
     fn check_segment(seg: &str) -> Result<(), PathError> {
@@ -95,7 +113,7 @@ impl ResourcePath {
         Some(if idx == 0 {
             Self::root()
         } else {
-            Self(self.0[..idx].to_owned())
+            Self(Arc::from(&self.0[..idx]))
         })
     }
 
@@ -117,13 +135,13 @@ impl ResourcePath {
         }
         s.push('/');
         s.push_str(name);
-        Ok(Self(s))
+        Ok(Self(s.into()))
     }
 
     /// The prefix every descendant's path starts with (`/a/` for `/a`, `/` for the root).
     pub fn descendant_prefix(&self) -> String {
         if self.is_root() {
-            self.0.clone()
+            self.0.to_string()
         } else {
             format!("{}/", self.0)
         }
@@ -147,7 +165,7 @@ impl ResourcePath {
             return true;
         }
         self.0 == ancestor.0
-            || (self.0.starts_with(&ancestor.0) && self.0.as_bytes()[ancestor.0.len()] == b'/')
+            || (self.0.starts_with(&*ancestor.0) && self.0.as_bytes()[ancestor.0.len()] == b'/')
     }
 
     /// Whether `self` lies strictly below `ancestor`.
@@ -188,7 +206,7 @@ impl ResourcePath {
             s.push_str(&to.0);
         }
         s.push_str(rest);
-        Some(Self(s))
+        Some(Self(s.into()))
     }
 }
 
@@ -204,7 +222,7 @@ impl fmt::Debug for ResourcePath {
     }
 }
 
-// Sound because `Ord`, `Eq` and `Hash` are derived from the inner `String`, which agree with
+// Sound because `Ord`, `Eq` and `Hash` are derived from the inner `Arc<str>`, which agree with
 // those of `str`.
 impl std::borrow::Borrow<str> for ResourcePath {
     fn borrow(&self) -> &str {
@@ -234,6 +252,50 @@ mod tests {
         assert_eq!(ResourcePath::parse("a"), Err(PathError::NotAbsolute));
         assert_eq!(ResourcePath::parse("/a/../b"), Err(PathError::DotSegment));
         assert_eq!(ResourcePath::parse("/a/\0"), Err(PathError::ForbiddenChar));
+    }
+
+    /// The plain reading of the rules: split on `/`, drop empty segments, refuse `.`, `..`
+    /// and NUL, join again.
+    fn folded(s: &str) -> Result<String, PathError> {
+        if !s.starts_with('/') {
+            return Err(PathError::NotAbsolute);
+        }
+        let mut out = String::new();
+        for seg in s.split('/').filter(|g| !g.is_empty()) {
+            if seg == "." || seg == ".." {
+                return Err(PathError::DotSegment);
+            }
+            if seg.contains('\0') {
+                return Err(PathError::ForbiddenChar);
+            }
+            out = out + "/" + seg;
+        }
+        Ok(if out.is_empty() { "/".to_owned() } else { out })
+    }
+
+    proptest::proptest! {
+        /// Both parsers (and the shortcut for text already in normal form) agree with the
+        /// plain reading, on strings made mostly of the characters that matter.
+        #[test]
+        fn parsers_agree_with_the_rules(s in "[/a.\\x00]{0,12}") {
+            let want = folded(&s);
+            let got = ResourcePath::parse(&s).map(|p| p.as_str().to_owned());
+            proptest::prop_assert_eq!(&got, &want);
+            let owned = ResourcePath::parse_owned(s.clone()).map(|p| p.as_str().to_owned());
+            proptest::prop_assert_eq!(&owned, &want);
+        }
+    }
+
+    #[test]
+    fn clones_share_the_text() {
+        let a = p("/a/b");
+        let b = a.clone();
+        assert_eq!(a.as_str().as_ptr(), b.as_str().as_ptr());
+        assert_eq!(
+            ResourcePath::root().as_str().as_ptr(),
+            p("//").as_str().as_ptr(),
+            "every root is the one made once"
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Instructions per request of a GET of 1 KiB, counted by callgrind over 20,000 keep-alive GETs:
+# Instructions per request of a GET of 1 KiB (or a PUT), counted by callgrind over 20,000
+# keep-alive requests:
 #
 #     bash bench/profile/callgrind-get.sh                       # davrepl-server, memory store
 #     bash bench/profile/callgrind-get.sh target/release/overhead ceiling   # the bare-axum ceiling
@@ -10,7 +11,8 @@
 # docs/benchmarks/profiling.md).
 #
 # `MEMBERS=1000` first stores that many small items beside the one read (as the peers report
-# does), so that a store's lookup cost at a realistic size is in the count.
+# does), so that a store's lookup cost at a realistic size is in the count. `METHOD=PUT`
+# counts PUTs of 1 KiB instead, each to a new URL (as the report's PUT row does).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)"; exit 1; }
@@ -44,20 +46,26 @@ for i in range(int(sys.argv[2])):
     r.read()
 PY
 fi
-gets() {
-    python3 - "$port" "$1" <<'PY'
+method=${METHOD:-GET}
+# Sends $2 requests; PUTs go to new URLs numbered from $3.
+requests() {
+    python3 - "$port" "$method" "$1" "$2" <<'PY'
 import http.client, sys
-c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]))
-for _ in range(int(sys.argv[2])):
-    c.request("GET", "/small.bin")
+port, method, n, first = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+c = http.client.HTTPConnection("127.0.0.1", port)
+for i in range(first, first + n):
+    if method == "PUT":
+        c.request("PUT", f"/new-{i}.bin", body=b"x" * 1024)
+    else:
+        c.request("GET", "/small.bin")
     r = c.getresponse()
-    assert r.status == 200, r.status
+    assert r.status == (201 if method == "PUT" else 200), r.status
     r.read()
 PY
 }
-gets 2000
+requests 2000 0
 callgrind_control -z "$pid" >/dev/null 2>&1
-gets 20000
+requests 20000 100000
 callgrind_control -d "$pid" >/dev/null 2>&1
 total=$(awk '/^summary:/ {print $2}' "$out.1")
-echo "instructions per GET: $((total / 20000))   (profile: $out.1)"
+echo "instructions per $method: $((total / 20000))   (profile: $out.1)"

@@ -97,6 +97,11 @@ def request(base, method, path, body=None, headers=None, auth=None, timeout=600)
 
 
 def wrk(url, script, seconds=SECONDS, conns=CONNS):
+    return wrk_counted(url, script, seconds, conns)[0]
+
+
+def wrk_counted(url, script, seconds=SECONDS, conns=CONNS):
+    """Requests per second and the number of requests completed."""
     out = subprocess.run(["wrk", "-t", str(THREADS), "-c", str(conns), "-d", f"{seconds}s",
                           "-s", script, url], capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
@@ -106,7 +111,45 @@ def wrk(url, script, seconds=SECONDS, conns=CONNS):
         raise RuntimeError(f"{url}: {bad.group(1)} non-2xx responses\n{out}")
     if errors and re.search(r"(read|write|timeout) [1-9]", errors.group(1)):
         print(f"   note: {url}: socket errors {errors.group(1)}")
-    return rps
+    return rps, int(re.search(r"(\d+) requests in", out).group(1))
+
+
+def tree_cpu(pid):
+    """CPU seconds (user, system) used so far by process `pid` and every process below it
+    (Apache's workers; a davrepl or dav-server process is one process). Processes that ended
+    are not counted: the servers here keep their workers for the whole run."""
+    parents, times = {}, {}
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            with open(stat) as f:
+                text = f.read()
+        except OSError:
+            continue
+        fields = text[text.rfind(")") + 2:].split()
+        p = int(stat.split("/")[2])
+        parents[p] = int(fields[1])
+        times[p] = (int(fields[11]), int(fields[12]))
+    tick = os.sysconf("SC_CLK_TCK")
+    user = system = 0
+    for p, (u, s) in times.items():
+        q = p
+        while q and q != pid:
+            q = parents.get(q, 0)
+        if q == pid:
+            user, system = user + u, system + s
+    return user / tick, system / tick
+
+
+def wrk_on(srv, url, script):
+    """`wrk` against a server, with the server's CPU per request in microseconds (user,
+    system) measured around the run."""
+    pids = getattr(srv, "cpu_pids", [srv.proc.pid])
+    before = [tree_cpu(p) for p in pids]
+    rps, n = wrk_counted(url, script)
+    after = [tree_cpu(p) for p in pids]
+    user = sum(a[0] - b[0] for a, b in zip(after, before))
+    system = sum(a[1] - b[1] for a, b in zip(after, before))
+    return rps, user / n * 1e6, system / n * 1e6
 
 
 def lua(tmp, name, method, body_bytes=0, headers=None, body=None, fresh=False):
@@ -206,6 +249,12 @@ class PgCluster:
     def __exit__(self, *exc):
         self.proc.stdin.close()
         self.proc.wait(timeout=120)
+
+
+def with_cluster_cpu(srv, cluster):
+    """The PostgreSQL column's CPU per request counts the cluster's backends with the node."""
+    srv.cpu_pids = [srv.proc.pid, cluster.proc.pid]
+    return srv
 
 
 def pgbench_tps(url):
@@ -309,7 +358,7 @@ def run_plain(tmp, results):
     cluster = None
     try:
         cluster = PgCluster()
-        starters.insert(3, lambda: davrepl(PG, cluster.url, tmp))
+        starters.insert(3, lambda: with_cluster_cpu(davrepl(PG, cluster.url, tmp), cluster))
     except (OSError, RuntimeError) as e:
         print(f"==> no PostgreSQL column: {e}")
         results["notes"].append(f"No PostgreSQL column in this run: {e}.")
@@ -343,7 +392,7 @@ def run_servers(tmp, starters, table):
             prepare_plain(srv, 1000)
             servers.append(srv)
         for row, path, script in plain_rows(tmp):
-            runs = {}
+            runs, cpu = {}, {}
             for i in range(RUNS):
                 k = i % len(servers)
                 order = servers[k:] + servers[:k]
@@ -357,9 +406,13 @@ def run_servers(tmp, starters, table):
                         # dav-server never sync) is written out now, not in the middle of the
                         # next server's run, where it would slow that server's fsyncs.
                         os.sync()
-                    runs.setdefault(srv.name, []).append(wrk(srv.base + path, script))
+                    rps, user, system = wrk_on(srv, srv.base + path, script)
+                    runs.setdefault(srv.name, []).append(rps)
+                    cpu.setdefault(srv.name, []).append((user, system))
             for name, samples in runs.items():
                 f = figure(samples)
+                f["cpu_us"] = {"user": statistics.median(u for u, _ in cpu[name]),
+                               "system": statistics.median(s for _, s in cpu[name])}
                 table.setdefault(row, {})[name] = f
                 print(f"   {row}: {name}: {f['median']:.0f}/s")
 
@@ -607,29 +660,34 @@ BOUNDS = {
         "headers, runs the engine's point read and answers ETag, ResourceTag, Last-Modified "
         "and the stored-content safety headers. callgrind (`MEMBERS=1000 bash "
         "bench/profile/callgrind-get.sh`: 20,000 keep-alive GETs with 1,000 items beside the "
-        "one read, as in this run, 2026-12-06): 22.2k instructions per request against the "
-        "ceiling's 16.2k (24.6k on 2026-12-05 before the header scan and stack-formatted tags; "
-        "23.0k before `Content-Length` was left to hyper and the memory store's point lookups "
-        "became one hash lookup instead of a B-tree descent). The rest: making the response "
-        "headers about 3.5k (ETag, ResourceTag and Last-Modified are each formatted, checked "
-        "and copied into a header value, about 500 instructions apiece; eight map inserts), "
-        "writing them in hyper 1.2k against the ceiling's 0.5k, and about 2k moving futures "
-        "and results into place. dav-server's MemFs answers from a map behind the same hyper "
-        "with fewer headers and no tags, at 0.71× the ceiling in this run; 1.2× it needs "
-        "0.86× the ceiling, which leaves the whole WebDAV layer (path, authorization, "
-        "preconditions, store read, tags) about a seventh of a bare route's cost."),
+        "one read, 2026-12-06): 22.1k instructions per request against the ceiling's 16.2k "
+        "(24.6k on 2026-12-05). hyper's side (connection, parse, encode) is the same in both, "
+        "about 11k; the difference is the service: davrepl's whole WebDAV GET is 9.0k "
+        "instructions where the ceiling's axum route is 2.9k. Of those 9.0k, making the "
+        "response headers is about 3.5k (ETag, ResourceTag and Last-Modified are each "
+        "formatted, checked and copied into a header value, about 500 instructions apiece), "
+        "the engine's read 2.1k, the path 0.7k, and about 2k moving futures and results into "
+        "place. dav-server's MemFs answers from a map behind the same hyper with fewer headers "
+        "and no tags; its rate moved between 0.71× and 0.81× the ceiling in the runs of "
+        "2026-12-06, so 1.2× it asked for 0.86× to 0.97× the ceiling, where davrepl ran at "
+        "0.78× to 0.88×. The CPU table below shows where a GET's CPU goes: davrepl spends "
+        "less user time per GET than MemFs, and more in the kernel than the ceiling (the same "
+        "two syscalls per request; see docs/benchmarks/profiling.md)."),
     ("PUT 1 KiB", "davrepl (memory)"): (
-        "callgrind over 20,000 PUTs of 1 KiB to new URLs (2026-12-06): 32.7k instructions per "
-        "PUT (35.7k before the memory store's hash index and shared path text). The "
-        "compare-and-swap step under the store's write lock with its change-log entry, the "
-        "tags (ETag, ResourceTag, Repl-UID) and the ordered path set that listings and the "
-        "change feed need are what MemFs does not do. Server CPU per PUT (`perf stat -e "
-        "task-clock` on the server during `wrk -t2 -c16 -d5s` to new URLs, same hour, machine "
-        "slower than on 2026-12-05): davrepl about 27 µs, MemFs about 21 µs; the fewer "
-        "instructions did not show as a higher rate in an A/B of the two builds (50.1k/49.3k "
-        "against 50.9k/47.9k PUT/s): with half a million items the hash table's cache misses "
-        "and growth cost what the B-tree's comparisons did. 1.2× MemFs's rate needs about "
-        "four fifths of the CPU MemFs itself spends on an unversioned write."),
+        "callgrind over 20,000 PUTs of 1 KiB to new URLs (`METHOD=PUT bash "
+        "bench/profile/callgrind-get.sh`, 2026-12-06): 33.9k instructions per PUT against "
+        "23.0k for the ceiling (`METHOD=PUT bash bench/profile/callgrind-get.sh "
+        "target/release/overhead ceiling`). hyper's side is the same in both, about 13k; the "
+        "ceiling's axum route (read the body, copy it, one hash-map insert) is 5.5k, davrepl's "
+        "whole WebDAV PUT 17.0k: the store's write 10.3k (staging the body 2.2k; the "
+        "compare-and-swap step under the write lock 6.0k, of which the row, the ordered path "
+        "set that listings need and the change-log entry are 3.0k; moving the write's futures "
+        "into place about 1.5k) and the three tags (ETag, ResourceTag, Repl-UID) 2.1k. MemFs "
+        "does an unversioned write: no log, no tags, no ordered index. The ceiling ran PUT at "
+        "1.15× to 1.4× MemFs in the runs of 2026-12-06, so 1.2× MemFs asked for 0.87× to "
+        "1.04× the ceiling: at best a versioned, logged write costing about a seventh more "
+        "server CPU than a bare hash-map insert, at worst more than the ceiling itself. See "
+        "the CPU table below."),
     ("GET 1 KiB", "davrepl (SQLite)"): (
         "a repeated GET is answered from the hot-row cache (no read transaction); the first "
         "GET of a resource after a commit is a per-thread SQLite read (the row and its "
@@ -682,12 +740,49 @@ def bound_lines(plain, results):
             text += (f" The target needs {needed:,.0f} req/s, above the bare-axum ceiling of "
                      f"{ceiling['median']:,.0f} on this machine: no layer over this HTTP stack "
                      "can reach it here.")
+        elif ceiling and b != CEILING:
+            c = ceiling["median"]
+            text += (f" In this run the target needs {needed:,.0f} req/s, "
+                     f"**{needed / c:.2f}× the bare-axum ceiling** ({c:,.0f}); {a} ran at "
+                     f"{fa['median'] / c:.2f}× it and {b} at {fb['median'] / c:.2f}×.")
+            cpus = [(n, by["cpu_us"]) for n in (CEILING, a, b)
+                    if "cpu_us" in (by := plain[row].get(n, {}))]
+            if len(cpus) == 3:
+                text += (" Server CPU per request (user + system, µs): " + "; ".join(
+                    f"{n} {u['user']:.1f} + {u['system']:.1f}" for n, u in cpus) + ".")
         select = results.get("pgbench_select")
         if a == PG and row.startswith("GET") and select and needed > select["median"]:
             text += (f" The target needs {needed:,.0f} req/s, above the {select['median']:,.0f} "
                      "one-statement transactions per second `pgbench -S` gets from this "
                      "cluster: a store that sent one statement per GET could not reach it here.")
         out.append(f"- {row}, {a} ÷ {b}: {text}")
+    return out
+
+
+def cpu_lines(plain):
+    """The servers' CPU per request, user and system, for every row of the plain table."""
+    servers = []
+    for by in plain.values():
+        servers += [k for k in by if k not in servers and "cpu_us" in by[k]]
+    if not servers:
+        return []
+    out = ["### Server CPU per request\n",
+           "Microseconds of CPU per request, user + system, medians of the same runs, read "
+           "from `/proc` around each wrk run. The system share is the kernel's work for the "
+           "server: the loopback TCP of every request and response, and for the stores on "
+           "disk their file writes and syncs. A server's processes are counted "
+           "with their children (Apache's workers); the PostgreSQL column counts the "
+           "cluster's backends with the node. wrk shares the two cores, so a server that "
+           "spends less per request leaves the client more.\n",
+           "| request | " + " | ".join(servers) + " |",
+           "|---|" + "---:|" * len(servers)]
+    for row, by in plain.items():
+        cells = []
+        for n in servers:
+            u = by.get(n, {}).get("cpu_us")
+            cells.append(f"{u['user']:.1f} + {u['system']:.1f}" if u else "–")
+        out.append(f"| {row} | " + " | ".join(cells) + " |")
+    out.append("")
     return out
 
 
@@ -771,6 +866,7 @@ def write_report(results):
             L.append("What bounds each missed target:\n")
             L.extend(bounds)
             L.append("")
+        L.extend(cpu_lines(plain))
     sync = results.get("sync")
     if sync:
         L.append("## 3. Sync cost against collection size\n")

@@ -14,7 +14,8 @@
 set -euo pipefail
 a=$1; b=$2; rounds=${3:-6}
 pids=()
-trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
+script=$(mktemp --suffix=.lua)
+trap 'kill "${pids[@]}" 2>/dev/null || true; rm -f "$script"' EXIT
 start() {
     local bin=$1 port=$2 mode=ceiling
     case "$bin" in
@@ -36,8 +37,6 @@ start() {
 pa=$((20000 + RANDOM % 5000)); pb=$((pa + 1))
 start "$a" "$pa"
 start "$b" "$pb"
-script=$(mktemp --suffix=.lua)
-trap 'kill "${pids[@]}" 2>/dev/null || true; rm -f "$script"' EXIT
 target=/small.bin
 if [ "${METHOD:-GET}" = PUT ]; then
     target=/new
